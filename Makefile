@@ -1,0 +1,55 @@
+# The two entry points a newcomer needs (see README.md): `make demo` and `make test`.
+# Each sets up everything it needs itself on a fresh Debian machine, as root.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := python3-venv libzbar0 mosquitto fonts-wqy-microhei
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+setup: $(STAMP)
+
+# System packages: only those missing, after one apt-get update.
+.apt-done:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMP): pyproject.toml .apt-done
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: setup
+	@bash scripts/demo.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy edge drivers sync ui provisioning hq
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+# Everything CI runs: lint, types, the whole suite. pytest's "no tests ran" (exit 5) fails too.
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy edge drivers sync ui provisioning hq
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) bench/signing.py
+	$(PY) bench/redeem_latency.py
+
+clean:
+	rm -rf $(VENV) .apt-done build *.egg-info

@@ -1,0 +1,1 @@
+"""drivers: see README.md for the architecture."""

@@ -1,0 +1,131 @@
+"""A box home folder: creating one (``edge init``) and opening it for the commands and daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge import clock, config
+from edge.cards import IssuedCard, check_url_base, issue_card
+from edge.config import BoxConfig, ConfigError
+from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.ledger import Ledger
+from edge.rules import Counter, Identity
+
+DEFAULT_HOME_ENV = "EDGE_HOME"
+
+
+def default_home() -> Path:
+    """``$EDGE_HOME``, else ``/var/lib/store-edge`` for root, else ``~/.store-edge``."""
+    env = os.environ.get(DEFAULT_HOME_ENV)
+    if env:
+        return Path(env)
+    return Path("/var/lib/store-edge") if os.geteuid() == 0 else Path.home() / ".store-edge"
+
+
+def parse_trust(data: Any) -> list[TrustedKey]:
+    """Trusted keys from their JSON form (a list of ``{key_id, public_key, purposes,
+    not_after}``, public key in hex).
+
+    Raises:
+        ConfigError: the JSON does not have that shape.
+    """
+    if not isinstance(data, list):
+        raise ConfigError("trusted keys must be a JSON list")
+    out = []
+    for i, item in enumerate(data):
+        try:
+            pub = bytes.fromhex(item["public_key"])
+            if len(pub) != 32:
+                raise ValueError("public key must be 32 bytes")
+            out.append(TrustedKey(str(item["key_id"]), pub,
+                                  frozenset(Purpose(p) for p in item["purposes"]),
+                                  None if item.get("not_after") is None
+                                  else int(item["not_after"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"trusted key #{i}: {exc}") from None
+    return out
+
+
+def init_home(home: Path, store_id: str, device_id: str, trust: list[TrustedKey],
+              store_name: str = "", url_base: str = config.DEFAULT_CARD_URL_BASE) -> Path:
+    """Create a box home: ``edge.toml``, a fresh device key (0600) and the ledger.
+
+    Raises:
+        ConfigError: a bad id, a URL base too long for a scannable card, or a home that
+            already holds a device key (never overwritten: its cards would stop verifying).
+    """
+    config.check_id("store id", store_id)
+    config.check_id("device id", device_id)
+    check_url_base(url_base, Identity(store_id, device_id))
+    home.mkdir(parents=True, exist_ok=True)
+    key_path = home / "device.key"
+    if key_path.exists():
+        raise ConfigError(f"{key_path} already exists: this home is initialised")
+    (home / config.CONFIG_NAME).write_text(
+        f'[store]\nid = "{store_id}"\ndevice = "{device_id}"\nname = {json.dumps(store_name)}\n'
+        f"\n[card]\nurl_base = {json.dumps(url_base)}\n", encoding="utf-8")
+    key = SigningKey.generate(device_id)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.seed.hex() + "\n")
+    ledger = Ledger(home / "ledger.sqlite")
+    try:
+        with ledger.immediate() as conn:
+            for k in trust:
+                ledger.put_trusted_key(conn, k)
+    finally:
+        ledger.close()
+    return key_path
+
+
+@dataclass
+class Box:
+    """An opened box home: its config, ledger, rules and device key."""
+
+    config: BoxConfig
+    ledger: Ledger
+    counter: Counter
+    device_key: SigningKey
+
+    @classmethod
+    def open(cls, home: Path) -> Box:
+        """Open the box home at ``home``.
+
+        Raises:
+            ConfigError: the home is missing, incomplete or unreadable.
+        """
+        cfg = config.load(home)
+        key_path = cfg.path(cfg.device_key_path)
+        try:
+            seed = bytes.fromhex(key_path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"device key {key_path}: {exc}") from None
+        if len(seed) != 32:
+            raise ConfigError(f"device key {key_path} is not a 32-byte seed")
+        ledger = Ledger(cfg.path(cfg.ledger_path))
+        identity = Identity(cfg.store_id, cfg.device_id)
+        return cls(cfg, ledger, Counter(ledger, identity), SigningKey(cfg.device_id, seed))
+
+    @property
+    def identity(self) -> Identity:
+        """Store and device ids."""
+        return self.counter.identity
+
+    def clock(self) -> clock.Reading:
+        """The time decisions would use now."""
+        return clock.read(time.time(), self.ledger.trusted_time(),
+                          self.ledger.setting("clock_skew_s"))
+
+    def issue_card(self, receipt_ref: str = "") -> IssuedCard:
+        """Mint a packaging card with this box's key and URL base."""
+        return issue_card(self.ledger, self.identity, self.device_key, self.config.card.url_base,
+                          self.clock(), receipt_ref)
+
+    def close(self) -> None:
+        """Close the ledger."""
+        self.ledger.close()

@@ -1,0 +1,202 @@
+"""``edge``: the store box's command line.
+
+Exit status: 0 accepted / done, 1 rejected / refused, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge import box as boxmod
+from edge import i18n
+from edge.box import Box
+from edge.cards import CardError
+from edge.config import ConfigError
+from edge.ledger import LedgerError
+from edge.orders import OrderError, learn_pickup_code, orders
+from edge.rules import VoidRefused
+from edge.verdict import Verdict
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=None, separators=(",", ":")))
+
+
+def _print_verdict(v: Verdict, as_json: bool, lang: str) -> int:
+    if as_json:
+        _print_json(v.to_dict())
+    else:
+        head, what, advice = i18n.verdict_lines(v, lang)
+        print(f"{head}: {what}")
+        if advice:
+            print(advice)
+        if not v.clock_trusted:
+            print(i18n.t("clock_unsure", lang))
+        if v.decision_id is not None:
+            print(f"decision {v.decision_id}")
+    return EXIT_OK if v.accepted else EXIT_REJECTED
+
+
+def _code_arg(code: str) -> str:
+    return sys.stdin.readline().rstrip("\r\n") if code == "-" else code
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    trust = []
+    if args.trust:
+        try:
+            trust = boxmod.parse_trust(json.loads(Path(args.trust).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"trust file {args.trust}: {exc}") from None
+    boxmod.init_home(args.home, args.store, args.device, trust, args.name, args.url_base)
+    box = Box.open(args.home)
+    try:
+        info = {"home": str(args.home), "store": args.store, "device": args.device,
+                "public_key": box.device_key.public_key.hex(), "trusted_keys": len(trust)}
+    finally:
+        box.close()
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"box home {args.home}: store {args.store}, device {args.device}, "
+              f"{len(trust)} trusted HQ keys")
+        print(f"device public key: {info['public_key']}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, box: Box) -> int:
+    return _print_verdict(box.counter.check(_code_arg(args.code)), args.json, args.lang)
+
+
+def cmd_redeem(args: argparse.Namespace, box: Box) -> int:
+    verdict = box.counter.redeem(_code_arg(args.code), till=args.till, source="cli")
+    return _print_verdict(verdict, args.json, args.lang)
+
+
+def cmd_void(args: argparse.Namespace, box: Box) -> int:
+    try:
+        result = box.counter.void(args.decision, args.reason, till=args.till)
+    except VoidRefused as exc:
+        if args.json:
+            _print_json({"voided": False, "refused": exc.code, "message": str(exc)})
+        else:
+            print(f"void refused: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json({"voided": True, **result})
+    else:
+        print(f"voided decision {result['decision_id']} ({result['code_id']})")
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace, box: Box) -> int:
+    events = box.ledger.pending_events(limit=args.limit)
+    if args.json:
+        _print_json({"backlog": box.ledger.backlog(),
+                     "events": [e.to_wire(box.identity.store_id, box.identity.device_id)
+                                for e in events]})
+    else:
+        print(f"{box.ledger.backlog()} events waiting to sync")
+        for e in events:
+            print(f"{e.seq:>8} {i18n.when(e.at)} {e.type:<16} {json.dumps(e.body, ensure_ascii=False)[:100]}")
+    return EXIT_OK
+
+
+def cmd_card(args: argparse.Namespace, box: Box) -> int:
+    card = box.issue_card(args.receipt)
+    if args.json:
+        _print_json({"serial": card.serial, "url": card.url, "issued_at": card.issued_at,
+                     "clock_trusted": card.clock_trusted})
+    else:
+        print(card.url)
+    return EXIT_OK
+
+
+def cmd_orders(args: argparse.Namespace, box: Box) -> int:
+    if args.action == "import":
+        for code in args.codes:
+            order = learn_pickup_code(box.ledger, box.identity.store_id, _code_arg(code))
+            if not args.json:
+                print(f"order {order.order_id} number {order.number}: {order.items}")
+        return EXIT_OK
+    start = time.time() - 86400 if args.all is False else 0
+    found = orders(box.ledger, start, float("inf") if args.all else time.time() + 86400)
+    if args.json:
+        _print_json(found)
+    else:
+        for o in found:
+            print(f"{o['number']:>6} {o['status']:<9} {i18n.when(o['window_start'])}-"
+                  f"{i18n.when(o['window_end'])[-5:]} {o['customer']} {o['items']}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``edge`` argument parser."""
+    p = argparse.ArgumentParser(prog="edge", description="store-edge box commands")
+    p.add_argument("--home", type=Path, default=None,
+                   help="box home folder (default $EDGE_HOME, /var/lib/store-edge for root)")
+    p.add_argument("--lang", choices=i18n.LANGS, default=i18n.DEFAULT_LANG)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    sp = command("init", "create a box home (development and demo)")
+    sp.add_argument("--store", required=True)
+    sp.add_argument("--device", required=True)
+    sp.add_argument("--name", default="")
+    sp.add_argument("--trust", help="JSON file of trusted HQ public keys (edge-hq trust)")
+    sp.add_argument("--url-base", default=boxmod.config.DEFAULT_CARD_URL_BASE)
+    sp = command("check", "decide on a code without recording anything")
+    sp.add_argument("code", help="the code, or - to read one line from stdin")
+    sp = command("redeem", "decide on a code and record the decision")
+    sp.add_argument("code", help="the code, a pickup number, or - for stdin")
+    sp.add_argument("--till", default="")
+    sp = command("void", "void an accepted redemption")
+    sp.add_argument("decision", type=int, help="decision number shown at redemption")
+    sp.add_argument("--reason", required=True)
+    sp.add_argument("--till", default="")
+    sp = command("events", "events waiting to sync to HQ")
+    sp.add_argument("--limit", type=int, default=20)
+    sp = command("card", "mint a packaging card and print its URL")
+    sp.add_argument("--receipt", default="", help="receipt / transaction reference")
+    sp = command("orders", "pickup orders known to this store")
+    sp.add_argument("action", choices=("list", "import"))
+    sp.add_argument("codes", nargs="*", help="pickup codes to import")
+    sp.add_argument("--all", action="store_true", help="every order, not just around today")
+    return p
+
+
+HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
+            "card": cmd_card, "orders": cmd_orders}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``edge`` command."""
+    args = build_parser().parse_args(argv)
+    args.home = args.home or boxmod.default_home()
+    try:
+        if args.command == "init":
+            return cmd_init(args)
+        box = Box.open(args.home)
+        try:
+            return HANDLERS[args.command](args, box)
+        finally:
+            box.close()
+    except (ConfigError, LedgerError, CardError, OrderError) as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

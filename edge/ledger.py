@@ -1,0 +1,328 @@
+"""The box's durable state: peewee models on one SQLite file, and the outbox.
+
+Durability: WAL with ``synchronous=FULL`` (NORMAL in WAL mode may lose the last commits on
+power loss), a busy timeout so a second process waits instead of failing, and
+``BEGIN IMMEDIATE`` for every decision so concurrent writers serialise on the write lock
+before they read the state they decide on.
+
+The models define the schema; the redemption hot path (``edge.rules``) runs prepared SQL on
+the same connection, because peewee's query building costs more than the query itself
+there (see ``bench/redeem_latency.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from edge.events import Event, EventType
+from edge.keys import Purpose, TrustedKey
+
+SCHEMA_VERSION = 1
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "void_window_s": 15 * 60,
+    "pickup_late_grace_s": 2 * 3600,
+    "clock_skew_s": 120,
+    "config_version": 0,
+}
+
+
+class _Base(pw.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Setting(_Base):
+    """A setting pushed by HQ config (void window, ...), JSON-encoded."""
+
+    key = pw.TextField(primary_key=True)
+    value = pw.TextField()
+
+
+class TrustedKeyRow(_Base):
+    """An HQ public key the box trusts."""
+
+    key_id = pw.TextField(primary_key=True)
+    public_key = pw.BlobField()
+    purposes = pw.TextField()  # comma-separated Purpose values
+    not_after = pw.IntegerField(null=True)
+
+    class Meta:
+        table_name = "trusted_key"
+
+
+class Campaign(_Base):
+    """A campaign's state as HQ last said: active, paused or revoked."""
+
+    campaign_id = pw.TextField(primary_key=True)
+    state = pw.TextField(default="active")
+    name = pw.TextField(default="")
+
+
+class RevokedCode(_Base):
+    """A single code HQ revoked."""
+
+    code_id = pw.TextField(primary_key=True)
+    reason = pw.TextField(default="")
+
+
+class CodeUse(_Base):
+    """How many times this box has used a code (voids give uses back)."""
+
+    code_id = pw.TextField(primary_key=True)
+    uses = pw.IntegerField(default=0)
+
+
+class RemoteUse(_Base):
+    """Uses of a code at other stores, as fanned out by HQ."""
+
+    code_id = pw.TextField()
+    store_id = pw.TextField()
+    uses = pw.IntegerField(default=1)
+    last_at = pw.FloatField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("code_id", "store_id")
+
+
+class PickupOrder(_Base):
+    """A pickup order known to this store."""
+
+    order_id = pw.TextField(primary_key=True)
+    store_id = pw.TextField()
+    number = pw.TextField(index=True)
+    window_start = pw.IntegerField()
+    window_end = pw.IntegerField()
+    items = pw.TextField(default="")
+    customer = pw.TextField(default="")
+    status = pw.TextField(default="waiting")  # waiting | collected | cancelled
+    collected_at = pw.FloatField(null=True)
+
+
+class Decision(_Base):
+    """Every scan decision, accepted or rejected: the ledger of record."""
+
+    id = pw.AutoField()
+    at = pw.FloatField()
+    kind = pw.TextField(null=True)
+    code_id = pw.TextField(null=True, index=True)
+    campaign_id = pw.TextField(null=True)
+    accepted = pw.BooleanField()
+    reason = pw.TextField(null=True)
+    till = pw.TextField(default="")
+    source = pw.TextField(default="")
+    clock_trusted = pw.BooleanField()
+    facts = pw.TextField(default="{}")
+    event_id = pw.TextField(unique=True)
+    voided_at = pw.FloatField(null=True)
+    void_reason = pw.TextField(null=True)
+
+
+class IssuedCard(_Base):
+    """A packaging card this device minted; ``serial`` never repeats."""
+
+    serial = pw.AutoField()
+    issued_at = pw.FloatField()
+    receipt_ref = pw.TextField(default="")
+    url = pw.TextField()
+
+    class Meta:
+        table_name = "card"
+
+
+class TrustedTime(_Base):
+    """The latest time the box knew to be right (single row, id 1)."""
+
+    id = pw.IntegerField(primary_key=True)
+    at = pw.FloatField()
+    source = pw.TextField()
+
+
+class Outbox(_Base):
+    """Events waiting for (or done with) delivery to HQ.
+
+    ``seq`` is an AUTOINCREMENT rowid: SQLite never reuses it, and a rolled-back
+    transaction rolls back its increment too, so the sequence is gapless per device.
+    """
+
+    seq = pw.AutoField()
+    event_id = pw.TextField(unique=True)
+    type = pw.TextField()
+    at = pw.FloatField()
+    clock_trusted = pw.BooleanField()
+    body = pw.TextField()
+    sent_at = pw.FloatField(null=True, index=True)
+
+
+MODELS: list[type[pw.Model]] = [
+    Setting, TrustedKeyRow, Campaign, RevokedCode, CodeUse, RemoteUse, PickupOrder,
+    Decision, IssuedCard, TrustedTime, Outbox,
+]
+
+
+def _migrate_1(db: pw.SqliteDatabase) -> None:
+    with db.bind_ctx(MODELS):
+        db.create_tables(MODELS)
+    # AUTOINCREMENT (not plain rowid reuse) for the two sequences that must never repeat.
+    db.execute_sql("DROP TABLE outbox")
+    db.execute_sql(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL"
+        " UNIQUE, type TEXT NOT NULL, at REAL NOT NULL, clock_trusted INTEGER NOT NULL,"
+        " body TEXT NOT NULL, sent_at REAL)"
+    )
+    db.execute_sql("CREATE INDEX outbox_unsent ON outbox(seq) WHERE sent_at IS NULL")
+    db.execute_sql("DROP TABLE card")
+    db.execute_sql(
+        "CREATE TABLE card (serial INTEGER PRIMARY KEY AUTOINCREMENT, issued_at REAL NOT NULL,"
+        " receipt_ref TEXT NOT NULL DEFAULT '', url TEXT NOT NULL)"
+    )
+
+
+# Index i migrates schema version i to i + 1. Append; never edit a shipped step.
+MIGRATIONS: list[Callable[[pw.SqliteDatabase], None]] = [_migrate_1]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used (newer schema, corrupt file...)."""
+
+
+class Ledger:
+    """One open ledger file. Not shared between threads; open one per process/thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        """Open (creating and migrating if needed) the ledger at ``path``."""
+        self.path = Path(path)
+        self.db = pw.SqliteDatabase(
+            str(self.path),
+            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10000,
+                     "foreign_keys": 1},
+            timeout=10,
+            autoconnect=True,
+        )
+        self.db.connect(reuse_if_open=True)
+        self.conn: sqlite3.Connection = self.db.connection()
+        self._migrate()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def _migrate(self) -> None:
+        with self.immediate():
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{self.path} has schema {version}, newer than this software's "
+                    f"{SCHEMA_VERSION}: upgrade store-edge"
+                )
+            for step in MIGRATIONS[version:]:
+                step(self.db)
+            if version != SCHEMA_VERSION:
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def immediate(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its first statement."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- settings ----------------------------------------------------------------
+
+    def setting(self, key: str) -> Any:
+        """A setting's value, or its default."""
+        row = self.conn.execute("SELECT value FROM setting WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else DEFAULT_SETTINGS.get(key)
+
+    def put_setting(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
+        """Store a setting inside the caller's transaction."""
+        conn.execute("INSERT OR REPLACE INTO setting(key, value) VALUES (?, ?)",
+                     (key, json.dumps(value)))
+
+    # -- trust -------------------------------------------------------------------
+
+    def trusted_key(self, key_id: str) -> TrustedKey | None:
+        """A trusted key by id."""
+        row = self.conn.execute(
+            "SELECT key_id, public_key, purposes, not_after FROM trusted_key WHERE key_id=?",
+            (key_id,)).fetchone()
+        return _trusted_key(row) if row else None
+
+    def trusted_keys(self) -> list[TrustedKey]:
+        """Every trusted key."""
+        rows = self.conn.execute(
+            "SELECT key_id, public_key, purposes, not_after FROM trusted_key ORDER BY key_id")
+        return [_trusted_key(r) for r in rows]
+
+    def put_trusted_key(self, conn: sqlite3.Connection, key: TrustedKey) -> None:
+        """Add or replace a trusted key inside the caller's transaction."""
+        conn.execute(
+            "INSERT OR REPLACE INTO trusted_key(key_id, public_key, purposes, not_after)"
+            " VALUES (?, ?, ?, ?)",
+            (key.key_id, key.public_key, ",".join(sorted(key.purposes)), key.not_after))
+
+    # -- time --------------------------------------------------------------------
+
+    def trusted_time(self) -> float:
+        """The latest time known to be right (0 if never)."""
+        row = self.conn.execute("SELECT at FROM trusted_time WHERE id=1").fetchone()
+        return float(row[0]) if row else 0.0
+
+    def advance_trusted_time(self, conn: sqlite3.Connection, at: float, source: str) -> bool:
+        """Move the trusted time forward to ``at`` (never back). Returns whether it moved."""
+        cur = conn.execute(
+            "INSERT INTO trusted_time(id, at, source) VALUES (1, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET at=excluded.at, source=excluded.source"
+            " WHERE excluded.at > trusted_time.at", (at, source))
+        return cur.rowcount > 0
+
+    # -- outbox ------------------------------------------------------------------
+
+    def append_event(self, conn: sqlite3.Connection, type_: EventType, at: float,
+                     clock_trusted: bool, body: dict[str, Any]) -> tuple[int, str]:
+        """Add an event inside the caller's transaction; returns (seq, event_id)."""
+        event_id = uuid.uuid4().hex
+        cur = conn.execute(
+            "INSERT INTO outbox(event_id, type, at, clock_trusted, body) VALUES (?, ?, ?, ?, ?)",
+            (event_id, type_.value, at, int(clock_trusted),
+             json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+        assert cur.lastrowid is not None
+        return cur.lastrowid, event_id
+
+    def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[Event]:
+        """Unsent events in sequence order."""
+        rows = self.conn.execute(
+            "SELECT seq, event_id, type, at, clock_trusted, body FROM outbox"
+            " WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+        return [Event(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5])) for r in rows]
+
+    def mark_sent(self, seqs: list[int], at: float | None = None) -> None:
+        """Record that HQ's broker acknowledged these events."""
+        when = time.time() if at is None else at
+        with self.immediate() as conn:
+            conn.executemany("UPDATE outbox SET sent_at=? WHERE seq=? AND sent_at IS NULL",
+                             [(when, s) for s in seqs])
+
+    def backlog(self) -> int:
+        """How many events wait to be sent."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+
+def _trusted_key(row: tuple[Any, ...]) -> TrustedKey:
+    purposes = frozenset(Purpose(p) for p in row[2].split(",") if p)
+    return TrustedKey(row[0], bytes(row[1]), purposes, row[3])

@@ -1,0 +1,189 @@
+"""``edge-hq``: HQ's end of every contract (keys, codes, cards).
+
+Exit status: 0 done / valid, 1 a checked card is not valid, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import qrcode
+import qrcode.constants
+
+from edge import tokens
+from edge.keys import Purpose
+from edge.rules import PICKUP_NUMBER
+from edge.qrfit import CODE_MAX_VERSION, qr_version
+from hq import keystore
+from hq.issue import CardCheck, sign_token, verify_card
+from hq.timeparse import parse_time
+
+CHANNELS = {c.name.lower(): c for c in tokens.Channel}
+
+
+def _benefit(text: str) -> tokens.Benefit:
+    """``free:咖啡`` (or ``free:咖啡:2``), ``percent:95`` (pay 95%), ``off:500`` (fen)."""
+    kind, _, rest = text.partition(":")
+    try:
+        if kind == "free":
+            item, _, count = rest.partition(":")
+            if not item:
+                raise ValueError("free needs an item")
+            return tokens.Benefit(tokens.BenefitKind.FREE_ITEM, int(count or 1), item)
+        if kind == "percent" and 1 <= int(rest) <= 99:
+            return tokens.Benefit(tokens.BenefitKind.PERCENT_PRICE, int(rest))
+        if kind == "off" and int(rest) > 0:
+            return tokens.Benefit(tokens.BenefitKind.AMOUNT_OFF, int(rest))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"benefit {text!r}: use free:ITEM[:COUNT], percent:1-99 (price paid) or off:FEN")
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _emit_code(code: str, args: argparse.Namespace) -> int:
+    version = qr_version(code)
+    if version > CODE_MAX_VERSION:
+        print(f"edge-hq: code needs QR version {version}, over {CODE_MAX_VERSION}: shorten "
+              "the ids, items or store list", file=sys.stderr)
+        return 2
+    if args.png:
+        qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4,
+                           box_size=8)
+        qr.add_data(code, optimize=4)
+        qr.make(fit=True)
+        qr.make_image().save(args.png)
+    if args.json:
+        print(json.dumps({"code": code, "qr_version": version}))
+    else:
+        print(code)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    purposes = [Purpose(p) for p in args.purposes.split(",")]
+    key = keystore.create_key(args.home, args.key_id, purposes,
+                              _time(args.not_after) if args.not_after else None)
+    print(json.dumps({"key_id": key.key_id, "public_key": key.public_key.hex(),
+                      "purposes": sorted(key.purposes), "not_after": key.not_after}))
+    return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    print(json.dumps(keystore.public_keys(args.home), indent=1))
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    keystore.register_device(args.home, args.device, args.store, bytes.fromhex(args.public_key))
+    print(f"device {args.device} registered for store {args.store}")
+    return 0
+
+
+def cmd_issue_coupon(args: argparse.Namespace) -> int:
+    key = keystore.signing_key(args.home, Purpose.COUPON, args.key_id)
+    stores = tuple(s for s in args.stores.split(",") if s) if args.stores != "all" else ()
+    coupon = tokens.Coupon(key.key_id, args.id, args.campaign, CHANNELS[args.channel],
+                           args.benefit, args.valid_from, args.valid_until, args.max_uses, stores)
+    return _emit_code(sign_token(key, coupon), args)
+
+
+def cmd_issue_pickup(args: argparse.Namespace) -> int:
+    if not PICKUP_NUMBER.fullmatch(args.number):
+        raise ValueError(f"pickup number {args.number!r} must be 3-8 digits")
+    key = keystore.signing_key(args.home, Purpose.PICKUP, args.key_id)
+    pickup = tokens.Pickup(key.key_id, args.order, args.store, args.number, args.window_start,
+                           args.window_end, args.items, args.customer)
+    return _emit_code(sign_token(key, pickup), args)
+
+
+def cmd_verify_card(args: argparse.Namespace) -> int:
+    result = verify_card(args.url, keystore.load_devices(args.home))
+    card = result.card
+    if args.json:
+        print(json.dumps({"outcome": result.outcome.value, "detail": result.detail,
+                          "card": None if card is None else {
+                              "store": card.store_id, "device": card.device_id,
+                              "serial": card.serial, "issued_at": card.issued_at,
+                              "receipt_ref": card.receipt_ref}}, ensure_ascii=False))
+    else:
+        print(f"{result.outcome.value}: {result.detail}")
+    return 0 if result.outcome is CardCheck.VALID else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``edge-hq`` argument parser."""
+    p = argparse.ArgumentParser(prog="edge-hq", description="store-edge HQ tool")
+    p.add_argument("--home", type=Path, default=None,
+                   help="HQ home folder (default $EDGE_HQ_HOME or ~/.store-edge-hq)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("keygen", help="make an HQ signing key")
+    sp.add_argument("--key-id", required=True)
+    sp.add_argument("--purposes", default="coupon,pickup,config")
+    sp.add_argument("--not-after", help="expiry (Unix, ISO 8601, +365d)")
+    sp.set_defaults(func=cmd_keygen)
+    sp = sub.add_parser("trust", help="print HQ public keys as a box's trust list")
+    sp.set_defaults(func=cmd_trust)
+    sp = sub.add_parser("register-device", help="record a box's public key")
+    sp.add_argument("--device", required=True)
+    sp.add_argument("--store", required=True)
+    sp.add_argument("--public-key", required=True)
+    sp.set_defaults(func=cmd_register)
+    sp = sub.add_parser("verify-card", help="check a packaging-card URL as the landing page does")
+    sp.add_argument("url")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_verify_card)
+
+    issue = sub.add_parser("issue", help="issue a signed code").add_subparsers(
+        dest="kind", required=True)
+    for name in ("coupon", "pickup"):
+        sp = issue.add_parser(name)
+        sp.add_argument("--key-id", help="signing key (default: newest for this purpose)")
+        sp.add_argument("--png", help="also write the QR code to this PNG file")
+        sp.add_argument("--json", action="store_true")
+        if name == "coupon":
+            sp.add_argument("--id", required=True, help="coupon id")
+            sp.add_argument("--campaign", required=True)
+            sp.add_argument("--benefit", type=_benefit, required=True,
+                            help="free:ITEM[:COUNT] | percent:95 | off:500 (fen)")
+            sp.add_argument("--channel", choices=sorted(CHANNELS), default="livestream")
+            sp.add_argument("--from", dest="valid_from", type=_time, default=_time("now"))
+            sp.add_argument("--until", dest="valid_until", type=_time, default=_time("+30d"))
+            sp.add_argument("--stores", default="all", help="comma-separated store ids, or all")
+            sp.add_argument("--max-uses", type=int, default=1)
+            sp.set_defaults(func=cmd_issue_coupon)
+        else:
+            sp.add_argument("--order", required=True)
+            sp.add_argument("--store", required=True)
+            sp.add_argument("--number", required=True, help="short pickup number, 3-8 digits")
+            sp.add_argument("--window-start", type=_time, default=_time("now"))
+            sp.add_argument("--window-end", type=_time, default=_time("+4h"))
+            sp.add_argument("--items", default="")
+            sp.add_argument("--customer", default="")
+            sp.set_defaults(func=cmd_issue_pickup)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``edge-hq`` command."""
+    args = build_parser().parse_args(argv)
+    args.home = args.home or keystore.default_home()
+    try:
+        return int(args.func(args))
+    except (keystore.KeystoreError, ValueError) as exc:
+        print(f"edge-hq: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""provisioning: see README.md for the architecture."""

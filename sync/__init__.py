@@ -1,0 +1,1 @@
+"""sync: see README.md for the architecture."""

@@ -1,0 +1,1 @@
+"""ui: see README.md for the architecture."""
