@@ -28,8 +28,9 @@ def default_home() -> Path:
 
 
 def parse_trust(data: Any) -> list[TrustedKey]:
-    """Trusted keys from their JSON form (a list of ``{key_id, public_key, purposes,
-    not_after}``, public key in hex).
+    """Trusted keys from their JSON form.
+
+    The form is a list of ``{key_id, public_key (hex), purposes, not_after}``.
 
     Raises:
         ConfigError: the JSON does not have that shape.

@@ -13,7 +13,7 @@ from edge.ledger import Ledger
 from edge.qrfit import CARD_MAX_VERSION, qr_version
 from edge.rules import Identity
 
-RECEIPT_REF = re.compile(r"[A-Za-z0-9_.:-]{0,16}")
+RECEIPT_REF = re.compile(r"[A-Za-z0-9_-]{0,32}")
 # The largest card a device will mint within the next decades, to size-check a URL base.
 _WORST_SERIAL = 2**32
 _WORST_TIME = 2**32 - 1
@@ -35,16 +35,23 @@ class IssuedCard:
     event_id: str
 
 
+def _unsigned_url(base: str, card: tokens.Card) -> str:
+    """The card's URL with a worst-case placeholder signature, for size checks.
+
+    0xFF bytes encode to non-digits: a run of zeros would let the QR encoder switch to
+    numeric mode and under-state the size a real signature needs.
+    """
+    return tokens.card_url(base, tokens.assemble(card, b"\xff" * tokens.SIG_LEN))
+
+
 def check_url_base(base: str, identity: Identity) -> int:
     """The QR version of the largest card this base would produce.
 
     Raises:
         CardError: the base would push a card past QR version 6 at ECC M.
     """
-    worst = tokens.Card(identity.store_id, identity.device_id, _WORST_SERIAL, _WORST_TIME,
-                        "X" * 16)
-    url = tokens.card_url(base, tokens.assemble(worst, bytes(tokens.SIG_LEN)))
-    version = qr_version(url)
+    worst = tokens.Card(identity.store_id, identity.device_id, _WORST_SERIAL, _WORST_TIME)
+    version = qr_version(_unsigned_url(base, worst))
     if version > CARD_MAX_VERSION:
         raise CardError(
             f"card URL base {base!r} is too long: with store {identity.store_id!r} and device "
@@ -57,11 +64,15 @@ def issue_card(ledger: Ledger, identity: Identity, key: SigningKey, url_base: st
                reading: Reading, receipt_ref: str = "") -> IssuedCard:
     """Mint a card: a never-repeating serial, a signed token, and a ``card_issued`` event.
 
+    The receipt reference goes into the token when the URL still fits QR version 6;
+    otherwise only the event carries it, and HQ joins it to the card by device and serial.
+
     Raises:
-        CardError: the receipt reference is not 0-16 of ``A-Z a-z 0-9 _ . : -``.
+        CardError: the receipt reference is not 0-32 of ``A-Z a-z 0-9 _ -``.
     """
     if not RECEIPT_REF.fullmatch(receipt_ref):
-        raise CardError(f"receipt reference {receipt_ref!r} must be 0-16 letters, digits or _.:-")
+        raise CardError(f"receipt reference {receipt_ref!r} must be 0-32 letters, digits, "
+                        "'_' or '-'")
     with ledger.immediate() as conn:
         cur = conn.execute("INSERT INTO card(issued_at, receipt_ref, url) VALUES (?, ?, '')",
                            (reading.now, receipt_ref))
@@ -69,10 +80,13 @@ def issue_card(ledger: Ledger, identity: Identity, key: SigningKey, url_base: st
         serial = cur.lastrowid
         card = tokens.Card(identity.store_id, identity.device_id, serial, int(reading.now),
                            receipt_ref)
+        if receipt_ref and qr_version(_unsigned_url(url_base, card)) > CARD_MAX_VERSION:
+            card = tokens.Card(card.store_id, card.device_id, serial, card.issued_at)
         code = tokens.assemble(card, key.sign(tokens.signing_bytes(card)))
         url = tokens.card_url(url_base, code)
         conn.execute("UPDATE card SET url=? WHERE serial=?", (url, serial))
         _seq, event_id = ledger.append_event(
             conn, EventType.CARD_ISSUED, reading.now, reading.trusted,
-            {"serial": serial, "receipt_ref": receipt_ref, "url": url})
+            {"serial": serial, "receipt_ref": receipt_ref,
+             "receipt_in_token": bool(card.receipt_ref), "url": url})
     return IssuedCard(serial, url, code, reading.now, reading.trusted, event_id)

@@ -17,7 +17,7 @@ from edge import box as boxmod
 from edge import i18n
 from edge.box import Box
 from edge.cards import CardError
-from edge.config import ConfigError
+from edge.config import DEFAULT_CARD_URL_BASE, ConfigError
 from edge.ledger import LedgerError
 from edge.orders import OrderError, learn_pickup_code, orders
 from edge.rules import VoidRefused
@@ -106,7 +106,8 @@ def cmd_events(args: argparse.Namespace, box: Box) -> int:
     else:
         print(f"{box.ledger.backlog()} events waiting to sync")
         for e in events:
-            print(f"{e.seq:>8} {i18n.when(e.at)} {e.type:<16} {json.dumps(e.body, ensure_ascii=False)[:100]}")
+            body = json.dumps(e.body, ensure_ascii=False)[:100]
+            print(f"{e.seq:>8} {i18n.when(e.at)} {e.type:<16} {body}")
     return EXIT_OK
 
 
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", required=True)
     sp.add_argument("--name", default="")
     sp.add_argument("--trust", help="JSON file of trusted HQ public keys (edge-hq trust)")
-    sp.add_argument("--url-base", default=boxmod.config.DEFAULT_CARD_URL_BASE)
+    sp.add_argument("--url-base", default=DEFAULT_CARD_URL_BASE)
     sp = command("check", "decide on a code without recording anything")
     sp.add_argument("code", help="the code, or - to read one line from stdin")
     sp = command("redeem", "decide on a code and record the decision")

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_NAME = "edge.toml"
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-DEFAULT_CARD_URL_BASE = "HTTPS://J.STORE-EDGE.CN/K/"
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # packable into a card (id6)
+DEFAULT_CARD_URL_BASE = "HTTPS://Q.EDGE.CN/"  # short: leaves room for a receipt ref
 
 
 class ConfigError(ValueError):
@@ -53,10 +53,10 @@ def check_id(what: str, value: object) -> str:
     """Validate a store or device id.
 
     Raises:
-        ConfigError: the id is not 1-32 letters, digits, ``_ . -``.
+        ConfigError: the id is not 1-32 letters, digits, ``_ -``.
     """
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise ConfigError(f"{what} {value!r} must be 1-32 letters, digits, '_', '.' or '-'")
+        raise ConfigError(f"{what} {value!r} must be 1-32 letters, digits, '_' or '-'")
     return value
 
 

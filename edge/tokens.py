@@ -13,8 +13,12 @@ varint, ``u32`` = 4-byte big-endian seconds since the Unix epoch):
   valid_until u32, max_uses uv, store count u8, stores str* (0 stores = all stores)
 * pickup ``SEP1``: key_id str, order_id str, store_id str, number str,
   window_start u32, window_end u32, items str, customer str
-* card ``SEK1``: store_id str, device_id str, serial uv, issued_at u32, receipt_ref str
-  (signed by the device key; the device id names the key)
+* card ``SEK1``: flags u8 (bit 0: device id is written without its store-id prefix,
+  bit 1: a receipt reference follows), store_id id6, device_id id6, serial uv,
+  issued_at u32, [receipt_ref id6]. ``id6`` = 1-byte length + 6 bits a character over
+  ``0-9A-Za-z_-``: a card URL must fit QR version 6-M (154 alphanumeric characters) of
+  which the Ed25519 signature alone takes 96, so card fields are packed tight. Signed by
+  the device key; the device id names the key.
 
 Parsing is strict and total: :func:`parse` returns a token or a :class:`FormatError`
 for any input at all, and never raises.
@@ -152,6 +156,12 @@ class _Truncated(Exception):
     pass
 
 
+ID6_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"
+_ID6_INDEX: Final = {c: i for i, c in enumerate(ID6_ALPHABET)}
+_CARD_RELATIVE_DEVICE: Final = 1
+_CARD_HAS_RECEIPT: Final = 2
+
+
 # -- binary fields -----------------------------------------------------------------
 
 
@@ -176,6 +186,16 @@ class _Writer:
 
     def u32(self, n: int) -> None:
         self.buf += n.to_bytes(4, "big")
+
+    def id6(self, s: str) -> None:
+        if len(s) > 63:
+            raise ValueError(f"id {s[:20]!r} is over 63 characters")
+        try:
+            n = sum(_ID6_INDEX[c] << (6 * i) for i, c in enumerate(s))
+        except KeyError as exc:
+            raise ValueError(f"id {s!r}: {exc.args[0]!r} is not in 0-9A-Za-z_-") from None
+        self.buf.append(len(s))
+        self.buf += n.to_bytes((6 * len(s) + 7) // 8, "little")
 
     def str(self, s: str) -> None:
         raw = s.encode("utf-8")
@@ -215,6 +235,15 @@ class _Reader:
     def u32(self) -> int:
         return int.from_bytes(self._take(4), "big")
 
+    def id6(self) -> str:
+        count = self.u8()
+        if count > 63:
+            raise ValueError("id too long")
+        n = int.from_bytes(self._take((6 * count + 7) // 8), "little")
+        if n >> (6 * count):
+            raise ValueError("non-zero padding bits")  # one byte string per id, no aliases
+        return "".join(ID6_ALPHABET[(n >> (6 * i)) & 63] for i in range(count))
+
     def str(self) -> str:
         n = self.u8()
         if n > MAX_FIELD_BYTES:
@@ -229,7 +258,7 @@ def _write(token: Token) -> bytes:
     w = _Writer()
     match token:
         case Coupon():
-            if not 0 < token.max_uses or len(token.stores) > 255:
+            if not token.max_uses > 0 or len(token.stores) > 255:
                 raise ValueError("max_uses must be >= 1 and at most 255 stores")
             w.str(token.key_id)
             w.str(token.coupon_id)
@@ -254,11 +283,15 @@ def _write(token: Token) -> bytes:
             w.str(token.items)
             w.str(token.customer)
         case Card():
-            w.str(token.store_id)
-            w.str(token.device_id)
+            relative = token.device_id.startswith(token.store_id) and token.store_id != ""
+            w.u8((_CARD_RELATIVE_DEVICE if relative else 0)
+                 | (_CARD_HAS_RECEIPT if token.receipt_ref else 0))
+            w.id6(token.store_id)
+            w.id6(token.device_id[len(token.store_id):] if relative else token.device_id)
             w.uv(token.serial)
             w.u32(token.issued_at)
-            w.str(token.receipt_ref)
+            if token.receipt_ref:
+                w.id6(token.receipt_ref)
     return bytes(w.buf)
 
 
@@ -276,10 +309,21 @@ def _read(kind: Kind, payload: bytes) -> Token:
     elif kind is Kind.PICKUP:
         token = Pickup(r.str(), r.str(), r.str(), r.str(), r.u32(), r.u32(), r.str(), r.str())
     else:
-        token = Card(r.str(), r.str(), r.uv(), r.u32(), r.str())
+        flags = r.u8()
+        if flags & ~(_CARD_RELATIVE_DEVICE | _CARD_HAS_RECEIPT):
+            raise ValueError("unknown card flags")
+        store_id = r.id6()
+        device_id = r.id6()
+        if flags & _CARD_RELATIVE_DEVICE:
+            device_id = store_id + device_id
+        serial, issued_at = r.uv(), r.u32()
+        receipt = r.id6() if flags & _CARD_HAS_RECEIPT else ""
+        if flags & _CARD_HAS_RECEIPT and not receipt:
+            raise ValueError("empty receipt reference")
+        token = Card(store_id, device_id, serial, issued_at, receipt)
     if r.pos != len(payload):
         raise ValueError("trailing bytes after the last field")
-    if kind is not Kind.CARD and not _required_ids(token):
+    if not _required_ids(token):
         raise ValueError("empty identifier")
     return token
 
@@ -289,7 +333,7 @@ def _required_ids(token: Token) -> bool:
         return bool(token.key_id and token.coupon_id and token.campaign_id)
     if isinstance(token, Pickup):
         return bool(token.key_id and token.order_id and token.store_id)
-    return True
+    return bool(token.store_id and token.device_id)
 
 
 def signing_bytes(token: Token) -> bytes:

@@ -11,13 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import qrcode
-import qrcode.constants
-
 from edge import tokens
 from edge.keys import Purpose
+from edge.qrfit import CODE_MAX_VERSION, build_qr, qr_version
 from edge.rules import PICKUP_NUMBER
-from edge.qrfit import CODE_MAX_VERSION, qr_version
 from hq import keystore
 from hq.issue import CardCheck, sign_token, verify_card
 from hq.timeparse import parse_time
@@ -58,11 +55,7 @@ def _emit_code(code: str, args: argparse.Namespace) -> int:
               "the ids, items or store list", file=sys.stderr)
         return 2
     if args.png:
-        qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4,
-                           box_size=8)
-        qr.add_data(code, optimize=4)
-        qr.make(fit=True)
-        qr.make_image().save(args.png)
+        build_qr(code, border=4, box_size=8).make_image().save(args.png)
     if args.json:
         print(json.dumps({"code": code, "qr_version": version}))
     else:
