@@ -23,7 +23,7 @@ from edge.localapi import ApiError, DaemonUnavailable, Op, Topic, socket_path
 from ui.base import Pane
 from ui.cards import CardsPane
 from ui.key_bar import KeyBar
-from ui.link import Link
+from ui.link import REQUEST_TIMEOUT_S, Link
 from ui.model import Status
 from ui.pickups import PickupsPane
 from ui.report import ReportPane
@@ -40,7 +40,7 @@ STATUS_POLL_S = 2.0
 class CashierApp(App[None]):
     """The counter UI for one box."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "store-edge"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -55,10 +55,12 @@ class CashierApp(App[None]):
 
     def __init__(self, socket_path: Path, lang: str = i18n.DEFAULT_LANG, till: str = "",
                  clock: Callable[[], float] = time.time,
-                 status_poll_s: float = STATUS_POLL_S) -> None:
+                 status_poll_s: float = STATUS_POLL_S,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         """A UI for the daemon at ``socket_path``, in ``lang``, for till ``till``.
 
-        ``clock`` is the wall clock the title bar and "time since" read (fixed in tests).
+        ``clock`` is the wall clock the title bar and "time since" read (fixed in tests);
+        no request waits longer than ``request_timeout_s``.
         """
         super().__init__()
         if lang not in i18n.LANGS:
@@ -73,7 +75,7 @@ class CashierApp(App[None]):
         self.link_detail = ""
         self.last_error = ""
         self.active = "scan"
-        self.link = Link(self.socket_path, self._on_event, self._on_link)
+        self.link = Link(self.socket_path, self._on_event, self._on_link, request_timeout_s)
         self.painted: list[tuple[float, VerdictView]] = []  # (monotonic, view), for bench
 
     # -- layout --------------------------------------------------------------------

@@ -89,6 +89,8 @@ class ScanPane(Pane):
         options.clear_options()
         options.add_options([Option(_history_line(v, self.lang), id=str(i))
                              for i, v in enumerate(self.history)])
+        if self.history:
+            options.highlighted = 0
 
     @on(OptionList.OptionSelected, "#history")
     def _reopen(self, event: OptionList.OptionSelected) -> None:
