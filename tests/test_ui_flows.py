@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.conftest import Store
+from typing import TYPE_CHECKING
+
+from textual.widgets import Input, Static
+
 from tests.standin import StandIn
 from tests.uihelp import (
     WatchedApp,
@@ -13,10 +16,13 @@ from tests.uihelp import (
     type_code,
     until,
 )
-from textual.widgets import Input, Static
-
 from ui.pickups import PickupsPane, PickupTable
 from ui.void import ConfirmVoid, VoidPane
+
+if TYPE_CHECKING:
+    from tests.ui_fixtures import Store
+
+pytest_plugins = ["tests.ui_fixtures"]  # store, standin
 
 
 async def test_pickup_list_search_and_collect(store: Store, standin: StandIn) -> None:

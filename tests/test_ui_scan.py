@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from tests.conftest import Store
+from typing import TYPE_CHECKING
+
+from textual.widgets import OptionList
+
 from tests.standin import StandIn
 from tests.uihelp import WatchedApp, connected, panel_text, type_code, until
-from textual.widgets import OptionList
+
+if TYPE_CHECKING:
+    from tests.ui_fixtures import Store
+
+pytest_plugins = ["tests.ui_fixtures"]  # store, standin
 
 
 async def test_typed_coupon_shows_accepted_benefit(store: Store, standin: StandIn) -> None:

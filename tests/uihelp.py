@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import io
 import time
 from collections.abc import Callable
@@ -14,9 +15,12 @@ from textual.keys import _character_to_key
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from tests.conftest import FIXED_NOW
 from ui.app import CashierApp
 from ui.verdict_panel import VerdictPanel
+
+# 2026-11-25 15:02:00 in Asia/Shanghai (07:02 UTC): the store's fixed "now".
+FIXED_NOW = float(calendar.timegm((2026, 11, 25, 7, 2, 0)))
+ZONE = "Asia/Shanghai"
 
 
 class WatchedApp(CashierApp):

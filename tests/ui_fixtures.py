@@ -1,4 +1,9 @@
-"""Shared fixtures: a box home with an HQ key, coupons and today's pickup orders."""
+"""Fixtures for the cashier UI tests: a box home with an HQ key, coupons and today's orders.
+
+Imported by name into each ``tests/test_ui_*.py`` (not a conftest, so other parts' test
+suites are untouched). Screens read local time, so the fixtures pin the zone to
+Asia/Shanghai for the test and put it back afterwards.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,15 @@ from pathlib import Path
 
 import pytest
 
-# Snapshots and "11-25 15:02" texts read local time: pin the zone before anything reads it.
-os.environ["TZ"] = "Asia/Shanghai"
-time.tzset()
+from edge import tokens
+from edge.box import init_home
+from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.ledger import Ledger
+from edge.orders import upsert_order
+from hq.issue import sign_token
+from tests.standin import StandIn
+from tests.uihelp import FIXED_NOW, ZONE
 
-from edge import tokens  # noqa: E402
-from edge.box import init_home  # noqa: E402
-from edge.keys import Purpose, SigningKey, TrustedKey  # noqa: E402
-from edge.ledger import Ledger  # noqa: E402
-from edge.orders import upsert_order  # noqa: E402
-from hq.issue import sign_token  # noqa: E402
-
-# 2026-11-25 15:02:00 in Asia/Shanghai: the stores' fixed "now" for deterministic screens.
-FIXED_NOW = time.mktime((2026, 11, 25, 15, 2, 0, 0, 0, -1))
 HQ_SEED = bytes(range(32))  # a fixed HQ key: the same codes in every run
 
 
@@ -84,16 +85,28 @@ def make_store(home: Path) -> Store:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def shanghai() -> Iterator[None]:
+    """Local time is the store's zone for the test."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = ZONE
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+@pytest.fixture
+def store(tmp_path: Path, shanghai: None) -> Store:
     """A fresh store home."""
     return make_store(tmp_path / "box")
 
 
 @pytest.fixture
-def standin(store: Store) -> Iterator[object]:
+def standin(store: Store) -> Iterator[StandIn]:
     """The stand-in daemon on the store, at the fixed clock."""
-    from tests.standin import StandIn
-
     server = StandIn(store.home, clock=lambda: FIXED_NOW).start()
     yield server
     server.stop()
