@@ -139,6 +139,14 @@ def cmd_orders(args: argparse.Namespace, box: Box) -> int:
     return EXIT_OK
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from edge.localapi import socket_path
+    from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
+
+    CashierApp(args.socket or socket_path(args.home), lang=args.lang, till=args.till).run()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge`` argument parser."""
     p = argparse.ArgumentParser(prog="edge", description="store-edge box commands")
@@ -175,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=("list", "import"))
     sp.add_argument("codes", nargs="*", help="pickup codes to import")
     sp.add_argument("--all", action="store_true", help="every order, not just around today")
+    sp = command("ui", "the cashier's terminal (talks to the running daemon)")
+    sp.add_argument("--till", default="", help="this till's name, recorded with each scan")
+    sp.add_argument("--socket", type=Path, default=None, help="daemon socket (default in home)")
+    sp.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as before the command")
+    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     return p
 
 
@@ -189,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "init":
             return cmd_init(args)
+        if args.command == "ui":
+            return cmd_ui(args)
         box = Box.open(args.home)
         try:
             return HANDLERS[args.command](args, box)

@@ -8,7 +8,7 @@ on a Linux console (no mouse, box-drawing characters only).
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Static
 
 from edge import i18n
-from edge.localapi import ApiError, DaemonUnavailable, Op, Topic, socket_path
+from edge.localapi import ApiError, DaemonUnavailable, Op, Topic
 from ui.base import Pane
 from ui.cards import CardsPane
 from ui.key_bar import KeyBar
@@ -190,7 +190,9 @@ class CashierApp(App[None]):
         banner = self.query_one("#banner", Static)
         banner.display = not self.link_up
         if not self.link_up:
-            banner.update(i18n.t("ui.link.down", self.lang, detail=self.link_detail or "-")
+            # The OS's reason, not the socket path (which the cashier cannot act on).
+            detail = self.link_detail.rsplit(": ", 1)[-1] or "-"
+            banner.update(i18n.t("ui.link.down", self.lang, detail=detail)
                           if self.link.attempts > 1 or self.link_detail
                           else i18n.t("ui.link.waiting", self.lang))
 
@@ -200,15 +202,11 @@ class CashierApp(App[None]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``edge-ui [--home DIR] [--socket PATH] [--lang en] [--till T1]``."""
-    from edge import box as boxmod
+    """``python -m ui.app``: the same as ``edge ui`` (see ``edge ui --help``)."""
+    from edge import cli
 
-    p = argparse.ArgumentParser(prog="edge ui", description="the cashier's terminal")
-    p.add_argument("--home", type=Path, default=None, help="box home (default $EDGE_HOME)")
-    p.add_argument("--socket", type=Path, default=None, help="daemon socket (default in home)")
-    p.add_argument("--lang", choices=i18n.LANGS, default=i18n.DEFAULT_LANG)
-    p.add_argument("--till", default="", help="this till's name, recorded with each scan")
-    args = p.parse_args(argv)
-    path = args.socket or socket_path(args.home or boxmod.default_home())
-    CashierApp(path, lang=args.lang, till=args.till).run()
-    return 0
+    return cli.main(["ui", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
