@@ -54,7 +54,7 @@ async def void(pilot: Pilot[Any], app: WatchedApp, store: Store) -> None:
     await accepted(pilot, app, store)
     await pilot.press("f4")
     await until(pilot, lambda: len(app.query_one(VoidPane).rows) == 2, "voidable rows")
-    await pilot.press("enter", *"wrong item", "enter")
+    await pilot.press("enter", *"wrong item")
 
 
 async def report(pilot: Pilot[Any], app: WatchedApp, store: Store) -> None:

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 from textual.widgets import Static
 
 from tests.standin import StandIn
-from tests.uihelp import FIXED_NOW, WatchedApp, connected, panel_text, plain, type_code, until
+from tests.uihelp import (
+    FIXED_NOW,
+    WatchedApp,
+    connected,
+    headline,
+    panel_text,
+    plain,
+    type_code,
+    until,
+)
 from ui.model import DeviceState
 from ui.status_bar import StatusBar
 
@@ -76,7 +85,7 @@ async def test_daemon_restarted_under_the_ui(store: Store, standin: StandIn) -> 
         assert banner.display and "后台服务未连接" in plain(banner)
         await type_code(pilot, store.coffee)
         await until(pilot, lambda: app.query_one("#verdict").has_class("-failed"), "failure")
-        assert "未能判定" in "".join(panel_text(app).split())  # letter-spaced headline
+        assert headline(app) == "未能判定"
         assert "请勿给予优惠" in panel_text(app)
         standin.start()
         await until(pilot, lambda: app.link_up, "reconnected", limit_s=15)

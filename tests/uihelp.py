@@ -63,6 +63,11 @@ def rendered(widget: Static, width: int = 78) -> str:
     return console.export_text()
 
 
+def headline(app: CashierApp, selector: str = "#verdict") -> str:
+    """The verdict panel's headline words (drawn in block letters on screen)."""
+    return app.query_one(selector, VerdictPanel).headline
+
+
 def panel_text(app: CashierApp, selector: str = "#verdict") -> str:
     """The verdict panel's text."""
     return plain(app.query_one(selector, VerdictPanel))

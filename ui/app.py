@@ -191,7 +191,7 @@ class CashierApp(App[None]):
         banner.display = not self.link_up
         if not self.link_up:
             # The OS's reason, not the socket path (which the cashier cannot act on).
-            detail = self.link_detail.rsplit(": ", 1)[-1] or "-"
+            detail = self.link_detail.rsplit(": ", 1)[-1].split("] ")[-1] or "-"
             banner.update(i18n.t("ui.link.down", self.lang, detail=detail)
                           if self.link.attempts > 1 or self.link_detail
                           else i18n.t("ui.link.waiting", self.lang))

@@ -101,6 +101,7 @@ class ScanPane(Pane):
 
 def _history_line(view: VerdictView, lang: str) -> Text:
     ok = view.verdict.accepted
-    line = Text(" + " if ok else " X ", style="bold black on green" if ok else "bold white on red")
+    line = Text()
+    line.append(" + " if ok else " X ", style="bold black on green" if ok else "bold white on red")
     line.append(" " + view.short(lang))
     return line

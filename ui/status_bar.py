@@ -32,34 +32,41 @@ class StatusBar(Static):
                 return
             text.append(" ")
         s = status
+        segs = _Segments(text, stale=not link_up)
         if s.online:
             seg = i18n.t("ui.status.online", lang)
-            _add(text, seg, "bold black on green")
+            _add(segs, seg, "bold black on green")
         else:
             age = (i18n.t("ui.status.ago", lang, age=duration(now - s.last_contact_at, lang))
                    if s.last_contact_at else i18n.t("ui.status.never", lang))
-            _add(text, f"{i18n.t('ui.status.offline', lang)} {age}", "bold white on red")
-        _add(text, i18n.t("ui.status.backlog", lang, n=s.backlog),
+            _add(segs, f"{i18n.t('ui.status.offline', lang)} {age}", "bold white on red")
+        _add(segs, i18n.t("ui.status.backlog", lang, n=s.backlog),
              "" if s.online or s.backlog == 0 else "bold black on yellow")
         printer = f"{i18n.t('ui.status.printer', lang)} {device(s.printer, lang)}"
         if s.jobs_waiting:
             printer += " " + i18n.t("ui.status.jobs", lang, n=s.jobs_waiting)
-        _add(text, printer, _device_style(s.printer, s.jobs_waiting))
-        _add(text, f"{i18n.t('ui.status.scanner', lang)} {device(s.scanner, lang)}",
+        _add(segs, printer, _device_style(s.printer, s.jobs_waiting))
+        _add(segs, f"{i18n.t('ui.status.scanner', lang)} {device(s.scanner, lang)}",
              _device_style(s.scanner, 0))
-        _add(text, f"{i18n.t('ui.status.camera', lang)} {device(s.camera, lang)}",
+        _add(segs, f"{i18n.t('ui.status.camera', lang)} {device(s.camera, lang)}",
              _device_style(s.camera, 0))
-        _add(text, i18n.t("ui.status.clock_ok" if s.clock_trusted else "ui.status.clock_bad",
+        _add(segs, i18n.t("ui.status.clock_ok" if s.clock_trusted else "ui.status.clock_bad",
                           lang), "" if s.clock_trusted else "bold black on yellow")
-        _add(text, i18n.t("ui.status.config", lang, v=s.config_version), "")
-        self.update(text)
+        _add(segs, i18n.t("ui.status.config", lang, v=s.config_version), "")
+        self.update(segs.text)
 
 
-def _add(text: Text, segment: str, style: str) -> None:
-    # Coloured segments carry their own padding; plain ones are split by a bar.
-    if text and not style:
-        text.append("|" if not text.plain.endswith(" ") else "", style="dim")
-    text.append(f" {segment} " if style else f"{segment}", style=style)
+class _Segments:
+    """The bar's text; when the daemon is gone the last-known state is shown dimmed."""
+
+    def __init__(self, text: Text, stale: bool) -> None:
+        self.text, self.stale = text, stale
+
+
+def _add(segments: _Segments, segment: str, style: str) -> None:
+    # Every segment carries one space each side: plain ones read as separated by two
+    # spaces, coloured ones as chips. No separator glyphs (the console font lacks most).
+    segments.text.append(f" {segment} ", style="dim" if segments.stale else style)
 
 
 def _device_style(state: DeviceState, jobs: int) -> str:

@@ -6,7 +6,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from edge import i18n
+from ui.big_text import block_lines
 from ui.words import VerdictView, hhmm, source
+
+HEADLINE_WIDTH = 74  # columns inside the panel on an 80-column terminal
 
 
 class VerdictPanel(Static):
@@ -20,6 +23,7 @@ class VerdictPanel(Static):
         self.reopened = False
         self.compact = compact
         self.lang = i18n.DEFAULT_LANG
+        self.headline = ""  # the headline's words, whether drawn in block letters or not
 
     def show_verdict(self, view: VerdictView, lang: str, reopened: bool = False) -> None:
         """Show ``view``."""
@@ -46,24 +50,20 @@ class VerdictPanel(Static):
         for cls in ("-idle", "-accepted", "-rejected", "-failed"):
             self.remove_class(cls)
         text = Text(justify="center")
-        if not self.compact:
-            text.append("\n")
         if self.failure is not None:
             self.add_class("-failed")
-            text.append(_spaced(i18n.t("ui.scan.failed", lang)) + "\n", style="bold")
+            self._headline(text, i18n.t("ui.scan.failed", lang))
             text.append(i18n.t("ui.scan.failed_advice", lang) + "\n", style="bold")
             text.append(self.failure)
         elif self.view is None:
             self.add_class("-idle")
-            text.append(_spaced(i18n.t("ui.scan.ready", lang)) + "\n", style="bold")
+            self._headline(text, i18n.t("ui.scan.ready", lang))
             text.append(i18n.t("ui.scan.ready_hint", lang))
         else:
             v = self.view.verdict
             self.add_class("-accepted" if v.accepted else "-rejected")
             head, what, advice = self.view.lines(lang)
-            text.append(_spaced(head) + "\n", style="bold")
-            if not self.compact:
-                text.append("\n")
+            self._headline(text, head)
             text.append(what + "\n", style="bold")
             if advice:
                 text.append(advice + "\n")
@@ -82,6 +82,18 @@ class VerdictPanel(Static):
                 meta.append(i18n.t("ui.scan.reopened", lang))
             text.append("  ·  ".join(meta), style="dim" if v.accepted else "")
         self.update(text)
+
+
+    def _headline(self, text: Text, headline: str) -> None:
+        self.headline = headline
+        big = None if self.compact else block_lines(headline, HEADLINE_WIDTH)
+        if big is None:
+            text.append(_spaced(headline) + "\n", style="bold")
+            return
+        width = max(len(row) for row in big)
+        for row in big:
+            text.append(row.ljust(width) + "\n")  # same width, so centring keeps the shape
+        text.append("\n")
 
 
 def _spaced(headline: str) -> str:
