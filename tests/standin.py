@@ -298,3 +298,18 @@ class StandIn:
 
     def _op_print_report(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"job_id": self._job()}
+
+
+def main() -> None:
+    """``python -m tests.standin HOME``: serve until killed (for bench/ui.py)."""
+    import signal
+    import sys
+
+    server = StandIn(Path(sys.argv[1])).start()
+    print(server.path, flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

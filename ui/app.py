@@ -76,7 +76,7 @@ class CashierApp(App[None]):
         self.last_error = ""
         self.active = "scan"
         self.link = Link(self.socket_path, self._on_event, self._on_link, request_timeout_s)
-        self.painted: list[tuple[float, VerdictView]] = []  # (monotonic, view), for bench
+        self.painted: list[tuple[float, VerdictView]] = []  # (perf_counter, view), for bench
 
     # -- layout --------------------------------------------------------------------
 
@@ -198,7 +198,7 @@ class CashierApp(App[None]):
 
     def verdict_painted(self, view: VerdictView) -> None:
         """Note when a verdict reached the screen (after the next refresh), for bench/ui.py."""
-        self.call_after_refresh(lambda: self.painted.append((time.monotonic(), view)))
+        self.call_after_refresh(lambda: self.painted.append((time.perf_counter(), view)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
