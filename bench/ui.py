@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import describe
 from edge import tokens
@@ -42,6 +41,8 @@ from edge.box import init_home
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.localapi import Client, Op, socket_path
 from hq.issue import sign_token
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_home(home: Path, n: int) -> list[str]:
