@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 from textual.widgets import OptionList
 
 from tests.standin import StandIn
-from tests.uihelp import WatchedApp, connected, headline, panel_text, type_code, until
+from tests.uihelp import WatchedApp, connected, headline, panel_text, plain, type_code, until
+from ui.key_bar import KeyBar
+from ui.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from tests.ui_fixtures import Store
@@ -122,3 +124,22 @@ async def test_history_entry_reopens(store: Store, standin: StandIn) -> None:
         text = panel_text(app)
         assert "免费咖啡一杯" in text and "回看" in text
         assert app.focused is not None and app.focused.id == "code"
+
+
+async def test_language_key_switches_every_word(store: Store, standin: StandIn) -> None:
+    """GIVEN a rejected verdict on screen in Chinese
+    WHEN the cashier presses F9, then F9 again
+    THEN the headline, reason, key bar and status bar switch to English, then back."""
+    app = WatchedApp(standin.path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, app)
+        await type_code(pilot, "9999")
+        await until(pilot, lambda: app.scan_pane.history, "verdict")
+        await pilot.press("f9")
+        assert app.lang == "en" and headline(app) == "REJECTED"
+        assert "No pickup number 9999 at this store" in panel_text(app)
+        assert "F1 Scan" in plain(app.query_one(KeyBar))
+        assert "Printer ready" in plain(app.query_one(StatusBar))
+        await pilot.press("f9")
+        assert headline(app) == "拒绝" and "本店没有取货号 9999" in panel_text(app)
+        assert "F1 扫码" in plain(app.query_one(KeyBar))

@@ -1,0 +1,100 @@
+"""The UI's reading of daemon answers: lenient where the daemon is silent, exact otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge import cli
+from ui.big_text import block_lines
+from ui.model import DeviceState, PickupRow, PickupState, RecentDecision, Status
+from ui.words import duration
+
+
+def test_status_reads_every_field() -> None:
+    """GIVEN a full status dict as the daemon sends it
+    WHEN it is parsed
+    THEN every field the status bar shows is taken from it."""
+    s = Status.from_dict({
+        "store_id": "BJ001", "device_id": "BJ001-T1", "store_name": "望京店", "now": 10.0,
+        "clock_trusted": True, "config_version": 12,
+        "sync": {"online": False, "last_contact_at": 4.0, "backlog": 31},
+        "printer": {"state": "no_paper", "jobs_waiting": 2}, "scanner": {"state": "ready"},
+        "camera": {"state": "absent"}})
+    assert (s.store_name, s.online, s.last_contact_at, s.backlog) == ("望京店", False, 4.0, 31)
+    assert (s.printer, s.jobs_waiting) == (DeviceState.NO_PAPER, 2)
+    assert (s.scanner, s.camera, s.clock_trusted, s.config_version) == (
+        DeviceState.READY, DeviceState.ABSENT, True, 12)
+
+
+def test_status_missing_or_odd_fields_read_as_unknown() -> None:
+    """GIVEN a status with missing sections, a state the UI does not know and a bad number
+    WHEN it is parsed
+    THEN nothing raises: unknown states read UNKNOWN, numbers fall back to 0."""
+    s = Status.from_dict({"printer": {"state": "on_fire", "jobs_waiting": "many"},
+                          "sync": "garbage"})
+    assert s.printer is DeviceState.UNKNOWN and s.jobs_waiting == 0
+    assert s.scanner is DeviceState.UNKNOWN and not s.online and s.backlog == 0
+
+
+def test_events_fold_into_status() -> None:
+    """GIVEN a status with the printer ready and the box online
+    WHEN a device event (printer offline) and a sync event (offline, backlog 5) arrive
+    THEN the status shows both, and an event for an unknown device changes nothing."""
+    s = Status.from_dict({"printer": {"state": "ready"}, "sync": {"online": True}})
+    s = s.merged("device", {"device": "printer", "state": "offline", "jobs_waiting": 1})
+    s = s.merged("sync", {"online": False, "backlog": 5})
+    assert (s.printer, s.jobs_waiting, s.online, s.backlog) == (
+        DeviceState.OFFLINE, 1, False, 5)
+    assert s.merged("device", {"device": "toaster", "state": "ready"}) == s
+
+
+def test_pickup_rows_and_search() -> None:
+    """GIVEN orders as the daemon lists them (one flagged late)
+    WHEN parsed and searched
+    THEN the late flag shows as LATE, and search matches number prefix or name."""
+    late = PickupRow.from_dict({"order_id": "O1", "number": "0815", "status": "waiting",
+                                "late": True, "customer": "王*", "items": "吐司"})
+    odd = PickupRow.from_dict({"number": "0900", "status": "lost"})
+    assert late.state is PickupState.LATE and odd.state is PickupState.WAITING
+    assert late.matches("08") and late.matches("王") and late.matches("吐司")
+    assert not late.matches("09") and late.matches("")
+
+
+def test_recent_decision_defaults_to_voidable() -> None:
+    """GIVEN a recent decision without a voidable flag, and one the daemon says is too old
+    WHEN parsed
+    THEN the first is offered for voiding (the daemon still decides), the second is not."""
+    assert RecentDecision.from_dict({"decision_id": 1, "accepted": True}).voidable
+    assert not RecentDecision.from_dict({"decision_id": 2, "voidable": False}).voidable
+
+
+@pytest.mark.parametrize(("seconds", "zh", "en"), [
+    (42, "42秒", "42s"), (300, "5分钟", "5m"), (7200, "2小时", "2h"), (172800, "2天", "2d")])
+def test_durations(seconds: int, zh: str, en: str) -> None:
+    """GIVEN a time since the last contact
+    WHEN written for the status bar
+    THEN it uses the largest whole unit, in each language."""
+    assert duration(seconds, "zh") == zh and duration(seconds, "en") == en
+
+
+def test_block_headline_fits_and_falls_back() -> None:
+    """GIVEN the verdict headlines
+    WHEN drawn in block letters for a 74-column panel
+    THEN each fits, uses only console-safe block characters, and a headline too wide for
+    the space gives None (the panel then writes it in plain letters)."""
+    for word in ("通过", "拒绝", "ACCEPTED", "REJECTED"):
+        rows = block_lines(word, 74)
+        assert rows is not None and 4 <= len(rows) <= 8
+        assert max(len(r) for r in rows) <= 74
+        assert set("".join(rows)) <= {" ", "█", "▀", "▄"}
+    assert block_lines("READY TO SCAN AND SOME MORE WORDS", 74) is None
+
+
+def test_edge_ui_options_before_or_after_the_command() -> None:
+    """GIVEN `edge --lang en --home H ui` and `edge ui --lang en --home H --till T3`
+    WHEN parsed
+    THEN both give the UI the language and home, and the till."""
+    a = cli.build_parser().parse_args(["--lang", "en", "--home", "/h", "ui"])
+    b = cli.build_parser().parse_args(["ui", "--lang", "en", "--home", "/h", "--till", "T3"])
+    assert (a.command, a.lang, str(a.home), a.till) == ("ui", "en", "/h", "")
+    assert (b.command, b.lang, str(b.home), b.till) == ("ui", "en", "/h", "T3")
