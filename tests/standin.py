@@ -47,10 +47,14 @@ class StandIn:
         self.home = home
         self.clock = clock
         self.path = socket_path(home)
-        self.printer = {"state": "ready", "jobs_waiting": 0}
-        self.sync = {"online": True, "last_contact_at": clock(), "backlog": 0}
-        self.scanner = {"state": "ready"}
-        self.camera = {"state": "absent"}
+        # Part objects as edge.supervisor.PartStatus.to_dict() gives them, plus the
+        # printer's own state (drivers.printer.PrinterState values) and its queue.
+        self.printer: dict[str, Any] = {"name": "printer", "state": "running",
+                                        "printer_state": "ready", "detail": "",
+                                        "jobs_waiting": 0}
+        self.sync: dict[str, Any] = {"online": True, "last_contact": clock()}
+        self.scanner = {"name": "scanner", "state": "running", "detail": ""}
+        self.camera = {"name": "camera", "state": "absent", "detail": ""}
         self.config_version = 7
         self.requests = 0
         self._jobs = 0
@@ -98,18 +102,24 @@ class StandIn:
     # -- what a test can change ------------------------------------------------------
 
     def set_printer(self, state: str, jobs_waiting: int | None = None) -> None:
-        """The printer changes state (unplugged, out of paper, back)."""
-        self.printer["state"] = state
+        """The printer changes state (``ready``, ``no_paper``, ``offline``, ...)."""
+        self.printer["printer_state"] = state
+        self.printer["state"] = "running" if state == "ready" else "failed"
+        self.printer["detail"] = "" if state == "ready" else state.replace("_", " ")
         if jobs_waiting is not None:
             self.printer["jobs_waiting"] = jobs_waiting
-        self._do(self._broadcast(Topic.DEVICE, {"device": "printer", **self.printer}))
+        self._do(self._broadcast(Topic.DEVICE, dict(self.printer)))
 
     def set_online(self, online: bool) -> None:
         """The HQ broker goes away or comes back."""
         self.sync["online"] = online
         if online:
-            self.sync["last_contact_at"] = self.clock()
-        self._do(self._broadcast(Topic.SYNC, dict(self.sync)))
+            self.sync["last_contact"] = self.clock()
+        self._do(self._sync_event())
+
+    async def _sync_event(self) -> None:
+        # In the server's thread: the ledger connection belongs to it.
+        await self._broadcast(Topic.SYNC, {**self.sync, "backlog": self._box.ledger.backlog()})
 
     def scan_from(self, code: str, source: str = "serial") -> dict[str, Any]:
         """A scan from another source (the serial scanner): decided and streamed."""
@@ -196,9 +206,9 @@ class StandIn:
             raise ApiError(ErrorCode.BAD_REQUEST, "scan needs a code")
         till, source = str(args.get("till") or ""), str(args.get("source") or "")
         verdict = self._box.counter.redeem(code, till=till, source=source)
-        data = {**verdict.to_dict(), "till": till, "source": source}
-        await self._broadcast(Topic.VERDICT, data)
-        return data
+        await self._broadcast(Topic.VERDICT, {**verdict.to_dict(), "till": till,
+                                              "source": source})
+        return verdict.to_dict()
 
     def _op_check(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._box.counter.check(str(args.get("code", ""))).to_dict()
@@ -208,22 +218,24 @@ class StandIn:
             return self._box.counter.void(int(args.get("decision_id", 0)),
                                           str(args.get("reason", "")), str(args.get("till", "")))
         except VoidRefused as exc:
-            raise ApiError(ErrorCode.REFUSED, str(exc)) from None
+            raise ApiError(ErrorCode.REFUSED, f"{exc.code}: {exc}") from None
 
     def _op_recent(self, args: dict[str, Any]) -> dict[str, Any]:
         led = self._box.ledger
         window = float(led.setting("void_window_s"))
         now = self.clock()
         rows = led.conn.execute(
-            "SELECT id, at, kind, code_id, accepted, reason, till, source, clock_trusted,"
-            " facts, event_id, voided_at FROM decision ORDER BY id DESC LIMIT ?",
-            (int(args.get("limit", 20)),)).fetchall()
+            "SELECT id, at, kind, code_id, campaign_id, accepted, reason, till, source,"
+            " clock_trusted, facts, voided_at, void_reason FROM decision ORDER BY id DESC"
+            " LIMIT ?", (int(args.get("limit", 20)),)).fetchall()
+        # edge/report.py's recent(), plus `voidable`, which the UI asks the daemon for.
         return {"decisions": [
-            {"decision_id": r[0], "decided_at": r[1], "kind": r[2], "code_id": r[3],
-             "accepted": bool(r[4]), "reason": r[5], "till": r[6], "source": r[7],
-             "clock_trusted": bool(r[8]), "facts": json.loads(r[9]), "event_id": r[10],
-             "voided_at": r[11], "voidable": bool(r[4]) and r[11] is None
-             and now - r[1] <= window} for r in rows]}
+            {"decision_id": r[0], "at": r[1], "kind": r[2], "code_id": r[3],
+             "campaign_id": r[4], "accepted": bool(r[5]), "reason": r[6], "till": r[7],
+             "source": r[8], "clock_trusted": bool(r[9]), "facts": json.loads(r[10]),
+             "voided_at": r[11], "void_reason": r[12],
+             "voidable": bool(r[5]) and r[11] is None and now - r[1] <= window}
+            for r in rows]}
 
     def _job(self) -> str:
         self._jobs += 1
@@ -256,27 +268,26 @@ class StandIn:
         reading = clockmod.read(self.clock(), box.ledger.trusted_time(),
                                 box.ledger.setting("clock_skew_s"))
         return {"store_id": box.identity.store_id, "device_id": box.identity.device_id,
-                "store_name": box.config.store_name, "now": reading.now,
-                "clock_trusted": reading.trusted, "config_version": self.config_version,
-                "sync": {**self.sync, "backlog": box.ledger.backlog()},
+                "store_name": box.config.store_name, **self.sync,
+                "backlog": box.ledger.backlog(),
                 "printer": dict(self.printer), "scanner": dict(self.scanner),
-                "camera": dict(self.camera)}
+                "camera": dict(self.camera),
+                "sync": {"name": "sync", "state": "running", "detail": ""},
+                "clock_trusted": reading.trusted, "clock": reading.now,
+                "config_version": self.config_version, "simulate": True, "last_error": ""}
 
     def _op_pickups(self, args: dict[str, Any]) -> dict[str, Any]:
         start, end = self._day(args)
-        now = self.clock()
-        found = orders(self._box.ledger, start, end)
-        for o in found:
-            o["late"] = o["status"] == "waiting" and now > o["window_end"]
-        return {"orders": found}
+        return {"orders": orders(self._box.ledger, start, end)}
 
     def _op_report(self, args: dict[str, Any]) -> dict[str, Any]:
+        # The figures edge/report.py gives the real daemon (docs/local-api.md).
         start, end = self._day(args)
         conn = self._box.ledger.conn
         span = (start, end)
-        coupons = dict(conn.execute(
-            "SELECT campaign_id, COUNT(*) FROM decision WHERE accepted=1 AND kind='coupon'"
-            " AND voided_at IS NULL AND at>=? AND at<? GROUP BY campaign_id", span).fetchall())
+        by_campaign = {(r[0] or "-"): r[1] for r in conn.execute(
+            "SELECT campaign_id, COUNT(*) FROM decision WHERE accepted=1 AND voided_at IS NULL"
+            " AND kind='coupon' AND at>=? AND at<? GROUP BY campaign_id", span)}
         rejects = dict(conn.execute(
             "SELECT reason, COUNT(*) FROM decision WHERE accepted=0 AND at>=? AND at<?"
             " GROUP BY reason", span).fetchall())
@@ -284,15 +295,15 @@ class StandIn:
         def count(sql: str) -> int:
             return int(conn.execute(sql, span).fetchone()[0])
 
-        return {"day": time.strftime("%Y-%m-%d", time.localtime(start)),
-                "scans": count("SELECT COUNT(*) FROM decision WHERE at>=? AND at<?"),
+        return {"day_start": start, "day_end": end,
                 "cards_printed": count("SELECT COUNT(*) FROM card WHERE issued_at>=?"
                                        " AND issued_at<?"),
-                "coupons_by_campaign": coupons,
+                "redemptions": sum(by_campaign.values()),
+                "redemptions_by_campaign": by_campaign,
                 "pickups_collected": count(
                     "SELECT COUNT(*) FROM decision WHERE accepted=1 AND kind='pickup'"
                     " AND voided_at IS NULL AND at>=? AND at<?"),
-                "rejects_by_reason": rejects,
+                "rejects": sum(rejects.values()), "rejects_by_reason": rejects,
                 "voids": count("SELECT COUNT(*) FROM decision WHERE voided_at>=?"
                                " AND voided_at<?")}
 

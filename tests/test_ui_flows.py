@@ -103,7 +103,7 @@ async def test_void_refused_by_daemon_shows_why(store: Store, standin: StandIn) 
         pane = app.query_one(VoidPane)
         assert await pane.void(1, "first")
         assert not await pane.void(1, "again")
-        assert "不能撤销：decision 1 is already voided" in plain(
+        assert "不能撤销：already_voided: decision 1 is already voided" in plain(
             app.query_one("#void-message", Static))
 
 
@@ -145,13 +145,17 @@ async def test_report_figures_and_slip(store: Store, standin: StandIn) -> None:
         await until(pilot, lambda: len(app.scan_pane.history) == 3, "three scans")
         await pilot.press("f3", "p")
         await pilot.press("f5")
-        await until(pilot, lambda: app.query_one("#report").report.get("scans") == 3, "report")
+        await until(pilot, lambda: app.query_one("#report").report.get("rejects") == 1, "report")
         report = app.query_one("#report").report
-        assert report["coupons_by_campaign"] == {"LIVE1125": 1, "WELCOME": 1}
+        assert report["redemptions_by_campaign"] == {"LIVE1125": 1, "WELCOME": 1}
         assert report["rejects_by_reason"] == {"already_used_here": 1}
         assert report["cards_printed"] == 1
         body = rendered(app.query_one("#report-body", Static))
-        assert "LIVE1125: 1" in body and "本店已用: 1" in body and "包装卡打印: 1" in body
+        lines = {" ".join(line.split()) for line in body.splitlines()}
+        flat = " | ".join(lines)
+        for figure in ("LIVE1125 1", "WELCOME 1", "本店已用 1", "包装卡打印 1", "优惠券核销 2",
+                       "今日报表 2026-11-25"):
+            assert figure in flat, figure
         await pilot.press("p")
         await until(pilot, lambda: "日结单已送打印" in plain(app.query_one("#report-message",
                                                                      Static)), "slip")

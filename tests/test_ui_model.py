@@ -15,12 +15,15 @@ def test_status_reads_every_field() -> None:
     WHEN it is parsed
     THEN every field the status bar shows is taken from it."""
     s = Status.from_dict({
-        "store_id": "BJ001", "device_id": "BJ001-T1", "store_name": "望京店", "now": 10.0,
+        "store_id": "BJ001", "device_id": "BJ001-T1", "store_name": "望京店", "clock": 10.0,
         "clock_trusted": True, "config_version": 12,
-        "sync": {"online": False, "last_contact_at": 4.0, "backlog": 31},
-        "printer": {"state": "no_paper", "jobs_waiting": 2}, "scanner": {"state": "ready"},
-        "camera": {"state": "absent"}})
+        "online": False, "last_contact": 4.0, "backlog": 31,
+        "printer": {"name": "printer", "state": "failed", "printer_state": "no_paper",
+                    "detail": "paper end", "jobs_waiting": 2},
+        "scanner": {"name": "scanner", "state": "running"},
+        "camera": {"name": "camera", "state": "absent"}, "last_error": "disk full"})
     assert (s.store_name, s.online, s.last_contact_at, s.backlog) == ("望京店", False, 4.0, 31)
+    assert (s.now, s.last_error) == (10.0, "disk full")
     assert (s.printer, s.jobs_waiting) == (DeviceState.NO_PAPER, 2)
     assert (s.scanner, s.camera, s.clock_trusted, s.config_version) == (
         DeviceState.READY, DeviceState.ABSENT, True, 12)
@@ -31,7 +34,7 @@ def test_status_missing_or_odd_fields_read_as_unknown() -> None:
     WHEN it is parsed
     THEN nothing raises: unknown states read UNKNOWN, numbers fall back to 0."""
     s = Status.from_dict({"printer": {"state": "on_fire", "jobs_waiting": "many"},
-                          "sync": "garbage"})
+                          "online": None, "backlog": "lots"})
     assert s.printer is DeviceState.UNKNOWN and s.jobs_waiting == 0
     assert s.scanner is DeviceState.UNKNOWN and not s.online and s.backlog == 0
 
@@ -40,12 +43,31 @@ def test_events_fold_into_status() -> None:
     """GIVEN a status with the printer ready and the box online
     WHEN a device event (printer offline) and a sync event (offline, backlog 5) arrive
     THEN the status shows both, and an event for an unknown device changes nothing."""
-    s = Status.from_dict({"printer": {"state": "ready"}, "sync": {"online": True}})
-    s = s.merged("device", {"device": "printer", "state": "offline", "jobs_waiting": 1})
-    s = s.merged("sync", {"online": False, "backlog": 5})
-    assert (s.printer, s.jobs_waiting, s.online, s.backlog) == (
-        DeviceState.OFFLINE, 1, False, 5)
-    assert s.merged("device", {"device": "toaster", "state": "ready"}) == s
+    s = Status.from_dict({"printer": {"name": "printer", "state": "running"}, "online": True})
+    s = s.merged("device", {"name": "printer", "state": "stopped", "jobs_waiting": 1})
+    s = s.merged("sync", {"online": False, "backlog": 5, "last_contact": 3.0})
+    assert (s.printer, s.jobs_waiting, s.online, s.backlog, s.last_contact_at) == (
+        DeviceState.OFFLINE, 1, False, 5, 3.0)
+    assert s.merged("device", {"name": "toaster", "state": "running"}) == s
+
+
+@pytest.mark.parametrize(("part", "shown"), [
+    ({"state": "running"}, DeviceState.READY),
+    ({"state": "starting"}, DeviceState.STARTING),
+    ({"state": "absent"}, DeviceState.ABSENT),
+    ({"state": "failed", "detail": "device /dev/usb/lp0 gone"}, DeviceState.ERROR),
+    ({"state": "failed", "detail": "paper end: printing stopped"}, DeviceState.NO_PAPER),
+    ({"state": "failed", "detail": "cover open"}, DeviceState.COVER_OPEN),
+    ({"state": "failed", "printer_state": "offline", "detail": "paper end"},
+     DeviceState.OFFLINE),
+    ({"state": "running", "printer_state": "no_paper"}, DeviceState.NO_PAPER),
+    ({}, DeviceState.UNKNOWN),
+])
+def test_part_states_in_the_cashiers_terms(part: dict[str, str], shown: DeviceState) -> None:
+    """GIVEN a part object as the daemon's supervisor reports it
+    WHEN the status bar reads it
+    THEN the state is the one a cashier can act on; the printer's own state wins."""
+    assert DeviceState.parse(part) is shown
 
 
 def test_pickup_rows_and_search() -> None:
@@ -56,6 +78,10 @@ def test_pickup_rows_and_search() -> None:
                                 "late": True, "customer": "王*", "items": "吐司"})
     odd = PickupRow.from_dict({"number": "0900", "status": "lost"})
     assert late.state is PickupState.LATE and odd.state is PickupState.WAITING
+    ended = {"number": "0901", "status": "waiting", "window_end": 100}
+    assert PickupRow.from_dict(ended, now=101).state is PickupState.LATE
+    assert PickupRow.from_dict(ended, now=99).state is PickupState.WAITING
+    assert PickupRow.from_dict({**ended, "late": False}, now=101).state is PickupState.WAITING
     assert late.matches("08") and late.matches("王") and late.matches("吐司")
     assert not late.matches("09") and late.matches("")
 
@@ -64,7 +90,8 @@ def test_recent_decision_defaults_to_voidable() -> None:
     """GIVEN a recent decision without a voidable flag, and one the daemon says is too old
     WHEN parsed
     THEN the first is offered for voiding (the daemon still decides), the second is not."""
-    assert RecentDecision.from_dict({"decision_id": 1, "accepted": True}).voidable
+    first = RecentDecision.from_dict({"decision_id": 1, "accepted": True, "at": 5.0})
+    assert first.voidable and first.verdict["decided_at"] == 5.0
     assert not RecentDecision.from_dict({"decision_id": 2, "voidable": False}).voidable
 
 

@@ -61,7 +61,7 @@ async def report(pilot: Pilot[Any], app: WatchedApp, store: Store) -> None:
     await rejected(pilot, app, store)
     await type_code(pilot, store.other_store)
     await pilot.press("f3", "p", "f5")
-    await until(pilot, lambda: app.query_one("#report").report.get("scans") == 4, "figures")
+    await until(pilot, lambda: app.query_one("#report").report.get("rejects") == 2, "figures")
 
 
 SCENARIOS: dict[str, Scenario] = {"scan_accepted": accepted, "scan_rejected": rejected,

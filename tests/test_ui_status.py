@@ -58,7 +58,7 @@ async def test_broker_outage_shows_offline_and_backlog(store: Store, standin: St
     async with app.run_test(size=(80, 24)) as pilot:
         await connected(pilot, app)
         assert "在线" in bar(app)
-        standin.sync["last_contact_at"] = FIXED_NOW - 300
+        standin.sync["last_contact"] = FIXED_NOW - 300
         standin.set_online(False)
         await until(pilot, lambda: "离线 5分钟前" in bar(app), "offline shown")
         await type_code(pilot, store.coffee)

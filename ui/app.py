@@ -164,20 +164,31 @@ class CashierApp(App[None]):
                 self.notify(f"{head}: {what}", severity="information" if
                             view.verdict.accepted else "error", timeout=8)
         elif topic == Topic.STATUS:
-            self.status = Status.from_dict(data)
+            old, self.status = self.status, Status.from_dict(data)
+            self._status_changed(old)
         elif topic in (Topic.SYNC, Topic.DEVICE):
             self.status = (self.status or Status()).merged(topic, data)
         self._paint_chrome()
 
     async def _poll_status(self) -> None:
         if self.link.up:
+            old = self.status
             try:
                 self.status = Status.from_dict(await self.link.request(Op.STATUS))
             except ApiError as exc:
                 self.link_detail = str(exc)
+            self._status_changed(old)
         self._paint_chrome()
 
     # -- painting ------------------------------------------------------------------
+
+    def _status_changed(self, old: Status | None) -> None:
+        # A scan the daemon could not record (disk full...) is said loudly, once.
+        new = self.status
+        if new is not None and new.last_error and (old is None or
+                                                   old.last_error != new.last_error):
+            self.notify(new.last_error, title=i18n.t("ui.scan.failed", self.lang),
+                        severity="error", timeout=30)
 
     def _paint_chrome(self) -> None:
         now = self.clock()

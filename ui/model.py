@@ -20,22 +20,45 @@ class DeviceState(enum.StrEnum):
     NO_PAPER = "no_paper"
     COVER_OPEN = "cover_open"
     OFFLINE = "offline"
-    ABSENT = "absent"
     ERROR = "error"
+    STARTING = "starting"
+    ABSENT = "absent"
     UNKNOWN = "unknown"
 
     @classmethod
-    def parse(cls, value: object) -> DeviceState:
-        """The state named by ``value``; anything unrecognised is :attr:`UNKNOWN`."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.UNKNOWN
+    def parse(cls, part: object) -> DeviceState:
+        """The state of a part object from the status (``{state, detail, ...}``).
+
+        A printer's own state (``printer_state``: ``drivers.printer.PrinterState`` values)
+        wins when the daemon sends it. Otherwise the supervisor's part state is mapped
+        (running -> ready, failed -> error, stopped -> offline), and a failed printer whose
+        detail names the paper or the cover is shown as such. Anything unrecognised is
+        :attr:`UNKNOWN`.
+        """
+        d = _dict(part)
+        for value in (d.get("printer_state"), d.get("state")):
+            value = _PART_STATES.get(str(value), value)
+            try:
+                state = cls(str(value))
+            except ValueError:
+                continue
+            if state is cls.ERROR and "printer_state" not in d:
+                detail = str(d.get("detail") or "").lower()
+                if "paper end" in detail or "no paper" in detail:
+                    return cls.NO_PAPER
+                if "cover open" in detail:
+                    return cls.COVER_OPEN
+            return state
+        return cls.UNKNOWN
 
     @property
     def healthy(self) -> bool:
         """Whether the cashier needs to do nothing about it."""
         return self in (DeviceState.READY, DeviceState.ABSENT)
+
+
+# The daemon supervisor's part states (edge.supervisor.PartState) in the cashier's terms.
+_PART_STATES = {"running": "ready", "failed": "error", "stopped": "offline"}
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -60,9 +83,10 @@ def _dict(value: object) -> dict[str, Any]:
 class Status:
     """One status snapshot (``Op.STATUS`` result or ``Topic.STATUS`` event data).
 
-    Read: ``store_id``, ``device_id``, ``store_name``, ``now``, ``clock_trusted``,
-    ``config_version``, ``sync.{online, last_contact_at, backlog}``,
-    ``printer.{state, jobs_waiting}``, ``scanner.state``, ``camera.state``.
+    Read (``docs/local-api.md``): ``store_id``, ``device_id``, ``store_name``, ``clock``,
+    ``clock_trusted``, ``config_version``, ``online``, ``last_contact``, ``backlog``,
+    ``printer.{state, printer_state?, detail, jobs_waiting}``, ``scanner.state``,
+    ``camera.state``, ``last_error``.
     """
 
     store_id: str = ""
@@ -74,45 +98,50 @@ class Status:
     backlog: int = 0
     printer: DeviceState = DeviceState.UNKNOWN
     jobs_waiting: int = 0
+    printer_detail: str = ""
     scanner: DeviceState = DeviceState.UNKNOWN
     camera: DeviceState = DeviceState.UNKNOWN
     clock_trusted: bool = False
     config_version: int = 0
+    last_error: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Status:
         """Build from the daemon's status dict."""
-        sync, printer = _dict(d.get("sync")), _dict(d.get("printer"))
+        printer = _dict(d.get("printer"))
         return cls(
             store_id=str(d.get("store_id") or ""),
             device_id=str(d.get("device_id") or ""),
             store_name=str(d.get("store_name") or ""),
-            now=_float(d.get("now")),
-            online=bool(sync.get("online")),
-            last_contact_at=_float(sync.get("last_contact_at")),
-            backlog=_int(sync.get("backlog")),
-            printer=DeviceState.parse(printer.get("state")),
+            now=_float(d.get("clock")),
+            online=bool(d.get("online")),
+            last_contact_at=_float(d.get("last_contact")),
+            backlog=_int(d.get("backlog")),
+            printer=DeviceState.parse(printer),
             jobs_waiting=_int(printer.get("jobs_waiting")),
-            scanner=DeviceState.parse(_dict(d.get("scanner")).get("state")),
-            camera=DeviceState.parse(_dict(d.get("camera")).get("state")),
+            printer_detail=str(printer.get("detail") or ""),
+            scanner=DeviceState.parse(d.get("scanner")),
+            camera=DeviceState.parse(d.get("camera")),
             clock_trusted=bool(d.get("clock_trusted")),
             config_version=_int(d.get("config_version")),
+            last_error=str(d.get("last_error") or ""),
             raw=d,
         )
 
     def merged(self, topic: str, data: dict[str, Any]) -> Status:
         """The status with a ``sync`` or ``device`` event folded in.
 
-        A ``device`` event is ``{"device": "printer"|"scanner"|"camera", "state": ...,
-        "jobs_waiting"?: n}``; a ``sync`` event carries the ``sync`` section's fields.
+        A ``device`` event is a part object (``{"name": "printer", "state": ..., ...}``);
+        a ``sync`` event carries ``online``, ``last_contact`` and ``backlog``.
         """
         d = dict(self.raw)
         if topic == "sync":
-            d["sync"] = {**_dict(d.get("sync")), **data}
-        elif topic == "device" and data.get("device") in ("printer", "scanner", "camera"):
-            name = str(data["device"])
-            d[name] = {**_dict(d.get(name)), **{k: v for k, v in data.items() if k != "device"}}
+            d.update({k: v for k, v in data.items() if k in ("online", "last_contact",
+                                                                 "backlog")})
+        elif topic == "device" and data.get("name") in ("printer", "scanner", "camera", "sync"):
+            name = str(data["name"])
+            d[name] = {**_dict(d.get(name)), **data}
         return Status.from_dict(d)
 
 
@@ -129,9 +158,11 @@ class PickupState(enum.StrEnum):
 class PickupRow:
     """One of today's pickup orders (``Op.PICKUPS`` result's ``orders`` items).
 
-    Read: ``order_id``, ``number``, ``status`` (waiting|collected|cancelled|late),
-    ``late`` (bool, the daemon's judgement), ``window_start``, ``window_end``,
-    ``customer``, ``items``, ``collected_at``.
+    Read: ``order_id``, ``number``, ``status`` (waiting|collected|cancelled),
+    ``window_start``, ``window_end``, ``customer``, ``items``, ``collected_at``, and
+    ``late`` when the daemon sends it. Without it, a waiting order whose window ended
+    before the daemon's clock (``now``, from its status) is shown as late: a label only,
+    collecting it is still the daemon's decision.
     """
 
     order_id: str
@@ -144,13 +175,16 @@ class PickupRow:
     collected_at: float | None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PickupRow:
-        """Build from one order dict."""
+    def from_dict(cls, d: dict[str, Any], now: float | None = None) -> PickupRow:
+        """Build from one order dict; ``now`` is the daemon's clock."""
         try:
             state = PickupState(str(d.get("status")))
         except ValueError:
             state = PickupState.WAITING
-        if state is PickupState.WAITING and d.get("late"):
+        end = _float(d.get("window_end"))
+        late = d.get("late") if "late" in d else (
+            now is not None and end is not None and now > end)
+        if state is PickupState.WAITING and late:
             state = PickupState.LATE
         return cls(str(d.get("order_id") or ""), str(d.get("number") or ""), state,
                    _float(d.get("window_start")), _float(d.get("window_end")),
@@ -166,10 +200,13 @@ class PickupRow:
 
 @dataclass(frozen=True, slots=True)
 class RecentDecision:
-    """One recorded decision from ``Op.RECENT`` (a ``Verdict.to_dict()`` plus extras).
+    """One recorded decision from ``Op.RECENT``.
 
-    Read: the verdict fields, ``till``, ``source``, ``voided_at``, ``voidable`` (bool:
-    still inside the void window; the daemon's judgement, default true).
+    Read: ``decision_id``, ``at``, ``kind``, ``code_id``, ``accepted``, ``reason``,
+    ``clock_trusted``, ``facts``, ``till``, ``source``, ``voided_at``, and ``voidable``
+    when the daemon sends it (still inside the void window; default true: the daemon
+    refuses a void outside it either way). ``verdict`` is the row in
+    ``Verdict.to_dict()`` form, for the same words as the scan screen.
     """
 
     verdict: dict[str, Any]
@@ -181,5 +218,7 @@ class RecentDecision:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RecentDecision:
         """Build from one decision dict."""
-        return cls(d, str(d.get("till") or ""), str(d.get("source") or ""),
+        verdict = {**d, "decided_at": _float(d.get("decided_at", d.get("at"))) or 0.0,
+                   "clock_trusted": bool(d.get("clock_trusted", True))}
+        return cls(verdict, str(d.get("till") or ""), str(d.get("source") or ""),
                    _float(d.get("voided_at")), bool(d.get("voidable", True)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -65,21 +66,24 @@ class ReportPane(Pane):
     def relabel(self) -> None:
         """Redraw in the current language."""
         r = self.report
-        day = str(r.get("day") or "")
-        grid = Table.grid(padding=(0, 2), expand=True)
+        start = r.get("day_start")
+        day = time.strftime("%Y-%m-%d", time.localtime(float(start))) if start else ""
+        grid = Table.grid(padding=(0, 4), expand=True)
         grid.add_column(ratio=1)
         grid.add_column(ratio=1)
-        left, right = Text(), Text()
-        left.append(self.t("ui.report.title", day=day) + "\n\n", style="bold")
-        for key, field in (("ui.report.scans", "scans"), ("ui.report.cards", "cards_printed"),
-                           ("ui.report.pickups", "pickups_collected"),
-                           ("ui.report.voids", "voids")):
-            left.append(f"{self.t(key)}: ")
-            left.append(f"{r.get(field, '-')}\n", style="bold")
-        right.append(self.t("ui.report.coupons") + "\n", style="bold")
-        _counts(right, r.get("coupons_by_campaign"), lambda k: k, self.t("ui.report.none"))
-        right.append("\n" + self.t("ui.report.rejects") + "\n", style="bold")
-        _counts(right, r.get("rejects_by_reason"), self._reason, self.t("ui.report.none"))
+        left = _figures(self.t("ui.report.title", day=day), [
+            (self.t(key), r.get(field, "-")) for key, field in (
+                ("ui.report.redemptions", "redemptions"),
+                ("ui.report.pickups", "pickups_collected"),
+                ("ui.report.rejects_total", "rejects"), ("ui.report.voids", "voids"),
+                ("ui.report.cards", "cards_printed"))], "")
+        none = self.t("ui.report.none")
+        right = Table.grid()
+        right.add_row(_figures(self.t("ui.report.coupons"),
+                               _sorted(r.get("redemptions_by_campaign"), str), none))
+        right.add_row("")
+        right.add_row(_figures(self.t("ui.report.rejects"),
+                               _sorted(r.get("rejects_by_reason"), self._reason), none))
         grid.add_row(left, right)
         self.query_one("#report-body", Static).update(grid)
         self.query_one("#report-hint", Label).update(self.t("ui.report.hint"))
@@ -90,10 +94,21 @@ class ReportPane(Pane):
         return self.t(key) if key in CATALOGUE else code
 
 
-def _counts(text: Text, counts: object, name: Callable[[str], str], none: str) -> None:
-    if not isinstance(counts, dict) or not counts:
-        text.append(f"  {none}\n", style="dim")
-        return
-    for key, n in sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0]))):
-        text.append(f"  {name(str(key))}: ")
-        text.append(f"{n}\n", style="bold")
+def _sorted(counts: object, name: Callable[[str], str]) -> list[tuple[str, object]]:
+    if not isinstance(counts, dict):
+        return []
+    return [(name(str(k)), n) for k, n in sorted(counts.items(),
+                                                 key=lambda kv: (-int(kv[1]), str(kv[0])))]
+
+
+def _figures(title: str, rows: list[tuple[str, object]], none: str) -> Table:
+    """A titled block of label / right-aligned number rows."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column()
+    table.add_column(justify="right")
+    table.add_row(Text(title, style="bold"), "")
+    for label, n in rows:
+        table.add_row(f"  {label}", Text(str(n), style="bold"))
+    if not rows and none:
+        table.add_row(Text(f"  {none}", style="dim"), "")
+    return table

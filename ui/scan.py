@@ -65,7 +65,7 @@ class ScanPane(Pane):
             panel.show_failure(self.cashier.last_error, self.lang)
             self.app.bell()
             return None
-        view = VerdictView.from_dict(result, source)
+        view = VerdictView.from_dict({"till": self.cashier.till, **result}, source)
         self.add(view)
         return view
 
