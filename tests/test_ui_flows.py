@@ -20,7 +20,7 @@ from ui.pickups import PickupsPane, PickupTable
 from ui.void import ConfirmVoid, VoidPane
 
 if TYPE_CHECKING:
-    from tests.ui_fixtures import Store
+    from tests.ui_store import Store
 
 pytest_plugins = ["tests.ui_fixtures"]  # store, standin
 

@@ -12,7 +12,7 @@ from ui.key_bar import KeyBar
 from ui.status_bar import StatusBar
 
 if TYPE_CHECKING:
-    from tests.ui_fixtures import Store
+    from tests.ui_store import Store
 
 pytest_plugins = ["tests.ui_fixtures"]  # store, standin
 

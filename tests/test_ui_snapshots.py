@@ -19,7 +19,7 @@ from ui.pickups import PickupsPane
 from ui.void import VoidPane
 
 if TYPE_CHECKING:
-    from tests.ui_fixtures import Store
+    from tests.ui_store import Store
 
 pytest_plugins = ["tests.ui_fixtures"]  # store, standin
 

@@ -24,7 +24,7 @@ from ui.model import DeviceState
 from ui.status_bar import StatusBar
 
 if TYPE_CHECKING:
-    from tests.ui_fixtures import Store
+    from tests.ui_store import Store
 
 pytest_plugins = ["tests.ui_fixtures"]  # store, standin
 

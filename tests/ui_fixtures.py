@@ -1,8 +1,7 @@
-"""Fixtures for the cashier UI tests: a box home with an HQ key, coupons and today's orders.
+"""Fixtures for the cashier UI tests, loaded with ``pytest_plugins = ["tests.ui_fixtures"]``.
 
-Imported by name into each ``tests/test_ui_*.py`` (not a conftest, so other parts' test
-suites are untouched). Screens read local time, so the fixtures pin the zone to
-Asia/Shanghai for the test and put it back afterwards.
+Not a conftest, so other parts' test suites are untouched. Screens read local time, so
+the fixtures pin the zone to Asia/Shanghai for the test and put it back afterwards.
 """
 
 from __future__ import annotations
@@ -10,78 +9,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from edge import tokens
-from edge.box import init_home
-from edge.keys import Purpose, SigningKey, TrustedKey
-from edge.ledger import Ledger
-from edge.orders import upsert_order
-from hq.issue import sign_token
 from tests.standin import StandIn
+from tests.ui_store import Store, make_store
 from tests.uihelp import FIXED_NOW, ZONE
-
-HQ_SEED = bytes(range(32))  # a fixed HQ key: the same codes in every run
-
-
-@dataclass(frozen=True)
-class Store:
-    """A box home and the codes a test can show at its till."""
-
-    home: Path
-    coffee: str  # free coffee, single use
-    ninety_five: str  # 95折, single use
-    five_off: str  # 减5元
-    other_store: str  # a coupon for another store only
-    pickup: str  # signed pickup code for order 0815
-    numbers: dict[str, str]  # order number -> order id
-
-
-def _coupon(key: SigningKey, coupon_id: str, campaign: str, kind: tokens.BenefitKind, value: int,
-            item: str = "", stores: tuple[str, ...] = ()) -> str:
-    return sign_token(key, tokens.Coupon(
-        key.key_id, coupon_id, campaign, tokens.Channel.LIVESTREAM,
-        tokens.Benefit(kind, value, item), int(FIXED_NOW - 7 * 86400),
-        int(FIXED_NOW + 30 * 86400), 1, stores))
-
-
-def make_store(home: Path) -> Store:
-    """Initialise ``home`` as store BJ001, till T1, with codes and four pickup orders."""
-    hq = SigningKey("HQ1", HQ_SEED)
-    trust = [TrustedKey("HQ1", hq.public_key, frozenset({Purpose.COUPON, Purpose.PICKUP}))]
-    init_home(home, "BJ001", "BJ001-T1", trust, store_name="望京店")
-    ledger = Ledger(home / "ledger.sqlite")
-    numbers: dict[str, str] = {}
-    pickup = ""
-    hour = 3600
-    plans = [("0815", "吐司x2 牛角包x1", "王*", -hour, 3 * hour, "waiting"),
-             ("0816", "全麦面包x1", "李*", -3 * hour, -hour, "waiting"),  # late, inside grace
-             ("0817", "蛋糕 6寸x1", "张*", -2 * hour, 2 * hour, "cancelled"),
-             ("0818", "法棍x2", "Chen*", hour, 4 * hour, "waiting")]
-    try:
-        with ledger.immediate() as conn:
-            ledger.advance_trusted_time(conn, FIXED_NOW - 60, "test")
-            for number, items, customer, start, end, status in plans:
-                order = tokens.Pickup("HQ1", f"ORD-{number}", "BJ001", number,
-                                      int(FIXED_NOW + start), int(FIXED_NOW + end), items,
-                                      customer)
-                upsert_order(conn, order, status)
-                numbers[number] = order.order_id
-                if number == "0815":
-                    pickup = sign_token(hq, order)
-    finally:
-        ledger.close()
-    return Store(
-        home=home,
-        coffee=_coupon(hq, "LIVE-0001", "LIVE1125", tokens.BenefitKind.FREE_ITEM, 1, "咖啡一杯"),
-        ninety_five=_coupon(hq, "COMM-0001", "COMM95", tokens.BenefitKind.PERCENT_PRICE, 95),
-        five_off=_coupon(hq, "WEL-0001", "WELCOME", tokens.BenefitKind.AMOUNT_OFF, 500),
-        other_store=_coupon(hq, "SH-0001", "SH-ONLY", tokens.BenefitKind.AMOUNT_OFF, 300,
-                            stores=("SH002",)),
-        pickup=pickup, numbers=numbers)
 
 
 @pytest.fixture
