@@ -159,3 +159,20 @@ async def test_report_figures_and_slip(store: Store, standin: StandIn) -> None:
         await pilot.press("p")
         await until(pilot, lambda: "日结单已送打印" in plain(app.query_one("#report-message",
                                                                      Static)), "slip")
+
+
+async def test_scanner_burst_on_cards_pane_scans_not_prints(store: Store,
+                                                           standin: StandIn) -> None:
+    """GIVEN the cashier on the Cards pane (where Enter prints a card)
+    WHEN a wedge scanner bursts a coupon code ending in Enter there
+    THEN the app goes to the scan pane and decides the code; no card is printed."""
+    app = WatchedApp(standin.path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, app)
+        await pilot.press("f3")
+        await type_code(pilot, store.coffee)
+        await until(pilot, lambda: app.scan_pane.history, "scanned")
+        assert app.active == "scan" and app.scan_pane.history[0].verdict.accepted
+        assert app.query_one("#cards").printed == []
+        await pilot.press("f3", "p")
+        await until(pilot, lambda: len(app.query_one("#cards").printed) == 1, "p still prints")

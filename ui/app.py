@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import ContentSwitcher, Static
+from textual.widgets import ContentSwitcher, Input, Static
 
 from edge import i18n
 from edge.localapi import ApiError, DaemonUnavailable, Op, Topic
@@ -115,12 +115,22 @@ class CashierApp(App[None]):
         """Show pane ``name``."""
         if name not in PANES:
             return
+        self._show(name)
+        await self.pane(name).on_show_pane()
+
+    def _show(self, name: str) -> None:
         self.active = name
         self.query_one(ContentSwitcher).current = name
-        pane = self.pane(name)
-        pane.focus_default()
+        self.pane(name).focus_default()
         self._paint_chrome()
-        await pane.on_show_pane()
+
+    def type_into_scan(self, character: str) -> None:
+        """Typing that arrived outside a text box: show the scan pane and type it there."""
+        if self.active != "scan":
+            self._show("scan")
+        code = self.scan_pane.query_one("#code", Input)
+        code.focus()
+        code.insert_text_at_cursor(character)
 
     def action_switch_language(self) -> None:
         """Chinese <-> English."""

@@ -31,6 +31,7 @@ class CardsPane(Pane):
 
     PANE_KEY = "ui.pane.cards"
     can_focus = True
+    COMMAND_KEYS = frozenset({"p", "r"})
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter,p", "print_card", "print", show=False),
                 Binding("r", "reprint", "reprint", show=False)]
 

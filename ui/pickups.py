@@ -8,7 +8,6 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.events import Key
 from textual.widgets import DataTable, Input, Label
 
 from edge.localapi import Op
@@ -89,16 +88,12 @@ class PickupsPane(Pane):
     def _search_done(self) -> None:
         self.focus_default()
 
-    def on_key(self, event: Key) -> None:
-        """Printable keys typed while the table has focus go to the search box."""
-        if not event.is_printable or event.character is None:
-            return
+    def take_typing(self, character: str) -> bool:
+        """Typing on the list searches it."""
         search = self.query_one("#pickup-search", Input)
-        if search.has_focus:
-            return
         search.focus()
-        search.insert_text_at_cursor(event.character)
-        event.stop()
+        search.insert_text_at_cursor(character)
+        return True
 
     def _fill(self) -> None:
         table = self.query_one(PickupTable)

@@ -22,6 +22,7 @@ class ReportPane(Pane):
 
     PANE_KEY = "ui.pane.report"
     can_focus = True
+    COMMAND_KEYS = frozenset({"p", "r"})
     BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "print_report", "print", show=False),
                 Binding("r", "refresh_report", "refresh", show=False)]
 
