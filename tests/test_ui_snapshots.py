@@ -39,10 +39,13 @@ async def rejected(pilot: Pilot[Any], app: WatchedApp, store: Store) -> None:
 
 
 async def pickups(pilot: Pilot[Any], app: WatchedApp, store: Store) -> None:
-    await type_code(pilot, "0815")
-    await until(pilot, lambda: app.scan_pane.history, "collected")
     await pilot.press("f2")
-    await until(pilot, lambda: len(app.query_one(PickupsPane).orders) == 4, "orders")
+    pane = app.query_one(PickupsPane)
+    await until(pilot, lambda: len(pane.orders) == 4, "orders")
+    await pilot.press("down", "down", "enter")  # the third row: order 0815
+    await until(pilot, lambda: app.scan_pane.history, "collected")
+    await until(pilot, lambda: any(o.state.value == "collected" for o in pane.orders),
+                "list refreshed")
 
 
 async def cards(pilot: Pilot[Any], app: WatchedApp, store: Store) -> None:

@@ -35,6 +35,7 @@ from ui.words import VerdictView
 
 PANES = ("scan", "pickups", "cards", "void", "report")
 STATUS_POLL_S = 2.0
+OWN_SOURCES = ("keyboard", "pickups")  # the scan sources this app sends
 
 
 class CashierApp(App[None]):
@@ -169,7 +170,10 @@ class CashierApp(App[None]):
         if topic == Topic.VERDICT:
             view = VerdictView.from_dict(data)
             self.scan_pane.add(view)
-            if self.active != "scan":
+            # Another source's verdict while the cashier is elsewhere: say it there too.
+            # This till's own scans (typed, or collected from the list) are already shown.
+            mine = view.source in OWN_SOURCES and view.till == self.till
+            if self.active != "scan" and not mine:
                 head, what, _ = view.lines(self.lang)
                 self.notify(f"{head}: {what}", severity="information" if
                             view.verdict.accepted else "error", timeout=8)

@@ -97,11 +97,12 @@ class PickupsPane(Pane):
 
     def _fill(self) -> None:
         table = self.query_one(PickupTable)
+        was = self.shown[table.cursor_row] if 0 <= table.cursor_row < len(self.shown) else None
         needle = self.query_one("#pickup-search", Input).value
         self.shown = [o for o in self.orders if o.matches(needle)]
         table.clear(columns=True)
         table.add_column(Text(self.t("ui.pickups.col.number")), width=6)
-        table.add_column(Text(self.t("ui.pickups.col.status")), width=8)
+        table.add_column(Text(self.t("ui.pickups.col.status")), width=9)
         table.add_column(Text(self.t("ui.pickups.col.window")), width=11)
         table.add_column(Text(self.t("ui.pickups.col.customer")), width=8)
         table.add_column(Text(self.t("ui.pickups.col.items")))
@@ -111,6 +112,10 @@ class PickupsPane(Pane):
                           Text(self.t("ui.pickups.status." + o.state.value), style=style),
                           Text(f"{hhmm(o.window_start)}-{hhmm(o.window_end)}"),
                           Text(o.customer), Text(o.items), key=o.order_id or o.number)
+        if was is not None:  # the cursor stays on the order it was on
+            keep = [i for i, o in enumerate(self.shown) if o.order_id == was.order_id]
+            if keep:
+                table.move_cursor(row=keep[0])
         counts = {s: sum(1 for o in self.orders if o.state is s) for s in PickupState}
         label = (self.t("ui.pickups.none") if not self.orders else self.t(
             "ui.pickups.count", total=len(self.orders), waiting=counts[PickupState.WAITING],
