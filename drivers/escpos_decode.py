@@ -238,8 +238,7 @@ def decode(stream: bytes, encoding: str = "gb18030", strict: bool = True) -> Dec
 
 
 def qr_symbol(data: str, module_dots: int, ecc: str = "M", border: int = 4) -> Image.Image:
-    """Re-render a native QR payload as the printer would, with a ``border``-module quiet zone.
-    """
+    """Re-render a native QR payload as the printer would, with a ``border``-module margin."""
     level = {"L": qrcode.constants.ERROR_CORRECT_L, "M": qrcode.constants.ERROR_CORRECT_M,
              "Q": qrcode.constants.ERROR_CORRECT_Q, "H": qrcode.constants.ERROR_CORRECT_H}
     qr = qrcode.QRCode(error_correction=level.get(ecc, qrcode.constants.ERROR_CORRECT_M),

@@ -55,8 +55,11 @@ def text_width(text: str) -> int:
 
 
 def wrap(text: str, columns: int) -> list[str]:
-    """Split ``text`` into lines of at most ``columns``, breaking at a space when a line
-    holds one, else between characters (Chinese has no spaces to break at)."""
+    """Split ``text`` into lines of at most ``columns`` columns.
+
+    A line breaks at its last space when it holds one, else between characters (Chinese
+    has no spaces to break at).
+    """
     lines: list[str] = []
     line = ""
     for ch in text:

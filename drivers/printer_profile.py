@@ -90,8 +90,9 @@ class PrinterProfile:
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> PrinterProfile:
-        """Build a profile from the config's ``[printer]`` table (unknown keys are ignored:
-        the transport's keys live in the same table).
+        """Build a profile from the config's ``[printer]`` table.
+
+        Unknown keys are ignored: the transport's keys live in the same table.
 
         Raises:
             ProfileError: a value is of the wrong type or not one of the choices.

@@ -1,5 +1,4 @@
-"""The slips the box prints, as :class:`~edge.printdoc.Document` s: card, pickup, redemption,
-report and the printer test page.
+"""The slips the box prints, as documents: card, pickup, redemption, report, test page.
 
 Words come from :mod:`edge.i18n`; layout is neutral (the driver fits it to the paper).
 """
@@ -163,4 +162,5 @@ def test_page(encoding_name: str) -> Document:
         Text(TEST_TRADITIONAL, 2, Align.CENTER, bold=True),
         Text("RIGHT", 1, Align.RIGHT),
         QR(TEST_PAGE_QR),
-    ] + _end())
+        *_end(),
+    ])
