@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Iterator
 
 from PIL import Image, ImageDraw, ImageFont
+from qrcode.exceptions import DataOverflowError
 
 from drivers.printer_profile import CJK_FONT, PrinterProfile, TextEncoding
 from edge.printdoc import QR, Align, Cut, Document, Feed, Rule, Text
@@ -38,6 +39,7 @@ CUT = GS + b"VB\x00"  # feed to the cutter and partial-cut
 ALIGN = {Align.LEFT: ESC + b"a\x00", Align.CENTER: ESC + b"a\x01", Align.RIGHT: ESC + b"a\x02"}
 QR_QUIET_MODULES = 4
 RASTER_BAND = 255  # rows per GS v 0 command: small enough for every printer's buffer
+MIN_MODULE_DOTS = 3  # 0.375 mm: smaller modules blur on thermal paper for phone cameras
 TEXT_PX = 24  # the printer's Font A is 12x24 dots: a CJK glyph is 24x24
 
 
@@ -118,11 +120,16 @@ def qr_module_dots(data: str, profile: PrinterProfile) -> tuple[int, int]:
     Raises:
         RenderError: the symbol with its quiet zone does not fit the paper width.
     """
-    modules = int(build_qr(data, border=QR_QUIET_MODULES).modules_count)
+    try:
+        modules = int(build_qr(data, border=QR_QUIET_MODULES).modules_count)
+    except (DataOverflowError, ValueError) as exc:  # qrcode raises ValueError past v40 too
+        raise RenderError(f"QR data of {len(data)} characters does not fit any QR: {exc}") \
+            from None
     module = min(profile.max_module_dots, profile.dots // (modules + 2 * QR_QUIET_MODULES))
-    if module < 1:
+    if module < MIN_MODULE_DOTS:
         raise RenderError(f"a {modules}-module QR with its quiet zone is wider than "
-                          f"{profile.dots} dots of {profile.paper_mm} mm paper")
+                          f"{profile.dots} dots of {profile.paper_mm} mm paper allow at "
+                          f"{MIN_MODULE_DOTS} dots a module")
     return module, modules
 
 
