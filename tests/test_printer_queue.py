@@ -150,9 +150,9 @@ def test_unusable_queue_file_is_a_clear_error(tmp_path: Path) -> None:
     WHEN opened
     THEN QueueStorageError names the path."""
     (tmp_path / "dir.sqlite").mkdir()
-    with pytest.raises(QueueStorageError, match="dir.sqlite"):
+    with pytest.raises(QueueStorageError, match=r"dir\.sqlite"):
         PrintQueue(tmp_path / "dir.sqlite")
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(QueueStorageError, match="junk.sqlite"):
+    with pytest.raises(QueueStorageError, match=r"junk\.sqlite"):
         PrintQueue(junk)
