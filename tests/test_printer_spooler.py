@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from printer_fakes import FakeNetworkPrinter, FakePtyPrinter
 from pyzbar import pyzbar
 
 from drivers import escpos_decode
@@ -19,6 +18,7 @@ from drivers.spooler import Spooler
 from edge import slips
 from edge.printdoc import QR, Cut, Document, Text
 from edge.printqueue import JobState, PrintQueue
+from tests.printer_fakes import FakeNetworkPrinter, FakePtyPrinter
 
 URL = "HTTPS://Q.EDGE.CN/SEK1ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 States = list[tuple[PrinterState, int, str]]

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from printer_fakes import FakeNetworkPrinter, FakePtyPrinter
 
 from drivers import escpos_decode, escpos_render
 from drivers.printer import (
@@ -28,6 +27,7 @@ from drivers.printer import (
 )
 from drivers.printer_profile import PrinterProfile
 from edge import slips
+from tests.printer_fakes import FakeNetworkPrinter, FakePtyPrinter
 
 URL = "HTTPS://Q.EDGE.CN/SEK1ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
