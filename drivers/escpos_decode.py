@@ -269,6 +269,10 @@ def to_png(stream: bytes, encoding: str = "gb18030", width_dots: int = 384) -> I
             length = draw.textlength(item.text, font=font)
             x = {Align.LEFT: 0.0, Align.CENTER: (width_dots - length) / 2,
                  Align.RIGHT: width_dots - length}[item.align]
+            if item.text and set(item.text) == {"-"}:  # a rule: the printer's is full width
+                draw.line([(0, img.height // 2), (width_dots, img.height // 2)], fill=0)
+                parts.append(img)
+                continue
             draw.text((max(0.0, x), 2 * item.size), item.text, font=font, fill=0,
                       stroke_width=1 if item.bold else 0, stroke_fill=0)
             parts.append(img)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pyzbar import pyzbar
@@ -9,7 +12,7 @@ from pyzbar import pyzbar
 from drivers import escpos_decode, escpos_render
 from drivers.escpos_decode import DecodeError, FeedDots, NativeQR
 from drivers.printer_profile import CJK_FONT, PrinterProfile, ProfileError, TextEncoding
-from edge import slips, tokens
+from edge import cli, slips, tokens
 from edge.printdoc import QR, Align, Cut, Document, DocumentError, Text
 from edge.qrfit import CARD_MAX_VERSION, qr_version
 from edge.verdict import Reason, Verdict
@@ -297,3 +300,23 @@ def test_preview_png_shows_paper() -> None:
     assert png.width == 384 and png.height > 400
     assert [s.data.decode() for s in pyzbar.decode(png)] == [url]
     assert isinstance(escpos_decode.decode(stream).qr_codes[0], NativeQR)
+
+
+def test_edge_preview_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a simulated printer's output file holding two cards
+    WHEN `edge preview FILE --png OUT --json` runs, and again on a damaged file
+    THEN the PNG is written and its QR decodes, the summary counts two slips; the damaged
+    file exits 2 naming the problem."""
+    url = card_url()
+    sim = tmp_path / "printer-sim.bin"
+    sim.write_bytes(escpos_render.render(card(url=url), PrinterProfile(58)) * 2)
+    out = tmp_path / "paper.png"
+    assert cli.main(["--home", str(tmp_path), "preview", str(sim), "--png", str(out),
+                     "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["cuts"] == 2 and summary["qr"] == [url, url]
+    with Image.open(out) as png:
+        assert {s.data.decode() for s in pyzbar.decode(png)} == {url}
+    sim.write_bytes(b"\x1b@\x1bz")
+    assert cli.main(["preview", str(sim), "--png", str(out)]) == 2
+    assert "unknown command ESC 0x7a" in capsys.readouterr().err
