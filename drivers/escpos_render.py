@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Iterator
 
 from PIL import Image, ImageDraw, ImageFont
+from qrcode import QRCode
 from qrcode.exceptions import DataOverflowError
 
 from drivers.printer_profile import CJK_FONT, PrinterProfile, TextEncoding
@@ -114,14 +115,15 @@ def raster(img: Image.Image) -> bytes:
     return bytes(out)
 
 
-def qr_module_dots(data: str, profile: PrinterProfile) -> tuple[int, int]:
-    """(module size in dots, modules per side without quiet zone) for ``data`` on paper.
+def _fit_qr(data: str, profile: PrinterProfile) -> tuple[QRCode, int]:
+    """The symbol for ``data`` and its module size in dots on this paper.
 
     Raises:
-        RenderError: the symbol with its quiet zone does not fit the paper width.
+        RenderError: no QR holds ``data``, or with its quiet zone it does not fit the paper.
     """
     try:
-        modules = int(build_qr(data, border=QR_QUIET_MODULES).modules_count)
+        qr = build_qr(data, border=QR_QUIET_MODULES)
+        modules = int(qr.modules_count)
     except (DataOverflowError, ValueError) as exc:  # qrcode raises ValueError past v40 too
         raise RenderError(f"QR data of {len(data)} characters does not fit any QR: {exc}") \
             from None
@@ -130,13 +132,23 @@ def qr_module_dots(data: str, profile: PrinterProfile) -> tuple[int, int]:
         raise RenderError(f"a {modules}-module QR with its quiet zone is wider than "
                           f"{profile.dots} dots of {profile.paper_mm} mm paper allow at "
                           f"{MIN_MODULE_DOTS} dots a module")
-    return module, modules
+    return qr, module
+
+
+def qr_module_dots(data: str, profile: PrinterProfile) -> tuple[int, int]:
+    """(module size in dots, modules per side without quiet zone) for ``data`` on paper.
+
+    Raises:
+        RenderError: the symbol with its quiet zone does not fit the paper width.
+    """
+    qr, module = _fit_qr(data, profile)
+    return module, int(qr.modules_count)
 
 
 def qr_image(data: str, profile: PrinterProfile) -> Image.Image:
     """The QR symbol with a 4-module quiet zone, centred on a paper-wide 1-bit image."""
-    module, _ = qr_module_dots(data, profile)
-    qr = build_qr(data, border=QR_QUIET_MODULES, box_size=module)
+    qr, module = _fit_qr(data, profile)
+    qr.box_size = module  # building the symbol is the costly part: done once, drawn here
     symbol = qr.make_image().get_image().convert("1")
     canvas = Image.new("1", (profile.dots, symbol.height), 1)
     canvas.paste(symbol, ((profile.dots - symbol.width) // 2, 0))
@@ -150,7 +162,7 @@ def _gs_k(fn: int, payload: bytes) -> bytes:
 
 def qr_native(data: str, profile: PrinterProfile) -> bytes:
     """``GS ( k`` commands (model 2, ECC M) with the quiet zone made by feeds and centring."""
-    module, _ = qr_module_dots(data, profile)
+    _, module = _fit_qr(data, profile)
     quiet = ESC + b"J" + bytes([QR_QUIET_MODULES * module])
     return (ALIGN[Align.CENTER] + quiet
             + _gs_k(0x41, b"2\x00")  # model 2
