@@ -146,7 +146,7 @@ def decode(stream: bytes, encoding: str = "gb18030", strict: bool = True) -> Dec
         b = r.byte("byte")
         if b == 0x0A:
             flush(text_start)
-        elif b == 0x0D:
+        elif b in (0x0D, 0x00):  # CR and NUL print nothing (NUL pads a resync)
             continue
         elif b == 0x1B:
             cmd = r.byte("ESC command")

@@ -155,6 +155,18 @@ def qr_image(data: str, profile: PrinterProfile) -> Image.Image:
     return canvas
 
 
+def resync_bytes(profile: PrinterProfile) -> bytes:
+    """What to send before the next job when the last one was cut off mid-write.
+
+    The printer may be inside a command waiting for its data (a raster band, a QR payload).
+    NUL bytes complete any such command (as blank image rows) and are ignored as text: one
+    full raster band's worth covers the largest command this renderer sends. Then ``ESC @``,
+    a feed and a cut separate the half-printed slip from the next one.
+    """
+    band = (profile.dots // 8) * RASTER_BAND
+    return b"\x00" * band + INIT + ESC + b"d\x03" + CUT
+
+
 def _gs_k(fn: int, payload: bytes) -> bytes:
     body = b"1" + bytes([fn]) + payload  # cn=49: QR Code
     return GS + b"(k" + len(body).to_bytes(2, "little") + body

@@ -7,7 +7,9 @@ backs off while it cannot, and reports every change of (state, jobs waiting, det
 
 The exactly-once rule is the queue's (see :mod:`edge.printqueue`): a job is marked
 ``printing`` before its first byte, back to ``queued`` only when the driver says no byte was
-written, and ``failed_permanently`` otherwise.
+written, and ``failed_permanently`` otherwise. After such a cut-off write the next job is
+preceded by :func:`~drivers.escpos_render.resync_bytes`, so a printer left in the middle of
+an image command finishes it with blank rows, cuts the half slip off, and starts clean.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import random
 from collections.abc import Callable
 from typing import TypeVar
 
-from drivers.escpos_render import RenderError, render
+from drivers.escpos_render import RenderError, render, resync_bytes
 from drivers.printer import PRINTABLE, Printer, PrinterState, SendError
 from drivers.printer_profile import PrinterProfile
 from edge.printdoc import DocumentError
@@ -47,6 +49,9 @@ class Spooler:
         self.on_state = on_state
         self.poll_s, self.max_backoff_s, self.io_timeout_s = poll_s, max_backoff_s, io_timeout_s
         self._wake = asyncio.Event()
+        # After a write cut off mid-job (or a crash mid-job) the printer may be waiting for
+        # the rest of a command: the next write starts with resync bytes.
+        self._resync = queue.recovered > 0
         self._reported: tuple[PrinterState, int, str] | None = None
         self.state = PrinterState.UNKNOWN
         self.detail = ""
@@ -95,6 +100,10 @@ class Spooler:
                     log.error("print queue: %s", exc)
                     self._report(PrinterState.ERROR, f"print queue: {exc}")
                     printed = False
+                except Exception as exc:  # a bug must not stop the daemon's printing for good
+                    log.exception("print spooler step failed")
+                    self._report(PrinterState.ERROR, f"internal error: {exc}")
+                    printed = False
                 if printed:
                     continue  # more jobs may be waiting: no pause between slips
                 backoff = (self.poll_s if self.state in PRINTABLE
@@ -115,8 +124,10 @@ class Spooler:
         job = self.queue.next_job()
         if job is None:
             return False
+        doc = job.doc
         try:
-            data = render(job.doc, self.profile)
+            # Rendering a raster slip takes tens of ms on a Pi: not on the event loop.
+            data = await self._io(lambda: render(doc, self.profile))
         except (RenderError, DocumentError) as exc:
             self.queue.mark_printing(job.id)
             self.queue.mark_failed(job.id, f"cannot be printed on this printer: {exc}",
@@ -124,21 +135,29 @@ class Spooler:
             log.warning("print job %d failed: %s", job.id, exc)
             self._report(state, self.printer.detail)
             return False
+        except OSError as exc:  # the CJK font is missing or unreadable: the box's fault
+            self._report(PrinterState.ERROR, f"cannot draw text: {exc}")
+            return False
+        prefix = resync_bytes(self.profile) if self._resync else b""
         self.queue.mark_printing(job.id)  # on disk before the first byte goes out
         try:
-            await self._io(lambda: self.printer.send(data))
+            await self._io(lambda: self.printer.send(prefix + data))
         except SendError as exc:
-            self.queue.mark_failed(job.id, str(exc), retry=exc.nothing_sent)
+            # Only the resync prefix may have gone out: the job itself is still unsent.
+            unsent = exc.written <= len(prefix)
+            self.queue.mark_failed(job.id, str(exc), retry=unsent)
+            self._resync = self._resync or not unsent
             log.warning("print job %d %s: %s", job.id,
-                        "will be retried" if exc.nothing_sent else "failed, not retried", exc)
-            self._report(PrinterState.OFFLINE if exc.nothing_sent else PrinterState.ERROR,
-                         str(exc))
+                        "will be retried" if unsent else "failed, not retried", exc)
+            self._report(PrinterState.OFFLINE if unsent else PrinterState.ERROR, str(exc))
             return False
         except TimeoutError:
             # The write thread is stuck; bytes may have gone out: never resend by itself.
             self.queue.mark_failed(job.id, f"write did not finish within "
                                    f"{self.io_timeout_s:g} s", retry=False)
+            self._resync = True
             raise
+        self._resync = False
         self.queue.mark_printed(job.id)
         log.info("print job %d (%s) printed", job.id, job.kind)
         self._report(state, self.printer.detail)

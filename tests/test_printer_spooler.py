@@ -11,7 +11,7 @@ import pytest
 from pyzbar import pyzbar
 
 from drivers import escpos_decode
-from drivers.escpos_render import render
+from drivers.escpos_render import render, resync_bytes
 from drivers.printer import Printer, PrinterState, SerialTransport, TcpTransport
 from drivers.printer_profile import PrinterProfile, TextEncoding
 from drivers.spooler import Spooler
@@ -136,8 +136,9 @@ async def test_printer_gone_during_debounce_retries_without_duplicate(
 async def test_write_stalled_midway_is_not_printed_twice(queue: PrintQueue) -> None:
     """GIVEN a serial printer that stops taking data in the middle of a large job
     WHEN the write times out, and the printer recovers
-    THEN the job is failed permanently (not resent), the UI hears ERROR, and the next job
-    prints; a reprint of the last job is what brings the slip back."""
+    THEN the job is failed permanently (not resent), the UI hears ERROR, the next job is
+    preceded by resync bytes so the whole stream parses with the half slip cut off, and it
+    prints; a reprint is what brings the lost slip back."""
     fake = FakePtyPrinter()
     try:
         states: States = []
@@ -163,6 +164,9 @@ async def test_write_stalled_midway_is_not_printed_twice(queue: PrintQueue) -> N
         received = bytes(fake.received)
         assert received.count(last) == 1  # status polls follow it
         assert received.count(render(big, profile)[-4000:]) == 0  # the stalled job's end
+        assert received.count(resync_bytes(profile) + last) == 1
+        whole = escpos_decode.decode(received, "ascii")  # the printer's view: back in step
+        assert whole.cuts == 2  # the resync's cut after the half slip, then the new slip's
         decoded = escpos_decode.decode(last, "ascii")
         assert decoded.cuts == 1
         assert [s.data.decode() for s in pyzbar.decode(decoded.rasters[0])] == [URL]
