@@ -45,7 +45,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from drivers.printer_profile import PrinterProfile
 
 log = logging.getLogger(__name__)
 
@@ -637,6 +640,26 @@ def open_printer(url: str, home: Path | None = None, absent_after: float = 3.0) 
         PrinterConfigError: the URL is wrong.
     """
     return Printer(transport_from_url(url, home), absent_after)
+
+
+def printer_from_config(table: dict[str, Any], home: Path) -> tuple[Printer, PrinterProfile]:
+    """The printer and its profile from the config's ``[printer]`` table.
+
+    Keys: ``url`` (required), ``absent_after`` (seconds, default 3) and the profile's keys
+    (:meth:`PrinterProfile.from_config`). Nothing is opened yet.
+
+    Raises:
+        PrinterConfigError: no or a bad ``url`` or ``absent_after``.
+        ProfileError: a bad profile key.
+    """
+    url = table.get("url")
+    if not isinstance(url, str) or not url:
+        raise PrinterConfigError("[printer] url is missing: e.g. url = \"tcp://192.168.1.50:9100\""
+                                 " or \"simulate:\"")
+    absent = table.get("absent_after", 3.0)
+    if not isinstance(absent, int | float) or isinstance(absent, bool) or absent < 0:
+        raise PrinterConfigError(f"printer.absent_after must be seconds >= 0, not {absent!r}")
+    return open_printer(url, home, float(absent)), PrinterProfile.from_config(table)
 
 
 def configure_escpos_cache(home: Path) -> Path:

@@ -126,7 +126,8 @@ class FakePtyPrinter:
     """A printer on the far end of a pseudo-terminal (as a USB-serial printer appears).
 
     ``slave_path`` is what the driver opens. ``reading`` False makes it stop reading, like
-    a printer whose buffer is full: writes then stall.
+    a printer whose buffer is full: writes then stall. ``stall_after`` does the same once
+    that many bytes have been received in all (a jam in the middle of a job).
     """
 
     def __init__(self) -> None:
@@ -135,6 +136,7 @@ class FakePtyPrinter:
         self.slave_path = os.ttyname(self._slave)
         self.state = "ready"
         self.reading = True
+        self.stall_after: int | None = None
         self.received = bytearray()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -143,7 +145,8 @@ class FakePtyPrinter:
     def _run(self) -> None:
         parser = _StatusParser()
         while not self._stop.is_set():
-            if not self.reading:
+            stalled = self.stall_after is not None and len(self.received) >= self.stall_after
+            if not self.reading or stalled:
                 self._stop.wait(0.02)
                 continue
             ready, _, _ = select.select([self.master], [], [], 0.05)

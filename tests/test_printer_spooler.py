@@ -148,12 +148,12 @@ async def test_write_stalled_midway_is_not_printed_twice(queue: PrintQueue) -> N
         big = Document("report", [Text(f"第{n}行 营业数据") for n in range(200)] + [Cut()])
         async with spooling(spooler):
             await until(lambda: bool(states) and states[-1][0] is PrinterState.READY)
-            fake.reading = False
+            fake.stall_after = len(fake.received) + 10_000  # jams 10 kB into the job
             jid = queue.enqueue(big)
             spooler.kick()
             await until(lambda: queue.get(jid).state is JobState.FAILED_PERMANENTLY)
             assert PrinterState.ERROR in [s[0] for s in states]
-            fake.reading = True
+            fake.stall_after = None
             after = queue.enqueue(Document("test", [QR(URL), Cut()]))
             spooler.kick()
             await until(lambda: queue.get(after).state is JobState.PRINTED)
@@ -205,3 +205,29 @@ async def test_a_failing_state_callback_does_not_stop_printing(
     async with spooling(spooler):
         await until(lambda: queue.get(jid).state is JobState.PRINTED)
     assert "still prints" in escpos_decode.decode(net_printer.job_bytes()).text
+
+
+async def test_after_a_crash_mid_job_the_printer_is_resynced(
+        net_printer: FakeNetworkPrinter, tmp_path: Path) -> None:
+    """GIVEN a queue whose first job was printing when the box died, and a second job
+    WHEN the queue is reopened and the spooler runs
+    THEN the first is not printed again, and the second is preceded by resync bytes."""
+    q = PrintQueue(tmp_path / "q.sqlite")
+    dead = q.enqueue(card())
+    q.mark_printing(dead)
+    q.close()
+    q = PrintQueue(tmp_path / "q.sqlite")
+    try:
+        nxt = q.enqueue(Document("test", [Text("after restart"), Cut()]))
+        profile = PrinterProfile(58)
+        spooler = make_spooler(q, Printer(TcpTransport("127.0.0.1", net_printer.port)), [],
+                               profile)
+        async with spooling(spooler):
+            await until(lambda: q.get(nxt).state is JobState.PRINTED)
+        assert q.get(dead).state is JobState.FAILED_PERMANENTLY
+        received = net_printer.job_bytes()
+        assert resync_bytes(profile) + render(q.get(nxt).doc, profile) in received
+        decoded = escpos_decode.decode(received)
+        assert decoded.text == "after restart" and decoded.cuts == 2
+    finally:
+        q.close()

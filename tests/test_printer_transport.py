@@ -23,9 +23,10 @@ from drivers.printer import (
     TcpTransport,
     UsbTransport,
     parse_status,
+    printer_from_config,
     transport_from_url,
 )
-from drivers.printer_profile import PrinterProfile
+from drivers.printer_profile import PrinterProfile, ProfileError
 from edge import slips
 from tests.printer_fakes import FakeNetworkPrinter, FakePtyPrinter
 
@@ -293,3 +294,21 @@ def test_escpos_cache_is_set_and_no_temp_folder_is_left(tmp_path: Path) -> None:
     cache = home / "cache" / "escpos"
     assert [p.name for p in cache.iterdir()] == [
         f"{sys.version.split()[0]}.capabilities.pickle"]
+
+
+def test_printer_from_config_table(tmp_path: Path) -> None:
+    """GIVEN [printer] tables from edge.toml: a good one, one without url, one with a bad
+    debounce and one with a bad encoding
+    WHEN turned into a printer and profile
+    THEN the good one gives a simulated 80 mm Big5 printer; the others name the bad key."""
+    printer, profile = printer_from_config(
+        {"url": "simulate:", "paper_mm": 80, "encoding": "big5", "absent_after": 1}, tmp_path)
+    assert isinstance(printer.transport, SimulatedTransport)
+    assert printer.transport.path == tmp_path / "printer-sim.bin"
+    assert (profile.columns, profile.encoding.value, printer.absent_after) == (48, "big5", 1.0)
+    with pytest.raises(PrinterConfigError, match="url is missing"):
+        printer_from_config({"paper_mm": 58}, tmp_path)
+    with pytest.raises(PrinterConfigError, match="absent_after"):
+        printer_from_config({"url": "simulate:", "absent_after": "soon"}, tmp_path)
+    with pytest.raises(ProfileError, match="encoding"):
+        printer_from_config({"url": "simulate:", "encoding": "latin-1"}, tmp_path)
