@@ -13,9 +13,11 @@ from drivers import escpos_decode, escpos_render
 from drivers.escpos_decode import DecodeError, FeedDots, NativeQR
 from drivers.printer_profile import CJK_FONT, PrinterProfile, ProfileError, TextEncoding
 from edge import cli, slips, tokens
+from edge.box import Box
 from edge.printdoc import QR, Align, Cut, Document, DocumentError, Text
 from edge.qrfit import CARD_MAX_VERSION, qr_version
 from edge.verdict import Reason, Verdict
+from hq.issue import CardCheck, verify_card
 
 HEADLINE = "扫码入群 领新人礼"
 HEADLINE_TRAD = "掃碼入群 領新人禮"
@@ -320,3 +322,28 @@ def test_edge_preview_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture
     sim.write_bytes(b"\x1b@\x1bz")
     assert cli.main(["preview", str(sim), "--png", str(out)]) == 2
     assert "unknown command ESC 0x7a" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_minted_card_prints_a_qr_hq_accepts(box: Box, native: bool) -> None:
+    """GIVEN a box that mints a packaging card with a receipt reference (real key, ledger)
+    WHEN its slip is rendered for a 58 mm printer and the QR read back from the bytes
+    THEN the decoded URL is the minted one, and HQ's offline check finds it VALID."""
+    issued = box.issue_card("R20261125-0042")
+    texts = box.config.card
+    doc = slips.card_slip(box.config.store_name, texts.headline, texts.gift, issued.url,
+                          issued.serial, issued.issued_at, texts.footer)
+    profile = PrinterProfile(58, TextEncoding.GB18030, native_qr=native)
+    decoded = escpos_decode.decode(escpos_render.render(doc, profile), "gb18030")
+    if native:
+        (qr,) = decoded.qr_codes
+        symbol = escpos_decode.qr_symbol(qr.data, qr.module_dots, qr.ecc)
+    else:
+        (symbol,) = decoded.rasters
+    (found,) = pyzbar.decode(symbol)
+    url = found.data.decode()
+    assert url == issued.url
+    devices = {box.identity.device_id: {"store": box.identity.store_id,
+                                        "public_key": box.device_key.public_key.hex()}}
+    assert verify_card(url, devices).outcome is CardCheck.VALID
+    assert "望京店" in decoded.text and f"卡号 {issued.serial}" in decoded.text
