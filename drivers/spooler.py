@@ -25,7 +25,7 @@ from drivers.escpos_render import RenderError, render, resync_bytes
 from drivers.printer import PRINTABLE, Printer, PrinterState, SendError
 from drivers.printer_profile import PrinterProfile
 from edge.printdoc import DocumentError
-from edge.printqueue import PrintQueue, QueueError
+from edge.printqueue import Job, PrintQueue, QueueError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,8 +138,19 @@ class Spooler:
         except OSError as exc:  # the CJK font is missing or unreadable: the box's fault
             self._report(PrinterState.ERROR, f"cannot draw text: {exc}")
             return False
-        prefix = resync_bytes(self.profile) if self._resync else b""
         self.queue.mark_printing(job.id)  # on disk before the first byte goes out
+        sending = asyncio.create_task(self._send(job, data, state), name=f"print-job-{job.id}")
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            # Stopping (SIGTERM) mid-slip: let the write finish, within its own timeout, so
+            # the queue records what happened instead of leaving the job 'printing'.
+            await asyncio.wait({sending}, timeout=self.io_timeout_s + 1)
+            raise
+
+    async def _send(self, job: Job, data: bytes, state: PrinterState) -> bool:
+        """Write one job marked printing, and record how it went."""
+        prefix = resync_bytes(self.profile) if self._resync else b""
         try:
             await self._io(lambda: self.printer.send(prefix + data))
         except SendError as exc:

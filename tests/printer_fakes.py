@@ -137,6 +137,7 @@ class FakePtyPrinter:
         self.state = "ready"
         self.reading = True
         self.stall_after: int | None = None
+        self.read_delay = 0.0  # seconds per read: a slow printer
         self.received = bytearray()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -153,11 +154,13 @@ class FakePtyPrinter:
             if not ready:
                 continue
             try:
-                chunk = os.read(self.master, 65536)
+                chunk = os.read(self.master, 4096 if self.read_delay else 65536)
             except OSError:
                 self._stop.wait(0.02)  # no one has the slave open right now
                 continue
             self.received += chunk
+            if self.read_delay:
+                self._stop.wait(self.read_delay)
             for n in parser.queries(chunk):
                 answer = STATUS.get(self.state, {}).get(n)
                 if answer is not None:

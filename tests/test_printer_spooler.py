@@ -231,3 +231,28 @@ async def test_after_a_crash_mid_job_the_printer_is_resynced(
         assert decoded.text == "after restart" and decoded.cuts == 2
     finally:
         q.close()
+
+
+async def test_stopping_mid_slip_finishes_the_slip(queue: PrintQueue) -> None:
+    """GIVEN a slow serial printer in the middle of a large slip
+    WHEN the spooler task is cancelled (the daemon stops)
+    THEN it returns only after the slip is fully written, and the job is recorded printed,
+    not left 'printing' (which the next start would have to treat as lost)."""
+    fake = FakePtyPrinter()
+    fake.read_delay = 0.005
+    try:
+        profile = PrinterProfile(80, TextEncoding.IMAGE, native_qr=False)
+        printer = Printer(SerialTransport(fake.slave_path, 115200, timeout=5), absent_after=0)
+        spooler = make_spooler(queue, printer, [], profile)
+        big = Document("report", [Text(f"第{n}行 营业数据") for n in range(60)] + [Cut()])
+        jid = queue.enqueue(big)
+        task = asyncio.create_task(spooler.run())
+        await until(lambda: queue.get(jid).state is JobState.PRINTING)
+        await until(lambda: len(fake.received) > 1000)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert queue.get(jid).state is JobState.PRINTED
+        await until(lambda: bytes(fake.received).endswith(render(big, profile)))
+    finally:
+        fake.close()
