@@ -249,18 +249,29 @@ def qr_symbol(data: str, module_dots: int, ecc: str = "M", border: int = 4) -> I
     return img
 
 
-def to_png(stream: bytes, encoding: str = "gb18030", width_dots: int = 384) -> Image.Image:
+def last_slips(items: list[Item], n: int) -> list[Item]:
+    """The items of the last ``n`` slips (a slip ends at a cut)."""
+    cuts = [i for i, item in enumerate(items) if isinstance(item, CutMark)]
+    if n <= 0 or len(cuts) < n:
+        return items
+    start = cuts[-n - 1] + 1 if len(cuts) > n else 0
+    return items[start:]
+
+
+def to_png(stream: bytes, encoding: str = "gb18030", width_dots: int = 384,
+           last: int = 0) -> Image.Image:
     """A picture of the paper ``stream`` would print (the simulator's preview).
 
     Text is drawn with the CJK font, rasters pasted as sent, native QR re-rendered, cuts
-    shown as dashed lines. Undecodable text shows as U+FFFD rather than failing.
+    shown as dashed lines. Undecodable text shows as U+FFFD rather than failing. ``last``
+    above 0 keeps only the last that many slips.
 
     Raises:
         DecodeError: an unknown or truncated command.
     """
     decoded = decode(stream, encoding, strict=False)
     parts: list[Image.Image] = []
-    for item in decoded.items:
+    for item in last_slips(decoded.items, last):
         if isinstance(item, TextLine):
             px = TEXT_PX * item.size
             img = Image.new("L", (width_dots, px + 6 * item.size), 255)

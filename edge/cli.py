@@ -146,7 +146,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     try:
         stream = Path(args.file).read_bytes()
-        image = to_png(stream, args.encoding, PAPER[args.paper][0])
+        image = to_png(stream, args.encoding, PAPER[args.paper][0], args.last)
         image.save(args.png)
     except (OSError, DecodeError, LookupError) as exc:
         print(f"edge preview: {exc}", file=sys.stderr)
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--png", required=True, type=Path, help="where to write the picture")
     sp.add_argument("--encoding", default="gb18030", help="the printer's text encoding")
     sp.add_argument("--paper", type=int, choices=(58, 80), default=58)
+    sp.add_argument("--last", type=int, default=0, help="only the last N slips")
     return p
 
 

@@ -319,6 +319,10 @@ def test_edge_preview_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture
     assert summary["cuts"] == 2 and summary["qr"] == [url, url]
     with Image.open(out) as png:
         assert {s.data.decode() for s in pyzbar.decode(png)} == {url}
+        two_high = png.height
+    assert cli.main(["preview", str(sim), "--png", str(out), "--last", "1"]) == 0
+    with Image.open(out) as png:
+        assert png.height == two_high // 2
     sim.write_bytes(b"\x1b@\x1bz")
     assert cli.main(["preview", str(sim), "--png", str(out)]) == 2
     assert "unknown command ESC 0x7a" in capsys.readouterr().err
