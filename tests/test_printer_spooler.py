@@ -256,3 +256,31 @@ async def test_stopping_mid_slip_finishes_the_slip(queue: PrintQueue) -> None:
         await until(lambda: bytes(fake.received).endswith(render(big, profile)))
     finally:
         fake.close()
+
+
+async def test_missing_cjk_font_holds_jobs_and_says_why(
+        net_printer: FakeNetworkPrinter, queue: PrintQueue, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN an image-mode printer and a box whose CJK font file is missing
+    WHEN a Chinese slip is queued
+    THEN it stays queued (the box is at fault, not the slip), the UI hears ERROR naming the
+    problem, and the slip prints once the font is back."""
+    from drivers import escpos_render
+
+    monkeypatch.setattr(escpos_render, "CJK_FONT", tmp_path / "missing.ttc")
+    escpos_render._font.cache_clear()
+    states: States = []
+    spooler = make_spooler(queue, Printer(TcpTransport("127.0.0.1", net_printer.port)),
+                           states, PrinterProfile(58, TextEncoding.IMAGE))
+    jid = queue.enqueue(Document("test", [Text("扫码入群"), Cut()]))
+    try:
+        async with spooling(spooler):
+            await until(lambda: any(s[0] is PrinterState.ERROR and "cannot draw text" in s[2]
+                                    for s in states))
+            assert queue.get(jid).state is JobState.QUEUED
+            monkeypatch.undo()
+            escpos_render._font.cache_clear()
+            await until(lambda: queue.get(jid).state is JobState.PRINTED)
+    finally:
+        escpos_render._font.cache_clear()
+    assert len(escpos_decode.decode(net_printer.job_bytes()).rasters) == 1
