@@ -87,7 +87,8 @@ def bench_import(runs: int) -> None:
         bare = "pass"
         plain = "import escpos.printer"
         cached = ("from pathlib import Path; from drivers.printer import configure_escpos_cache;"
-                  f" configure_escpos_cache(Path({str(home)!r})); import escpos.printer")
+                  f" configure_escpos_cache(Path({str(home)!r}), import_now=True);"
+                  " import escpos.printer")
         baseline = "import drivers.printer"  # what the cached run imports besides escpos
         fresh_import_ms(cached, env)  # warm-up: writes the pickle
         figures = {}

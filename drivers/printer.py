@@ -184,22 +184,26 @@ def printer_from_config(table: dict[str, Any], home: Path) -> tuple[Printer, Pri
     return open_printer(url, home, float(absent)), PrinterProfile.from_config(table)
 
 
-def configure_escpos_cache(home: Path) -> Path:
+def configure_escpos_cache(home: Path, import_now: bool = False) -> Path:
     """Make python-escpos cache its parsed capabilities under ``home`` and leave no temp dir.
 
     python-escpos 3.1 parses ``capabilities.json`` with PyYAML on every import (~90 ms)
     unless ``ESCPOS_CAPABILITIES_PICKLE_DIR`` names a folder for its pickle, and it calls
     ``mkdtemp()`` on import even when that variable is set (it is the eagerly evaluated
-    default of ``environ.get``), leaving one empty ``/tmp/tmpXXXX`` per process. This sets
-    the variable, and imports it once here with the temp folder pointed at the cache folder
-    so the stray folder is made there and removed. It also keeps escpos's import-time
-    ``logging.basicConfig()`` from installing a root handler the daemon did not ask for.
+    default of ``environ.get``), leaving one empty ``/tmp/tmpXXXX`` per process.
 
-    Call it at start, before anything imports ``escpos``. Returns the cache folder.
+    This always sets the variable (for this process and the ones it starts); it costs
+    nothing, and the printer path here never imports escpos. With ``import_now`` it also
+    imports escpos once, with the temp folder pointed at the cache folder so the stray
+    folder is made there and removed, and with escpos's import-time
+    ``logging.basicConfig()`` kept from installing a root log handler: call it so before
+    any code that uses escpos. Returns the cache folder.
     """
     cache = home / "cache" / "escpos"
     cache.mkdir(parents=True, exist_ok=True)
     os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = str(cache)
+    if not import_now:
+        return cache
     if "escpos.capabilities" in sys.modules:
         log.warning("python-escpos was imported before its cache was set; this process "
                     "parsed its capabilities file and left a temporary folder")

@@ -262,8 +262,11 @@ def _import_escpos(home: Path, tmpdir: Path, configure: bool) -> str:
         import logging
         from pathlib import Path
         from drivers.printer import configure_escpos_cache
+        import sys
         if {configure}:
             configure_escpos_cache(Path({str(home)!r}))
+            assert "escpos" not in sys.modules  # setting the cache costs no import
+            configure_escpos_cache(Path({str(home)!r}), import_now=True)
         import escpos.printer
         print(len(logging.getLogger().handlers))
     """)
