@@ -1,0 +1,87 @@
+"""Builders shared by the sync tests: a box ledger with trusted HQ keys, configs, events."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.events import EventType
+from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.ledger import Ledger
+from edge.rules import Identity
+from sync.contract import DataKind, HqData, seal
+
+STORE, DEVICE = "BJ001", "BJ001-T1"
+IDENTITY = Identity(STORE, DEVICE)
+ALL = frozenset({Purpose.CONFIG, Purpose.COUPON, Purpose.PICKUP})
+
+
+def trusted(key: SigningKey, purposes: frozenset[Purpose] = ALL,
+            not_after: int | None = None) -> TrustedKey:
+    """The trust record a box keeps for ``key``."""
+    return TrustedKey(key.key_id, key.public_key, purposes, not_after)
+
+
+def new_ledger(path: Path, *keys: SigningKey) -> Ledger:
+    """A fresh box ledger trusting ``keys`` for everything (the provisioned anchor)."""
+    ledger = Ledger(path)
+    with ledger.immediate() as conn:
+        for k in keys:
+            ledger.put_trusted_key(conn, trusted(k))
+    return ledger
+
+
+def key_entry(key: SigningKey, purposes: tuple[str, ...] = ("config", "coupon", "pickup"),
+              not_after: int | None = None) -> dict[str, Any]:
+    """A ``keys[]`` item of a config body."""
+    return {"key_id": key.key_id, "public_key": key.public_key.hex(),
+            "purposes": list(purposes), "not_after": not_after}
+
+
+def config_body(*keys: SigningKey, **over: Any) -> dict[str, Any]:
+    """A valid config body trusting ``keys``; keyword arguments replace top-level fields."""
+    body: dict[str, Any] = {
+        "schema": 1,
+        "store": {"name": "望京店"},
+        "printer": {"url_base": "HTTPS://Q.EDGE.CN/", "headline": "扫码入群 领新人礼",
+                    "gift": "新人礼: 到店免费咖啡一杯", "footer": "谢谢惠顾"},
+        "campaigns": [{"id": "LIVE1125", "state": "active", "name": "双十一直播"},
+                      {"id": "OLD0901", "state": "revoked"}],
+        "keys": [key_entry(k) for k in keys],
+        "revoked": [{"code_id": "C:LEAK-1", "reason": "leaked on social media"}],
+        "void_window_s": 600,
+        "sync": {"batch_size": 50, "linger_ms": 20},
+    }
+    body.update(over)
+    return body
+
+
+def hq_data(kind: DataKind, version: int, body: dict[str, Any], store: str = STORE,
+            issued_at: float | None = None) -> HqData:
+    """An HQ payload."""
+    return HqData(kind, store, version, time.time() if issued_at is None else issued_at, body)
+
+
+def sealed(key: SigningKey, kind: DataKind, version: int, body: dict[str, Any],
+           store: str = STORE, issued_at: float | None = None) -> bytes:
+    """The wire bytes HQ publishes."""
+    return seal(key, hq_data(kind, version, body, store, issued_at)).encode()
+
+
+def append_events(ledger: Ledger, count: int, start_at: float = 1.7e9) -> None:
+    """``count`` decision events in one transaction."""
+    body = {"accepted": True, "reason": None, "kind": "coupon", "code_id": "C:LIVE-1",
+            "campaign_id": "LIVE1125", "till": "T1", "source": "scanner",
+            "facts": {"benefit": {"kind": "free_item", "value": 1, "item": "咖啡一杯"}}}
+    with ledger.immediate() as conn:
+        for i in range(count):
+            ledger.append_event(conn, EventType.DECISION, start_at + i, True, body)
+
+
+def events_of(ledger: Ledger, type_: EventType) -> list[dict[str, Any]]:
+    """Bodies of the outbox events of one type, oldest first."""
+    import json
+    rows = ledger.conn.execute("SELECT body FROM outbox WHERE type=? ORDER BY seq",
+                               (type_.value,)).fetchall()
+    return [json.loads(r[0]) for r in rows]
