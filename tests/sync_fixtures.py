@@ -69,14 +69,15 @@ def sealed(key: SigningKey, kind: DataKind, version: int, body: dict[str, Any],
     return seal(key, hq_data(kind, version, body, store, issued_at)).encode()
 
 
-def append_events(ledger: Ledger, count: int, start_at: float = 1.7e9) -> None:
-    """``count`` decision events in one transaction."""
+def append_events(ledger: Ledger, count: int, start_at: float | None = None) -> None:
+    """``count`` decision events in one transaction, a millisecond apart from ``start_at``."""
+    start_at = time.time() if start_at is None else start_at
     body = {"accepted": True, "reason": None, "kind": "coupon", "code_id": "C:LIVE-1",
             "campaign_id": "LIVE1125", "till": "T1", "source": "scanner",
             "facts": {"benefit": {"kind": "free_item", "value": 1, "item": "咖啡一杯"}}}
     with ledger.immediate() as conn:
         for i in range(count):
-            ledger.append_event(conn, EventType.DECISION, start_at + i, True, body)
+            ledger.append_event(conn, EventType.DECISION, start_at + i / 1000, True, body)
 
 
 def events_of(ledger: Ledger, type_: EventType) -> list[dict[str, Any]]:
