@@ -167,16 +167,18 @@ class EventBatch:
         return cls(str(obj.get("store")), str(obj.get("device")), events)
 
 
-def encode_batch_text(store: str, device: str, events: list[str]) -> tuple[bytes, str]:
+def encode_batch_text(store: str, device: str, events: list[str],
+                      compress: bool = True) -> tuple[bytes, str]:
     """A batch from events already in their wire JSON text; ``(payload, content_type)``.
 
     The same bytes :meth:`EventBatch.encode` makes; the box's drain uses this form so an
-    event's stored JSON body is never decoded just to be encoded again.
+    event's stored JSON body is never decoded just to be encoded again. ``compress=False``
+    always sends plain JSON (a box on a fast LAN may prefer CPU to bytes).
     """
     raw = (f'{{"v":{EVENT_SCHEMA_VERSION},"store":{json.dumps(store, ensure_ascii=False)},'
            f'"device":{json.dumps(device, ensure_ascii=False)},"events":['
            + ",".join(events) + "]}").encode("utf-8")
-    if len(raw) > COMPRESS_OVER:
+    if compress and len(raw) > COMPRESS_OVER:
         packed = zlib.compress(raw, COMPRESS_LEVEL)
         if len(packed) < len(raw) * 0.9:
             return packed, CONTENT_JSON_ZLIB

@@ -80,6 +80,7 @@ class Link:
         self._fd: int | None = None
         self._writing = False
         self._misc: asyncio.Task[None] | None = None
+        self._props: dict[str, Properties] = {}
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=MQTTProtocolVersion.MQTTv5)
         c.connect_timeout = settings.connect_timeout_s
@@ -160,8 +161,11 @@ class Link:
         """
         props = None
         if content_type:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ContentType = content_type
+            props = self._props.get(content_type)
+            if props is None:  # built once per content type: paho's Properties are costly
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.ContentType = content_type
+                self._props[content_type] = props
         info = self.client.publish(topic, payload, qos=QOS, retain=retain, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise LinkError(f"publish: {mqtt.error_string(info.rc)}")

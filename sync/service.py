@@ -38,7 +38,7 @@ from edge.storeconfig import (
 from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
 from sync.inbound import Inbound
 from sync.link import ConnectRefused, Link, LinkError, Will
-from sync.outbox import Batch, Outbox
+from sync.outbox import AckWriter, Batch, Outbox
 from sync.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class SyncService:
         self._acked_since: float | None = None
         self._ack_failure = ""
         self._presence_sent: tuple[int, int, bool, bool] | None = None
+        self._marking: set[asyncio.Future[None]] = set()
 
     # -- public -------------------------------------------------------------------------
 
@@ -118,14 +119,16 @@ class SyncService:
         """Sync until cancelled. Network and broker trouble never end it."""
         self._wake = asyncio.Event()
         self._ledger = Ledger(self.ledger_path)
+        self._acks = AckWriter(self.ledger_path)
         try:
-            self._outbox = Outbox(self._ledger, self.identity)
+            self._outbox = Outbox(self._ledger, self.identity, self.settings.compress)
             self._inbound = Inbound(self._ledger, self.identity, self.topics, self.wall_clock)
             self._housekeep()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connect_forever(), name="sync-connect")
                 tg.create_task(self._housekeeping(), name="sync-housekeeping")
         finally:
+            self._acks.close()
             self._ledger.close()
             self._ledger = None
 
@@ -186,6 +189,8 @@ class SyncService:
             if not link.closed.is_set():
                 link.abort("session ended")
             self._flush_acks(force=True)
+            if self._marking:
+                await asyncio.gather(*self._marking, return_exceptions=True)
 
     async def _goodbye(self, link: Link) -> None:
         """A clean stop: say offline ourselves (a clean disconnect sends no will)."""
@@ -220,7 +225,8 @@ class SyncService:
                 batch = self._outbox.next_batch(cursor, policy.batch_size)
                 if batch is None:
                     partial_since = None
-                    if not self._inflight and not self._acked and self._state.backlog:
+                    if (not self._inflight and not self._acked and not self._marking
+                            and self._state.backlog):
                         self._set_state(backlog=0)  # everything before the cursor is acked
                     break
                 if batch.count < policy.batch_size and linger > 0:
@@ -275,7 +281,16 @@ class SyncService:
         if not due:
             return
         acked, self._acked, self._acked_since = self._acked, [], None
-        changed = self._outbox.mark_acked(acked, self.wall_clock())
+        task = asyncio.ensure_future(self._mark(acked))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    async def _mark(self, acked: list[tuple[int, int]]) -> None:
+        try:
+            changed = await self._acks.mark(acked, self.wall_clock())
+        except Exception:  # not marked means sent again later: safe, HQ de-duplicates
+            log.exception("could not mark %d acknowledged batches sent", len(acked))
+            return
         self._contact(online=self._link is not None,
                       backlog=max(0, self._state.backlog - changed))
 

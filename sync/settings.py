@@ -44,6 +44,7 @@ class MqttSettings:
     backoff_min_s: float = 0.5
     backoff_max_s: float = 60.0
     max_inflight: int = 20  # event batches published and not yet acknowledged
+    compress: bool = True  # zlib event batches over 1 kB (10x fewer bytes, some CPU)
 
     def with_(self, **changes: Any) -> MqttSettings:
         """A copy with some fields changed."""
