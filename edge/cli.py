@@ -139,6 +139,16 @@ def cmd_orders(args: argparse.Namespace, box: Box) -> int:
     return EXIT_OK
 
 
+def cmd_sync(args: argparse.Namespace, box: Box) -> int:
+    from sync import runner  # the sync service is glue around the box, loaded only here
+    from sync.settings import SettingsError
+    try:
+        return runner.main(box.config, args.host, args.port, args.root, args.until_drained,
+                           args.timeout, args.json, args.verbose)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge`` argument parser."""
     p = argparse.ArgumentParser(prog="edge", description="store-edge box commands")
@@ -175,11 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=("list", "import"))
     sp.add_argument("codes", nargs="*", help="pickup codes to import")
     sp.add_argument("--all", action="store_true", help="every order, not just around today")
+    sp = command("sync", "run only the MQTT sync service (edge.toml [mqtt]) in the foreground")
+    sp.add_argument("--host", help="broker host (overrides [mqtt] host)")
+    sp.add_argument("--port", type=int, help="broker port")
+    sp.add_argument("--root", help="topic root")
+    sp.add_argument("--until-drained", action="store_true",
+                    help="exit once online with nothing left to send")
+    sp.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     return p
 
 
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
-            "card": cmd_card, "orders": cmd_orders}
+            "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge import tokens
 from edge.events import EventType
@@ -24,7 +19,7 @@ from edge.ledger import Ledger
 from edge.rules import Counter
 from edge.verdict import Reason
 from hq.issue import sign_token
-from sync.contract import DataKind, EventBatch, Presence, PresenceState, Reported, Topics
+from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
 from sync.service import SyncService, SyncState
 from sync.settings import MqttSettings
 from tests.mqtt_broker import Broker, free_port
@@ -32,6 +27,7 @@ from tests.sync_fixtures import (
     DEVICE,
     IDENTITY,
     STORE,
+    Hq,
     append_events,
     config_body,
     events_of,
@@ -43,61 +39,6 @@ pytestmark = pytest.mark.network
 
 HQ1 = SigningKey.generate("HQ1")
 TOPICS = Topics("se")
-
-
-class Hq:
-    """HQ's side in a test: a raw paho MQTT 5 client with a persistent session."""
-
-    def __init__(self, broker: Broker, client_id: str = "hq-test") -> None:
-        self.broker = broker
-        self.lock = threading.Lock()
-        self.messages: list[tuple[str, bytes, str | None, bool]] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_connect = self._on_connect
-        self.connected = threading.Event()
-
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        client.subscribe([(TOPICS.all_events(), 1), (TOPICS.all_status(), 1),
-                          (TOPICS.all_reported(), 1)])
-        self.connected.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        ctype = getattr(msg.properties, "ContentType", None)
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload), ctype, bool(msg.retain)))
-
-    def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect(self.broker.host, self.broker.port, 30, clean_start=False,
-                            properties=props)
-        self.client.loop_start()
-        assert self.connected.wait(10)
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.disconnect()
-        self.client.loop_stop()
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-
-    def seqs(self) -> list[int]:
-        """Every event seq received, in arrival order, duplicates included."""
-        out = []
-        with self.lock:
-            msgs = list(self.messages)
-        for topic, payload, ctype, _r in msgs:
-            if topic.endswith("/events"):
-                out.extend(e["seq"] for e in EventBatch.decode(payload, ctype).events)
-        return out
-
-    def last(self, leaf: str) -> bytes | None:
-        with self.lock:
-            found = [p for t, p, _c, _r in self.messages if t.endswith("/" + leaf)]
-        return found[-1] if found else None
 
 
 @pytest.fixture
