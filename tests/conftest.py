@@ -1,4 +1,4 @@
-"""Shared fixtures. Keep additions here small and additive (several engineers share it)."""
+"""Shared fixtures. Domain fixtures build real keys, real ledgers and real signed codes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,26 @@ from pathlib import Path
 
 import pytest
 
+from edge.box import Box
+from tests.factory import Clock, Hq, make_box
 from tests.mqtt_broker import Broker
+
+
+@pytest.fixture
+def hq() -> Hq:
+    return Hq()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def box(tmp_path: Path, hq: Hq, clock: Clock) -> Iterator[Box]:
+    b = make_box(tmp_path / "box", hq, clock)
+    yield b
+    b.close()
 
 
 @pytest.fixture
