@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import describe
 from edge.ledger import Ledger
 from sync.contract import Topics
 from sync.outbox import Outbox
@@ -120,8 +119,7 @@ def main() -> None:
                     help="events for the one-per-message floors (they are slow)")
     args = ap.parse_args()
     version = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
-    print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} cpus, "
-          f"python {platform.python_version()}, paho {paho.mqtt.__version__}, "
+    print(f"machine: {describe()}; paho {paho.mqtt.__version__}; "
           f"{version.splitlines()[0] if version else 'mosquitto ?'}")
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(Path(tmp) / "broker")
