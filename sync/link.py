@@ -81,8 +81,9 @@ class Link:
         self._writing = False
         self._misc: asyncio.Task[None] | None = None
         self._props: dict[str, Properties] = {}
+        # manual_ack: an inbound message is acknowledged only once it is handled (committed).
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=MQTTProtocolVersion.MQTTv5)
+                        protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         c.connect_timeout = settings.connect_timeout_s
         c.max_inflight_messages_set(max(settings.max_inflight, 1) + 4)  # + status, reported
         c.max_queued_messages_set(0)
@@ -200,13 +201,17 @@ class Link:
                         _p: Properties | None) -> None:
         self._on_ack(mid, not rc.is_failure, str(rc))
 
-    def _handle_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        # paho acknowledges a QoS 1 message when this returns: handling it first (the
-        # ledger commit) means a crash before the PUBACK gets the message delivered again.
+    def _handle_message(self, c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # PUBACK only after the handler committed: a crash or a ledger error before that
+        # leaves the message in the broker's session, delivered again on the next connect.
         try:
             self._on_message(msg)
         except Exception:
-            log.exception("inbound message on %s could not be handled", msg.topic)
+            log.exception("inbound message on %s could not be handled; reconnecting to get "
+                          "it again", msg.topic)
+            self._loop.call_soon(self.abort, "an inbound message could not be handled")
+            return
+        c.ack(msg.mid, msg.qos)
 
     def _mark_closed(self, reason: str) -> None:
         if not self.closed.is_set():
@@ -232,7 +237,9 @@ class Link:
         fd = sock.fileno()
 
         def register() -> None:
-            if self.closed.is_set():
+            if self.closed.is_set():  # abandoned while connect() ran in its thread
+                with contextlib.suppress(OSError):
+                    sock.close()
                 return
             self._fd = fd
             self._loop.add_reader(fd, self._read)

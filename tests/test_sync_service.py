@@ -295,3 +295,25 @@ async def test_clean_stop_says_offline_and_service_survives_refused_port(
     assert DEVICE in TOPICS.status(STORE, DEVICE)
     with socket.socket() as s:  # the broker is still up: the box's stop did not hurt it
         s.connect((broker.host, broker.port))
+
+
+async def test_inbound_message_that_fails_to_apply_is_delivered_again(
+        broker: Broker, hq: Hq, box: Box) -> None:
+    """GIVEN a connected box whose ledger refuses writes to pickup orders (a trigger stands in
+    for a failing disk) WHEN HQ publishes orders THEN the box does not acknowledge them, and
+    once the ledger works again the broker's re-delivery is applied: nothing is lost."""
+    box.start()
+    await until(lambda: bool(box.states) and box.states[-1].online, what="connected")
+    with box.ledger.immediate() as conn:
+        conn.execute("CREATE TRIGGER boom BEFORE INSERT ON pickup_order "
+                     "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    now = int(time.time())
+    orders = {"orders": [{"order_id": "ORD-5", "number": "0555", "window_start": now,
+                          "window_end": now + 600}]}
+    hq.publish(TOPICS.data(STORE), sealed(HQ1, DataKind.ORDERS, 1, orders))
+    await until(lambda: sum(not s.online for s in box.states) >= 1, what="link dropped")
+    assert not box.ledger.setting("orders_version")
+    with box.ledger.immediate() as conn:
+        conn.execute("DROP TRIGGER boom")
+    await until(lambda: box.ledger.setting("orders_version") == 1, what="re-delivered")
+    assert box.ledger.conn.execute("SELECT number FROM pickup_order").fetchall() == [("0555",)]
