@@ -123,7 +123,10 @@ class SyncService:
         try:
             self._outbox = Outbox(self._ledger, self.identity, self.settings.compress)
             self._inbound = Inbound(self._ledger, self.identity, self.topics, self.wall_clock)
-            self._housekeep()
+            try:
+                self._housekeep()
+            except Exception:  # a locked or full ledger now must not stop sync for good
+                log.exception("sync housekeeping failed")
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connect_forever(), name="sync-connect")
                 tg.create_task(self._housekeeping(), name="sync-housekeeping")
