@@ -317,3 +317,44 @@ async def test_inbound_message_that_fails_to_apply_is_delivered_again(
         conn.execute("DROP TRIGGER boom")
     await until(lambda: box.ledger.setting("orders_version") == 1, what="re-delivered")
     assert box.ledger.conn.execute("SELECT number FROM pickup_order").fetchall() == [("0555",)]
+
+
+async def test_refused_batches_are_never_marked_sent(tmp_path: Path) -> None:
+    """GIVEN a broker whose ACL refuses the box's events topic (MQTT 5 PUBACK 'not
+    authorized') WHEN the box drains THEN no event is marked sent, the state says the broker
+    refused a batch, and the box keeps trying."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite se/v1/s/+/d/+/status\ntopic readwrite se/v1/s/+/d/+/reported\n"
+                   "topic read se/v1/s/+/config\ntopic read se/v1/s/+/data\n")
+    broker = Broker(tmp_path / "mq", listener_options=f"acl_file {acl}")
+    broker.start()
+    box = Box(tmp_path / "box.sqlite", _settings(broker.port))
+    append_events(box.ledger, 30)
+    box.start()
+    try:
+        await until(lambda: sum("refused a batch" in s.detail for s in box.states) >= 2,
+                    what="two refusals")
+        assert box.ledger.backlog() == 30 and box.sent() == 0
+        assert box.task is not None and not box.task.done()
+    finally:
+        await box.stop()
+        box.ledger.close()
+        broker.kill()
+
+
+async def test_alarm_while_offline(tmp_path: Path) -> None:
+    """GIVEN a policy alarming at 10 unsent events and a broker that is not there WHEN 20
+    events wait THEN the state carries the alarm and its reason, and an outbox_alarm event
+    is queued behind them (nothing dropped)."""
+    box = Box(tmp_path / "box.sqlite", _settings(free_port()))
+    _set_policy(box.ledger, alarm_backlog=10)
+    append_events(box.ledger, 20)
+    box.start()
+    try:
+        await until(lambda: any(s.alarm and "alarm threshold of 10" in s.detail
+                                for s in box.states), what="alarm state with its reason")
+        assert events_of(box.ledger, EventType.OUTBOX_ALARM)[0]["backlog"] == 20
+        assert box.ledger.backlog() == 21
+    finally:
+        await box.stop()
+        box.ledger.close()
