@@ -97,7 +97,7 @@ def events_of(ledger: Ledger, type_: EventType) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in rows]
 
 
-class Hq:
+class HqListener:
     """HQ's side in a test: a raw paho MQTT 5 client with a persistent session."""
 
     def __init__(self, broker: Broker, client_id: str = "hq-test") -> None:

@@ -12,7 +12,7 @@ import pytest
 from edge.box import Box, init_home
 from edge.keys import SigningKey
 from tests.mqtt_broker import Broker
-from tests.sync_fixtures import DEVICE, STORE, Hq, trusted
+from tests.sync_fixtures import DEVICE, STORE, HqListener, trusted
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def _home(tmp_path: Path, mqtt: str) -> Path:
 def test_edge_sync_until_drained_delivers_the_backlog(tmp_path: Path, broker: Broker) -> None:
     """GIVEN a box home with 3 card events and [mqtt] pointing at the broker WHEN `edge sync
     --until-drained` runs THEN it exits 0 after HQ received the 3 events, printing the states."""
-    hq = Hq(broker)
+    hq = HqListener(broker)
     hq.start()
     try:
         home = _home(tmp_path, f'host = "127.0.0.1"\nport = {broker.port}\nkeepalive_s = 5')

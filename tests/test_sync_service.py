@@ -27,7 +27,7 @@ from tests.sync_fixtures import (
     DEVICE,
     IDENTITY,
     STORE,
-    Hq,
+    HqListener,
     append_events,
     config_body,
     events_of,
@@ -42,8 +42,8 @@ TOPICS = Topics("se")
 
 
 @pytest.fixture
-def hq(broker: Broker) -> Iterator[Hq]:
-    h = Hq(broker)
+def hq(broker: Broker) -> Iterator[HqListener]:
+    h = HqListener(broker)
     h.start()
     yield h
     h.stop()
@@ -108,7 +108,7 @@ def _set_policy(ledger: Ledger, **policy: int) -> None:
 
 
 async def test_offline_whole_time_then_online_delivers_all_in_order(
-        broker: Broker, hq: Hq, box: Box) -> None:
+        broker: Broker, hq: HqListener, box: Box) -> None:
     """GIVEN a box whose broker is down from its start, queuing 1200 events WHEN the broker
     comes back THEN HQ receives every event in seq order, the box marks all sent, the retained
     presence says online with backlog 0, and the state went offline -> online."""
@@ -129,7 +129,8 @@ async def test_offline_whole_time_then_online_delivers_all_in_order(
                 and Presence.decode(p).state is PresenceState.ONLINE)
 
 
-async def test_broker_restart_mid_drain_loses_nothing(broker: Broker, hq: Hq, box: Box) -> None:
+async def test_broker_restart_mid_drain_loses_nothing(broker: Broker, hq: HqListener,
+                                                      box: Box) -> None:
     """GIVEN 6000 events draining in batches of 50 WHEN the broker is restarted mid-drain
     THEN after reconnect HQ has every seq; duplicates are only resent batches (HQ de-dups by
     device+seq) and every event is marked sent exactly once."""
@@ -194,7 +195,8 @@ class CuttingProxy:
             s.transport.abort()
 
 
-async def test_connection_cut_mid_stream_recovers(broker: Broker, hq: Hq, tmp_path: Path) -> None:
+async def test_connection_cut_mid_stream_recovers(broker: Broker, hq: HqListener,
+                                                  tmp_path: Path) -> None:
     """GIVEN a box connected through a proxy WHEN the proxy cuts the link in the middle of a
     batch (half a packet delivered) THEN the broker publishes the box's will (offline), the box
     reconnects, and HQ ends with every event."""
@@ -220,7 +222,7 @@ async def test_connection_cut_mid_stream_recovers(broker: Broker, hq: Hq, tmp_pa
 
 
 async def test_config_down_applied_and_reported_and_tampered_refused(
-        broker: Broker, hq: Hq, box: Box) -> None:
+        broker: Broker, hq: HqListener, box: Box) -> None:
     """GIVEN HQ's retained config v4 for the store WHEN the box connects THEN it applies it and
     publishes a retained report of v4; WHEN a tampered v5 is published THEN the box refuses it,
     reports bad_signature, records config_rejected, and stays on v4."""
@@ -244,7 +246,7 @@ async def test_config_down_applied_and_reported_and_tampered_refused(
 
 
 async def test_orders_and_remote_uses_published_while_box_is_down(
-        broker: Broker, hq: Hq, box: Box) -> None:
+        broker: Broker, hq: HqListener, box: Box) -> None:
     """GIVEN a box that connected once (so the broker keeps its session) and is then off
     WHEN HQ publishes orders and a remote use of a single-use coupon, and the broker restarts
     THEN the box, back on, applies both: the order is known and the coupon is refused as
@@ -271,7 +273,7 @@ async def test_orders_and_remote_uses_published_while_box_is_down(
 
 
 async def test_clean_stop_says_offline_and_service_survives_refused_port(
-        broker: Broker, hq: Hq, tmp_path: Path) -> None:
+        broker: Broker, hq: HqListener, tmp_path: Path) -> None:
     """GIVEN a box pointed at a port where nothing listens WHEN it runs a while THEN it keeps
     retrying (several offline states, task alive); GIVEN a box on the broker WHEN it is stopped
     THEN its retained status says offline."""
@@ -298,7 +300,7 @@ async def test_clean_stop_says_offline_and_service_survives_refused_port(
 
 
 async def test_inbound_message_that_fails_to_apply_is_delivered_again(
-        broker: Broker, hq: Hq, box: Box) -> None:
+        broker: Broker, hq: HqListener, box: Box) -> None:
     """GIVEN a connected box whose ledger refuses writes to pickup orders (a trigger stands in
     for a failing disk) WHEN HQ publishes orders THEN the box does not acknowledge them, and
     once the ledger works again the broker's re-delivery is applied: nothing is lost."""
