@@ -161,6 +161,14 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print(f"{args.png}: {info['cuts']} slips, {info['lines']} text lines, "
               f"{info['images']} images, {info['height_mm']} mm of paper")
     return EXIT_OK
+def cmd_sync(args: argparse.Namespace, box: Box) -> int:
+    from sync import runner  # the sync service is glue around the box, loaded only here
+    from sync.settings import SettingsError
+    try:
+        return runner.main(box.config, args.host, args.port, args.root, args.until_drained,
+                           args.timeout, args.json, args.verbose)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,11 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--encoding", default="gb18030", help="the printer's text encoding")
     sp.add_argument("--paper", type=int, choices=(58, 80), default=58)
     sp.add_argument("--last", type=int, default=0, help="only the last N slips")
+    sp = command("sync", "run only the MQTT sync service (edge.toml [mqtt]) in the foreground")
+    sp.add_argument("--host", help="broker host (overrides [mqtt] host)")
+    sp.add_argument("--port", type=int, help="broker port")
+    sp.add_argument("--root", help="topic root")
+    sp.add_argument("--until-drained", action="store_true",
+                    help="exit once online with nothing left to send")
+    sp.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     return p
 
 
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
-            "card": cmd_card, "orders": cmd_orders}
+            "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
