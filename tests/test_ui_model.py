@@ -45,9 +45,10 @@ def test_events_fold_into_status() -> None:
     THEN the status shows both, and an event for an unknown device changes nothing."""
     s = Status.from_dict({"printer": {"name": "printer", "state": "running"}, "online": True})
     s = s.merged("device", {"name": "printer", "state": "stopped", "jobs_waiting": 1})
-    s = s.merged("sync", {"online": False, "backlog": 5, "last_contact": 3.0})
+    s = s.merged("sync", {"online": False, "backlog": 5, "last_contact": 3.0, "alarm": True})
     assert (s.printer, s.jobs_waiting, s.online, s.backlog, s.last_contact_at) == (
         DeviceState.OFFLINE, 1, False, 5, 3.0)
+    assert s.sync_alarm
     assert s.merged("device", {"name": "toaster", "state": "running"}) == s
 
 

@@ -52,8 +52,8 @@ async def test_printer_unplugged_and_back(store: Store, standin: StandIn) -> Non
 async def test_broker_outage_shows_offline_and_backlog(store: Store, standin: StandIn) -> None:
     """GIVEN the box online
     WHEN the broker goes away (sync event: offline, last contact 5 minutes ago) and a scan
-    adds to the backlog, then the broker comes back
-    THEN the bar reads 离线 5分钟前 and the backlog count, then 在线 again."""
+    adds to the backlog, the outbox alarm goes on, then the broker comes back
+    THEN the bar reads 离线 5分钟前 and the backlog count, then the alarm, then 在线."""
     app = WatchedApp(standin.path)
     async with app.run_test(size=(80, 24)) as pilot:
         await connected(pilot, app)
@@ -65,8 +65,13 @@ async def test_broker_outage_shows_offline_and_backlog(store: Store, standin: St
         await until(pilot, lambda: app.scan_pane.history, "scan while offline")
         await app._poll_status()
         assert "待同步1" in bar(app)
+        standin.sync["alarm"] = True  # the outbox crossed its policy limit while offline
+        standin.set_online(False)
+        await until(pilot, lambda: "待同步1 积压告警" in bar(app), "alarm shown")
+        standin.sync["alarm"] = False
         standin.set_online(True)
         await until(pilot, lambda: "在线" in bar(app) and "离线" not in bar(app), "online")
+        assert "告警" not in bar(app)
 
 
 async def test_daemon_restarted_under_the_ui(store: Store, standin: StandIn) -> None:

@@ -85,6 +85,7 @@ class Status:
 
     Read (``docs/local-api.md``): ``store_id``, ``device_id``, ``store_name``, ``clock``,
     ``clock_trusted``, ``config_version``, ``online``, ``last_contact``, ``backlog``,
+    ``alarm`` (the outbox crossed its limits: ``sync.service.SyncState``),
     ``printer.{state, printer_state?, detail, jobs_waiting}``, ``scanner.state``,
     ``camera.state``, ``last_error``.
     """
@@ -96,6 +97,7 @@ class Status:
     online: bool = False
     last_contact_at: float | None = None
     backlog: int = 0
+    sync_alarm: bool = False
     printer: DeviceState = DeviceState.UNKNOWN
     jobs_waiting: int = 0
     printer_detail: str = ""
@@ -118,6 +120,7 @@ class Status:
             online=bool(d.get("online")),
             last_contact_at=_float(d.get("last_contact")),
             backlog=_int(d.get("backlog")),
+            sync_alarm=bool(d.get("alarm")),
             printer=DeviceState.parse(printer),
             jobs_waiting=_int(printer.get("jobs_waiting")),
             printer_detail=str(printer.get("detail") or ""),
@@ -133,12 +136,12 @@ class Status:
         """The status with a ``sync`` or ``device`` event folded in.
 
         A ``device`` event is a part object (``{"name": "printer", "state": ..., ...}``);
-        a ``sync`` event carries ``online``, ``last_contact`` and ``backlog``.
+        a ``sync`` event carries ``online``, ``last_contact``, ``backlog`` and ``alarm``.
         """
         d = dict(self.raw)
         if topic == "sync":
             d.update({k: v for k, v in data.items() if k in ("online", "last_contact",
-                                                                 "backlog")})
+                                                                 "backlog", "alarm")})
         elif topic == "device" and data.get("name") in ("printer", "scanner", "camera", "sync"):
             name = str(data["name"])
             d[name] = {**_dict(d.get(name)), **data}

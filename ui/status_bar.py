@@ -40,8 +40,11 @@ class StatusBar(Static):
             age = (i18n.t("ui.status.ago", lang, age=duration(now - s.last_contact_at, lang))
                    if s.last_contact_at else i18n.t("ui.status.never", lang))
             _add(segs, f"{i18n.t('ui.status.offline', lang)} {age}", "bold white on red")
-        _add(segs, i18n.t("ui.status.backlog", lang, n=s.backlog),
-             "" if s.online or s.backlog == 0 else "bold black on yellow")
+        backlog = i18n.t("ui.status.backlog", lang, n=s.backlog)
+        if s.sync_alarm:
+            _add(segs, f"{backlog} {i18n.t('ui.status.alarm', lang)}", "bold white on red")
+        else:
+            _add(segs, backlog, "" if s.online or s.backlog == 0 else "bold black on yellow")
         printer = f"{i18n.t('ui.status.printer', lang)} {device(s.printer, lang)}"
         if s.jobs_waiting:
             printer += " " + i18n.t("ui.status.jobs", lang, n=s.jobs_waiting)
