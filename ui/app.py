@@ -95,6 +95,11 @@ class CashierApp(App[None]):
         yield KeyBar(id="keys")
 
     @property
+    def till_name(self) -> str:
+        """This till's name for the ledger: as given, else the box's device id."""
+        return self.till or (self.status.device_id if self.status is not None else "")
+
+    @property
     def scan_pane(self) -> ScanPane:
         """The home pane."""
         return self.query_one(ScanPane)
@@ -172,7 +177,7 @@ class CashierApp(App[None]):
             self.scan_pane.add(view)
             # Another source's verdict while the cashier is elsewhere: say it there too.
             # This till's own scans (typed, or collected from the list) are already shown.
-            mine = view.source in OWN_SOURCES and view.till == self.till
+            mine = view.source in OWN_SOURCES and view.till == self.till_name
             if self.active != "scan" and not mine:
                 head, what, _ = view.lines(self.lang)
                 self.notify(f"{head}: {what}", severity="information" if

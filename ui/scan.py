@@ -59,13 +59,13 @@ class ScanPane(Pane):
     async def scan(self, code: str, source: str) -> VerdictView | None:
         """Send ``code`` to the daemon and show its verdict (or that none came)."""
         result = await self.cashier.call(Op.SCAN, show_error=False, code=code,
-                                         till=self.cashier.till, source=source)
+                                         till=self.cashier.till_name, source=source)
         panel = self.query_one(VerdictPanel)
         if result is None:
             panel.show_failure(self.cashier.last_error, self.lang)
             self.app.bell()
             return None
-        view = VerdictView.from_dict({"till": self.cashier.till, **result}, source)
+        view = VerdictView.from_dict({"till": self.cashier.till_name, **result}, source)
         self.add(view)
         return view
 

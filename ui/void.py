@@ -151,7 +151,7 @@ class VoidPane(Pane):
     async def void(self, decision_id: int, reason: str) -> bool:
         """Ask the daemon to void; show what it said. Returns whether it voided."""
         result = await self.cashier.call(Op.VOID, show_error=False, decision_id=decision_id,
-                                         reason=reason, till=self.cashier.till)
+                                         reason=reason, till=self.cashier.till_name)
         if result is None:
             self._say(self.t("ui.void.refused", message=self.cashier.last_error), "bold red")
             return False
