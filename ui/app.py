@@ -96,7 +96,7 @@ class CashierApp(App[None]):
 
     @property
     def till_name(self) -> str:
-        """This till's name for the ledger: as given, else the box's device id."""
+        """The till's name for the ledger: as given, else the box's device id."""
         return self.till or (self.status.device_id if self.status is not None else "")
 
     @property
