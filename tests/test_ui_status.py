@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.widgets import Static
 
+from edge.localapi import encode
 from tests.standin import StandIn
 from tests.uihelp import (
     FIXED_NOW,
@@ -140,4 +142,46 @@ async def test_silent_daemon_times_out(tmp_path: Path, shanghai: None) -> None:
     finally:
         for w in held:
             w.close()
+        server.close()
+
+
+async def test_odd_frames_from_the_daemon(tmp_path: Path, shanghai: None) -> None:
+    """GIVEN a daemon that refuses the first subscription, then sends a verdict event with
+    fields missing, a good status event, and a line that is not JSON
+    WHEN the UI talks to it
+    THEN the refusal is retried, the bad verdict is dropped without harm, the status shows,
+    and after the garbage line the UI reconnects by itself."""
+    path = tmp_path / "edge.sock"
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        n = len(connections)
+        with contextlib.suppress(ConnectionError):
+            while line := await reader.readline():
+                req = json.loads(line)
+                if req["op"] == "subscribe" and n == 1:
+                    writer.write(encode({"id": req["id"], "ok": False, "error": {
+                        "code": "internal", "message": "not yet"}}))
+                elif req["op"] == "subscribe":
+                    writer.write(encode({"id": req["id"], "ok": True, "result": {}}))
+                    writer.write(encode({"event": "verdict", "data": {"bogus": 1}}))
+                    writer.write(encode({"event": "status", "data": {
+                        "store_id": "BJ001", "device_id": "BJ001-T9", "online": True}}))
+                    if n == 2:
+                        writer.write(b"\xff not json\n")
+                else:
+                    writer.write(encode({"id": req["id"], "ok": True, "result": {
+                        "store_id": "BJ001", "device_id": "BJ001-T9", "online": True}}))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, str(path))
+    app = WatchedApp(path, status_poll_s=3600)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: len(connections) >= 3 and app.link_up, "third link")
+            assert app.status is not None and app.status.device_id == "BJ001-T9"
+            assert app.scan_pane.history == []
+    finally:
         server.close()

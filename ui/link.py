@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from edge.localapi import Client, DaemonUnavailable, Op
+from edge.localapi import ApiError, Client, DaemonUnavailable, Op
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Link:
             try:
                 await client.connect()
                 await client.subscribe()
-            except DaemonUnavailable as exc:
+            except ApiError as exc:  # unreachable, or it refused the subscription
                 await client.close()
                 await self._state(False, str(exc))
                 # Full jitter under a doubling cap: many tills never retry in lockstep.
@@ -93,7 +93,11 @@ class Link:
             await self._state(False, "connection closed")
 
     async def _state(self, up: bool, detail: str) -> None:
-        await _maybe_await(self._on_state(up, detail))
+        # The link must outlive a bug in what it reports to: it is the UI's only way back.
+        try:
+            await _maybe_await(self._on_state(up, detail))
+        except Exception:
+            log.exception("link state %s not shown", "up" if up else "down")
 
     async def _event(self, topic: str, data: dict[str, Any]) -> None:
         # One odd event must not take the connection (and every later verdict) down.
