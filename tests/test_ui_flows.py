@@ -30,7 +30,8 @@ async def test_pickup_list_search_and_collect(store: Store, standin: StandIn) ->
     WHEN the cashier opens Pickups, types 王 to search and presses Enter on the row
     THEN the list shows every state, the search narrows to order 0815, Enter collects it
     through the daemon (accepted, shown here and on the scan pane), and the refreshed list
-    says collected; collecting again is rejected as already collected."""
+    says collected; the order's pickup QR scanned into the search box is decided too, and
+    rejected as already collected."""
     app = WatchedApp(standin.path)
     async with app.run_test(size=(80, 24)) as pilot:
         await connected(pilot, app)
@@ -50,8 +51,11 @@ async def test_pickup_list_search_and_collect(store: Store, standin: StandIn) ->
         assert "取货 0815号" in panel_text(app, "#pickup-verdict")
         assert app.scan_pane.history[0].verdict.accepted
         assert app.scan_pane.history[0].source == "pickups"
-        await pane.collect("0815")
+        app.query_one("#pickup-search", Input).focus()
+        await type_code(pilot, store.pickup)  # the customer's pickup QR, scanned here
+        await until(pilot, lambda: len(app.scan_pane.history) == 2, "scanned in the list")
         assert "已于 11-25 15:02 取货（T2）" in panel_text(app, "#pickup-verdict")
+        assert app.query_one("#pickup-search", Input).value == ""
         assert app.bells == 1
 
 

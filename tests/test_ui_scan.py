@@ -143,3 +143,19 @@ async def test_language_key_switches_every_word(store: Store, standin: StandIn) 
         await pilot.press("f9")
         assert headline(app) == "拒绝" and "本店没有取货号 9999" in panel_text(app)
         assert "F1 扫码" in plain(app.query_one(KeyBar))
+
+
+async def test_overlong_burst_is_a_readable_reject(store: Store, standin: StandIn) -> None:
+    """GIVEN a scanner gone wrong that types 5,000 characters before its Enter
+    WHEN that reaches the scan input
+    THEN the input keeps at most 4,096 of them, the daemon rejects it as unreadable with
+    a reason, and the UI stays usable for the next scan."""
+    app = WatchedApp(standin.path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, app)
+        await type_code(pilot, "A" * 5000)
+        await until(pilot, lambda: app.scan_pane.history, "verdict")
+        assert headline(app) == "拒绝" and "无法识别的码" in panel_text(app)
+        await type_code(pilot, store.coffee)
+        await until(pilot, lambda: len(app.scan_pane.history) == 2, "next scan")
+        assert app.scan_pane.history[0].verdict.accepted

@@ -20,6 +20,9 @@ _STATE_STYLE = {PickupState.WAITING: "bold", PickupState.COLLECTED: "green",
                 PickupState.CANCELLED: "dim strike", PickupState.LATE: "bold red"}
 
 
+SEARCH_MAX = 16  # what the search box takes as a search; a longer entry is a scanned code
+
+
 class PickupTable(DataTable[Text]):
     """The orders list; Enter collects the highlighted order."""
 
@@ -44,7 +47,7 @@ class PickupsPane(Pane):
 
     def compose(self) -> ComposeResult:
         """Search box, table, counts, last collect's verdict."""
-        yield Input(id="pickup-search", max_length=32)
+        yield Input(id="pickup-search", max_length=4096)  # a scanned code may land here
         yield PickupTable(id="pickup-table", cursor_type="row", zebra_stripes=True)
         yield Label(id="pickup-count")
         yield Label(id="pickup-hint")
@@ -85,7 +88,12 @@ class PickupsPane(Pane):
         self._fill()
 
     @on(Input.Submitted, "#pickup-search")
-    def _search_done(self) -> None:
+    async def _search_done(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if len(text) > SEARCH_MAX:
+            # Longer than any number or name: a pickup code scanned here. Decide it.
+            event.input.value = ""
+            await self.collect(text)
         self.focus_default()
 
     def take_typing(self, character: str) -> bool:
@@ -130,9 +138,12 @@ class PickupsPane(Pane):
             return
         await self.collect(self.shown[table.cursor_row].number)
 
-    async def collect(self, number: str) -> VerdictView | None:
-        """Scan ``number`` like the till would, show the verdict here and on the scan pane."""
-        view = await self.cashier.scan_pane.scan(number, "pickups")
+    async def collect(self, code: str) -> VerdictView | None:
+        """Scan ``code`` (an order number or a pickup code) like the till would.
+
+        The verdict shows here and on the scan pane.
+        """
+        view = await self.cashier.scan_pane.scan(code, "pickups")
         panel = self.query_one("#pickup-verdict", VerdictPanel)
         panel.display = True
         if view is None:
