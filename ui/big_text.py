@@ -17,7 +17,10 @@ FONT_PATHS = (
     Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
     Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
 )
-_THRESHOLD = 110  # of 255: anti-aliased edges darker than this stay blank
+# Of 255: anti-aliased pixels darker than this stay blank. CJK strokes are thin at these
+# sizes, so a lower cut keeps them (and the glyph readable); Latin reads best crisp.
+_THRESHOLD_CJK = 60
+_THRESHOLD_LATIN = 110
 _SIZES_CJK = (16, 14, 12)  # pixels; 16 px is 8 text rows
 _SIZES_LATIN = (14, 12)
 
@@ -40,6 +43,7 @@ def block_lines(text: str, max_width: int) -> tuple[str, ...] | None:
     except ImportError:
         return None
     sizes = _SIZES_LATIN if text.isascii() else _SIZES_CJK
+    cut = _THRESHOLD_LATIN if text.isascii() else _THRESHOLD_CJK
     for size in sizes:
         font = ImageFont.truetype(str(path), size)
         left, top, right, bottom = font.getbbox(text)
@@ -54,7 +58,7 @@ def block_lines(text: str, max_width: int) -> tuple[str, ...] | None:
         for y in range(0, img.height, 2):
             row = []
             for x in range(width):
-                up, down = _on(px[x, y]), _on(px[x, y + 1])
+                up, down = _on(px[x, y], cut), _on(px[x, y + 1], cut)
                 row.append("█" if up and down else "▀" if up else "▄" if down else " ")
             rows.append("".join(row).rstrip())
         while rows and not rows[-1]:
@@ -65,5 +69,5 @@ def block_lines(text: str, max_width: int) -> tuple[str, ...] | None:
     return None
 
 
-def _on(value: object) -> bool:
-    return isinstance(value, int) and value > _THRESHOLD
+def _on(value: object, cut: int) -> bool:
+    return isinstance(value, int) and value > cut

@@ -93,7 +93,6 @@ class VerdictPanel(Static):
         width = max(len(row) for row in big)
         for row in big:
             text.append(row.ljust(width) + "\n")  # same width, so centring keeps the shape
-        text.append("\n")
 
 
 def _spaced(headline: str) -> str:
