@@ -322,3 +322,132 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ContractError(f"{what} must be a JSON object")
     return obj
+
+
+# -- data down: bodies of DataKind.ORDERS and DataKind.REMOTE_USES envelopes ----------------
+# Added by the HQ side (additive); documented in docs/mqtt.md, "Data down".
+
+
+class OrderStatus(enum.StrEnum):
+    """An order's state as HQ sends it (new and changed orders are both ``waiting``)."""
+
+    WAITING = "waiting"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One pickup order in an ``orders`` envelope: ``{"orders": [OrderUpdate, ...]}``.
+
+    The box upserts it (``edge.orders.upsert_order``); a collected order stays collected.
+    """
+
+    order_id: str
+    number: str
+    window_start: int
+    window_end: int
+    items: str = ""
+    customer: str = ""
+    status: OrderStatus = OrderStatus.WAITING
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"order_id": self.order_id, "number": self.number,
+                "window_start": self.window_start, "window_end": self.window_end,
+                "items": self.items, "customer": self.customer, "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> OrderUpdate:
+        """Parse one order.
+
+        Raises:
+            ContractError: missing or mistyped field, unknown status, window ends before start.
+        """
+        if not isinstance(obj, dict):
+            raise ContractError("an order must be a JSON object")
+        try:
+            order = cls(str(obj["order_id"]), str(obj["number"]), int(obj["window_start"]),
+                        int(obj["window_end"]), str(obj.get("items", "")),
+                        str(obj.get("customer", "")),
+                        OrderStatus(obj.get("status", OrderStatus.WAITING.value)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"bad order {obj.get('order_id')!r}: {exc!r}") from None
+        if not order.order_id or order.window_end < order.window_start:
+            raise ContractError(f"bad order {order.order_id!r}: empty id or window ends "
+                                "before it starts")
+        return order
+
+
+def encode_orders(orders: list[OrderUpdate]) -> dict[str, Any]:
+    """The body of an ``orders`` envelope."""
+    return {"orders": [o.to_dict() for o in orders]}
+
+
+def decode_orders(body: dict[str, Any]) -> list[OrderUpdate]:
+    """The orders in an ``orders`` envelope body.
+
+    Raises:
+        ContractError: no ``orders`` list, or a bad order in it.
+    """
+    items = body.get("orders")
+    if not isinstance(items, list):
+        raise ContractError("orders body has no 'orders' list")
+    return [OrderUpdate.from_dict(o) for o in items]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteUse:
+    """How many times a code is used at another store, in a ``remote_uses`` envelope.
+
+    ``uses`` is the *absolute* net count at ``store`` (accepted minus voided), not an
+    increment: applying the same entry twice changes nothing, and a void elsewhere arrives
+    as a lower count. The box upserts it into its ``remote_use`` table keyed by
+    ``(code_id, store)``. ``at`` is when the latest use happened (the deciding box's clock),
+    ``event_id`` the event that caused this entry.
+    """
+
+    code_id: str
+    store: str
+    uses: int
+    at: float
+    event_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"code_id": self.code_id, "store": self.store, "uses": self.uses,
+                "at": self.at, "event_id": self.event_id}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> RemoteUse:
+        """Parse one entry.
+
+        Raises:
+            ContractError: missing or mistyped field, or a negative count.
+        """
+        if not isinstance(obj, dict):
+            raise ContractError("a remote use must be a JSON object")
+        try:
+            use = cls(str(obj["code_id"]), str(obj["store"]), int(obj["uses"]),
+                      float(obj["at"]), str(obj.get("event_id", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"bad remote use: {exc!r}") from None
+        if use.uses < 0 or not use.code_id or not use.store:
+            raise ContractError(f"bad remote use of {use.code_id!r} at {use.store!r}")
+        return use
+
+
+def encode_remote_uses(uses: list[RemoteUse]) -> dict[str, Any]:
+    """The body of a ``remote_uses`` envelope."""
+    return {"uses": [u.to_dict() for u in uses]}
+
+
+def decode_remote_uses(body: dict[str, Any]) -> list[RemoteUse]:
+    """The entries in a ``remote_uses`` envelope body.
+
+    Raises:
+        ContractError: no ``uses`` list, or a bad entry in it.
+    """
+    items = body.get("uses")
+    if not isinstance(items, list):
+        raise ContractError("remote_uses body has no 'uses' list")
+    return [RemoteUse.from_dict(u) for u in items]
