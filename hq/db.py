@@ -16,7 +16,8 @@ Schema (version 1):
 - ``hq_device``: per device: store, highest seq seen, presence and reported config.
 - ``hq_store``: every store HQ knows (fan-out targets for coupons valid at all stores).
 - ``hq_gap``: a range of missing seqs per device, ``missing`` counting down as they fill.
-- ``hq_code_use``: net uses of a code per store (accepted minus voided), with its limit.
+- ``hq_code_use``: net uses of a code per store (accepted minus voided), with its limit
+  and its eligible stores (comma-separated, empty for all).
 - ``hq_conflict``: a code used over its limit across two or more stores.
 - ``hq_reject``: a malformed message, with its reason and a short preview.
 - ``hq_version``: the last version HQ gave per ``(store, kind)`` (config, orders, remote uses).
@@ -56,7 +57,7 @@ _SCHEMA: Final = (
     " found_at {float} NOT NULL, filled_at {float}, PRIMARY KEY (device, seq_from))",
     "CREATE TABLE IF NOT EXISTS hq_code_use (code_id TEXT NOT NULL, store TEXT NOT NULL,"
     " campaign_id TEXT, uses BIGINT NOT NULL, max_uses BIGINT NOT NULL, last_at {float},"
-    " last_event TEXT, PRIMARY KEY (code_id, store))",
+    " last_event TEXT, eligible TEXT NOT NULL DEFAULT '', PRIMARY KEY (code_id, store))",
     "CREATE TABLE IF NOT EXISTS hq_conflict (code_id TEXT PRIMARY KEY, stores TEXT NOT NULL,"
     " uses BIGINT NOT NULL, max_uses BIGINT NOT NULL, found_at {float} NOT NULL,"
     " updated_at {float} NOT NULL)",

@@ -228,10 +228,11 @@ class EventStore:
                    out: Outcome) -> None:
         cur.execute(
             "INSERT INTO hq_code_use(code_id, store, campaign_id, uses, max_uses, last_at,"
-            " last_event) VALUES (?,?,?,?,?,?,?) ON CONFLICT (code_id, store) DO UPDATE SET"
-            " uses=hq_code_use.uses+excluded.uses, last_at=excluded.last_at,"
+            " last_event, eligible) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (code_id, store)"
+            " DO UPDATE SET uses=hq_code_use.uses+excluded.uses, last_at=excluded.last_at,"
             " last_event=excluded.last_event",
-            (c.code_id, store, c.campaign_id, c.delta, c.max_uses or 1, c.at, c.event_id))
+            (c.code_id, store, c.campaign_id, c.delta, c.max_uses or 1, c.at, c.event_id,
+             ",".join(c.stores)))
         cur.execute("SELECT store, uses, max_uses FROM hq_code_use WHERE code_id=?"
                     " ORDER BY store", (c.code_id,))
         rows = cur.fetchall()
@@ -248,7 +249,12 @@ class EventStore:
             out.conflicts.append(c.code_id)
         if self.signer is None:
             return
-        targets = c.stores or tuple(self._known_stores(cur))
+        # A void carries no store list: the coupon's first accepted use told us.
+        cur.execute("SELECT eligible FROM hq_code_use WHERE code_id=? AND eligible<>'' LIMIT 1",
+                    (c.code_id,))
+        row = cur.fetchone()
+        eligible = c.stores or (tuple(str(row[0]).split(",")) if row else ())
+        targets = eligible or tuple(self._known_stores(cur))
         use = RemoteUse(c.code_id, store, here, c.at, c.event_id)
         for target in sorted(set(targets) - {store}):
             out.outgoing.append(self._enqueue(cur, target, DataKind.REMOTE_USES,
