@@ -117,6 +117,7 @@ class IngestWorker:
         if failed:  # e.g. a broker without shared subscriptions
             log.error("broker refused ingest subscriptions: %s", ", ".join(failed))
             return
+        log.info("subscribed (group %s)", self.group)
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -128,6 +129,11 @@ class IngestWorker:
             self.counters.db_errors += 1
             log.error("database failed on a message from %s, not acknowledged: %s",
                       msg.topic, exc)
+            return
+        except Exception:  # a bug must not stop the network thread; keep it unacknowledged
+            self.counters.db_errors += 1
+            log.exception("unexpected failure on a message from %s, not acknowledged",
+                          msg.topic)
             return
         client.ack(msg.mid, msg.qos)
         self.counters.messages += 1

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 from hq_support import TOPICS, Hq, RawBox, event, hq_fixture, wait_until  # noqa: F401
 
+from hq.cli import main
+from hq.db import Database
 from sync.contract import CONTENT_JSON_ZLIB, Presence, PresenceState, Reported
 
 pytestmark = pytest.mark.network
@@ -138,3 +146,60 @@ def test_events_published_while_ingest_is_down_arrive_after_restart(hq: Hq) -> N
     w2 = hq.worker("hq-ingest-1")
     wait_until(lambda: hq.count() == 6, what="6 events after restart")
     assert w2.counters.new_events == 6 and w2.counters.duplicates == 0
+
+
+def test_database_failure_leaves_the_message_unacknowledged_until_it_can_be_stored(
+        hq: Hq) -> None:
+    """GIVEN an ingest worker whose database refuses event inserts (a trigger aborts them)
+    WHEN a box publishes a batch
+    THEN the worker records a DB error, keeps running (a presence message after it is
+    stored), does not acknowledge the batch; once the database works again and the worker
+    resumes its session, the broker redelivers the batch and it is stored."""
+    w = hq.worker("hq-ingest-1")
+    hq.dbs[0].query("CREATE TRIGGER refuse BEFORE INSERT ON hq_event"
+                    " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    box = RawBox(hq.broker, "S1", "D1")
+    box.send([event("S1", "D1", 1), event("S1", "D1", 2)])
+    wait_until(lambda: w.counters.db_errors == 1, what="a DB error")
+    box.raw(TOPICS.status("S1", "D1"), Presence(PresenceState.ONLINE, backlog=2).encode())
+    wait_until(lambda: hq.count("SELECT COUNT(*) FROM hq_device WHERE state='online'") == 1,
+               what="presence stored after the failure")
+    assert hq.count() == 0
+    hq.dbs[0].query("DROP TRIGGER refuse")
+    w.stop()
+    hq.workers.remove(w)
+    w2 = hq.worker("hq-ingest-1")
+    wait_until(lambda: hq.count() == 2, what="the batch redelivered and stored")
+    assert w2.counters.new_events == 2
+    box.close()
+
+
+def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
+    """GIVEN `edge-hq ingest` started as a process with a config key in its HQ home
+    WHEN a box publishes a batch and the process gets SIGTERM
+    THEN the events are in the database and the process exits 0 printing its counters."""
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "keygen", "--key-id", "cfg", "--purposes", "config"]) == 0
+    db = tmp_path / "cli.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    log = tmp_path / "ingest.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "hq.cli", "--home", str(home), "ingest",
+                                 "--db", f"sqlite:///{db}", "--broker", hq.broker.url,
+                                 "--client-id", "cli-worker"], env=env,
+                                stdout=subprocess.PIPE, stderr=log_file)
+    try:
+        wait_until(lambda: b"subscribed (group" in log.read_bytes(),
+                   what="the ingest process subscribed")
+        box = RawBox(hq.broker, "S1", "D1")
+        box.send([event("S1", "D1", s) for s in (1, 2, 3)])
+        check = Database(f"sqlite:///{db}")
+        wait_until(lambda: check.query("SELECT COUNT(*) FROM hq_event")[0][0] == 3,
+                   what="3 events stored by the process")
+        check.close()
+        box.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, log.read_text()
+    assert json.loads(out)["new_events"] == 3
