@@ -24,7 +24,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hq.broker import BrokerError, BrokerOptions, connect_properties, json_properties, make_client
+from hq.broker import (
+    BrokerError,
+    BrokerOptions,
+    connect_properties,
+    json_properties,
+    make_client,
+    set_nodelay,
+)
 from hq.db import DbError
 from hq.eventstore import EventStore, Handled, Outgoing
 from sync.contract import QOS
@@ -101,6 +108,7 @@ class IngestWorker:
         if rc.is_failure:
             log.error("broker refused ingest worker: %s", rc)
             return
+        set_nodelay(client)
         topics = self.opts.topics
         opts = SubscribeOptions(qos=QOS)
         # Events are shared among the group's workers; presence and reports are small,
