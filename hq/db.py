@@ -93,6 +93,10 @@ class Cursor(Protocol):
         """Run one statement."""
         ...
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        """Run one statement for each row."""
+        ...
+
     def fetchone(self) -> Any:
         """One row or None."""
         ...
@@ -237,6 +241,9 @@ class _Translating:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._raw.execute(self._translate(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        return self._raw.executemany(self._translate(sql), rows)
 
     def fetchone(self) -> Any:
         return self._raw.fetchone()

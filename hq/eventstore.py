@@ -158,28 +158,28 @@ class EventStore:
         now = self.clock()
         out = Outcome(Handled.EVENTS)
         changes: list[_UseChange] = []
+        events = sorted(batch.events, key=lambda e: int(e["seq"]))
         with self.db.tx() as cur:
             max_seq = self._touch_device(cur, store, device, now)
-            for e in sorted(batch.events, key=lambda e: int(e["seq"])):
+            # The device row is locked now, so the seqs already stored cannot change under
+            # us: one range query finds the duplicates, one executemany stores the rest.
+            cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
+                        " seq<=?", (device, int(events[0]["seq"]), int(events[-1]["seq"])))
+            stored: dict[int, str] = {int(r[0]): str(r[1]) for r in cur.fetchall()}
+            rows = []
+            for e in events:
                 seq = int(e["seq"])
-                body = e["body"]
-                accepted = body.get("accepted")
-                cur.execute(
-                    "INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted,"
-                    " body, received_at, kind, code_id, campaign_id, accepted, reason)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device, seq) DO NOTHING",
-                    (device, store, seq, e["id"], e["type"], float(e["at"]),
-                     int(bool(e.get("clock_trusted"))),
-                     json.dumps(body, ensure_ascii=False, separators=(",", ":")), now,
-                     _text(body.get("kind")), _text(body.get("code_id")),
-                     _text(body.get("campaign_id")),
-                     None if accepted is None else int(bool(accepted)), _text(body.get("reason"))))
-                if cur.rowcount == 0:
+                if seq in stored:
                     out.duplicates += 1
-                    self._check_same(cur, topic_of(self.topics, store, device), store, device,
-                                     seq, e["id"], now)
+                    if stored[seq] != e["id"]:
+                        self._insert_reject(
+                            cur, now, self.topics.events(store, device), store, device,
+                            RejectReason.SEQ_REUSED, f"seq {seq} is event {stored[seq]} here, "
+                            f"but {e['id']} in this batch", str(e["id"]).encode())
                     continue
+                stored[seq] = e["id"]
                 out.new += 1
+                rows.append(_row(store, device, e, now))
                 if seq > max_seq + 1:
                     cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
                                 " found_at) VALUES (?,?,?,?,?,?)",
@@ -196,6 +196,11 @@ class EventStore:
                 change = _use_change(e)
                 if change is not None:
                     changes.append(change)
+            if rows:
+                cur.executemany(
+                    "INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted,"
+                    " body, received_at, kind, code_id, campaign_id, accepted, reason)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
             for change in changes:
                 self._apply_use(cur, store, change, now, out)
@@ -211,16 +216,6 @@ class EventStore:
                     " ON CONFLICT (store) DO NOTHING", (store, now))
         cur.execute("SELECT max_seq FROM hq_device WHERE device=?", (device,))
         return int(cur.fetchone()[0])
-
-    def _check_same(self, cur: Cursor, topic: str, store: str, device: str, seq: int,
-                    event_id: str, now: float) -> None:
-        """A duplicate is fine if it is the same event; a reused seq is recorded."""
-        cur.execute("SELECT event_id FROM hq_event WHERE device=? AND seq=?", (device, seq))
-        stored = cur.fetchone()[0]
-        if stored != event_id:
-            detail = f"seq {seq} is event {stored} here, but {event_id} in this batch"
-            self._insert_reject(cur, now, topic, store, device, RejectReason.SEQ_REUSED,
-                                detail, event_id.encode())
 
     # -- coupon uses, conflicts, fan-out ---------------------------------------------
 
@@ -337,16 +332,22 @@ class EventStore:
                      preview(payload)))
 
 
-def topic_of(topics: Topics, store: str, device: str) -> str:
-    """The events topic of a device (for reject records)."""
-    return topics.events(store, device)
-
-
 def preview(payload: bytes) -> str:
     """A short, printable trace of a payload: its size and first bytes."""
     head = payload[:PREVIEW_BYTES].decode("utf-8", "backslashreplace")
     head = head.encode("unicode_escape").decode("ascii")
     return f"<{len(payload)} bytes> {head}"
+
+
+def _row(store: str, device: str, e: dict[str, Any], now: float) -> tuple[Any, ...]:
+    """An ``hq_event`` row, with the decision fields lifted into columns."""
+    body = e["body"]
+    accepted = body.get("accepted")
+    return (device, store, int(e["seq"]), e["id"], e["type"], float(e["at"]),
+            int(bool(e.get("clock_trusted"))),
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")), now,
+            _text(body.get("kind")), _text(body.get("code_id")), _text(body.get("campaign_id")),
+            None if accepted is None else int(bool(accepted)), _text(body.get("reason")))
 
 
 def _text(value: object) -> str | None:
