@@ -402,8 +402,10 @@ class RemoteUse:
     ``uses`` is the *absolute* net count at ``store`` (accepted minus voided), not an
     increment: applying the same entry twice changes nothing, and a void elsewhere arrives
     as a lower count. The box upserts it into its ``remote_use`` table keyed by
-    ``(code_id, store)``. ``at`` is when the latest use happened (the deciding box's clock),
-    ``event_id`` the event that caused this entry.
+    ``(code_id, store)`` unless it holds a newer ``at`` already; it does not order these
+    envelopes by version (several ingest workers publish them concurrently). ``at`` is when
+    the use or void that caused the entry happened (the deciding box's clock), ``event_id``
+    that event's id. See ``docs/mqtt.md``, "Data down".
     """
 
     code_id: str

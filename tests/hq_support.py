@@ -206,7 +206,8 @@ class StoreBox:
             for u in uses:
                 conn.execute("INSERT INTO remote_use(code_id, store_id, uses, last_at)"
                              " VALUES (?,?,?,?) ON CONFLICT(code_id, store_id) DO UPDATE SET"
-                             " uses=excluded.uses, last_at=excluded.last_at",
+                             " uses=excluded.uses, last_at=excluded.last_at"
+                             " WHERE excluded.last_at >= remote_use.last_at",
                              (u.code_id, u.store, u.uses, u.at))
         return len(uses)
 
