@@ -158,8 +158,12 @@ def cmd_push_orders(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    signer = None if args.no_fanout else keystore.signing_key(args.home, Purpose.CONFIG,
-                                                              args.key_id)
+    try:
+        signer = None if args.no_fanout else keystore.signing_key(args.home, Purpose.CONFIG,
+                                                                  args.key_id)
+    except keystore.KeystoreError as exc:
+        raise keystore.KeystoreError(f"{exc}: fan-out signs with it (make one with keygen "
+                                     "--purposes config, or run with --no-fanout)") from None
     opts = options_from_args(args)
     db = _db(args)
     store = EventStore(db, opts.topics, signer)

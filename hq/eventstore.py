@@ -107,8 +107,12 @@ class EventStore:
 
     # -- dispatch ------------------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes, content_type: str | None = None) -> Outcome:
+    def handle(self, topic: str, payload: bytes, content_type: str | None = None,
+               retained: bool = False) -> Outcome:
         """Store one message from a box, or record why it was rejected.
+
+        ``retained`` (a retained status or report replayed on subscribe) is stored but does
+        not count as the device being seen now.
 
         Raises:
             hq.db.DbError: the database failed (the caller must not acknowledge).
@@ -138,7 +142,7 @@ class EventStore:
             except ContractError as exc:
                 return self._reject(topic, store, device, RejectReason.BAD_PRESENCE, str(exc),
                                     payload)
-            self.record_presence(store, device, presence)
+            self.record_presence(store, device, presence, seen=not retained)
             return Outcome(Handled.PRESENCE)
         if leaf == "reported":
             try:
@@ -146,7 +150,7 @@ class EventStore:
             except ContractError as exc:
                 return self._reject(topic, store, device, RejectReason.BAD_REPORTED, str(exc),
                                     payload)
-            self.record_reported(store, device, reported)
+            self.record_reported(store, device, reported, seen=not retained)
             return Outcome(Handled.REPORTED)
         return self._reject(topic, store, device, RejectReason.BAD_TOPIC,
                             f"unknown device topic leaf {leaf!r}", payload)
@@ -206,12 +210,16 @@ class EventStore:
                 self._apply_use(cur, store, change, now, out)
         return out
 
-    def _touch_device(self, cur: Cursor, store: str, device: str, now: float) -> int:
+    def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
+                      seen: bool = True) -> int:
         """Create or update the device row first: it is the lock that orders its batches."""
-        cur.execute("INSERT INTO hq_device(device, store, max_seq, last_seen) VALUES (?,?,0,?)"
-                    " ON CONFLICT (device) DO NOTHING", (device, store, now))
-        cur.execute("UPDATE hq_device SET last_seen=?, store=? WHERE device=?",
-                    (now, store, device))
+        cur.execute("INSERT INTO hq_device(device, store, max_seq) VALUES (?,?,0)"
+                    " ON CONFLICT (device) DO NOTHING", (device, store))
+        if seen:
+            cur.execute("UPDATE hq_device SET last_seen=?, store=? WHERE device=?",
+                        (now, store, device))
+        else:  # still the row lock, without claiming the device was heard from now
+            cur.execute("UPDATE hq_device SET store=? WHERE device=?", (store, device))
         cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
                     " ON CONFLICT (store) DO NOTHING", (store, now))
         cur.execute("SELECT max_seq FROM hq_device WHERE device=?", (device,))
@@ -294,21 +302,21 @@ class EventStore:
 
     # -- presence and reports ----------------------------------------------------------
 
-    def record_presence(self, store: str, device: str, p: Presence) -> None:
+    def record_presence(self, store: str, device: str, p: Presence, seen: bool = True) -> None:
         """Keep a device's latest presence (online/offline, versions, backlog)."""
         now = self.clock()
         with self.db.tx() as cur:
-            self._touch_device(cur, store, device, now)
+            self._touch_device(cur, store, device, now, seen)
             cur.execute("UPDATE hq_device SET state=?, software=?, config_version=?, backlog=?,"
                         " clock_trusted=?, presence_at=? WHERE device=?",
                         (p.state.value, p.software, p.config_version, p.backlog,
                          int(p.clock_trusted), p.at or now, device))
 
-    def record_reported(self, store: str, device: str, r: Reported) -> None:
+    def record_reported(self, store: str, device: str, r: Reported, seen: bool = True) -> None:
         """Keep the config version a device last reported applied (or refused)."""
         now = self.clock()
         with self.db.tx() as cur:
-            self._touch_device(cur, store, device, now)
+            self._touch_device(cur, store, device, now, seen)
             cur.execute("UPDATE hq_device SET reported_version=?, reported_rejected=?,"
                         " reported_error=?, reported_at=? WHERE device=?",
                         (r.applied_version, r.last_rejected_version, r.last_error,

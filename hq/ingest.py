@@ -117,7 +117,10 @@ class IngestWorker:
         client.subscribe([(topics.all_events(self.group), opts), (topics.all_status(), opts),
                           (topics.all_reported(), opts)])
         log.info("ingest connected (session present: %s)", flags.session_present)
-        self._send(self.store.pending_outgoing())
+        try:
+            self._send(self.store.pending_outgoing())
+        except DbError as exc:  # they stay in hq_outbox for the next connect
+            log.error("could not read unsent fan-out: %s", exc)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, rcs: list[ReasonCode],
                       _p: Properties | None) -> None:
@@ -131,7 +134,8 @@ class IngestWorker:
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
         try:
-            outcome = self.store.handle(msg.topic, bytes(msg.payload), content_type)
+            outcome = self.store.handle(msg.topic, bytes(msg.payload), content_type,
+                                        bool(msg.retain))
         except DbError as exc:
             # Not acknowledged: the broker redelivers it on the next session resume.
             self.counters.db_errors += 1

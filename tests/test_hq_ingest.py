@@ -94,7 +94,8 @@ def test_malformed_messages_recorded_and_ingest_keeps_running(hq: Hq) -> None:
 def test_presence_and_reported_are_recorded(hq: Hq) -> None:
     """GIVEN a worker
     WHEN a box publishes a retained birth message and a config report
-    THEN HQ keeps its state, backlog, software and reported version."""
+    THEN HQ keeps its state, backlog, software and reported version; a worker that
+    subscribes later gets them as retained replays, which do not move "last seen"."""
     w = hq.worker()
     box = RawBox(hq.broker, "S1", "D1")
     box.raw(TOPICS.status("S1", "D1"), Presence(PresenceState.ONLINE, "0.1.0", 4, 17, True,
@@ -106,6 +107,10 @@ def test_presence_and_reported_are_recorded(hq: Hq) -> None:
                            " reported_rejected, reported_error FROM hq_device") == [
         ("online", "0.1.0", 4, 17, 4, 5, "tampered")]
     box.close()
+    seen = hq.dbs[0].query("SELECT last_seen FROM hq_device")[0][0]
+    w2 = hq.worker("hq-ingest-2")  # gets both as retained messages on subscribe
+    wait_until(lambda: w2.counters.messages == 2, what="retained replay")
+    assert hq.dbs[0].query("SELECT last_seen FROM hq_device")[0][0] == seen
 
 
 def test_two_workers_split_the_load_and_the_union_is_complete(hq: Hq) -> None:
