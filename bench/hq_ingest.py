@@ -34,15 +34,14 @@ import paho.mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from hq_support import TOPICS, Hq, RawBox, StoreBox, client, coupon_code
-from mqtt_broker import MOSQUITTO, Mosquitto
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.verdict import Reason
 from hq.db import _SCHEMA, _TYPES
 from sync.contract import EventBatch
+from tests.hq_support import TOPICS, Hq, RawBox, StoreBox, client, coupon_code
+from tests.mqtt_broker import MOSQUITTO, Broker
 
 
 def machine() -> str:
@@ -178,7 +177,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         batches = make_batches(args.events, args.batch, args.devices)
-        broker = Mosquitto(folder / "broker").start()
+        broker = Broker(folder / "broker")
+        broker.start()
         hq = Hq(broker, folder / "hq.sqlite", SigningKey.generate("hqcfg"))
         try:
             rates, pubs, floors = [], [], []

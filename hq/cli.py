@@ -166,10 +166,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                                      "--purposes config, or run with --no-fanout)") from None
     opts = options_from_args(args)
     db = _db(args)
-    store = EventStore(db, opts.topics, signer)
+    store = EventStore(db, opts.topics)
     store.add_stores({d["store"] for d in keystore.load_devices(args.home).values()})
     client_id = args.client_id or f"edge-hq-{args.group}-{socket.gethostname()}"
-    worker = IngestWorker(store, opts, client_id, args.group, args.session_expiry)
+    worker = IngestWorker(store, opts, client_id, args.group, args.session_expiry, signer)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds the broker keeps this worker's session (default a week)")
     sp.add_argument("--key-id", help="HQ config key to sign fan-out with (default: newest)")
     sp.add_argument("--no-fanout", action="store_true",
-                    help="store only; do not tell other stores about redemptions")
+                    help="do not send fan-out (exactly one worker per HQ sends it; every "
+                         "worker records it)")
     add_arguments(sp)
     sp.set_defaults(func=cmd_ingest)
     sp = sub.add_parser("report", help="per-store figures from the HQ database")

@@ -21,7 +21,8 @@ Schema (version 1):
 - ``hq_conflict``: a code used over its limit across two or more stores.
 - ``hq_reject``: a malformed message, with its reason and a short preview.
 - ``hq_version``: the last version HQ gave per ``(store, kind)`` (config, orders, remote uses).
-- ``hq_outbox``: signed fan-out envelopes to publish; ``sent_at`` set on PUBACK.
+- ``hq_outbox``: fan-out to publish: ``body`` at commit; ``version`` and the signed
+  ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS hq_version (store TEXT NOT NULL, kind TEXT NOT NULL,"
     " version BIGINT NOT NULL, at {float} NOT NULL, PRIMARY KEY (store, kind))",
     "CREATE TABLE IF NOT EXISTS hq_outbox (id {serial}, store TEXT NOT NULL,"
-    " kind TEXT NOT NULL, version BIGINT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL,"
-    " created_at {float} NOT NULL, sent_at {float})",
+    " kind TEXT NOT NULL, topic TEXT NOT NULL, body TEXT NOT NULL, version BIGINT,"
+    " payload TEXT, created_at {float} NOT NULL, sent_at {float})",
+    "CREATE INDEX IF NOT EXISTS hq_outbox_unsent ON hq_outbox (sent_at, id)",
 )
 
 _TYPES: Final = {

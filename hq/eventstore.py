@@ -1,9 +1,13 @@
 """What HQ does with each message from a box: store it once, and notice what is wrong.
 
 One message, one transaction: an event batch's new events, the device's gaps, the coupon
-use counts, any conflict and the signed fan-out envelopes it causes are committed together,
-and only then does the ingest worker acknowledge the message (``hq.ingest``). A redelivered
-batch is a no-op because ``hq_event`` has ``UNIQUE(device, seq)``.
+use counts, any conflict and the fan-out it causes (rows in ``hq_outbox``) are committed
+together, and only then does the ingest worker acknowledge the message (``hq.ingest``). A
+redelivered batch is a no-op because ``hq_event`` has ``UNIQUE(device, seq)``.
+
+Fan-out rows get their version and signature only when they are sent
+(:meth:`EventStore.seal_pending`, called by the one fan-out sender), so versions reach
+each store in the order they were given, whichever worker ingested the cause.
 
 A malformed message never raises out of :meth:`EventStore.handle`: it becomes a row in
 ``hq_reject`` with a :class:`RejectReason` and a short preview, and is acknowledged, so the
@@ -79,7 +83,7 @@ class Outcome:
     gaps_opened: int = 0
     seqs_filled: int = 0
     conflicts: list[str] = field(default_factory=list)
-    outgoing: list[Outgoing] = field(default_factory=list)
+    fanout: int = 0  # fan-out rows committed to hq_outbox
     reject: RejectReason | None = None
 
 
@@ -97,12 +101,11 @@ class _UseChange:
 class EventStore:
     """HQ's handling of box messages over one :class:`~hq.db.Database`."""
 
-    def __init__(self, db: Database, topics: Topics, signer: SigningKey | None = None,
+    def __init__(self, db: Database, topics: Topics,
                  clock: Callable[[], float] = time.time) -> None:
-        """Store into ``db``; sign fan-out with ``signer`` (no fan-out when None)."""
+        """Store into ``db``, with ``topics`` naming the stores' data topics."""
         self.db = db
         self.topics = topics
-        self.signer = signer
         self.clock = clock
 
     # -- dispatch ------------------------------------------------------------------
@@ -250,39 +253,57 @@ class EventStore:
                         " updated_at=excluded.updated_at",
                         (c.code_id, ",".join(users), total, max_uses, now, now))
             out.conflicts.append(c.code_id)
-        if self.signer is None:
-            return
         # A void carries no store list: the coupon's first accepted use told us.
         cur.execute("SELECT eligible FROM hq_code_use WHERE code_id=? AND eligible<>'' LIMIT 1",
                     (c.code_id,))
         row = cur.fetchone()
         eligible = c.stores or (tuple(str(row[0]).split(",")) if row else ())
         targets = eligible or tuple(self._known_stores(cur))
-        use = RemoteUse(c.code_id, store, here, c.at, c.event_id)
+        use = RemoteUse(c.code_id, store, here, c.at)
         for target in sorted(set(targets) - {store}):
-            out.outgoing.append(self._enqueue(cur, target, DataKind.REMOTE_USES,
-                                              encode_remote_uses([use]), now))
+            self._enqueue(cur, target, DataKind.REMOTE_USES, encode_remote_uses([use]), now)
+            out.fanout += 1
 
     def _known_stores(self, cur: Cursor) -> list[str]:
         cur.execute("SELECT store FROM hq_store ORDER BY store")
         return [str(r[0]) for r in cur.fetchall()]
 
     def _enqueue(self, cur: Cursor, store: str, kind: DataKind, body: dict[str, Any],
-                 now: float) -> Outgoing:
-        assert self.signer is not None
-        version = next_version(cur, store, kind, now)
-        payload = seal(self.signer, HqData(kind, store, version, now, body)).encode()
-        topic = self.topics.data(store)
-        cur.execute("INSERT INTO hq_outbox(store, kind, version, topic, payload, created_at)"
-                    " VALUES (?,?,?,?,?,?) RETURNING id",
-                    (store, kind.value, version, topic, payload.decode(), now))
-        return Outgoing(int(cur.fetchone()[0]), topic, payload)
+                 now: float) -> None:
+        cur.execute("INSERT INTO hq_outbox(store, kind, topic, body, created_at)"
+                    " VALUES (?,?,?,?,?)",
+                    (store, kind.value, self.topics.data(store),
+                     json.dumps(body, ensure_ascii=False, separators=(",", ":")), now))
 
-    def pending_outgoing(self, limit: int = 1000) -> list[Outgoing]:
-        """Fan-out envelopes committed but not yet acknowledged by the broker."""
-        rows = self.db.query("SELECT id, topic, payload FROM hq_outbox WHERE sent_at IS NULL"
-                             " ORDER BY id LIMIT ?", (limit,))
-        return [Outgoing(int(r[0]), str(r[1]), str(r[2]).encode()) for r in rows]
+    def seal_pending(self, signer: SigningKey, skip: Iterable[int] = (),
+                     limit: int = 500) -> list[Outgoing]:
+        """Unsent fan-out in creation order, versioned and signed now if not yet.
+
+        A row keeps the version and signature it got the first time, so a resend after a
+        lost connection is the same envelope (the box ignores a version it applied).
+        ``skip``: rows already in flight.
+
+        Raises:
+            hq.db.DbError: the database failed.
+        """
+        skipped = set(skip)
+        now = self.clock()
+        out = []
+        with self.db.tx() as cur:
+            cur.execute("SELECT id, store, kind, topic, body, payload FROM hq_outbox"
+                        " WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit + len(skipped),))
+            for row_id, store, kind, topic, body, payload in cur.fetchall():
+                if row_id in skipped:
+                    continue
+                if payload is None:
+                    data_kind = DataKind(kind)
+                    version = next_version(cur, store, data_kind, now)
+                    payload = seal(signer, HqData(data_kind, store, version, now,
+                                                  json.loads(body))).encode().decode()
+                    cur.execute("UPDATE hq_outbox SET version=?, payload=? WHERE id=?",
+                                (version, payload, row_id))
+                out.append(Outgoing(int(row_id), str(topic), str(payload).encode()))
+        return out[:limit]
 
     def mark_sent(self, ids: Iterable[int]) -> None:
         """Record the broker's PUBACK for these outbox rows."""

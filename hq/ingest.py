@@ -7,9 +7,13 @@ it at the broker. A message is acknowledged (PUBACK, paho ``manual_ack``) only a
 transaction committed: a crash between the two means a redelivery, which the
 ``UNIQUE(device, seq)`` constraint makes a no-op.
 
-Fan-out envelopes are committed to ``hq_outbox`` in the same transaction as the event
-that caused them, then published; the row is marked sent on the broker's PUBACK, and a
-worker publishes whatever is left unsent when it (re)connects.
+Fan-out rows are committed to ``hq_outbox`` in the same transaction as the event that
+caused them, by every worker. Exactly one worker per HQ sends them (the one given a
+``signer``; run the others with ``--no-fanout``): it versions, signs and publishes them in
+creation order on its one connection, so each store receives its ``remote_uses`` versions
+in increasing order (the box ignores a version at or below the one it applied). It sends
+its own fan-out at once and picks up the other workers' within ``FANOUT_POLL_S``; a row is
+marked sent on the broker's PUBACK, and whatever is unsent is sent after a reconnect.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge.keys import SigningKey
 from hq.broker import (
     BrokerError,
     BrokerOptions,
@@ -33,13 +38,14 @@ from hq.broker import (
     set_nodelay,
 )
 from hq.db import DbError
-from hq.eventstore import EventStore, Handled, Outgoing
+from hq.eventstore import EventStore, Handled
 from sync.contract import QOS
 
 log = logging.getLogger("hq.ingest")
 
 DEFAULT_GROUP = "hq-ingest"
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the broker forgets
+FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
 
 
 @dataclass(slots=True)
@@ -59,9 +65,14 @@ class IngestWorker:
 
     def __init__(self, store: EventStore, opts: BrokerOptions, client_id: str,
                  group: str = DEFAULT_GROUP,
-                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S) -> None:
-        """Ingest into ``store`` from the broker in ``opts`` as ``client_id``."""
+                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+                 signer: SigningKey | None = None) -> None:
+        """Ingest into ``store`` from the broker in ``opts`` as ``client_id``.
+
+        With a ``signer`` this worker is the fan-out sender (one per HQ).
+        """
         self.store = store
+        self.signer = signer
         self.opts = opts
         self.group = group
         self.session_expiry_s = session_expiry_s
@@ -71,9 +82,15 @@ class IngestWorker:
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
         self._subscribed = threading.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> hq_outbox id
+        self._acked_early: set[int] = set()  # PUBACKs that came before _inflight knew the mid
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._sender: threading.Thread | None = None
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -91,6 +108,10 @@ class IngestWorker:
             raise BrokerError(f"cannot reach broker {self.opts.host}:{self.opts.port}: "
                               f"{exc}") from None
         self.client.loop_start()
+        if self.signer is not None:
+            self._sender = threading.Thread(target=self._send_loop, name="hq-fanout",
+                                            daemon=True)
+            self._sender.start()
 
     def wait_subscribed(self, timeout_s: float = 10.0) -> bool:
         """Whether the subscription was acknowledged within ``timeout_s``."""
@@ -98,6 +119,10 @@ class IngestWorker:
 
     def stop(self) -> None:
         """Disconnect (the session stays at the broker until it expires)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(10)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -117,10 +142,11 @@ class IngestWorker:
         client.subscribe([(topics.all_events(self.group), opts), (topics.all_status(), opts),
                           (topics.all_reported(), opts)])
         log.info("ingest connected (session present: %s)", flags.session_present)
-        try:
-            self._send(self.store.pending_outgoing())
-        except DbError as exc:  # they stay in hq_outbox for the next connect
-            log.error("could not read unsent fan-out: %s", exc)
+        with self._lock:  # unacknowledged fan-out is sent again on this connection
+            self._inflight.clear()
+            self._acked_early.clear()
+        self._connected.set()
+        self._wake.set()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, rcs: list[ReasonCode],
                       _p: Properties | None) -> None:
@@ -156,23 +182,58 @@ class IngestWorker:
             log.warning("rejected a message on %s: %s", msg.topic, outcome.reject)
         for code in outcome.conflicts:
             log.warning("conflict: coupon %s used over its limit at several stores", code)
-        self._send(outcome.outgoing)
+        if outcome.fanout:
+            self._wake.set()
 
-    def _send(self, outgoing: list[Outgoing]) -> None:
-        for o in outgoing:
-            info = self.client.publish(o.topic, o.payload, qos=QOS, properties=json_properties())
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: mqtt.DisconnectFlags,
+                       rc: ReasonCode, _p: Properties | None) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("ingest disconnected (%s); paho reconnects", rc)
+
+    # -- fan-out sender (its own thread; only in the worker given a signer) -------------------
+
+    def _send_loop(self) -> None:
+        assert self.signer is not None
+        while not self._stopping.is_set():
+            self._wake.wait(FANOUT_POLL_S)
+            self._wake.clear()
+            if self._stopping.is_set() or not self._connected.is_set():
+                continue
+            try:
                 with self._lock:
-                    self._inflight[info.mid] = o.id
-            else:  # stays unsent in hq_outbox; published again on the next connect
-                log.warning("fan-out to %s not queued: %s", o.topic, mqtt.error_string(info.rc))
+                    busy = list(self._inflight.values())
+                pending = self.store.seal_pending(self.signer, skip=busy)
+            except DbError as exc:  # rows stay in hq_outbox; try again next round
+                log.error("could not read fan-out to send: %s", exc)
+                continue
+            for o in pending:
+                # Not under self._lock: paho calls on_publish holding its own mutex, which
+                # publish() takes too. A PUBACK may beat the bookkeeping: see _acked_early.
+                info = self.client.publish(o.topic, o.payload, qos=QOS,
+                                           properties=json_properties())
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    log.warning("fan-out to %s not queued (%s); sent after reconnect",
+                                o.topic, mqtt.error_string(info.rc))
+                    break  # keep the order: nothing after it goes out before it
+                with self._lock:
+                    early = info.mid in self._acked_early
+                    self._acked_early.discard(info.mid)
+                    if not early:
+                        self._inflight[info.mid] = o.id
+                if early:
+                    self._mark_sent(o.id)
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode,
                     _p: Properties) -> None:
         with self._lock:
             row = self._inflight.pop(mid, None)
-        if row is None or rc.is_failure:
-            return
+            if row is None and not rc.is_failure:
+                self._acked_early.add(mid)
+        if row is not None and not rc.is_failure:
+            self._mark_sent(row)
+
+    def _mark_sent(self, row: int) -> None:
         try:
             self.store.mark_sent([row])
             self.counters.fanout_sent += 1

@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from edge import keys
 from edge.events import SCHEMA_VERSION as EVENT_SCHEMA_VERSION
+from edge.rules import PICKUP_NUMBER
 
 CONTRACT_VERSION: Final = "v1"
 DEFAULT_ROOT: Final = "se"
@@ -375,6 +376,9 @@ class OrderUpdate:
         if not order.order_id or order.window_end < order.window_start:
             raise ContractError(f"bad order {order.order_id!r}: empty id or window ends "
                                 "before it starts")
+        if not PICKUP_NUMBER.fullmatch(order.number):
+            raise ContractError(f"bad order {order.order_id!r}: number {order.number!r} "
+                                "must be 3-8 digits")
         return order
 
 
@@ -392,32 +396,35 @@ def decode_orders(body: dict[str, Any]) -> list[OrderUpdate]:
     items = body.get("orders")
     if not isinstance(items, list):
         raise ContractError("orders body has no 'orders' list")
-    return [OrderUpdate.from_dict(o) for o in items]
+    orders = [OrderUpdate.from_dict(o) for o in items]
+    ids = [o.order_id for o in orders]
+    if len(set(ids)) != len(ids):
+        raise ContractError("orders body names an order_id twice")
+    return orders
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteUse:
     """How many times a code is used at another store, in a ``remote_uses`` envelope.
 
-    ``uses`` is the *absolute* net count at ``store`` (accepted minus voided), not an
-    increment: applying the same entry twice changes nothing, and a void elsewhere arrives
-    as a lower count. The box upserts it into its ``remote_use`` table keyed by
-    ``(code_id, store)`` unless it holds a newer ``at`` already; it does not order these
-    envelopes by version (several ingest workers publish them concurrently). ``at`` is when
-    the use or void that caused the entry happened (the deciding box's clock), ``event_id``
-    that event's id. See ``docs/mqtt.md``, "Data down".
+    Wire form ``{"code_id", "store", "uses", "last_at"}`` (the box's
+    ``edge.storeconfig.parse_remote_uses`` refuses other fields). ``uses`` is the *absolute*
+    net count at ``store`` (accepted minus voided), not an increment: applying the same
+    entry twice changes nothing, and a void elsewhere arrives as a lower count. ``last_at``
+    is when the use or void that caused the entry happened (the deciding box's clock). The
+    box upserts it into its ``remote_use`` table keyed by ``(code_id, store)``.
+    See ``docs/mqtt.md``, "Data down".
     """
 
     code_id: str
     store: str
     uses: int
-    at: float
-    event_id: str = ""
+    last_at: float
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object in an envelope body."""
         return {"code_id": self.code_id, "store": self.store, "uses": self.uses,
-                "at": self.at, "event_id": self.event_id}
+                "last_at": self.last_at}
 
     @classmethod
     def from_dict(cls, obj: object) -> RemoteUse:
@@ -430,7 +437,7 @@ class RemoteUse:
             raise ContractError("a remote use must be a JSON object")
         try:
             use = cls(str(obj["code_id"]), str(obj["store"]), int(obj["uses"]),
-                      float(obj["at"]), str(obj.get("event_id", "")))
+                      float(obj["last_at"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"bad remote use: {exc!r}") from None
         if use.uses < 0 or not use.code_id or not use.store:

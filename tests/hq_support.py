@@ -12,7 +12,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from mqtt_broker import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -23,6 +22,7 @@ from hq.db import Database
 from hq.eventstore import EventStore
 from hq.ingest import IngestWorker
 from sync.contract import EventBatch, Topics
+from tests.mqtt_broker import Broker
 
 TOPICS = Topics()
 
@@ -47,7 +47,12 @@ def event(store: str, device: str, seq: int, type_: str = "decision",
                                                    "campaign_id": None, "facts": {}}}
 
 
-def client(broker: Mosquitto, client_id: str, clean: bool = True) -> mqtt.Client:
+def url(broker: Broker) -> str:
+    """The broker as an ``mqtt://`` URL for the CLI."""
+    return f"mqtt://{broker.host}:{broker.port}"
+
+
+def client(broker: Broker, client_id: str, clean: bool = True) -> mqtt.Client:
     """A connected paho MQTT 5 client with its network thread running."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                     protocol=MQTTProtocolVersion.MQTTv5)
@@ -66,7 +71,7 @@ def client(broker: Mosquitto, client_id: str, clean: bool = True) -> mqtt.Client
 class RawBox:
     """Publishes event batches exactly as a box would, with QoS 1, waiting for PUBACK."""
 
-    def __init__(self, broker: Mosquitto, store: str, device: str) -> None:
+    def __init__(self, broker: Broker, store: str, device: str) -> None:
         self.store = store
         self.device = device
         self.client = client(broker, f"box-{store}-{device}-{uuid.uuid4().hex[:6]}")
@@ -93,7 +98,7 @@ class RawBox:
 class Inbox:
     """A subscriber that keeps every message it gets (a box listening on its data topic)."""
 
-    def __init__(self, broker: Mosquitto, topic: str, client_id: str | None = None) -> None:
+    def __init__(self, broker: Broker, topic: str, client_id: str | None = None) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self.client = client(broker, client_id or f"inbox-{uuid.uuid4().hex[:6]}")
@@ -116,7 +121,7 @@ class Inbox:
 class Hq:
     """HQ in this process: a database, a signer, and ingest workers started on demand."""
 
-    broker: Mosquitto
+    broker: Broker
     db_path: Path
     key: SigningKey
     workers: list[IngestWorker] = field(default_factory=list)
@@ -137,8 +142,9 @@ class Hq:
 
     def worker(self, client_id: str = "hq-ingest-1", group: str = "g",
                fanout: bool = True) -> IngestWorker:
-        store = EventStore(self.db(), TOPICS, self.key if fanout else None)
-        w = IngestWorker(store, self.opts, client_id, group, session_expiry_s=600)
+        store = EventStore(self.db(), TOPICS)
+        w = IngestWorker(store, self.opts, client_id, group, session_expiry_s=600,
+                         signer=self.key if fanout else None)
         w.start()
         assert w.wait_subscribed(), "ingest did not subscribe"
         self.workers.append(w)
@@ -159,7 +165,8 @@ class Hq:
 @pytest.fixture(name="hq")
 def hq_fixture(tmp_path: Path) -> Iterator[Hq]:
     """A broker and an HQ database (workers are started by the test)."""
-    broker = Mosquitto(tmp_path / "broker").start()
+    broker = Broker(tmp_path / "broker")
+    broker.start()
     h = Hq(broker, tmp_path / "hq.sqlite", SigningKey.generate("hqcfg"))
     try:
         yield h
@@ -206,9 +213,8 @@ class StoreBox:
             for u in uses:
                 conn.execute("INSERT INTO remote_use(code_id, store_id, uses, last_at)"
                              " VALUES (?,?,?,?) ON CONFLICT(code_id, store_id) DO UPDATE SET"
-                             " uses=excluded.uses, last_at=excluded.last_at"
-                             " WHERE excluded.last_at >= remote_use.last_at",
-                             (u.code_id, u.store, u.uses, u.at))
+                             " uses=excluded.uses, last_at=excluded.last_at",
+                             (u.code_id, u.store, u.uses, u.last_at))
         return len(uses)
 
     def close(self) -> None:

@@ -20,15 +20,16 @@ def test_remote_uses_round_trip() -> None:
     """GIVEN two remote uses
     WHEN encoded into a body and decoded again
     THEN they come back equal, in order."""
-    uses = [RemoteUse("C:X1", "A", 1, 10.5, "e1"), RemoteUse("C:X2", "B", 0, 11.0, "e2")]
+    uses = [RemoteUse("C:X1", "A", 1, 10.5), RemoteUse("C:X2", "B", 0, 11.0)]
     assert decode_remote_uses(encode_remote_uses(uses)) == uses
 
 
 @pytest.mark.parametrize(("body", "message"), [
     ({}, "no 'uses' list"),
-    ({"uses": [{"code_id": "C:1", "store": "A", "at": 1}]}, "bad remote use"),
-    ({"uses": [{"code_id": "C:1", "store": "A", "uses": -1, "at": 1}]}, "bad remote use"),
-    ({"uses": [{"code_id": "", "store": "A", "uses": 1, "at": 1}]}, "bad remote use"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "last_at": 1}]}, "bad remote use"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "uses": -1, "last_at": 1}]}, "bad remote use"),
+    ({"uses": [{"code_id": "", "store": "A", "uses": 1, "last_at": 1}]}, "bad remote use"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "uses": 1}]}, "bad remote use"),
     ({"uses": ["C:1"]}, "must be a JSON object"),
 ])
 def test_bad_remote_uses_are_refused(body: dict[str, object], message: str) -> None:
@@ -50,16 +51,27 @@ def test_orders_round_trip_and_defaults() -> None:
 
 
 @pytest.mark.parametrize(("order", "message"), [
-    ({"order_id": "O1", "number": "1", "window_start": 5, "window_end": 1}, "ends before"),
-    ({"order_id": "O1", "number": "1", "window_start": 1, "window_end": 2, "status": "gone"},
+    ({"order_id": "O1", "number": "123", "window_start": 5, "window_end": 1}, "ends before"),
+    ({"order_id": "O1", "number": "123", "window_start": 1, "window_end": 2, "status": "gone"},
      "bad order 'O1'"),
     ({"order_id": "O1", "window_start": 1, "window_end": 2}, "bad order 'O1'"),
     ({"order_id": "O1", "number": "1", "window_start": "soon", "window_end": 2},
      "bad order 'O1'"),
+    ({"order_id": "O1", "number": "12", "window_start": 1, "window_end": 2}, "3-8 digits"),
 ])
 def test_bad_orders_are_refused(order: dict[str, object], message: str) -> None:
-    """GIVEN an order with its window reversed, an unknown status, no number, or a text time
+    """GIVEN an order with its window reversed, an unknown status, no number, a text time,
+    or a number that is not 3-8 digits
     WHEN decoded
     THEN a ContractError names the order."""
     with pytest.raises(ContractError, match=message):
         decode_orders({"orders": [order]})
+
+
+def test_an_order_named_twice_is_refused() -> None:
+    """GIVEN an orders body naming O1 twice
+    WHEN decoded
+    THEN a ContractError says so."""
+    o = {"order_id": "O1", "number": "123", "window_start": 1, "window_end": 2}
+    with pytest.raises(ContractError, match="twice"):
+        decode_orders({"orders": [o, o]})

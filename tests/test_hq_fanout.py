@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hq_support import (  # noqa: F401
+
+from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.verdict import Reason
+from sync.contract import DataKind, Envelope, decode_remote_uses, open_envelope
+from tests.hq_support import (  # noqa: F401
     TOPICS,
     Hq,
     Inbox,
@@ -15,10 +19,6 @@ from hq_support import (  # noqa: F401
     hq_fixture,
     wait_until,
 )
-
-from edge.keys import Purpose, SigningKey, TrustedKey
-from edge.verdict import Reason
-from sync.contract import DataKind, Envelope, EventBatch, decode_remote_uses, open_envelope
 
 pytestmark = pytest.mark.network
 
@@ -105,27 +105,57 @@ def test_fanout_goes_only_to_listed_stores_and_a_void_lowers_the_count(
     a.close()
 
 
-def test_fanout_committed_while_broker_refuses_is_sent_on_reconnect(
+def test_fanout_recorded_by_a_non_sending_worker_is_sent_by_the_sender(
         hq: Hq, tmp_path: Path) -> None:
-    """GIVEN a fan-out envelope committed to HQ's outbox but never acknowledged
-    WHEN an ingest worker connects
-    THEN it publishes the envelope and marks it sent."""
-    w = hq.worker(fanout=True)
+    """GIVEN a worker run with --no-fanout (no signer) that ingests a redemption at A
+    WHEN the fan-out sender starts later
+    THEN the fan-out row waited unsent in hq_outbox, and the sender versions, signs and
+    publishes it to B, then marks it sent."""
+    w = hq.worker("quiet", fanout=False)
     w.store.add_stores(["A", "B"])
     coupon_key = SigningKey.generate("cpn")
     a = StoreBox(tmp_path, "A", "A1", _trust(hq, coupon_key))
+    box_a = RawBox(hq.broker, "A", "A1")
     a.counter.redeem(coupon_code(coupon_key, "Z1"))
-    w.stop()
-    hq.workers.remove(w)
-    # HQ-side processing with no broker connection: the envelope waits in hq_outbox
-    events = [e.to_wire("A", "A1") for e in a.ledger.pending_events()]
-    out = w.store.handle(TOPICS.events("A", "A1"), EventBatch("A", "A1", events).encode()[0])
-    assert len(out.outgoing) == 1
-    assert hq.count("SELECT COUNT(*) FROM hq_outbox WHERE sent_at IS NULL") == 1
+    a.drain(box_a)
+    wait_until(lambda: w.counters.messages == 1)
+    assert hq.dbs[0].query("SELECT store, version, payload, sent_at FROM hq_outbox") == [
+        ("B", None, None, None)]
     inbox_b = Inbox(hq.broker, TOPICS.data("B"))
-    hq.worker("hq-ingest-2")
-    wait_until(lambda: len(inbox_b.messages) == 1, what="outbox published on connect")
+    hq.worker("sender", group="other", fanout=True)
+    wait_until(lambda: len(inbox_b.messages) == 1, what="outbox published by the sender")
+    data = open_envelope(Envelope.decode(inbox_b.messages[0].payload), hq.trusted, 0)
+    assert (data.kind, data.store, data.version) == (DataKind.REMOTE_USES, "B", 1)
     wait_until(lambda: hq.count("SELECT COUNT(*) FROM hq_outbox WHERE sent_at IS NULL") == 0,
                what="marked sent")
-    inbox_b.close()
+    for x in (inbox_b, box_a):
+        x.close()
+    a.close()
+
+
+def test_versions_reach_a_store_in_order_whichever_worker_ingested(
+        hq: Hq, tmp_path: Path) -> None:
+    """GIVEN two ingest workers sharing the load, one of them the fan-out sender
+    WHEN store A redeems 20 coupons, each sent in its own batch
+    THEN store C receives 20 remote_uses envelopes whose versions arrive as 1..20."""
+    sender = hq.worker("w1", fanout=True)
+    other = hq.worker("w2", fanout=False)
+    sender.store.add_stores(["A", "C"])
+    coupon_key = SigningKey.generate("cpn")
+    a = StoreBox(tmp_path, "A", "A1", _trust(hq, coupon_key))
+    inbox_c = Inbox(hq.broker, TOPICS.data("C"))
+    box_a = RawBox(hq.broker, "A", "A1")
+    for i in range(20):
+        assert a.counter.redeem(coupon_code(coupon_key, f"V{i}")).accepted
+        a.drain(box_a)
+    wait_until(lambda: len(inbox_c.messages) == 20, what="20 fan-outs to C")
+    assert sender.counters.messages > 0 and other.counters.messages > 0
+    versions = [open_envelope(Envelope.decode(m.payload), hq.trusted, 0).version
+                for m in inbox_c.messages]
+    assert versions == list(range(1, 21))
+    codes = {decode_remote_uses(open_envelope(Envelope.decode(m.payload), hq.trusted, 0)
+                                .body)[0].code_id for m in inbox_c.messages}
+    assert codes == {f"C:V{i}" for i in range(20)}
+    for x in (inbox_c, box_a):
+        x.close()
     a.close()

@@ -7,24 +7,24 @@ import time
 from pathlib import Path
 
 import pytest
-from hq_support import TOPICS, Hq, Inbox, hq_fixture, wait_until  # noqa: F401
-from mqtt_broker import Mosquitto, free_port
 
 from edge.box import parse_trust
 from hq.cli import main
 from sync.contract import DataKind, Envelope, OrderStatus, decode_orders, open_envelope
+from tests.hq_support import TOPICS, Hq, Inbox, hq_fixture, url, wait_until  # noqa: F401
+from tests.mqtt_broker import Broker, free_port
 
 pytestmark = pytest.mark.network
 
 
-def _hq(tmp_path: Path, broker: Mosquitto) -> list[str]:
+def _hq(tmp_path: Path, broker: Broker) -> list[str]:
     home = tmp_path / "hqhome"
     assert main(["--home", str(home), "keygen", "--key-id", "cfg1", "--purposes", "config"]) == 0
     return ["--home", str(home)]
 
 
-def _common(tmp_path: Path, broker: Mosquitto) -> list[str]:
-    return ["--db", f"sqlite:///{tmp_path / 'hq.sqlite'}", "--broker", broker.url]
+def _common(tmp_path: Path, broker: Broker) -> list[str]:
+    return ["--db", f"sqlite:///{tmp_path / 'hq.sqlite'}", "--broker", url(broker)]
 
 
 def _trust(home: list[str], capsys: pytest.CaptureFixture[str]) -> list:
@@ -143,7 +143,7 @@ def test_bad_orders_and_unreachable_broker_are_refused(
     THEN each exits 2 with a message naming the order or the broker."""
     home = _hq(tmp_path, hq.broker)
     orders = tmp_path / "orders.json"
-    orders.write_text(json.dumps({"orders": [{"order_id": "O9", "number": "1", "window_start":
+    orders.write_text(json.dumps({"orders": [{"order_id": "O9", "number": "123", "window_start":
                                               1, "window_end": 2, "status": "lost"}]}))
     assert main([*home, "push-orders", str(orders), "--store", "S1",
                  *_common(tmp_path, hq.broker)]) == 2

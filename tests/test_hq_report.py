@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from hq_support import TOPICS, Hq, RawBox, event, hq_fixture, wait_until  # noqa: F401
 
 from hq.cli import main
 from sync.contract import Presence, PresenceState
+from tests.hq_support import TOPICS, Hq, RawBox, event, hq_fixture, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.network
 
