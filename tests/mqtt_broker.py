@@ -30,8 +30,13 @@ class Broker:
     """One mosquitto process; ``start``/``stop``/``kill``/``restart`` keep the same port."""
 
     def __init__(self, workdir: Path, port: int | None = None,
-                 max_queued_messages: int = 200_000) -> None:
-        """Prepare a broker in ``workdir`` (config, persistence, log)."""
+                 max_queued_messages: int = 200_000, listener_options: str = "",
+                 anonymous: bool = True) -> None:
+        """Prepare a broker in ``workdir`` (config, persistence, log).
+
+        ``listener_options`` are mosquitto lines for the listener (TLS files, password
+        file...); ``anonymous=False`` makes clients authenticate.
+        """
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
@@ -41,7 +46,8 @@ class Broker:
         user = "user root\n" if os.geteuid() == 0 else ""  # else mosquitto drops to its user
         self.conf.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            f"{listener_options.strip()}\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
             f"{user}"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
