@@ -51,7 +51,7 @@ _SCHEMA: Final = (
     " max_seq BIGINT NOT NULL DEFAULT 0, last_seen {float}, state TEXT, software TEXT,"
     " config_version BIGINT, backlog BIGINT, clock_trusted INTEGER, presence_at {float},"
     " reported_version BIGINT, reported_rejected BIGINT, reported_error TEXT,"
-    " reported_at {float})",
+    " reported_at {float}, alarm INTEGER, data_versions TEXT)",
     "CREATE TABLE IF NOT EXISTS hq_store (store TEXT PRIMARY KEY, first_seen {float} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS hq_gap (device TEXT NOT NULL, store TEXT NOT NULL,"
     " seq_from BIGINT NOT NULL, seq_to BIGINT NOT NULL, missing BIGINT NOT NULL,"

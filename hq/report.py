@@ -7,6 +7,7 @@ tables (presence, gaps, conflicts, ingest rejects), all with plain portable SQL.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class DeviceStatus:
     config_version: int | None
     reported_version: int | None
     max_seq: int
+    alarm: bool | None = None  # the box's outbox alarm (presence)
+    data_versions: dict[str, int] | None = None  # applied version per kind (reported)
 
 
 @dataclass(slots=True)
@@ -90,10 +93,12 @@ def build(db: Database, since: float = 0.0) -> list[StoreReport]:
             " GROUP BY store, reason ORDER BY reason", (since, EventType.DECISION.value)):
         get(store).rejects_by_reason[reason or "-"] = int(n)
     for row in db.query("SELECT store, device, state, last_seen, backlog, software,"
-                        " config_version, reported_version, max_seq FROM hq_device"
-                        " ORDER BY device"):
-        get(row[0]).devices.append(DeviceStatus(row[1], row[2], row[3], row[4], row[5], row[6],
-                                                row[7], int(row[8])))
+                        " config_version, reported_version, max_seq, alarm, data_versions"
+                        " FROM hq_device ORDER BY device"):
+        get(row[0]).devices.append(DeviceStatus(
+            row[1], row[2], row[3], row[4], row[5], row[6], row[7], int(row[8]),
+            None if row[9] is None else bool(row[9]),
+            None if row[10] is None else json.loads(row[10])))
     for row in db.query("SELECT store, device, seq_from, seq_to, missing, found_at, filled_at"
                         " FROM hq_gap ORDER BY device, seq_from"):
         gap = Gap(row[1], int(row[2]), int(row[3]), int(row[4]), row[5], row[6])
@@ -130,7 +135,8 @@ def to_text(reports: list[StoreReport]) -> str:
             lines.append(f"  device {d.device}: {d.state or 'no presence yet'}, backlog "
                          f"{d.backlog if d.backlog is not None else '?'}, last seen "
                          f"{_when(d.last_seen)}, seq {d.max_seq}, config applied "
-                         f"{d.reported_version if d.reported_version is not None else '?'}")
+                         f"{d.reported_version if d.reported_version is not None else '?'}"
+                         + (" OUTBOX ALARM" if d.alarm else ""))
         for g in r.open_gaps:
             lines.append(f"  GAP {g.device} seq {g.seq_from}-{g.seq_to}: {g.missing} missing")
         for g in r.healed_gaps:
