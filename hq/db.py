@@ -19,7 +19,8 @@ Schema (version 1):
 - ``hq_code_use``: net uses of a code per store (accepted minus voided), with its limit
   and its eligible stores (comma-separated, empty for all).
 - ``hq_conflict``: a code used over its limit across two or more stores.
-- ``hq_reject``: a malformed message, with its reason and a short preview.
+- ``hq_reject``: a malformed message, with its reason, a short preview and (up to 1 MiB)
+  the whole payload in base64, so nothing a box sent is lost.
 - ``hq_version``: the last version HQ gave per ``(store, kind)`` (config, orders, remote uses).
 - ``hq_outbox``: fan-out to publish: ``body`` at commit; ``version`` and the signed
   ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
@@ -64,7 +65,7 @@ _SCHEMA: Final = (
     " updated_at {float} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS hq_reject (id {serial}, received_at {float} NOT NULL,"
     " topic TEXT NOT NULL, store TEXT, device TEXT, reason TEXT NOT NULL,"
-    " detail TEXT NOT NULL, preview TEXT NOT NULL)",
+    " detail TEXT NOT NULL, preview TEXT NOT NULL, raw TEXT)",
     "CREATE TABLE IF NOT EXISTS hq_version (store TEXT NOT NULL, kind TEXT NOT NULL,"
     " version BIGINT NOT NULL, at {float} NOT NULL, PRIMARY KEY (store, kind))",
     "CREATE TABLE IF NOT EXISTS hq_outbox (id {serial}, store TEXT NOT NULL,"

@@ -16,8 +16,11 @@ broker does not redeliver it forever.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import enum
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +44,9 @@ from sync.contract import (
 )
 
 PREVIEW_BYTES = 120
+RAW_KEEP_BYTES = 1 << 20  # a rejected payload up to 1 MiB is kept whole (base64)
+MAX_SEQ = 2**62
+MAX_ID_CHARS = 128
 
 
 class RejectReason(enum.StrEnum):
@@ -49,10 +55,12 @@ class RejectReason(enum.StrEnum):
     BAD_TOPIC = "bad_topic"  # not a device topic under our root, or an unknown leaf
     BAD_BATCH = "bad_batch"  # not an event batch: compression, JSON, version, shape
     TOPIC_MISMATCH = "topic_mismatch"  # batch or event names another store/device than its topic
-    BAD_SEQ = "bad_seq"  # a sequence number below 1
+    BAD_SEQ = "bad_seq"  # a sequence number below 1 or absurdly large
+    BAD_EVENT = "bad_event"  # an event field out of range (time, id, type), or no events
     SEQ_REUSED = "seq_reused"  # a (device, seq) already stored with another event id
     BAD_PRESENCE = "bad_presence"
     BAD_REPORTED = "bad_reported"
+    INTERNAL_ERROR = "internal_error"  # HQ failed on it (a bug): kept whole to re-ingest
 
 
 class Handled(enum.StrEnum):
@@ -134,10 +142,15 @@ class EventStore:
             if mismatch:
                 return self._reject(topic, store, device, RejectReason.TOPIC_MISMATCH, mismatch,
                                     payload)
-            bad = [e["seq"] for e in batch.events if e["seq"] < 1]
+            bad = [e["seq"] for e in batch.events if not 1 <= e["seq"] <= MAX_SEQ]
             if bad:
                 return self._reject(topic, store, device, RejectReason.BAD_SEQ,
-                                    f"sequence numbers start at 1, got {bad[:5]}", payload)
+                                    f"sequence numbers run from 1 to {MAX_SEQ}, got {bad[:5]}",
+                                    payload)
+            problem = _bad_events(batch.events)
+            if problem:
+                return self._reject(topic, store, device, RejectReason.BAD_EVENT, problem,
+                                    payload)
             return self.ingest_batch(store, device, batch)
         if leaf == "status":
             try:
@@ -351,6 +364,19 @@ class EventStore:
 
     # -- rejects -----------------------------------------------------------------------
 
+    def record_failure(self, topic: str, payload: bytes, error: Exception) -> Outcome:
+        """Keep a message HQ failed on (not the database: a bug) so it can be re-ingested.
+
+        Raises:
+            hq.db.DbError: the database failed too.
+        """
+        store: str | None = None
+        device: str | None = None
+        with contextlib.suppress(ContractError):  # else recorded without store or device
+            store, device, _leaf = self.topics.parse_device_topic(topic)
+        return self._reject(topic, store, device, RejectReason.INTERNAL_ERROR,
+                            f"{type(error).__name__}: {error}", payload)
+
     def _reject(self, topic: str, store: str | None, device: str | None, reason: RejectReason,
                 detail: str, payload: bytes) -> Outcome:
         with self.db.tx() as cur:
@@ -361,10 +387,12 @@ class EventStore:
     def _insert_reject(cur: Cursor, now: float, topic: str, store: str | None,
                        device: str | None, reason: RejectReason, detail: str,
                        payload: bytes) -> None:
+        raw: str | None = (base64.b64encode(payload).decode("ascii")
+                           if len(payload) <= RAW_KEEP_BYTES else None)
         cur.execute("INSERT INTO hq_reject(received_at, topic, store, device, reason, detail,"
-                    " preview) VALUES (?,?,?,?,?,?,?)",
+                    " preview, raw) VALUES (?,?,?,?,?,?,?,?)",
                     (now, topic[:300], store, device, reason.value, detail[:500],
-                     preview(payload)))
+                     preview(payload), raw))
 
 
 def preview(payload: bytes) -> str:
@@ -387,6 +415,19 @@ def _row(store: str, device: str, e: dict[str, Any], now: float) -> tuple[Any, .
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _bad_events(events: list[dict[str, Any]]) -> str:
+    """Why these events cannot be stored as they are, or "" if they can."""
+    if not events:
+        return "the batch holds no events"
+    for e in events:
+        at = e["at"]
+        if isinstance(at, bool) or not math.isfinite(at):
+            return f"event seq {e['seq']}: time {at!r} is not a finite number"
+        if not 0 < len(e["id"]) <= MAX_ID_CHARS or not 0 < len(e["type"]) <= MAX_ID_CHARS:
+            return f"event seq {e['seq']}: id or type empty or over {MAX_ID_CHARS} characters"
+    return ""
 
 
 def _mismatch(batch: EventBatch, store: str, device: str) -> str:

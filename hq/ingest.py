@@ -168,11 +168,13 @@ class IngestWorker:
             log.error("database failed on a message from %s, not acknowledged: %s",
                       msg.topic, exc)
             return
-        except Exception:  # a bug must not stop the network thread; keep it unacknowledged
-            self.counters.db_errors += 1
-            log.exception("unexpected failure on a message from %s, not acknowledged",
-                          msg.topic)
-            return
+        except Exception as exc:  # a bug: keep the message whole, acknowledge, carry on
+            log.exception("HQ failed on a message from %s; kept in hq_reject", msg.topic)
+            try:
+                outcome = self.store.record_failure(msg.topic, bytes(msg.payload), exc)
+            except DbError:
+                self.counters.db_errors += 1
+                return  # not acknowledged: redelivered on the next session resume
         client.ack(msg.mid, msg.qos)
         self.counters.messages += 1
         self.counters.new_events += outcome.new

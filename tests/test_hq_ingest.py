@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -63,8 +64,10 @@ def test_gap_reported_then_healed(hq: Hq) -> None:
 def test_malformed_messages_recorded_and_ingest_keeps_running(hq: Hq) -> None:
     """GIVEN an ingest worker
     WHEN boxes send garbage, a corrupt zlib batch, a batch naming another device, a seq of
-    0, a reused seq with another id, a bad status and a bad report, then a good batch
-    THEN each bad one is a reject row with its reason, and the good batch is stored."""
+    0, a reused seq with another id, a bad status, a bad report, an empty batch, a NaN
+    time, a seq over 2**62, then a good batch
+    THEN each bad one is a reject row with its reason and its whole payload, and the good
+    batch is stored."""
     w = hq.worker()
     box = RawBox(hq.broker, "S1", "D1")
     first = event("S1", "D1", 1)
@@ -77,11 +80,18 @@ def test_malformed_messages_recorded_and_ingest_keeps_running(hq: Hq) -> None:
     box.send([event("S1", "D1", 1)])  # seq 1 again, another event id
     box.raw(TOPICS.status("S1", "D1"), b'{"state": "sleeping"}')
     box.raw(TOPICS.reported("S1", "D1"), b'{"applied": 3}')
+    box.send([])
+    box.raw(TOPICS.events("S1", "D1"), b'{"v":1,"store":"S1","device":"D1","events":[{"id":"x",'
+            b'"seq":3,"type":"decision","at":NaN,"body":{}}]}')
+    box.send([event("S1", "D1", 2**63)])
     box.send([event("S1", "D1", 2)])
-    wait_until(lambda: w.counters.messages == 10, what="all 10 messages handled")
+    wait_until(lambda: w.counters.messages == 13, what="all 13 messages handled")
     reasons = [r[0] for r in hq.dbs[0].query("SELECT reason FROM hq_reject ORDER BY id")]
     assert reasons == ["bad_batch", "bad_batch", "bad_batch", "topic_mismatch", "bad_seq",
-                       "seq_reused", "bad_presence", "bad_reported"]
+                       "seq_reused", "bad_presence", "bad_reported", "bad_event", "bad_event",
+                       "bad_seq"]
+    raw = hq.dbs[0].query("SELECT raw FROM hq_reject ORDER BY id")[0][0]
+    assert base64.b64decode(raw) == b"\xff\xfenot json"
     details = [r[0] for r in hq.dbs[0].query("SELECT detail FROM hq_reject ORDER BY id")]
     assert "not JSON" in details[0] and "zlib" in details[1] and "JSON object" in details[2]
     assert first["id"] in details[5]
@@ -208,3 +218,16 @@ def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, log.read_text()
     assert json.loads(out)["new_events"] == 3
+
+
+def test_a_message_hq_fails_on_is_kept_whole_for_re_ingest(hq: Hq) -> None:
+    """GIVEN a message HQ's code failed on (not the database)
+    WHEN the worker records the failure
+    THEN hq_reject holds it with reason internal_error, the error, and the exact payload."""
+    store = hq.worker().store
+    payload = bytes(range(256)) * 10
+    out = store.record_failure(TOPICS.events("S1", "D1"), payload, KeyError("facts"))
+    assert out.reject == "internal_error"
+    row = hq.dbs[0].query("SELECT store, device, reason, detail, raw FROM hq_reject")[0]
+    assert row[:4] == ("S1", "D1", "internal_error", "KeyError: 'facts'")
+    assert base64.b64decode(row[4]) == payload
