@@ -40,7 +40,15 @@ from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.verdict import Reason
 from hq.db import _SCHEMA, _TYPES
 from sync.contract import EventBatch
-from tests.hq_support import TOPICS, Hq, RawBox, StoreBox, client, coupon_code
+from tests.hq_support import (
+    TOPICS,
+    Hq,
+    RawBox,
+    StoreBox,
+    client,
+    coupon_code,
+    fresh_postgres,
+)
 from tests.mqtt_broker import MOSQUITTO, Broker
 
 
@@ -73,25 +81,34 @@ def make_batches(n: int, batch: int, devices: int) -> list[tuple[str, str, list[
     return out
 
 
-def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int) -> float:
-    """Bare sqlite3: same rows, same table, one transaction per batch; events/s."""
-    conn = sqlite3.connect(folder / f"floor{rep}.sqlite", isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int,
+          pg_url: str = "") -> float:
+    """Bare driver: same rows, same table, one transaction per batch; events/s."""
+    if pg_url:
+        import psycopg
+
+        conn = psycopg.connect(pg_url, autocommit=True)
+        ph = "%s"
+        dialect = "postgresql"
+    else:
+        conn = sqlite3.connect(folder / f"floor{rep}.sqlite", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        ph = "?"
+        dialect = "sqlite"
     for stmt in _SCHEMA:
-        conn.execute(stmt.format(**_TYPES["sqlite"]))
+        conn.execute(stmt.format(**_TYPES[dialect]))
     rows = [[(dev, store, e["seq"], e["id"], e["type"], e["at"], 1,
               json.dumps(e["body"], separators=(",", ":")), time.time(), "coupon",
               e["body"]["code_id"], "live-1111", 0, "expired") for e in events]
             for store, dev, events in batches]
     t0 = time.perf_counter()
+    sql = ("INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted, body,"
+           " received_at, kind, code_id, campaign_id, accepted, reason)"
+           f" VALUES ({','.join([ph] * 14)}) ON CONFLICT (device, seq) DO NOTHING")
     for batch_rows in rows:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted, body,"
-            " received_at, kind, code_id, campaign_id, accepted, reason)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (device, seq) DO NOTHING",
-            batch_rows)
+        conn.execute("BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN")
+        conn.cursor().executemany(sql, batch_rows)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()
@@ -172,6 +189,8 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3, help="alternate runs; best of each")
+    ap.add_argument("--postgres", default="", help="admin URL (postgresql://.../postgres): "
+                    "ingest into fresh PostgreSQL databases instead of SQLite")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,24 +202,29 @@ def main() -> None:
         try:
             rates, pubs, floors = [], [], []
             for rep in range(args.repeat):  # alternate, so both see the same machine load
-                run = Hq(broker, folder / f"ingest{rep}.sqlite", hq.key)
+                run = Hq(broker, folder / f"ingest{rep}.sqlite", hq.key,
+                         db_url=fresh_postgres(args.postgres) if args.postgres else "")
                 try:
                     r, p = ingest_rate(run, batches, f"g{rep}")
                 finally:
                     run.close()
                 rates.append(r)
                 pubs.append(p)
-                floors.append(floor(folder, batches, rep))
+                floors.append(floor(folder, batches, rep, fresh_postgres(args.postgres)
+                                    if args.postgres else ""))
             rate, pub_rate, floor_rate = max(rates), max(pubs), max(floors)
+            target = ("PostgreSQL (default settings)" if args.postgres
+                      else "SQLite (WAL, synchronous=FULL)")
+            driver = "psycopg" if args.postgres else "sqlite3"
             print(f"ingest: {args.events} events in batches of {args.batch} from "
-                  f"{args.devices} devices -> SQLite (WAL, synchronous=FULL, PUBACK after "
-                  f"COMMIT): {rate:,.0f} events/s (best of {args.repeat}: "
-                  f"{', '.join(f'{r:,.0f}' for r in rates)})")
+                  f"{args.devices} devices -> {target} (PUBACK after COMMIT): "
+                  f"{rate:,.0f} events/s (best of {', '.join(f'{r:,.0f}' for r in rates)})")
             print(f"  publisher alone (QoS 1, paho default max_inflight 20): "
                   f"{pub_rate:,.0f} events/s")
-            print(f"  floor: bare sqlite3 executemany, same rows, one transaction per batch: "
-                  f"{floor_rate:,.0f} events/s (best of {', '.join(f'{r:,.0f}' for r in floors)}); "
-                  f"ingest/floor = {rate / floor_rate:.2f}")
+            print(f"  floor: bare {driver} executemany, same rows, one transaction per batch: "
+                  f"{floor_rate:,.0f} events/s (best of "
+                  f"{', '.join(f'{r:,.0f}' for r in floors)}); ingest/floor = "
+                  f"{rate / floor_rate:.2f}")
             hq.close()
             hq = Hq(broker, folder / "hq2.sqlite", hq.key)
             times = end_to_end(hq, folder, args.rounds)

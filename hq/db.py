@@ -100,6 +100,11 @@ class Cursor(Protocol):
         """Run one statement for each row."""
         ...
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether the last statement returns rows (a query, or RETURNING)."""
+        ...
+
     def fetchone(self) -> Any:
         """One row or None."""
         ...
@@ -220,10 +225,10 @@ class Database:
                 raise DbError(f"commit failed: {exc}") from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query."""
+        """Rows of a query (none for a statement that returns no rows), in its own tx."""
         with self.tx() as cur:
             cur.execute(sql, params)
-            return [tuple(r) for r in cur.fetchall()]
+            return [tuple(r) for r in cur.fetchall()] if cur.has_rows else []
 
     def close(self) -> None:
         """Close the connection."""
@@ -241,6 +246,10 @@ class _Translating:
     @property
     def rowcount(self) -> int:
         return int(self._raw.rowcount)
+
+    @property
+    def has_rows(self) -> bool:
+        return self._raw.description is not None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._raw.execute(self._translate(sql), tuple(params))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -124,6 +125,7 @@ class Hq:
     broker: Broker
     db_path: Path
     key: SigningKey
+    db_url: str = ""
     workers: list[IngestWorker] = field(default_factory=list)
     dbs: list[Database] = field(default_factory=list)
 
@@ -136,7 +138,7 @@ class Hq:
         return [TrustedKey(self.key.key_id, self.key.public_key, frozenset({Purpose.CONFIG}))]
 
     def db(self) -> Database:
-        db = Database(f"sqlite:///{self.db_path}")
+        db = Database(self.db_url or f"sqlite:///{self.db_path}")
         self.dbs.append(db)
         return db
 
@@ -162,12 +164,28 @@ class Hq:
             d.close()
 
 
+def fresh_postgres(admin_url: str) -> str:
+    """A new empty database on the PostgreSQL server at ``admin_url``; its URL."""
+    import psycopg  # the hq-postgres extra; only when HQ_TEST_POSTGRES asks for it
+
+    name = f"hq_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
 @pytest.fixture(name="hq")
 def hq_fixture(tmp_path: Path) -> Iterator[Hq]:
-    """A broker and an HQ database (workers are started by the test)."""
+    """A broker and an HQ database (workers are started by the test).
+
+    SQLite in ``tmp_path``; with ``HQ_TEST_POSTGRES=postgresql://.../postgres`` set, a fresh
+    database on that server instead (the same tests, run against PostgreSQL).
+    """
     broker = Broker(tmp_path / "broker")
     broker.start()
-    h = Hq(broker, tmp_path / "hq.sqlite", SigningKey.generate("hqcfg"))
+    admin = os.environ.get("HQ_TEST_POSTGRES")
+    h = Hq(broker, tmp_path / "hq.sqlite", SigningKey.generate("hqcfg"),
+           db_url=fresh_postgres(admin) if admin else "")
     try:
         yield h
     finally:

@@ -171,8 +171,15 @@ def test_database_failure_leaves_the_message_unacknowledged_until_it_can_be_stor
     stored), does not acknowledge the batch; once the database works again and the worker
     resumes its session, the broker redelivers the batch and it is stored."""
     w = hq.worker("hq-ingest-1")
-    hq.dbs[0].query("CREATE TRIGGER refuse BEFORE INSERT ON hq_event"
-                    " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    db = hq.dbs[0]
+    if db.dialect == "sqlite":
+        db.query("CREATE TRIGGER refuse BEFORE INSERT ON hq_event"
+                 " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    else:
+        db.query("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN"
+                 " RAISE EXCEPTION 'disk on fire'; END $$ LANGUAGE plpgsql")
+        db.query("CREATE TRIGGER refuse BEFORE INSERT ON hq_event"
+                 " FOR EACH ROW EXECUTE FUNCTION refuse()")
     box = RawBox(hq.broker, "S1", "D1")
     box.send([event("S1", "D1", 1), event("S1", "D1", 2)])
     wait_until(lambda: w.counters.db_errors == 1, what="a DB error")
@@ -180,7 +187,7 @@ def test_database_failure_leaves_the_message_unacknowledged_until_it_can_be_stor
     wait_until(lambda: hq.count("SELECT COUNT(*) FROM hq_device WHERE state='online'") == 1,
                what="presence stored after the failure")
     assert hq.count() == 0
-    hq.dbs[0].query("DROP TRIGGER refuse")
+    db.query("DROP TRIGGER refuse" + ("" if db.dialect == "sqlite" else " ON hq_event"))
     w.stop()
     hq.workers.remove(w)
     w2 = hq.worker("hq-ingest-1")
