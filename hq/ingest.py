@@ -5,7 +5,8 @@ them (``$share/GROUP/...``). Each worker keeps a persistent session (``clean_sta
 session expiry) under a *stable* client id, so batches published while it is down wait for
 it at the broker. A message is acknowledged (PUBACK, paho ``manual_ack``) only after its
 transaction committed: a crash between the two means a redelivery, which the
-``UNIQUE(device, seq)`` constraint makes a no-op.
+``UNIQUE(device, seq)`` constraint makes a no-op. While the database fails, the worker
+retries the same message with a capped backoff and acknowledges nothing.
 
 Fan-out rows are committed to ``hq_outbox`` in the same transaction as the event that
 caused them, by every worker. Exactly one worker per HQ sends them (the one given a
@@ -38,7 +39,7 @@ from hq.broker import (
     set_nodelay,
 )
 from hq.db import DbError
-from hq.eventstore import EventStore, Handled
+from hq.eventstore import EventStore, Handled, Outcome
 from sync.contract import QOS
 
 log = logging.getLogger("hq.ingest")
@@ -46,6 +47,8 @@ log = logging.getLogger("hq.ingest")
 DEFAULT_GROUP = "hq-ingest"
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the broker forgets
 FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
+DB_RETRY_FIRST_S = 0.1
+DB_RETRY_MAX_S = 5.0
 
 
 @dataclass(slots=True)
@@ -158,23 +161,9 @@ class IngestWorker:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
-        try:
-            outcome = self.store.handle(msg.topic, bytes(msg.payload), content_type,
-                                        bool(msg.retain))
-        except DbError as exc:
-            # Not acknowledged: the broker redelivers it on the next session resume.
-            self.counters.db_errors += 1
-            log.error("database failed on a message from %s, not acknowledged: %s",
-                      msg.topic, exc)
-            return
-        except Exception as exc:  # a bug: keep the message whole, acknowledge, carry on
-            log.exception("HQ failed on a message from %s; kept in hq_reject", msg.topic)
-            try:
-                outcome = self.store.record_failure(msg.topic, bytes(msg.payload), exc)
-            except DbError:
-                self.counters.db_errors += 1
-                return  # not acknowledged: redelivered on the next session resume
+        outcome = self._store_retrying(msg)
+        if outcome is None:
+            return  # stopping with the database still down: not acknowledged, redelivered
         client.ack(msg.mid, msg.qos)
         self.counters.messages += 1
         self.counters.new_events += outcome.new
@@ -186,6 +175,35 @@ class IngestWorker:
             log.warning("conflict: coupon %s used over its limit at several stores", code)
         if outcome.fanout:
             self._wake.set()
+
+    def _store_retrying(self, msg: mqtt.MQTTMessage) -> Outcome | None:
+        """Store a message, waiting out a database failure (capped backoff).
+
+        While the database is down nothing can be stored anyway, so this holds paho's
+        thread; if that outlasts the keepalive, the broker drops the connection and resends
+        the unacknowledged messages once paho reconnects. None: stopped before it worked.
+        """
+        content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        payload = bytes(msg.payload)
+        delay = DB_RETRY_FIRST_S
+        while True:
+            try:
+                try:
+                    return self.store.handle(msg.topic, payload, content_type,
+                                             bool(msg.retain))
+                except DbError:
+                    raise
+                except Exception as exc:  # a bug: keep the message whole, acknowledge it
+                    log.exception("HQ failed on a message from %s; kept in hq_reject",
+                                  msg.topic)
+                    return self.store.record_failure(msg.topic, payload, exc)
+            except DbError as exc:
+                self.counters.db_errors += 1
+                log.error("database failed on a message from %s (retry in %.1f s): %s",
+                          msg.topic, delay, exc)
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, DB_RETRY_MAX_S)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: mqtt.DisconnectFlags,
                        rc: ReasonCode, _p: Properties | None) -> None:
