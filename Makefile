@@ -43,6 +43,7 @@ test: setup
 bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py
+	$(PY) bench/printer.py
 	$(PY) bench/hq_ingest.py
 
 clean:
