@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/redeem_latency.py
 	$(PY) bench/printer.py
 	$(PY) bench/sync_drain.py
+	$(PY) bench/hq_ingest.py
 
 clean:
 	rm -rf $(VENV) .apt-done build *.egg-info
