@@ -99,14 +99,25 @@ def test_unchanged_frames_are_skipped_but_keep_their_codes(back: Any) -> None:
     assert pipe.stats.skipped == 9
 
 
-def test_rotated_barcode_is_found_by_the_periodic_thorough_pass(back: Any) -> None:
-    """GIVEN a pipeline whose every 2nd decode is thorough, skipping off
-    WHEN an EAN-13 turned 90 degrees stays in view
-    THEN the quick pass misses it and the thorough pass reads it."""
-    pipe = FramePipeline(CameraConfig(thorough_every=2, still_threshold=0))
+def test_turned_barcode_is_read_on_the_alternate_pass(back: Any) -> None:
+    """GIVEN a pipeline with skipping and thorough passes off
+    WHEN an EAN-13 turned a quarter stays in view
+    THEN the first (upright) pass misses it and the second (turned) pass reads it."""
+    pipe = FramePipeline(CameraConfig(thorough_every=0, still_threshold=0))
     frame = synthetic.scene(back, Symbol(Kind.EAN13, EAN, 3), angle=90, seed=5)
     assert pipe.process(frame, 0.0) == []
     assert pipe.process(frame, 0.1) == [EAN]
+
+
+def test_small_code_lost_to_downscaling_is_read_by_the_thorough_pass() -> None:
+    """GIVEN a 1280x720 frame holding a QR with 2-pixel modules, and a pipeline that
+    downscales to 640 px with every 3rd decode thorough
+    WHEN the frame stays in view for three decodes
+    THEN the two quick passes miss it and the full-resolution thorough pass reads it."""
+    wide = synthetic.background(1280, 720, seed=3)
+    frame = synthetic.scene(wide, Symbol(Kind.QR, "SEP1SMALL", 2), noise=0.5, seed=4)
+    pipe = FramePipeline(CameraConfig(thorough_every=3, still_threshold=0))
+    assert [pipe.process(frame, t) for t in (0.0, 0.1, 0.2)] == [[], [], ["SEP1SMALL"]]
     assert pipe.stats.thorough == 1
 
 
