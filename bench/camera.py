@@ -2,9 +2,12 @@
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/camera.py`` (about a minute; ``--quick`` for less).
 
-Frames are synthetic (``drivers.synthetic``): a coupon-sized QR (QR version 10, ECC M) or an
-EAN-13 at a random place and tilt (+-15 degrees) on a cluttered counter, blurred, with
-sensor noise; the same field of view at 640x480 (4 px modules) and 1280x720 (6 px).
+Frames are synthetic (``drivers.synthetic``): a coupon-sized QR (194 characters, version 8-M)
+or an EAN-13 at a random place and tilt (+-15 degrees) on a cluttered counter, blurred, with
+sensor noise; the same field of view at 640x480 (4 px modules) and 1280x720 (6 px). Each
+scene stays in view for two frames with fresh noise (a code is shown for far longer than
+2/15 s; the camera path looks for upright and turned 1D codes on alternate frames), and a
+scene counts as read when either frame read its code.
 Each row gets the same BGR frames, as a camera delivers them; the time includes the grey
 conversion a decoder needs. Each figure is the best of three passes (other processes share
 this machine). The floors are plain calls on the full frame: pyzbar with all
@@ -52,6 +55,7 @@ rng = random.Random(20261125)
 COUPON = "SEC1" + "".join(rng.choice(ALPHABET) for _ in range(190))
 EAN = "5901234123457"
 SIZES = [(640, 480, 4), (1280, 720, 6)]
+HOLD = 2  # frames each scene stays in view: 2/15 s, shorter than any real showing
 
 
 def machine() -> str:
@@ -73,14 +77,16 @@ def machine() -> str:
 
 
 def frames(width: int, height: int, module: int, what: str, n: int) -> list[Any]:
+    """``n`` scenes, each held for HOLD frames (same place, fresh sensor noise)."""
     back = synthetic.background(width, height, seed=3)
     out = []
     for i in range(n):
         symbol = {"qr": Symbol(Kind.QR, COUPON, module),
                   "ean13": Symbol(Kind.EAN13, EAN, module - 1), "none": None}[what]
-        out.append(synthetic.scene(back, symbol, center=(rng.uniform(0.35, 0.65),
-                                                         rng.uniform(0.35, 0.65)),
-                                   angle=rng.uniform(-15, 15), seed=1000 + i))
+        center = (rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65))
+        angle = rng.uniform(-15, 15)
+        out += [synthetic.scene(back, symbol, center=center, angle=angle, seed=1000 + i * 7 + k)
+                for k in range(HOLD)]
     return out
 
 
@@ -118,15 +124,20 @@ def best_of(passes: int, run: Callable[[], int], n: int) -> tuple[float, int]:
     return best, found
 
 
+def scenes_read(hits: list[bool]) -> int:
+    """Scenes whose code was read on at least one of their HOLD frames."""
+    return sum(any(hits[i:i + HOLD]) for i in range(0, len(hits), HOLD))
+
+
 def bench_floor(fn: Callable[[Any], list[str]], frs: list[Any], want: str) -> tuple[float, int]:
-    return best_of(3, lambda: sum(want in fn(f) for f in frs), len(frs))
+    return best_of(3, lambda: scenes_read([want in fn(f) for f in frs]), len(frs))
 
 
 def bench_path(overrides: dict[str, Any], frs: list[Any], want: str) -> tuple[float, int]:
     def run() -> int:
         # A fresh pipeline per pass: a 15 fps timeline, nothing remembered between passes.
         pipe = FramePipeline(CameraConfig.from_toml(overrides))
-        return sum(want in pipe.process(f, i / 15) for i, f in enumerate(frs))
+        return scenes_read([want in pipe.process(f, i / 15) for i, f in enumerate(frs)])
     return best_of(3, run, len(frs))
 
 
@@ -151,14 +162,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer frames, shorter idle runs")
     args = ap.parse_args()
-    n, idle_s = (10, 4.0) if args.quick else (30, 10.0)
+    n, idle_s = (5, 4.0) if args.quick else (15, 10.0)
     print(machine())
     print(f"QR text {len(COUPON)} chars (version {qr_version(COUPON)}-M), EAN-13 {EAN}; "
-          f"{n} frames per set, best of 3 passes\n")
+          f"{n} scenes per set, each held {HOLD} frames; ms per frame (best of 3 passes) "
+          f"and scenes read\n")
     ratios = []
     for width, height, module in SIZES:
         sets = {what: frames(width, height, module, what, n) for what in ("qr", "ean13", "none")}
-        print(f"{width}x{height} (module {module} px)    ms/frame and frames read: "
+        print(f"{width}x{height} (module {module} px)                        "
               f"{'QR in view':>17} {'EAN-13 in view':>17} {'nothing in view':>17}")
         results: dict[str, dict[str, float]] = {}
         for name, fn in FLOORS.items():

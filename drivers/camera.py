@@ -8,9 +8,9 @@ in view, or seen again within ``holdoff_s`` of when it was last seen, is not rep
 Keeping the CPU low (figures in ``bench/camera.py``):
 
 * frames are decoded at most ``max_fps`` times a second;
-* a frame that has not changed since the last decoded one (mean grey-level change under
-  ``still_threshold`` on a 32x24 thumbnail) is not decoded again, except every
-  ``still_redecode_s`` (autofocus settling does not move a thumbnail much);
+* a scene that has not changed (mean grey-level change under ``still_threshold`` on a
+  32x24 thumbnail) is decoded twice (both 1D orientations) and then not again, except
+  every ``still_redecode_s`` (autofocus settling does not move a thumbnail much);
 * only the ``roi`` part of the frame is looked at, downscaled to ``decode_width`` pixels;
 * the quick pass looks for dark-on-light codes, and for 1D codes on an image squashed
   along their bars, upright and turned a quarter on alternate frames; every
@@ -300,12 +300,17 @@ class FramePipeline:
         self._thumb: Image | None = None
         self._codes: list[str] = []
         self._decoded_at = -math.inf
+        self._passes = 0  # decodes since the scene last changed
 
     def process(self, frame: Image, now: float) -> list[str]:
         """The codes in view in ``frame`` at time ``now`` (seconds, monotonic).
 
-        An unchanged frame is not decoded; the codes of the last decoded frame are
-        returned instead (they are still in view, which keeps their hold-off running).
+        The codes are those read since the scene last changed: a frame like the one at the
+        last change (mean grey-level difference of the 32x24 thumbnails under
+        ``still_threshold``) adds nothing new, so once both 1D orientations have looked at
+        the scene it is not decoded again until it changes or ``still_redecode_s`` passes.
+        Codes of an unchanged scene are still returned: they are in view, which keeps
+        their hold-off running.
         """
         cv2 = self._cv2
         cfg = self.config
@@ -317,22 +322,24 @@ class FramePipeline:
                           int(x * width):int((x + w) * width)]
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         thumb = cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA)
-        if (cfg.still_threshold and self._thumb is not None
-                and now - self._decoded_at < cfg.still_redecode_s
-                and float(cv2.absdiff(thumb, self._thumb).mean()) < cfg.still_threshold):
+        if (not cfg.still_threshold or self._thumb is None
+                or float(cv2.absdiff(thumb, self._thumb).mean()) >= cfg.still_threshold):
+            self._thumb, self._codes, self._passes = thumb, [], 0  # a new scene
+        elif self._passes >= 2 and now - self._decoded_at < cfg.still_redecode_s:
             self.stats.skipped += 1
             return self._codes
         self.stats.decoded += 1
+        self._passes += 1
         thorough = bool(cfg.thorough_every) and self.stats.decoded % cfg.thorough_every == 0
         small = grey
         if not thorough and cfg.decode_width and grey.shape[1] > cfg.decode_width:
             scaled_h = max(1, grey.shape[0] * cfg.decode_width // grey.shape[1])
             small = cv2.resize(grey, (cfg.decode_width, scaled_h), interpolation=cv2.INTER_AREA)
         self.stats.thorough += thorough
-        # Alternate upright and turned 1D passes: a code stays in view for many frames.
+        # Upright and turned 1D passes alternate: a code stays in view for many frames.
         turned = self.stats.decoded % 2 == 0
-        self._codes = self.decoder.decode(small, thorough=thorough, turned=turned)
-        self._thumb = thumb
+        found = self.decoder.decode(small, thorough=thorough, turned=turned)
+        self._codes = list(dict.fromkeys(self._codes + found))
         self._decoded_at = now
         return self._codes
 
