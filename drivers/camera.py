@@ -441,6 +441,8 @@ class CameraScanner:
         import cv2
 
         cv2.setNumThreads(1)  # small per-frame work: a thread pool costs more than it saves
+        # OpenCV warns on stderr at every failed open; our state and log line say it once.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         cfg = self.config
         pipeline = FramePipeline(cfg)
         pipeline.stats = self.stats  # counters survive reopening
