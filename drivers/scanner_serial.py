@@ -367,7 +367,9 @@ class SerialScanner:
 
 
 def _open_port(config: SerialScannerConfig) -> serial.Serial:
-    return serial.serial_for_url(config.port, baudrate=config.baudrate, timeout=TICK)
+    # exclusive: a second reader on the same port would steal half of every scan.
+    return serial.serial_for_url(config.port, baudrate=config.baudrate, timeout=TICK,
+                                 exclusive=True)
 
 
 def _failure(name: str, exc: BaseException) -> DeviceStatus:

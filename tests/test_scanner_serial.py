@@ -323,6 +323,30 @@ async def test_port_missing_at_start_is_absent_until_it_appears(tmp_path: Path) 
     assert sum(1 for s in seen.states if s.state is DeviceState.ABSENT) == 1
 
 
+async def test_a_second_reader_on_the_same_port_is_refused(line: Pty) -> None:
+    """GIVEN a READY scanner on a port
+    WHEN a second scanner is started on the same port
+    THEN the second reports FAILED (the port is locked) and the first still gets the scan."""
+    async with running(line) as first:
+        second = Seen()
+        config = SerialScannerConfig(str(line.link), retry_first_s=1, retry_max_s=1)
+        task = asyncio.create_task(
+            SerialScanner(config, second.scans.append, second.states.append,
+                          second.drop).run())
+        try:
+            await until(lambda: any(s.state is DeviceState.FAILED for s in second.states),
+                        "second refused")
+            line.write(b"ONLY\r")
+            await until(lambda: len(first.scans) >= 1, "scan on the first")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert first.texts == ["ONLY"] and second.scans == []
+    failed = next(s for s in second.states if s.state is DeviceState.FAILED)
+    assert "lock" in failed.detail
+
+
 async def test_a_failing_callback_does_not_stop_the_reader(line: Pty) -> None:
     """GIVEN an on_scan callback that raises on its first call
     WHEN two codes arrive
