@@ -27,8 +27,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -45,6 +43,7 @@ from pyzbar.pyzbar import ZBarSymbol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import describe
 from drivers import synthetic
 from drivers.camera import CameraConfig, CameraScanner, FramePipeline
 from drivers.synthetic import Kind, Symbol
@@ -69,8 +68,7 @@ def machine() -> str:
             zver = f"{major.value}.{minor.value}.{patch.value}"
     import importlib.metadata as md
 
-    return (f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs "
-            f"({platform.processor() or 'unknown cpu'}), Python {platform.python_version()}\n"
+    return (f"{describe()}\n"
             f"opencv {cv2.__version__}, numpy {np.__version__}, "
             f"zxing-cpp {md.version('zxing-cpp')}, pyzbar {md.version('pyzbar')}, "
             f"libzbar {zver}")
