@@ -140,7 +140,7 @@ def bench_path(overrides: dict[str, Any], frs: list[Any], want: str) -> tuple[fl
 
 
 async def idle_cpu(video: Path, seconds: float, **overrides: Any) -> tuple[float, int, int]:
-    config = dataclasses.replace(CameraConfig(str(video), max_fps=15), **overrides)
+    config = dataclasses.replace(CameraConfig(str(video), fps=15), **overrides)
     scanner = CameraScanner(config, lambda s: None, lambda s: None)
     task = asyncio.create_task(scanner.run())
     await asyncio.sleep(1.0)  # open the file, import OpenCV and the decoder

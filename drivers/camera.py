@@ -7,7 +7,7 @@ in view, or seen again within ``holdoff_s`` of when it was last seen, is not rep
 
 Keeping the CPU low (figures in ``bench/camera.py``):
 
-* frames are decoded at most ``max_fps`` times a second;
+* frames are decoded at most ``fps`` times a second;
 * a scene that has not changed (mean grey-level change under ``still_threshold`` on a
   32x24 thumbnail) is decoded twice (both 1D orientations) and then not again, except
   every ``still_redecode_s`` (autofocus settling does not move a thumbnail much);
@@ -112,7 +112,7 @@ class CameraConfig:
     decoder: Decoder = Decoder.ZXING
     symbologies: tuple[Symbology, ...] = COMMON
     holdoff_s: float = 2.0  # a code seen again within this long of last being seen is ignored
-    max_fps: float = 15.0  # frames decoded per second at most
+    fps: float = 15.0  # frames decoded per second at most
     width: int = 0  # capture size asked of the camera; 0 = its default
     height: int = 0
     decode_width: int = 640  # wider frames (after roi) are downscaled to this; 0 = never
@@ -141,8 +141,8 @@ class CameraConfig:
         object.__setattr__(self, "symbologies", tuple(Symbology(s) for s in self.symbologies))
         if self.holdoff_s < 0 or self.still_threshold < 0 or self.still_redecode_s < 0:
             raise ValueError("holdoff_s, still_threshold and still_redecode_s must be >= 0")
-        if not 0 < self.max_fps <= 120:
-            raise ValueError(f"max_fps must be in (0, 120], not {self.max_fps}")
+        if not 0 < self.fps <= 120:
+            raise ValueError(f"fps must be in (0, 120], not {self.fps}")
         if min(self.width, self.height, self.decode_width, self.thorough_every) < 0:
             raise ValueError("width, height, decode_width and thorough_every must be >= 0")
         if self.decode_width and self.decode_width < 160:
@@ -172,7 +172,7 @@ class CameraConfig:
 
     @property
     def is_file(self) -> bool:
-        """Whether the source is a video file (played at ``max_fps``, replayed at its end)."""
+        """Whether the source is a video file (played at ``fps``, replayed at its end)."""
         return isinstance(self.source, str) and "://" not in self.source \
             and not self.source.startswith("/dev/") and os.path.isfile(self.source)
 
@@ -457,11 +457,11 @@ class CameraScanner:
                     cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
                     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)
             post(self._report, DeviceStatus(cfg.name, DeviceState.READY, str(cfg.source)))
-            period = 1.0 / cfg.max_fps
+            period = 1.0 / cfg.fps
             due = self._clock()
             while not stop.is_set():
                 if is_file:
-                    # A file reads as fast as the CPU goes: play it at max_fps instead.
+                    # A file reads as fast as the CPU goes: play it at fps instead.
                     if (wait := due - self._clock()) > 0 and stop.wait(wait):
                         break
                     ok, frame = cap.read()

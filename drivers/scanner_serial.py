@@ -82,9 +82,9 @@ class SerialScannerConfig:
     """A serial scanner's settings; the field names are the keys of the ``[scanner]`` table."""
 
     port: str  # a device path, a pty path or symlink, or a pyserial URL (loop://, socket://)
-    baudrate: int = 9600
+    baud: int = 9600
     eol: Eol = Eol.ANY
-    idle_gap_ms: int = 0  # > 0: also end a frame after this long with no byte; 0: off
+    idle_ms: int = 0  # > 0: also end a frame after this long with no byte; 0: off
     prefix: str = ""  # removed from the start of a frame when present
     suffix: str = ""  # removed from the end of a frame when present
     strip_aim: bool = False  # remove a leading AIM symbology identifier such as ]Q1 or ]E0
@@ -103,12 +103,12 @@ class SerialScannerConfig:
         """
         if not self.port:
             raise ValueError("port must not be empty")
-        if self.baudrate <= 0:
-            raise ValueError(f"baudrate must be positive, not {self.baudrate}")
-        if self.idle_gap_ms < 0:
-            raise ValueError(f"idle_gap_ms must be 0 (off) or positive, not {self.idle_gap_ms}")
-        if self.eol is Eol.NONE and self.idle_gap_ms == 0:
-            raise ValueError("eol = 'none' needs idle_gap_ms > 0, or no frame would ever end")
+        if self.baud <= 0:
+            raise ValueError(f"baud must be positive, not {self.baud}")
+        if self.idle_ms < 0:
+            raise ValueError(f"idle_ms must be 0 (off) or positive, not {self.idle_ms}")
+        if self.eol is Eol.NONE and self.idle_ms == 0:
+            raise ValueError("eol = 'none' needs idle_ms > 0, or no frame would ever end")
         if not 16 <= self.max_line <= 1 << 20:
             raise ValueError(f"max_line must be 16..1048576 bytes, not {self.max_line}")
         if not 0 < self.retry_first_s <= self.retry_max_s:
@@ -342,7 +342,7 @@ class SerialScanner:
         cfg = self.config
         port = self._open(cfg)
         framer = Framer(cfg.eol, cfg.max_line)
-        gap = cfg.idle_gap_ms / 1000
+        gap = cfg.idle_ms / 1000
         port.timeout = min(TICK, gap / 2) if gap else TICK
         last_rx = time.monotonic()
         post(self._report, DeviceStatus(cfg.name, DeviceState.READY, cfg.port))
@@ -368,7 +368,7 @@ class SerialScanner:
 
 def _open_port(config: SerialScannerConfig) -> serial.Serial:
     # exclusive: a second reader on the same port would steal half of every scan.
-    return serial.serial_for_url(config.port, baudrate=config.baudrate, timeout=TICK,
+    return serial.serial_for_url(config.port, baudrate=config.baud, timeout=TICK,
                                  exclusive=True)
 
 

@@ -193,7 +193,7 @@ async def test_code_in_view_is_reported_once_and_again_after_the_holdoff(
     qr, ean = Symbol(Kind.QR, COUPON, 4), Symbol(Kind.EAN13, EAN, 3)
     video = _video(tmp_path / "counter.avi", back, [(qr, 20), (None, 40), (qr, 10),
                                                     (ean, 10)])
-    config = CameraConfig(str(video), max_fps=30, holdoff_s=0.4, retry_first_s=5,
+    config = CameraConfig(str(video), fps=30, holdoff_s=0.4, retry_first_s=5,
                           retry_max_s=5)
     async with camera(config) as seen:
         await until(lambda: seen.count(DeviceState.FAILED, "end of file") >= 1, "one pass")
@@ -206,7 +206,7 @@ async def test_holdoff_spans_a_reopened_source(tmp_path: Path, back: Any) -> Non
     WHEN the file ends and the camera reopens it and plays it again
     THEN the code is reported only once."""
     video = _video(tmp_path / "loop.avi", back, [(Symbol(Kind.QR, COUPON, 4), 8)])
-    config = CameraConfig(str(video), max_fps=30, holdoff_s=60, retry_first_s=0.05,
+    config = CameraConfig(str(video), fps=30, holdoff_s=60, retry_first_s=0.05,
                           retry_max_s=0.05)
     async with camera(config) as seen:
         await until(lambda: seen.count(DeviceState.READY) >= 3, "two reopenings")
@@ -220,7 +220,7 @@ async def test_missing_source_is_absent_then_opened_and_replaced_source_is_read(
     THEN the camera reports ABSENT, then READY, reads the first code, reopens at the end
     of the file and reads the second code, without its task ending."""
     path = tmp_path / "cam.avi"
-    config = CameraConfig(str(path), max_fps=30, retry_first_s=0.05, retry_max_s=0.1)
+    config = CameraConfig(str(path), fps=30, retry_first_s=0.05, retry_max_s=0.1)
     async with camera(config) as seen:
         await until(lambda: seen.count(DeviceState.ABSENT) >= 1, "ABSENT")
         _video(tmp_path / "first.avi", back, [(Symbol(Kind.QR, "SEP1FIRST", 5), 6)])

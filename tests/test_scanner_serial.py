@@ -140,7 +140,7 @@ async def test_idle_gap_ends_frames_with_no_line_end(line: Pty) -> None:
     """GIVEN a scanner with no line end and a 60 ms idle gap
     WHEN two codes arrive a pause apart, the first in two quick pieces
     THEN each is one scan (the pieces join, the pause splits)."""
-    async with running(line, eol=Eol.NONE, idle_gap_ms=60) as seen:
+    async with running(line, eol=Eol.NONE, idle_ms=60) as seen:
         line.write(b"SEC1")
         line.write(b"ABCD")
         await until(lambda: len(seen.scans) >= 1, "first scan")
@@ -389,17 +389,17 @@ def test_config_from_toml_names_the_bad_key() -> None:
     """GIVEN [scanner] tables with an unknown key, a wrong type and a bad enum value
     WHEN each is parsed
     THEN each raises ScannerConfigError naming the key and what it takes."""
-    good = SerialScannerConfig.from_toml({"port": "/dev/ttyACM0", "baudrate": 115200,
+    good = SerialScannerConfig.from_toml({"port": "/dev/ttyACM0", "baud": 115200,
                                           "eol": "crlf", "strip_aim": True,
                                           "retry_first_s": 1})
-    assert (good.eol, good.baudrate, good.retry_first_s) == (Eol.CRLF, 115200, 1.0)
+    assert (good.eol, good.baud, good.retry_first_s) == (Eol.CRLF, 115200, 1.0)
     with pytest.raises(ScannerConfigError, match=r"unknown key.*bauds"):
         SerialScannerConfig.from_toml({"port": "/dev/x", "bauds": 9600})
-    with pytest.raises(ScannerConfigError, match="baudrate must be int"):
-        SerialScannerConfig.from_toml({"port": "/dev/x", "baudrate": "fast"})
+    with pytest.raises(ScannerConfigError, match="baud must be int"):
+        SerialScannerConfig.from_toml({"port": "/dev/x", "baud": "fast"})
     with pytest.raises(ScannerConfigError, match=r"eol = 'tab'.*'crlf'"):
         SerialScannerConfig.from_toml({"port": "/dev/x", "eol": "tab"})
-    with pytest.raises(ScannerConfigError, match="needs idle_gap_ms"):
+    with pytest.raises(ScannerConfigError, match="needs idle_ms"):
         SerialScannerConfig.from_toml({"port": "/dev/x", "eol": "none"})
     with pytest.raises(ScannerConfigError, match="unknown encoding"):
         SerialScannerConfig.from_toml({"port": "/dev/x", "encoding": "klingon"})
