@@ -66,7 +66,7 @@ class StoreBox:
 
 
 async def test_offline_double_spend_is_reported_and_fanned_out(tmp_path: Path,
-                                                               hq: Hq) -> None:  # noqa: F811
+                                                               hq: Hq) -> None:
     """GIVEN stores A and B offline, each accepting the same single-use coupon, and store C
     online WHEN A and B come online THEN HQ ingests both decisions once each, reports the
     conflict naming A and B, fans the uses out, and C refuses the coupon as used at another
