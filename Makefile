@@ -45,6 +45,8 @@ bench: setup
 	$(PY) bench/redeem_latency.py
 	$(PY) bench/printer.py
 	$(PY) bench/sync_drain.py
+	$(PY) bench/hq_ingest.py
+	$(PY) bench/camera.py
 
 clean:
 	rm -rf $(VENV) .apt-done build *.egg-info
