@@ -7,7 +7,7 @@ import pytest
 from edge import cli
 from ui.big_text import block_lines
 from ui.model import DeviceState, PickupRow, PickupState, RecentDecision, Status
-from ui.words import duration
+from ui.words import duration, source
 
 
 def test_status_reads_every_field() -> None:
@@ -62,6 +62,8 @@ def test_events_fold_into_status() -> None:
     ({"state": "failed", "printer_state": "offline", "detail": "paper end"},
      DeviceState.OFFLINE),
     ({"state": "running", "printer_state": "no_paper"}, DeviceState.NO_PAPER),
+    ({"state": "running", "device_state": "connecting"}, DeviceState.STARTING),
+    ({"state": "running", "device_state": "failed"}, DeviceState.ERROR),
     ({}, DeviceState.UNKNOWN),
 ])
 def test_part_states_in_the_cashiers_terms(part: dict[str, str], shown: DeviceState) -> None:
@@ -116,6 +118,16 @@ def test_block_headline_fits_and_falls_back() -> None:
         assert max(len(r) for r in rows) <= 74
         assert set("".join(rows)) <= {" ", "█", "▀", "▄"}
     assert block_lines("READY TO SCAN AND SOME MORE WORDS", 74) is None
+
+
+@pytest.mark.parametrize(("label", "zh"), [
+    ("serial:/dev/ttyACM0", "扫码枪"), ("camera:0", "摄像头"), ("keyboard", "键盘"),
+    ("cli", "命令行"), ("api", "api")])
+def test_scan_sources_in_words(label: str, zh: str) -> None:
+    """GIVEN the daemon's scan source labels (``kind:where`` for devices)
+    WHEN shown under a verdict
+    THEN the cashier reads the kind in words; an unknown label is shown as given."""
+    assert source(label, "zh") == zh
 
 
 def test_edge_ui_options_before_or_after_the_command() -> None:

@@ -29,20 +29,21 @@ class DeviceState(enum.StrEnum):
     def parse(cls, part: object) -> DeviceState:
         """The state of a part object from the status (``{state, detail, ...}``).
 
-        A printer's own state (``printer_state``: ``drivers.printer.PrinterState`` values)
-        wins when the daemon sends it. Otherwise the supervisor's part state is mapped
+        A device's own state wins when the daemon sends it (the printer's ``printer_state``:
+        ``drivers.printer.PrinterState`` values; a scanner's or camera's ``device_state``:
+        absent/connecting/ready/failed). Otherwise the supervisor's part state is mapped
         (running -> ready, failed -> error, stopped -> offline), and a failed printer whose
         detail names the paper or the cover is shown as such. Anything unrecognised is
         :attr:`UNKNOWN`.
         """
         d = _dict(part)
-        for value in (d.get("printer_state"), d.get("state")):
+        for value in (d.get("printer_state"), d.get("device_state"), d.get("state")):
             value = _PART_STATES.get(str(value), value)
             try:
                 state = cls(str(value))
             except ValueError:
                 continue
-            if state is cls.ERROR and "printer_state" not in d:
+            if state is cls.ERROR and "printer_state" not in d and "device_state" not in d:
                 detail = str(d.get("detail") or "").lower()
                 if "paper end" in detail or "no paper" in detail:
                     return cls.NO_PAPER
@@ -58,7 +59,8 @@ class DeviceState(enum.StrEnum):
 
 
 # The daemon supervisor's part states (edge.supervisor.PartState) in the cashier's terms.
-_PART_STATES = {"running": "ready", "failed": "error", "stopped": "offline"}
+_PART_STATES = {"running": "ready", "failed": "error", "stopped": "offline",
+                "connecting": "starting"}
 
 
 def _int(value: object, default: int = 0) -> int:

@@ -38,8 +38,12 @@ def hhmm(ts: float | None) -> str:
 
 
 def source(name: str, lang: str) -> str:
-    """Where a scan came from, in words (unknown sources as given)."""
-    key = "ui.source." + name
+    """Where a scan came from, in words: ``serial:/dev/ttyACM0`` reads 扫码枪.
+
+    The daemon labels device scans ``kind:where``; the cashier needs the kind. Unknown
+    sources are shown as given.
+    """
+    key = "ui.source." + name.split(":", 1)[0]
     return i18n.t(key, lang) if key in i18n.CATALOGUE else name
 
 
