@@ -24,6 +24,7 @@ class PrintedCard:
     job_id: str
     at: float
     reprint: bool = False
+    url: str = ""
 
 
 class CardsPane(Pane):
@@ -96,7 +97,7 @@ class CardsPane(Pane):
             self.message = self.t("ui.error", message=self.cashier.last_error)
         else:
             card = PrintedCard(int(result.get("serial", 0)), str(result.get("job_id", "")),
-                               self.cashier.clock())
+                               self.cashier.clock(), url=str(result.get("url", "")))
             self.printed.insert(0, card)
             self.message = self.t("ui.cards.printed", serial=card.serial,
                                   job=card.job_id) + self._queued_note()
