@@ -87,7 +87,8 @@ def benefit_text(benefit: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
         count = "" if value <= 1 else (f" x{value}")
         return t("benefit.free_item", lang, item=item, count=count)
     if kind == "percent_price":
-        zhe = f"{value / 10:g}" if value % 10 else str(value // 10)
+        # Shop convention: 80% is "8折", 95% is "95折" (read 九五折), not "9.5折".
+        zhe = str(value // 10) if value % 10 == 0 else str(value)
         return t("benefit.percent_price", lang, zhe=zhe, off=100 - value)
     return t("benefit.amount_off", lang, yuan=f"{value / 100:g}")
 
