@@ -20,6 +20,7 @@ import enum
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
 from edge.daemon_config import DaemonConfig, with_scanner_port
+from edge.ledger import checkpoint
 from edge.localapi import ApiError, ErrorCode, Op, Topic
 from edge.notify import Notifier
 from edge.orders import orders
@@ -48,6 +50,7 @@ from edge.verdict import Verdict
 log = logging.getLogger("edge.daemon")
 
 SCAN_QUEUE = 1000  # device scans waiting for a decision; a cashier never gets this far ahead
+CHECKPOINT_EVERY = 5.0  # seconds between WAL checkpoints while scans come in
 PARTS = ("scanner", "camera", "printer", "sync")
 
 
@@ -203,6 +206,20 @@ class Daemon:
 
         await self.printing.run(state)
 
+    async def _checkpointer(self) -> None:
+        # The ledger leaves WAL checkpoints to us so no redemption pays for one
+        # (edge/ledger.py): copy pages back on a thread of its own once scans go quiet.
+        done = self.scans
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            if self.scans == done:
+                continue
+            done = self.scans
+            try:
+                await asyncio.to_thread(checkpoint, self.box.ledger.path)
+            except sqlite3.Error as exc:
+                log.warning("ledger checkpoint failed: %s", exc)
+
     async def _watchdog(self, interval: float) -> None:
         while True:
             self.notifier.watchdog()
@@ -244,7 +261,8 @@ class Daemon:
                     part.state, part.detail = PartState.FAILED, str(exc)
                     log.error("printer unavailable: %s", exc)
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._pipeline(), name="pipeline")]
+                tasks = [tg.create_task(self._pipeline(), name="pipeline"),
+                         tg.create_task(self._checkpointer(), name="checkpointer")]
                 for name, enabled, runner in (
                         ("scanner", self.cfg.scanner.enabled, self._run_scanner),
                         ("printer", self.printing is not None, self._run_printer)):

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from edge import daemon_config
 from edge.box import Box
 from edge.daemon import Daemon
@@ -23,8 +21,7 @@ from provisioning.dev import ensure_demo_home
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
+def make_home(tmp_path: Path) -> Path:
     """A fresh demo home (HQ key, box BJ001, sample coupons and orders)."""
     h = tmp_path / "home"
     assert ensure_demo_home(h)
@@ -100,7 +97,9 @@ async def wait_socket(home: Path, proc: subprocess.Popen[str], timeout: float = 
     deadline = time.monotonic() + timeout
     path = socket_path(home)
     while True:
-        assert proc.poll() is None, f"daemon exited early: {proc.stdout.read() if proc.stdout else ''}"
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"daemon exited early: {out}")
         if path.exists():
             client = Client(path, timeout=10)
             with contextlib.suppress(Exception):

@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from daemon_fixtures import home, next_event, running, write_scanner  # noqa: F401
 from edge.localapi import MAX_LINE, ApiError, Client, ErrorCode
 from edge.verdict import Reason
 from provisioning.dev import issue_coupons, samples
+from tests.daemon_fixtures import make_home, next_event, running, write_scanner
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return make_home(tmp_path)
 
 
 async def raw_exchange(path: Path, payload: bytes, lines: int) -> list[bytes]:

@@ -11,10 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon_fixtures import ROOT, home, start_process, wait_socket, write_scanner  # noqa: F401
+import pytest
+
 from edge.localapi import socket_path
 from edge.verdict import Reason
 from provisioning.dev import issue_coupons, samples
+from tests.daemon_fixtures import ROOT, make_home, start_process, wait_socket, write_scanner
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return make_home(tmp_path)
 
 
 def ledger_decisions(home: Path) -> dict[int, tuple[int, str | None, str]]:
