@@ -50,6 +50,7 @@ test: setup
 bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py
+	$(PY) bench/daemon.py
 
 clean:
 	rm -rf $(VENV) .apt-done build *.egg-info

@@ -118,7 +118,7 @@ class Daemon:
                  "" if verdict.accepted else f" reason={verdict.reason}")
         self.api.publish(Topic.VERDICT, {**verdict.to_dict(), "source": source, "till": till})
         if verdict.accepted:
-            self._after_sale(verdict)
+            self._slip(verdict)
         return verdict
 
     def submit_scan(self, text: str, source: str, till: str = "") -> None:
@@ -154,16 +154,13 @@ class Daemon:
             log.error("%s", self.last_error)
             self.api.publish(Topic.STATUS, self.status())
 
-    def _after_sale(self, verdict: Verdict) -> None:
-        if self.printing is None:
+    def _slip(self, verdict: Verdict) -> None:
+        """A redemption slip for an acceptance, when ``printer.redemption_slip`` says so."""
+        if self.printing is None or not self.cfg.printer.redemption_slip:
             return
-        pcfg = self.cfg.printer
         try:
-            if pcfg.redemption_slip:
-                self.printing.redemption(verdict)
-            if pcfg.card_after_sale:
-                self.printing.card(self.box.issue_card())
-        except (PrintError, CardError) as exc:
+            self.printing.redemption(verdict)
+        except PrintError as exc:
             # The redemption stands (it is recorded); the slip is what failed.
             log.error("after-sale print for decision %s failed: %s", verdict.decision_id, exc)
 
@@ -353,6 +350,8 @@ class Daemon:
             return {"decisions": reports.recent(self.box.ledger, _arg(args, "limit", int, 20))}
         if op is Op.STATUS:
             return self.status()
+        if op is Op.SALE:
+            return {"card": self._card_after_sale(_arg(args, "receipt_ref", str, ""))}
         start, end = self._day(args)
         if op is Op.PICKUPS:
             return {"orders": orders(self.box.ledger, start, end)}
@@ -374,6 +373,19 @@ class Daemon:
         except PrintError as exc:
             raise ApiError(ErrorCode.UNAVAILABLE, str(exc)) from None
         raise ApiError(ErrorCode.BAD_REQUEST, f"op {op} is not served by this daemon")
+
+    def _card_after_sale(self, receipt_ref: str) -> dict[str, Any] | None:
+        """A packaging card for a sale, when ``printer.card_after_sale`` asks for one."""
+        if self.printing is None or not self.cfg.printer.card_after_sale:
+            return None
+        try:
+            card = self.box.issue_card(receipt_ref)
+            return {"serial": card.serial, "url": card.url,
+                    "job_id": self.printing.card(card)}
+        except CardError as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        except PrintError as exc:
+            raise ApiError(ErrorCode.UNAVAILABLE, str(exc)) from None
 
     def _printing(self) -> PrintService:
         if self.printing is None:
@@ -431,6 +443,9 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     from edge import daemon_config
 
     setup_logging(log_level)
+    # python-escpos leaves a temp folder per process unless told where to cache its
+    # capabilities: keep one cache under the home (set before the printer part imports it).
+    os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(home / "cache"))
     try:
         if simulate:
             from provisioning.dev import ensure_demo_home
