@@ -1,26 +1,19 @@
 # The two entry points a newcomer needs (see README.md): `make demo` and `make test`.
-# Each sets up everything it needs itself on a fresh Debian machine, as root.
+# Each sets up everything it needs itself on a fresh Debian machine, as root
+# (./run installs make itself first; see README.md).
 
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := python3-venv libzbar0 mosquitto fonts-wqy-microhei
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
 setup: $(STAMP)
 
-# System packages: only those missing, after one apt-get update.
-.apt-done:
-	@missing=""; for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+# System packages: only those missing (apt-get update + install), see scripts/bootstrap.sh.
+.apt-done: scripts/bootstrap.sh
+	@bash scripts/bootstrap.sh
 	@touch $@
 
 $(STAMP): pyproject.toml .apt-done

@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nacl.signing  # noqa: E402
+import nacl.signing
 
-from bench.machine import describe  # noqa: E402
-from edge import tokens  # noqa: E402
-from edge.box import Box, init_home  # noqa: E402
-from edge.keys import Purpose, SigningKey, TrustedKey  # noqa: E402
-from edge.ledger import AUTOCHECKPOINT_PAGES  # noqa: E402
-from hq.issue import sign_token  # noqa: E402
+from bench.machine import describe
+from edge import tokens
+from edge.box import Box, init_home
+from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.ledger import AUTOCHECKPOINT_PAGES
+from hq.issue import sign_token
 
 
 def coupon(key: SigningKey, cid: str, now: int, valid_until: int | None = None) -> str:
@@ -55,7 +55,8 @@ def fill(box: Box, coupons: int, orders: int, now: float) -> None:
             conn.executemany(
                 "INSERT INTO decision(at, kind, code_id, campaign_id, accepted, reason, till,"
                 " source, clock_trusted, facts, event_id) VALUES (?, 'coupon', ?, 'LIVE1125', 1,"
-                " NULL, 'T1', 'bench', 1, '{}', ?)", [(now, c, e) for c, e in zip(ids, evs)])
+                " NULL, 'T1', 'bench', 1, '{}', ?)",
+                [(now, c, e) for c, e in zip(ids, evs, strict=True)])
             conn.executemany("INSERT INTO code_use(code_id, uses) VALUES (?, 1)",
                              [(c,) for c in ids])
         conn.executemany(
@@ -141,11 +142,12 @@ def main() -> None:
         else:  # the floor gets the same checkpoint policy as the ledger ships with
             fdb.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         for i in range(args.n):  # interleaved, so machine noise hits all kinds alike
-            results["floor"].append(timed(lambda: floor_op(i)))
-            results["accept"].append(timed(lambda: counter.redeem(fresh[i], till="T1")))
-            results["duplicate"].append(timed(lambda: counter.redeem(fresh[i], till="T1")))
-            results["reject forged"].append(timed(lambda: counter.redeem(forged[i])))
-            results["reject expired"].append(timed(lambda: counter.redeem(expired[i])))
+            code, bad, old = fresh[i], forged[i], expired[i]
+            results["floor"].append(timed(lambda i=i: floor_op(i)))
+            results["accept"].append(timed(lambda c=code: counter.redeem(c, till="T1")))
+            results["duplicate"].append(timed(lambda c=code: counter.redeem(c, till="T1")))
+            results["reject forged"].append(timed(lambda c=bad: counter.redeem(c)))
+            results["reject expired"].append(timed(lambda c=old: counter.redeem(c)))
         assert counter.redeem(fresh[0]).reason is not None  # sanity: duplicates really rejected
         floor99 = pct(results["floor"], 99)
         floor50 = pct(results["floor"], 50)

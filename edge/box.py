@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,25 @@ class Box:
             raise ConfigError(f"device key {key_path} is not a 32-byte seed")
         ledger = Ledger(cfg.path(cfg.ledger_path))
         identity = Identity(cfg.store_id, cfg.device_id)
-        return cls(cfg, ledger, Counter(ledger, identity), SigningKey(cfg.device_id, seed))
+        box = cls(cfg, ledger, Counter(ledger, identity), SigningKey(cfg.device_id, seed))
+        box.note_synchronised_clock()
+        return box
 
     @property
     def identity(self) -> Identity:
         """Store and device ids."""
         return self.counter.identity
+
+    def note_synchronised_clock(
+            self, synchronised: Callable[[], bool] = clock.kernel_synchronised) -> bool:
+        """Advance the trusted time to now if the kernel says NTP has synchronised it.
+
+        Called when the box opens and periodically by the daemon. Returns whether it moved.
+        """
+        if not synchronised():
+            return False
+        with self.ledger.immediate() as conn:
+            return self.ledger.advance_trusted_time(conn, time.time(), "ntp")
 
     def clock(self) -> clock.Reading:
         """The time decisions would use now."""

@@ -19,6 +19,7 @@ there (see ``bench/redeem_latency.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -223,10 +224,9 @@ class Ledger:
 
     def close(self) -> None:
         """Checkpoint what this process wrote, then close the connection."""
-        try:
+        # Another process may hold the database busy: then its close will checkpoint.
+        with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # another process holds the database busy: its close will checkpoint
         self.db.close()
 
     def _migrate(self) -> None:

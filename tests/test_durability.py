@@ -46,7 +46,8 @@ def test_single_use_under_concurrent_processes(tmp_path: Path, hq: Hq, workers: 
     procs = [_worker(home, start, [single, triple]) for _ in range(workers)]
     time.sleep(0.5)  # let every worker open the ledger and wait on the start file
     start.touch()
-    outputs = [json.loads(line) for p in procs for line in p.communicate(timeout=60)[0].splitlines()]
+    outputs = [json.loads(line) for p in procs
+               for line in p.communicate(timeout=60)[0].splitlines()]
     assert all(p.returncode == 0 for p in procs)
     by_code: dict[str, list[dict[str, object]]] = {}
     for o in outputs:

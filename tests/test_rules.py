@@ -327,3 +327,19 @@ def test_junk_is_recorded_with_a_bounded_preview(junk: str | bytes, box: Box) ->
     assert v.reason is Reason.BAD_FORMAT
     (facts,), = rows(box, "SELECT facts FROM decision WHERE id=?", v.decision_id)
     assert len(facts) < 400
+
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_ntp_synchronised_kernel_advances_trusted_time(box: Box, synced: bool) -> None:
+    """GIVEN the kernel says (or denies) NTP synchronised the clock WHEN the box notes it
+    THEN the trusted time moves to now (or stays where it was)."""
+    import time
+
+    before = box.ledger.trusted_time()
+    moved = box.note_synchronised_clock(lambda: synced)
+    assert moved is synced
+    if synced:
+        assert box.ledger.trusted_time() >= time.time() - 5
+    else:
+        assert box.ledger.trusted_time() == before

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages store-edge needs on Debian (bookworm), installed only when missing.
+# Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
+set -euo pipefail
+PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The packaged mosquitto service is not used: tests and the demo start their own broker.
