@@ -51,6 +51,7 @@ log = logging.getLogger("edge.daemon")
 
 SCAN_QUEUE = 1000  # device scans waiting for a decision; a cashier never gets this far ahead
 CHECKPOINT_EVERY = 5.0  # seconds between WAL checkpoints while scans come in
+CLOCK_EVERY = 60.0  # seconds between looks at the kernel's NTP state
 PARTS = ("scanner", "camera", "printer", "sync")
 
 
@@ -217,6 +218,16 @@ class Daemon:
             except sqlite3.Error as exc:
                 log.warning("ledger checkpoint failed: %s", exc)
 
+    async def _clock(self) -> None:
+        # No RTC: once the kernel says NTP synchronised the clock, that time is trusted.
+        while True:
+            await asyncio.sleep(CLOCK_EVERY)
+            try:
+                if self.box.note_synchronised_clock():
+                    log.debug("trusted time advanced from the NTP-synchronised kernel clock")
+            except sqlite3.Error as exc:
+                log.warning("trusted time not advanced: %s", exc)
+
     async def _watchdog(self, interval: float) -> None:
         while True:
             self.notifier.watchdog()
@@ -259,7 +270,8 @@ class Daemon:
                     log.error("printer unavailable: %s", exc)
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pipeline(), name="pipeline"),
-                         tg.create_task(self._checkpointer(), name="checkpointer")]
+                         tg.create_task(self._checkpointer(), name="checkpointer"),
+                         tg.create_task(self._clock(), name="clock")]
                 for name, enabled, runner in (
                         ("scanner", self.cfg.scanner.enabled, self._run_scanner),
                         ("printer", self.printing is not None, self._run_printer)):
