@@ -62,8 +62,13 @@ def backoff(attempt: int, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP
 
 async def supervise(status: PartStatus, run: Callable[[], Awaitable[None]],
                     on_change: Callable[[PartStatus], None],
-                    first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> None:
-    """Run ``run()`` forever, restarting it after it ends or fails; only cancellation stops it."""
+                    first: float | None = None, cap: float | None = None) -> None:
+    """Run ``run()`` forever, restarting it after it ends or fails; only cancellation stops it.
+
+    ``first`` and ``cap`` default to :data:`BACKOFF_FIRST` and :data:`BACKOFF_CAP`.
+    """
+    first = BACKOFF_FIRST if first is None else first
+    cap = BACKOFF_CAP if cap is None else cap
     attempt = 0
 
     def set_state(state: PartState, detail: str) -> None:

@@ -1,0 +1,168 @@
+"""The daemon's parts in isolation and together: config, supervision, notify, device loss."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import socket
+import tty
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge import daemon_config, supervisor
+from edge.config import ConfigError, load
+from edge.localapi import Client
+from edge.notify import Notifier
+from edge.supervisor import PartState, PartStatus, backoff, supervise
+from provisioning.dev import issue_coupons
+from tests.daemon_fixtures import make_home, next_event, running
+
+
+async def wait_part(client: Client, name: str, state: str) -> dict[str, Any]:
+    """Poll status until part ``name`` is in ``state``; its status object."""
+    async with asyncio.timeout(10):
+        while (part := (await client.request("status"))[name])["state"] != state:
+            await asyncio.sleep(0.02)
+    assert isinstance(part, dict)
+    return part
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return make_home(tmp_path)
+
+
+@pytest.mark.parametrize(("section", "text", "named"), [
+    ("scanner", 'baud = 1234', "scanner.baud"),
+    ("scanner", 'framing = "fast"', "scanner.framing"),
+    ("scanner", 'port = 5', "scanner.port"),
+    ("printer", 'paper = 57', "printer.paper"),
+    ("printer", 'encoding = "latin1"', "printer.encoding"),
+    ("printer", 'native_qr = "yes"', "printer.native_qr"),
+    ("camera", 'fps = 0', "camera.fps"),
+    ("api", 'sokcet = "x"', "api.sokcet"),
+])
+def test_bad_daemon_config_names_the_key(home: Path, section: str, text: str,
+                                         named: str) -> None:
+    """GIVEN an edge.toml with one bad daemon setting
+    WHEN the daemon config is loaded
+    THEN ConfigError names section.key."""
+    with (home / "edge.toml").open("a") as f:
+        f.write(f"\n[{section}]\n{text}\n")
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        daemon_config.load(load(home))
+
+
+def test_flags_override_file_and_none_keeps_it(home: Path) -> None:
+    """GIVEN [scanner] port and baud in the file
+    WHEN flags give a baud and leave the port unset (None)
+    THEN the flag's baud wins and the file's port stays; the camera index may be a number."""
+    with (home / "edge.toml").open("a") as f:
+        f.write('\n[scanner]\nport = "/dev/ttyACM0"\nbaud = 9600\n[camera]\nsource = 0\n')
+    cfg = daemon_config.load(load(home), {"scanner": {"port": None, "baud": 115200}})
+    assert (cfg.scanner.port, cfg.scanner.baud) == ("/dev/ttyACM0", 115200)
+    assert cfg.camera.source == "0" and cfg.camera.enabled
+    assert cfg.printer.paper is daemon_config.Paper.MM58 and not cfg.printer.enabled
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
+    """GIVEN restart attempts 1..12 WHEN backoff is drawn THEN each lies in the upper half of
+    min(cap, first * 2**(n-1)), and draws differ (jitter)."""
+    for n in range(1, 13):
+        ceiling = min(30.0, 0.5 * 2 ** (n - 1))
+        draws = {backoff(n) for _ in range(20)}
+        assert all(ceiling / 2 <= d <= ceiling for d in draws)
+        assert len(draws) > 1
+
+
+async def test_supervise_restarts_a_failing_part_and_contains_it() -> None:
+    """GIVEN a part that raises twice and then runs
+    WHEN it is supervised
+    THEN it is restarted twice (state failed with the error, then running), and the
+    exceptions never reach the caller."""
+    calls = 0
+    states: list[tuple[PartState, str]] = []
+    running_now = asyncio.Event()
+
+    async def part() -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise OSError(f"unplugged #{calls}")
+        running_now.set()
+        await asyncio.sleep(3600)
+
+    status = PartStatus("scanner")
+    task = asyncio.create_task(supervise(
+        status, part, lambda s: states.append((s.state, s.detail)), first=0.01, cap=0.02))
+    await asyncio.wait_for(running_now.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    failed = [d for s, d in states if s is PartState.FAILED]
+    assert calls == 3 and status.restarts == 2
+    assert "unplugged #1" in failed[0] and "unplugged #2" in failed[1]
+    assert states[-1][0] is PartState.STOPPED
+
+
+def test_notifier_abstract_socket_and_absent() -> None:
+    """GIVEN an abstract NOTIFY_SOCKET (@name) and a watchdog of 3 s
+    WHEN ready/status are sent THEN they arrive, and the interval is 1.5 s; with no
+    NOTIFY_SOCKET every call is a no-op returning False."""
+    name = f"edge-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(5)
+    n = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "3000000"})
+    try:
+        assert n.ready("up") and n.status("busy")
+        assert sock.recv(100) == b"READY=1\nSTATUS=up"
+        assert sock.recv(100) == b"STATUS=busy"
+    finally:
+        n.close()
+        sock.close()
+    assert n.watchdog_interval == 1.5
+    off = Notifier({})
+    assert not off.enabled and not off.ready() and off.watchdog_interval is None
+
+
+async def test_scanner_unplugged_and_replugged_loses_no_scan(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a serial scanner configured at a symlink to a pty (as udev links /dev/scanner)
+    WHEN a scan is read, the pty is closed (unplugged), a new one linked (replugged) and
+    another scan written to it
+    THEN the scanner part goes failed then running again, both scans get verdicts, and the
+    API answered throughout."""
+    monkeypatch.setattr(supervisor, "BACKOFF_FIRST", 0.05)
+    monkeypatch.setattr(supervisor, "BACKOFF_CAP", 0.1)
+    a, b = issue_coupons(home, 2, prefix="U")
+    link = tmp_path / "scanner-link"
+
+    def plug() -> int:
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(os.ttyname(slave))
+        os.close(slave)
+        return master
+
+    master = plug()
+    async with running(home, simulate=False, overrides={"scanner": {"port": str(link)}}) as r:
+        await r.client.subscribe()
+        await wait_part(r.client, "scanner", "running")
+        os.write(master, a.encode() + b"\n")
+        first = await next_event(r.client, "verdict")
+        os.close(master)  # unplugged: the reader sees EIO
+        failed = await wait_part(r.client, "scanner", "failed")
+        master = plug()
+        await wait_part(r.client, "scanner", "running")
+        os.write(master, b"\r\n" + b.encode() + b"\r\n")
+        second = await next_event(r.client, "verdict")
+        os.close(master)
+    assert "lost" in failed["detail"]
+    assert first["accepted"] and first["facts"]["coupon_id"] == "U-00000"
+    assert second["accepted"] and second["facts"]["coupon_id"] == "U-00001"
