@@ -50,6 +50,8 @@ bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py
 	$(PY) bench/daemon.py
+	$(PY) bench/printer.py
+	$(PY) bench/sync_drain.py
 
 clean:
 	rm -rf $(VENV) .apt-done build *.egg-info

@@ -219,6 +219,38 @@ def cmd_print_card(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    # Drivers and PIL load only for this command: the other commands stay light.
+    from drivers.escpos_decode import DecodeError, decode, to_png
+    from drivers.printer_profile import PAPER
+
+    try:
+        stream = Path(args.file).read_bytes()
+        image = to_png(stream, args.encoding, PAPER[args.paper][0], args.last)
+        image.save(args.png)
+    except (OSError, DecodeError, LookupError) as exc:
+        print(f"edge preview: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    decoded = decode(stream, args.encoding, strict=False)
+    info = {"png": str(args.png), "bytes": len(stream), "lines": len(decoded.lines),
+            "cuts": decoded.cuts, "qr": [q.data for q in decoded.qr_codes],
+            "images": len(decoded.rasters), "height_mm": round(image.height / 8, 1)}
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"{args.png}: {info['cuts']} slips, {info['lines']} text lines, "
+              f"{info['images']} images, {info['height_mm']} mm of paper")
+    return EXIT_OK
+def cmd_sync(args: argparse.Namespace, box: Box) -> int:
+    from sync import runner  # the sync service is glue around the box, loaded only here
+    from sync.settings import SettingsError
+    try:
+        return runner.main(box.config, args.host, args.port, args.root, args.until_drained,
+                           args.timeout, args.json, args.verbose)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge`` argument parser."""
     p = argparse.ArgumentParser(prog="edge", description="store-edge box commands")
@@ -278,6 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--till", default="")
         if name == "print-card":
             sp.add_argument("--receipt", default="", help="receipt / transaction reference")
+    sp = command("preview", "render a (simulated) printer's ESC/POS output to a PNG of the paper")
+    sp.add_argument("file", help="ESC/POS bytes, e.g. <home>/printer-sim.bin")
+    sp.add_argument("--png", required=True, type=Path, help="where to write the picture")
+    sp.add_argument("--encoding", default="gb18030", help="the printer's text encoding")
+    sp.add_argument("--paper", type=int, choices=(58, 80), default=58)
+    sp.add_argument("--last", type=int, default=0, help="only the last N slips")
+    sp = command("sync", "run only the MQTT sync service (edge.toml [mqtt]) in the foreground")
+    sp.add_argument("--host", help="broker host (overrides [mqtt] host)")
+    sp.add_argument("--port", type=int, help="broker port")
+    sp.add_argument("--root", help="topic root")
+    sp.add_argument("--until-drained", action="store_true",
+                    help="exit once online with nothing left to send")
+    sp.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     return p
 
 
@@ -285,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 DAEMON_HANDLERS = {"run": cmd_run, "status": cmd_status, "scan": cmd_scan,
                    "print-card": cmd_print_card}
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
-            "card": cmd_card, "orders": cmd_orders}
+            "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_init(args)
         if args.command in DAEMON_HANDLERS:
             return DAEMON_HANDLERS[args.command](args)
+        if args.command == "preview":
+            return cmd_preview(args)
         box = Box.open(args.home)
         try:
             return HANDLERS[args.command](args, box)

@@ -23,6 +23,7 @@ class EventType(enum.StrEnum):
     CONFIG_APPLIED = "config_applied"
     CONFIG_REJECTED = "config_rejected"
     CLOCK = "clock"  # the trusted time moved, or the clock was found behind it
+    OUTBOX_ALARM = "outbox_alarm"  # the unsent backlog crossed the sync policy's limits, or cleared
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,32 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "advice.call_manager": {"zh": "请勿给予优惠，必要时联系店长",
                             "en": "Do not give the benefit; call the manager if needed"},
     "advice.none": {"zh": "", "en": ""},
+    # printed slips (edge.slips)
+    "slip.card.serial": {"zh": "卡号 {serial}  {date}", "en": "Card {serial}  {date}"},
+    "slip.pickup.title": {"zh": "取货单", "en": "PICKUP SLIP"},
+    "slip.pickup.number": {"zh": "取货号 {number}", "en": "Pickup #{number}"},
+    "slip.pickup.order": {"zh": "订单：{order_id}", "en": "Order: {order_id}"},
+    "slip.pickup.items": {"zh": "商品：", "en": "Items:"},
+    "slip.pickup.customer": {"zh": "顾客：{customer}", "en": "Customer: {customer}"},
+    "slip.pickup.window": {"zh": "取货时间：{start} - {end}", "en": "Pickup: {start} - {end}"},
+    "slip.redeem.title": {"zh": "核销凭证", "en": "REDEMPTION"},
+    "slip.redeem.code": {"zh": "券码：{code_id}", "en": "Code: {code_id}"},
+    "slip.redeem.time": {"zh": "时间：{when}", "en": "Time: {when}"},
+    "slip.redeem.till": {"zh": "收银台：{till}", "en": "Till: {till}"},
+    "slip.redeem.decision": {"zh": "凭证号：{decision_id}", "en": "Receipt no.: {decision_id}"},
+    "slip.report.title": {"zh": "营业报表", "en": "DAILY REPORT"},
+    "slip.report.period": {"zh": "{start} 至 {end}", "en": "{start} to {end}"},
+    "slip.test.title": {"zh": "打印测试页", "en": "PRINTER TEST PAGE"},
+    "slip.test.encoding": {"zh": "文字编码：{encoding}", "en": "Text encoding: {encoding}"},
+    "slip.printed_at": {"zh": "打印于 {when}", "en": "Printed {when}"},
+    # printer state, as the cashier sees it (drivers.printer.PrinterState values)
+    "printer.ready": {"zh": "打印机就绪", "en": "Printer ready"},
+    "printer.no_paper": {"zh": "打印机缺纸", "en": "Printer out of paper"},
+    "printer.cover_open": {"zh": "打印机盖未关", "en": "Printer cover open"},
+    "printer.offline": {"zh": "打印机未连接", "en": "Printer not connected"},
+    "printer.error": {"zh": "打印机故障", "en": "Printer error"},
+    "printer.unknown": {"zh": "打印机状态未知", "en": "Printer status unknown"},
+    "printer.waiting": {"zh": "{n} 张待打印", "en": "{n} slips waiting"},
 }
 
 _ADVICE = {Reason.BAD_FORMAT: "advice.bad_format", Reason.UNKNOWN_PICKUP_NUMBER:

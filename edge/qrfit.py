@@ -27,8 +27,8 @@ def build_qr(text: str, border: int = 4, box_size: int = 1) -> qrcode.QRCode:
         qr.add_data(text, optimize=optimize)
         try:
             qr.make(fit=True)
-        except qrcode.exceptions.DataOverflowError:
-            continue
+        except (qrcode.exceptions.DataOverflowError, ValueError):
+            continue  # qrcode says "Invalid version (was 41...)" past version 40
         if best is None or qr.version < best.version:
             best = qr
     if best is None:

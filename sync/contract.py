@@ -42,10 +42,25 @@ SIGN_DOMAIN: Final = b"store-edge/hq-envelope/v1\n"
 CONTENT_JSON: Final = "application/json"
 CONTENT_JSON_ZLIB: Final = "application/json+zlib"  # MQTT 5 content-type of a compressed batch
 COMPRESS_OVER: Final = 1024  # bytes; smaller batches are sent plain (zlib would not pay)
+# zlib level 1: a third of level 6's CPU for ~10% more bytes on event JSON (bench/sync_drain.py);
+# any level decodes the same way.
+COMPRESS_LEVEL: Final = 1
 
 
 class ContractError(ValueError):
     """A message does not follow the contract; the message says how."""
+
+
+class UnsignedError(ContractError):
+    """An HQ-to-box message carries no signature."""
+
+
+class UntrustedKeyError(ContractError):
+    """Signed by a key the box does not trust for config (unknown, wrong purpose, expired)."""
+
+
+class SignatureError(ContractError):
+    """The signature does not verify: the payload was tampered with, or forged."""
 
 
 class DataKind(enum.StrEnum):
@@ -127,14 +142,8 @@ class EventBatch:
 
     def encode(self) -> tuple[bytes, str]:
         """``(payload, content_type)``; compressed when that pays."""
-        raw = json.dumps({"v": EVENT_SCHEMA_VERSION, "store": self.store, "device": self.device,
-                          "events": self.events}, ensure_ascii=False,
-                         separators=(",", ":")).encode("utf-8")
-        if len(raw) > COMPRESS_OVER:
-            packed = zlib.compress(raw, 6)
-            if len(packed) < len(raw) * 0.9:
-                return packed, CONTENT_JSON_ZLIB
-        return raw, CONTENT_JSON
+        return encode_batch_text(self.store, self.device, [
+            json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in self.events])
 
     @classmethod
     def decode(cls, payload: bytes, content_type: str | None) -> EventBatch:
@@ -156,6 +165,24 @@ class EventBatch:
         if not isinstance(events, list) or not all(_is_event(e) for e in events):
             raise ContractError("event batch has no valid 'events' list")
         return cls(str(obj.get("store")), str(obj.get("device")), events)
+
+
+def encode_batch_text(store: str, device: str, events: list[str],
+                      compress: bool = True) -> tuple[bytes, str]:
+    """A batch from events already in their wire JSON text; ``(payload, content_type)``.
+
+    The same bytes :meth:`EventBatch.encode` makes; the box's drain uses this form so an
+    event's stored JSON body is never decoded just to be encoded again. ``compress=False``
+    always sends plain JSON (a box on a fast LAN may prefer CPU to bytes).
+    """
+    raw = (f'{{"v":{EVENT_SCHEMA_VERSION},"store":{json.dumps(store, ensure_ascii=False)},'
+           f'"device":{json.dumps(device, ensure_ascii=False)},"events":['
+           + ",".join(events) + "]}").encode("utf-8")
+    if compress and len(raw) > COMPRESS_OVER:
+        packed = zlib.compress(raw, COMPRESS_LEVEL)
+        if len(packed) < len(raw) * 0.9:
+            return packed, CONTENT_JSON_ZLIB
+    return raw, CONTENT_JSON
 
 
 def _is_event(e: object) -> bool:
@@ -181,12 +208,14 @@ class Presence:
     backlog: int = 0
     clock_trusted: bool = False
     at: float = 0.0
+    alarm: bool = False  # added after v1 shipped (optional on the wire): outbox alarm is on
 
     def encode(self) -> bytes:
         """JSON bytes."""
         return json.dumps({"v": 1, "state": self.state.value, "software": self.software,
                            "config_version": self.config_version, "backlog": self.backlog,
-                           "clock_trusted": self.clock_trusted, "at": self.at}).encode()
+                           "clock_trusted": self.clock_trusted, "at": self.at,
+                           "alarm": self.alarm}).encode()
 
     @classmethod
     def decode(cls, payload: bytes) -> Presence:
@@ -199,7 +228,8 @@ class Presence:
         try:
             return cls(PresenceState(obj["state"]), str(obj.get("software", "")),
                        int(obj.get("config_version", 0)), int(obj.get("backlog", 0)),
-                       bool(obj.get("clock_trusted", False)), float(obj.get("at", 0.0)))
+                       bool(obj.get("clock_trusted", False)), float(obj.get("at", 0.0)),
+                       bool(obj.get("alarm", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"bad presence message: {exc}") from None
 
@@ -212,12 +242,15 @@ class Reported:
     last_rejected_version: int | None = None
     last_error: str = ""
     at: float = 0.0
+    # Added after v1 shipped (optional on the wire): the applied version of each DataKind.
+    data_versions: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         """JSON bytes."""
         return json.dumps({"v": 1, "applied_version": self.applied_version,
                            "last_rejected_version": self.last_rejected_version,
-                           "last_error": self.last_error, "at": self.at},
+                           "last_error": self.last_error, "at": self.at,
+                           "data_versions": self.data_versions},
                           ensure_ascii=False).encode()
 
     @classmethod
@@ -230,8 +263,10 @@ class Reported:
         obj = _json_object(payload, "reported")
         try:
             rej = obj.get("last_rejected_version")
+            versions = obj.get("data_versions") or {}
             return cls(int(obj["applied_version"]), None if rej is None else int(rej),
-                       str(obj.get("last_error", "")), float(obj.get("at", 0.0)))
+                       str(obj.get("last_error", "")), float(obj.get("at", 0.0)),
+                       {str(k): int(v) for k, v in dict(versions).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"bad reported message: {exc}") from None
 
@@ -260,6 +295,8 @@ class Envelope:
             ContractError: not an envelope.
         """
         obj = _json_object(raw, "envelope")
+        if not obj.get("sig"):
+            raise UnsignedError("envelope has no signature ('sig')")
         try:
             sig = base64.b64decode(obj["sig"], validate=True)
             if not isinstance(obj["payload"], str) or not isinstance(obj["key_id"], str):
@@ -301,11 +338,11 @@ def open_envelope(env: Envelope, trusted: list[keys.TrustedKey], now: float) -> 
     """
     key = next((k for k in trusted if k.key_id == env.key_id), None)
     if key is None:
-        raise ContractError(f"signed by unknown key {env.key_id!r}")
+        raise UntrustedKeyError(f"signed by unknown key {env.key_id!r}")
     if not key.usable_for(keys.Purpose.CONFIG, now):
-        raise ContractError(f"key {env.key_id!r} may not sign config or has expired")
+        raise UntrustedKeyError(f"key {env.key_id!r} may not sign config or has expired")
     if not keys.verify(key.public_key, env.signed_bytes(), env.sig):
-        raise ContractError("signature does not verify: tampered or forged")
+        raise SignatureError("signature does not verify: tampered or forged")
     obj = _json_object(env.payload.encode("utf-8"), "envelope payload")
     try:
         return HqData(DataKind(obj["kind"]), str(obj["store"]), int(obj["version"]),

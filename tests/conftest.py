@@ -9,6 +9,7 @@ import pytest
 
 from edge.box import Box
 from tests.factory import Clock, Hq, make_box
+from tests.mqtt_broker import Broker
 
 
 @pytest.fixture
@@ -26,3 +27,14 @@ def box(tmp_path: Path, hq: Hq, clock: Clock) -> Iterator[Box]:
     b = make_box(tmp_path / "box", hq, clock)
     yield b
     b.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free 127.0.0.1 port; ``broker.restart()`` keeps the port."""
+    b = Broker(tmp_path / "mosquitto")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.kill()

@@ -136,3 +136,11 @@ def test_qr_image_decodes_same_as_camera_would() -> None:
     assert isinstance(img, Image.Image)
     data = pyzbar.decode(img.convert("L"))
     assert [d.data.decode() for d in data] == [code]
+
+
+def test_qr_version_of_oversize_text_is_too_big_not_a_crash() -> None:
+    """GIVEN text beyond QR version 40 WHEN sized THEN TOO_BIG (41) comes back, no exception."""
+    from edge.qrfit import TOO_BIG, qr_version
+
+    assert qr_version("A" * 5000) == TOO_BIG
+    assert qr_version("A" * 100) < TOO_BIG

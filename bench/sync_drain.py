@@ -1,0 +1,186 @@
+"""Drain a large outbox backlog to a loopback mosquitto, against raw paho floors of the same run.
+
+    PYTHONPATH=. .venv/bin/python bench/sync_drain.py [--count 100000] [--batch 100]
+
+Figures (events/s, each publish acknowledged by the broker, QoS 1):
+  * raw, one event per message, waiting for each PUBACK (first --per-message events)
+  * raw, one event per message, pipelined (max_inflight 20)
+  * raw, batched: the drain's own payloads for the whole backlog, prepared in advance,
+    published with max_inflight 20: the floor the drain is judged against
+  * encode only: reading and encoding the backlog into those payloads, no network
+  * the drain: ``SyncService`` from a fresh connect until every event is marked sent in the
+    ledger (SQLite reads, wire encoding, zlib, publish, PUBACK, the sent marks).
+Each is run with zlib batches (the default) and plain JSON batches.
+Target: drain >= 0.5 x raw batched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import describe
+from edge.ledger import Ledger
+from sync.contract import Topics
+from sync.outbox import Outbox
+from sync.service import SyncService
+from sync.settings import MqttSettings
+from tests.mqtt_broker import MOSQUITTO, Broker
+from tests.sync_fixtures import IDENTITY, append_events
+
+
+class RawClient:
+    """A bare paho MQTT 5 client on its own network thread, counting PUBACKs."""
+
+    def __init__(self, broker: Broker, inflight: int) -> None:
+        self.acked = 0
+        self.done = threading.Event()
+        self.target = 0
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{inflight}",
+                             protocol=MQTTProtocolVersion.MQTTv5)
+        self.c.max_inflight_messages_set(inflight)
+        self.c.max_queued_messages_set(0)
+        self.c.on_publish = self._on_publish
+        self.c.connect(broker.host, broker.port, 60)
+        self.c.loop_start()
+
+    def _on_publish(self, *_a: object) -> None:
+        self.acked += 1
+        if self.acked >= self.target:
+            self.done.set()
+
+    def one_by_one(self, topic: str, payloads: list[bytes]) -> float:
+        t = time.perf_counter()
+        for p in payloads:
+            self.c.publish(topic, p, qos=1).wait_for_publish(10)
+        return time.perf_counter() - t
+
+    def pipelined(self, topic: str, payloads: list[bytes]) -> float:
+        self.acked, self.target = 0, len(payloads)
+        self.done.clear()
+        t = time.perf_counter()
+        for p in payloads:
+            self.c.publish(topic, p, qos=1)
+        if not self.done.wait(120):
+            raise RuntimeError(f"only {self.acked} of {len(payloads)} acknowledged")
+        return time.perf_counter() - t
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def _reset(ledger: Ledger) -> None:
+    with ledger.immediate() as conn:
+        conn.execute("UPDATE outbox SET sent_at=NULL")
+
+
+async def _drain(path: Path, settings: MqttSettings, count: int) -> float:
+    probe = Ledger(path)
+    try:
+        service = SyncService(path, IDENTITY, settings, software="bench")
+        t = time.perf_counter()
+        task = asyncio.create_task(service.run())
+        while probe.conn.execute("SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"
+                                 ).fetchone():
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - t
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sent = probe.conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL"
+                                  ).fetchone()[0]
+        if sent < count:
+            raise RuntimeError(f"only {sent} of {count} marked sent")
+        return elapsed
+    finally:
+        probe.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--per-message", type=int, default=10_000,
+                    help="events for the one-per-message floors (they are slow)")
+    args = ap.parse_args()
+    version = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
+    print(f"machine: {describe()}; paho {paho.mqtt.__version__}; "
+          f"{version.splitlines()[0] if version else 'mosquitto ?'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp) / "broker")
+        broker.start()
+        try:
+            path = Path(tmp) / "ledger.sqlite"
+            ledger = Ledger(path)
+            t = time.perf_counter()
+            append_events(ledger, args.count)
+            with ledger.immediate() as conn:
+                ledger.put_setting(conn, "sync_policy", {
+                    "batch_size": args.batch, "linger_ms": 200, "outbox_max_age_s": 86400,
+                    "outbox_max_rows": 10_000_000, "alarm_backlog": 10_000_000})
+            print(f"backlog: {args.count} decision events written in "
+                  f"{time.perf_counter() - t:.2f} s; batch size {args.batch}")
+            outbox = Outbox(ledger, IDENTITY)
+            singles = [json.dumps(e.to_wire(IDENTITY.store_id, IDENTITY.device_id),
+                                  ensure_ascii=False, separators=(",", ":")).encode()
+                       for e in outbox.events(0, args.per_message)]
+            topic = Topics().events("BENCH", "RAW")
+            raw1 = RawClient(broker, 1)
+            rate_one = len(singles) / raw1.one_by_one(topic, singles)
+            raw1.close()
+            raw20 = RawClient(broker, 20)
+            rate_pipe = len(singles) / raw20.pipelined(topic, singles)
+            results = []
+            for compress in (True, False):
+                outbox = Outbox(ledger, IDENTITY, compress)
+                batches, cursor = [], 0
+                t = time.perf_counter()
+                while (b := outbox.next_batch(cursor, args.batch)) is not None:
+                    batches.append(b.payload)
+                    cursor = b.last
+                rate_encode = args.count / (time.perf_counter() - t)
+                size = sum(len(p) for p in batches) / len(batches)
+                rate_batch = args.count / raw20.pipelined(topic, batches)
+                _reset(ledger)
+                settings = MqttSettings(host=broker.host, port=broker.port, compress=compress)
+                drain_s = asyncio.run(_drain(path, settings, args.count))
+                _reset(ledger)
+                results.append(("zlib" if compress else "plain", size, rate_batch,
+                                args.count / drain_s, drain_s, rate_encode))
+            raw20.close()
+            ledger.close()
+        finally:
+            broker.kill()
+    print(f"single events {sum(map(len, singles)) / len(singles):.0f} B each")
+    print(f"raw one per message, wait each ack : {rate_one:>10,.0f} events/s")
+    print(f"raw one per message, inflight 20   : {rate_pipe:>10,.0f} events/s")
+    for mode, size, rate_batch, rate_drain, drain_s, rate_encode in results:
+        ratio = rate_drain / rate_batch
+        print(f"-- batches of {args.batch}, {mode} ({size:,.0f} B per message)")
+        print(f"   raw batched, prepared, inflight 20 : {rate_batch:>10,.0f} events/s (floor)")
+        print(f"   encode only (SQLite -> payloads)   : {rate_encode:>10,.0f} events/s "
+              "(the drain's ceiling: reading and encoding, no network)")
+        print(f"   drain (SyncService -> sent marks)  : {rate_drain:>10,.0f} events/s "
+              f"({args.count} in {drain_s:.2f} s)")
+        print(f"   drain / raw batched = {ratio:.2f} (target >= 0.50: "
+              f"{'met' if ratio >= 0.5 else 'MISSED'}); drain / raw pipelined per-message = "
+              f"{rate_drain / rate_pipe:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

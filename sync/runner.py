@@ -1,0 +1,92 @@
+"""``edge sync``: run just the sync service for a box home, in the foreground.
+
+For demos, tests and field checks before (or besides) the daemon: it prints each state
+change, and with ``--until-drained`` exits once the box is online with nothing left to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from edge.config import BoxConfig
+from edge.rules import Identity
+from sync.service import SyncService, SyncState
+from sync.settings import MqttSettings
+
+EXIT_OK, EXIT_TIMEOUT = 0, 1
+
+
+def settings_for(cfg: BoxConfig, **overrides: Any) -> MqttSettings:
+    """The box's ``[mqtt]`` settings with command-line overrides (``None`` values ignored).
+
+    Raises:
+        SettingsError: the ``[mqtt]`` table is wrong.
+    """
+    settings = MqttSettings.from_mapping(cfg.raw.get("mqtt", {}), cfg.home)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return settings.with_(**changes) if changes else settings
+
+
+def _line(state: SyncState, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(asdict(state), ensure_ascii=False)
+    when = time.strftime("%H:%M:%S")
+    return (f"{when} {'online ' if state.online else 'OFFLINE'} backlog={state.backlog} "
+            f"config=v{state.config_version}{' ALARM' if state.alarm else ''}"
+            f"{' - ' + state.detail if state.detail else ''}")
+
+
+async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool = False,
+                   timeout: float | None = None, as_json: bool = False) -> int:
+    """Run the sync service until a signal, or until drained / timed out.
+
+    Returns ``EXIT_OK`` (stopped, or drained) or ``EXIT_TIMEOUT`` (not drained in time).
+    """
+    drained = asyncio.Event()
+
+    def on_state(state: SyncState) -> None:
+        print(_line(state, as_json), flush=True)
+        if until_drained and state.online and state.backlog == 0:
+            drained.set()
+
+    service = SyncService(cfg.path(cfg.ledger_path), Identity(cfg.store_id, cfg.device_id),
+                          settings, on_state)
+    task = asyncio.create_task(service.run(), name="sync")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drained.wait()), task]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if until_drained and not drained.is_set() and not stop.is_set():
+        print(f"not drained within {timeout} s: {_line(service.state, False)}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
+         until_drained: bool, timeout: float | None, as_json: bool, verbose: bool) -> int:
+    """The ``edge sync`` command body.
+
+    Raises:
+        SettingsError: the ``[mqtt]`` table is wrong.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_for(cfg, host=host, port=port, root=root)
+    return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json))

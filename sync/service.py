@@ -1,0 +1,418 @@
+"""The sync service the daemon runs: outbox up, config and data down, presence, forever.
+
+``SyncService(...).run()`` runs until cancelled and never returns on network trouble: a
+lost broker means backoff with jitter and another try, with the outbox growing meanwhile
+(within policy, with an alarm) and every unacknowledged batch sent again after reconnect.
+HQ de-duplicates by (device, seq), so a resend is always safe.
+
+It opens its own ledger connection (the daemon keeps its own; SQLite WAL serialises the
+writers) and runs every ledger call on the event-loop thread, between awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+import paho.mqtt.client as mqtt
+
+from edge import clock
+from edge.ledger import Ledger
+from edge.rules import Identity
+from edge.storeconfig import (
+    ApplyResult,
+    Outcome,
+    SyncPolicy,
+    data_versions,
+    last_rejection,
+    sync_policy,
+)
+from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
+from sync.inbound import Inbound
+from sync.link import ConnectRefused, Link, LinkError, Will
+from sync.outbox import AckWriter, Batch, Outbox
+from sync.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S: Final = 10.0  # outbox policy check, backlog recount, presence refresh
+ACK_FLUSH_S: Final = 0.05  # acknowledged batches are marked sent together within this
+
+
+def software_version() -> str:
+    """The installed store-edge version, as the presence message reports it."""
+    try:
+        return importlib.metadata.version("store-edge")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """What the cashier's screen and the status API show about sync."""
+
+    online: bool
+    last_contact: float | None  # wall time the broker last answered
+    backlog: int  # events waiting to be sent
+    config_version: int
+    alarm: bool  # the outbox crossed its policy limits
+    detail: str = ""  # why offline, or why the alarm is on
+
+
+def backoff_delay(attempt: int, low: float, high: float) -> float:
+    """Capped exponential backoff with jitter: half fixed, half random (``attempt`` from 0)."""
+    cap = min(high, low * 2 ** min(attempt, 30))
+    return float(cap / 2 + random.uniform(0, cap / 2))
+
+
+class SyncService:
+    """Keeps one box in sync with HQ over MQTT."""
+
+    def __init__(self, ledger_path: Path | str, identity: Identity, settings: MqttSettings,
+                 on_state: Callable[[SyncState], None] | None = None,
+                 software: str | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        """Sync the ledger at ``ledger_path`` for ``identity`` through ``settings``' broker."""
+        self.ledger_path = Path(ledger_path)
+        self.identity = identity
+        self.settings = settings
+        self.topics = Topics(settings.root)
+        self.software = software or software_version()
+        self.wall_clock = wall_clock
+        self._on_state = on_state
+        self._state = SyncState(False, None, 0, 0, False, "not started")
+        self._told: SyncState | None = None
+        self._told_at = 0.0
+        self._tell_later: asyncio.TimerHandle | None = None
+        self._counted_at = 0.0
+        self._wake: asyncio.Event | None = None
+        self._ledger: Ledger | None = None
+        self._link: Link | None = None
+        self._inflight: dict[int, Batch] = {}
+        self._acked: list[tuple[int, int]] = []
+        self._acked_since: float | None = None
+        self._ack_failure = ""
+        self._presence_sent: tuple[int, int, bool, bool] | None = None
+        self._marking: set[asyncio.Future[None]] = set()
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SyncState:
+        """The latest state."""
+        return self._state
+
+    def wake(self) -> None:
+        """Tell the drain new events are in the outbox (it also polls, so this only hurries)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Sync until cancelled. Network and broker trouble never end it."""
+        self._wake = asyncio.Event()
+        self._ledger = Ledger(self.ledger_path)
+        self._acks = AckWriter(self.ledger_path)
+        try:
+            self._outbox = Outbox(self._ledger, self.identity, self.settings.compress)
+            self._inbound = Inbound(self._ledger, self.identity, self.topics, self.wall_clock)
+            try:
+                self._housekeep()
+            except Exception:  # a locked or full ledger now must not stop sync for good
+                log.exception("sync housekeeping failed")
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._connect_forever(), name="sync-connect")
+                tg.create_task(self._housekeeping(), name="sync-housekeeping")
+        finally:
+            self._acks.close()
+            self._ledger.close()
+            self._ledger = None
+
+    # -- connection loop ----------------------------------------------------------------
+
+    async def _connect_forever(self) -> None:
+        attempt = 0
+        while True:
+            connected = False
+            try:
+                connected = await self._session()
+            except ConnectRefused as exc:
+                self._offline(str(exc))
+                log.error("%s (check mqtt credentials)", exc)
+            except LinkError as exc:
+                self._offline(str(exc))
+                log.info("broker unreachable: %s", exc)
+            except Exception as exc:  # a bug or a ledger error must not end sync for good
+                self._offline(f"error: {exc!r}")
+                log.exception("sync session failed")
+            if connected:
+                attempt = 0
+            delay = backoff_delay(attempt, self.settings.backoff_min_s,
+                                  self.settings.backoff_max_s)
+            attempt += 1
+            log.debug("reconnecting in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> bool:
+        """One connection, from CONNECT until it drops; returns whether CONNACK came."""
+        s, ident = self.settings, self.identity
+        will = Will(self.topics.status(ident.store_id, ident.device_id),
+                    self._presence(PresenceState.OFFLINE).encode())
+        link = Link(s, s.client_id_for(ident.store_id, ident.device_id), will,
+                    self._on_message, self._on_ack)
+        self._link = link
+        self._inflight.clear()
+        self._acked.clear()
+        self._acked_since = None
+        self._ack_failure = ""
+        try:
+            session_present = await link.open()
+            log.info("connected to %s:%s (session %s)", s.host, s.port,
+                     "resumed" if session_present else "new")
+            self._contact(online=True, detail="")
+            link.subscribe(self._inbound.topics)
+            self._publish_presence(force=True)
+            self._publish_reported()
+            await self._drain(link)
+            self._offline(f"connection lost: {link.close_reason}")
+            log.info("connection lost: %s", link.close_reason)
+            return True
+        except asyncio.CancelledError:
+            await self._goodbye(link)
+            raise
+        finally:
+            self._link = None
+            if not link.closed.is_set():
+                link.abort("session ended")
+            self._flush_acks(force=True)
+            if self._marking:
+                await asyncio.gather(*self._marking, return_exceptions=True)
+
+    async def _goodbye(self, link: Link) -> None:
+        """A clean stop: say offline ourselves (a clean disconnect sends no will)."""
+        if link.closed.is_set():
+            return
+        with contextlib.suppress(LinkError):
+            link.publish(self.topics.status(self.identity.store_id, self.identity.device_id),
+                         self._presence(PresenceState.OFFLINE).encode(), retain=True)
+        with contextlib.suppress(Exception):
+            await link.close(timeout=2.0)
+
+    # -- the drain ----------------------------------------------------------------------
+
+    async def _drain(self, link: Link) -> None:
+        """Publish outbox batches, at most ``max_inflight`` unacknowledged, until the link drops.
+
+        After a reconnect the cursor starts at 0: every unacknowledged event is sent again.
+        """
+        assert self._wake is not None
+        topic = self.topics.events(self.identity.store_id, self.identity.device_id)
+        cursor = 0
+        partial_since: float | None = None
+        while not link.closed.is_set():
+            self._flush_acks()
+            if self._ack_failure:
+                link.abort(f"broker refused a batch: {self._ack_failure}")
+                break
+            policy = self._policy
+            linger = policy.linger_ms / 1000
+            timeout = max(0.05, min(linger or 0.25, 0.5))
+            while len(self._inflight) < self.settings.max_inflight:
+                batch = self._outbox.next_batch(cursor, policy.batch_size)
+                if batch is None:
+                    partial_since = None
+                    if (not self._inflight and not self._acked and not self._marking
+                            and self._state.backlog):
+                        self._set_state(backlog=0)  # everything before the cursor is acked
+                    break
+                if batch.count < policy.batch_size and linger > 0:
+                    now = time.monotonic()
+                    partial_since = partial_since or now
+                    if now - partial_since < linger:
+                        timeout = min(timeout, linger - (now - partial_since))
+                        break
+                try:
+                    mid = link.publish(topic, batch.payload, content_type=batch.content_type)
+                except LinkError:
+                    break
+                self._inflight[mid] = batch
+                cursor = batch.last
+                partial_since = None
+            if self._acked_since is not None:
+                timeout = min(timeout, ACK_FLUSH_S)
+            if time.monotonic() - self._counted_at >= 1.0:
+                self._counted_at = time.monotonic()
+                self._set_state(backlog=self._outbox.backlog())
+            self._wake.clear()
+            waiter = asyncio.ensure_future(link.closed.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait((waiter, woken), timeout=max(timeout, 0.001),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                woken.cancel()
+
+    def _on_ack(self, mid: int, ok: bool, reason: str) -> None:
+        batch = self._inflight.pop(mid, None)
+        if batch is None:
+            return  # presence or reported
+        if not ok:
+            self._ack_failure = f"{reason} (events {batch.first}-{batch.last})"
+        else:
+            self._acked.append((batch.first, batch.last))
+            if self._acked_since is None:
+                self._acked_since = time.monotonic()
+        if self._wake is not None:
+            self._wake.set()
+
+    def _flush_acks(self, force: bool = False) -> None:
+        """Mark acknowledged batches sent, several per transaction when they come fast."""
+        if not self._acked or self._ledger is None:
+            return
+        due = (force or not self._inflight
+               or len(self._acked) >= max(1, self.settings.max_inflight // 2)
+               or (self._acked_since is not None
+                   and time.monotonic() - self._acked_since >= ACK_FLUSH_S))
+        if not due:
+            return
+        acked, self._acked, self._acked_since = self._acked, [], None
+        task = asyncio.ensure_future(self._mark(acked))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    async def _mark(self, acked: list[tuple[int, int]]) -> None:
+        try:
+            changed = await self._acks.mark(acked, self.wall_clock())
+        except Exception:  # not marked means sent again later: safe, HQ de-duplicates
+            log.exception("could not mark %d acknowledged batches sent", len(acked))
+            return
+        self._contact(online=self._link is not None,
+                      backlog=max(0, self._state.backlog - changed))
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        self._contact(online=True)
+        result = self._inbound.handle(msg.topic, bytes(msg.payload))
+        if result is None or result.outcome is Outcome.DUPLICATE:
+            return
+        self._after_inbound(result)
+
+    def _after_inbound(self, result: ApplyResult) -> None:
+        if result.kind in (DataKind.CONFIG, None) or result.applied:
+            self._publish_reported()
+        if result.kind is DataKind.CONFIG and result.applied:
+            assert self._ledger is not None
+            self._set_state(config_version=int(self._ledger.setting("config_version")))
+            self._publish_presence(force=True)
+        self.wake()  # the outcome's event is in the outbox
+
+    # -- presence, report, state ----------------------------------------------------------
+
+    @property
+    def _policy(self) -> SyncPolicy:
+        assert self._ledger is not None
+        return sync_policy(self._ledger)
+
+    def _presence(self, state: PresenceState) -> Presence:
+        assert self._ledger is not None
+        reading = clock.read(self.wall_clock(), self._ledger.trusted_time(),
+                             self._ledger.setting("clock_skew_s"))
+        return Presence(state, self.software, int(self._ledger.setting("config_version")),
+                        self._state.backlog, reading.trusted, reading.now, self._state.alarm)
+
+    def _publish_presence(self, force: bool = False) -> None:
+        link = self._link
+        if link is None or link.closed.is_set():
+            return
+        p = self._presence(PresenceState.ONLINE)
+        key = (p.config_version, p.backlog, p.clock_trusted, p.alarm)
+        if not force and key == self._presence_sent:
+            return
+        with contextlib.suppress(LinkError):
+            link.publish(self.topics.status(self.identity.store_id, self.identity.device_id),
+                         p.encode(), retain=True)
+            self._presence_sent = key
+
+    def _publish_reported(self) -> None:
+        link = self._link
+        if link is None or link.closed.is_set() or self._ledger is None:
+            return
+        rej = last_rejection(self._ledger) or {}
+        report = Reported(int(self._ledger.setting("config_version")), rej.get("version"),
+                          str(rej.get("reason", "")) + (": " + rej["detail"] if rej else ""),
+                          self.wall_clock(), data_versions(self._ledger))
+        with contextlib.suppress(LinkError):
+            link.publish(self.topics.reported(self.identity.store_id, self.identity.device_id),
+                         report.encode(), retain=True)
+
+    def _housekeep(self) -> None:
+        assert self._ledger is not None
+        health = self._outbox.check(self._policy, self.wall_clock())
+        detail = health.why if health.alarm else self._state.detail
+        if health.alarm != self._state.alarm:
+            self.wake()
+        self._set_state(backlog=health.backlog, alarm=health.alarm, detail=detail,
+                        config_version=int(self._ledger.setting("config_version")))
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                self._housekeep()
+                self._publish_presence()
+            except Exception:  # a full disk or locked ledger: try again next round
+                log.exception("sync housekeeping failed")
+
+    def _contact(self, online: bool, detail: str | None = None,
+                 backlog: int | None = None) -> None:
+        changes: dict[str, object] = {"online": online, "last_contact": self.wall_clock()}
+        if detail is not None:
+            changes["detail"] = detail
+        if backlog is not None:
+            changes["backlog"] = backlog
+        self._set_state(**changes)
+
+    def _offline(self, detail: str) -> None:
+        self._set_state(online=False, detail=detail)
+
+    def _set_state(self, **changes: object) -> None:
+        self._state = replace(self._state, **changes)  # type: ignore[arg-type]
+        if self._on_state is None:
+            return
+        told = self._told
+        now = time.monotonic()
+        important = told is None or (told.online, told.config_version, told.alarm) != (
+            self._state.online, self._state.config_version, self._state.alarm)
+        if not important and self._state == told:
+            return
+        if not important and now - self._told_at < 0.5:
+            if self._tell_later is None:  # tell the latest state once the half second is up
+                self._tell_later = asyncio.get_running_loop().call_later(
+                    0.5 - (now - self._told_at), self._tell_pending)
+            return
+        self._tell()
+
+    def _tell_pending(self) -> None:
+        self._tell_later = None
+        if self._state != self._told:
+            self._tell()
+
+    def _tell(self) -> None:
+        assert self._on_state is not None
+        if self._tell_later is not None:
+            self._tell_later.cancel()
+            self._tell_later = None
+        self._told, self._told_at = self._state, time.monotonic()
+        try:
+            self._on_state(self._state)
+        except Exception:
+            log.exception("sync state callback failed")
