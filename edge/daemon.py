@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import report as reports
 from edge.apiserver import ApiServer, ServerError
@@ -36,21 +37,27 @@ from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
 from edge.daemon_config import DaemonConfig, with_scanner_port
+from edge.devices import Devices, QueuePrinting, check
 from edge.ledger import checkpoint
 from edge.localapi import ApiError, ErrorCode, Op, Topic
 from edge.notify import Notifier
 from edge.orders import orders
-from edge.printing import PrintError, PrintService, open_print_service
+from edge.printing import PrintError, PrintService
 from edge.ptybridge import PtyBridge
 from edge.rules import VoidRefused
 from edge.scanline import read_lines
 from edge.supervisor import PartState, PartStatus, supervise
 from edge.verdict import Verdict
 
+if TYPE_CHECKING:  # paho is imported only when sync is configured
+    from sync.service import SyncService, SyncState
+    from sync.settings import MqttSettings
+
 log = logging.getLogger("edge.daemon")
 
 SCAN_QUEUE = 1000  # device scans waiting for a decision; a cashier never gets this far ahead
 CHECKPOINT_EVERY = 5.0  # seconds between WAL checkpoints while scans come in
+STOP_ROUNDS, STOP_ROUND_S = 20, 0.5  # cancel again every 0.5 s, for 10 s at most
 CLOCK_EVERY = 60.0  # seconds between looks at the kernel's NTP state
 PARTS = ("scanner", "camera", "printer", "sync")
 
@@ -94,6 +101,7 @@ class Daemon:
         self.api = ApiServer(cfg.socket_path, self.dispatch, self.status, cfg.api.group)
         self.sim: PtyBridge | None = None
         self.printing: PrintService | None = None
+        self.devices: Devices | None = None
         self.started = time.time()
         self.scans = 0
         self.last_error = ""
@@ -101,8 +109,8 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._stop: asyncio.Event | None = None
-        # Hooks the sync part fills in: online, last contact, backlog as it sees them.
-        self.sync_state: Callable[[], dict[str, Any]] | None = None
+        self.sync: SyncService | None = None
+        self.sync_state: dict[str, Any] | None = None  # the sync part's last SyncState
 
     # -- the scan pipeline ----------------------------------------------------------
 
@@ -119,7 +127,9 @@ class Daemon:
                  "" if verdict.accepted else f" reason={verdict.reason}")
         self.api.publish(Topic.VERDICT, {**verdict.to_dict(), "source": source, "till": till})
         if verdict.accepted:
-            self._slip(verdict)
+            self._slip(verdict, till)
+        if self.sync is not None:
+            self.sync.wake()  # send the decision now rather than at the next poll
         return verdict
 
     def submit_scan(self, text: str, source: str, till: str = "") -> None:
@@ -155,12 +165,12 @@ class Daemon:
             log.error("%s", self.last_error)
             self.api.publish(Topic.STATUS, self.status())
 
-    def _slip(self, verdict: Verdict) -> None:
+    def _slip(self, verdict: Verdict, till: str) -> None:
         """A redemption slip for an acceptance, when ``printer.redemption_slip`` says so."""
-        if self.printing is None or not self.cfg.printer.redemption_slip:
+        if self.printing is None or not self.cfg.policy.redemption_slip:
             return
         try:
-            self.printing.redemption(verdict)
+            self.printing.redemption(verdict, till)
         except PrintError as exc:
             # The redemption stands (it is recorded); the slip is what failed.
             log.error("after-sale print for decision %s failed: %s", verdict.decision_id, exc)
@@ -179,9 +189,9 @@ class Daemon:
         return f"{self.box.identity.store_id}/{self.box.identity.device_id} {parts}".strip()
 
     async def _run_scanner(self) -> None:
-        scfg = self.cfg.scanner
+        assert self.devices is not None and self.devices.scanner is not None
+        scfg = self.devices.scanner
         part = self.parts["scanner"]
-        till = scfg.till or self.box.identity.device_id
 
         def opened() -> None:
             part.state, part.detail, part.since = PartState.RUNNING, scfg.port, time.time()
@@ -189,20 +199,40 @@ class Daemon:
 
         def dropped(why: str) -> None:
             log.warning("scanner dropped input: %s", why)
+            part.extra["dropped"] = int(part.extra.get("dropped", 0)) + 1
 
-        await read_lines(scfg, lambda text: self.submit_scan(text, ScanSource.SERIAL, till),
+        await read_lines(scfg, lambda text: self.submit_scan(text, f"serial:{scfg.port}",
+                                                             self.cfg.device_till),
                          dropped, opened)
 
     async def _run_printer(self) -> None:
         assert self.printing is not None
         part = self.parts["printer"]
 
-        def state(detail: str, ok: bool) -> None:
+        def state(printer_state: str, ok: bool, detail: str, waiting: int) -> None:
             part.state = PartState.RUNNING if ok else PartState.FAILED
-            part.detail, part.since = detail, time.time()
+            part.detail, part.since = detail or printer_state, time.time()
+            part.extra.update(printer_state=printer_state, jobs_waiting=waiting)
             self._part_changed(part)
 
         await self.printing.run(state)
+
+    def _on_sync(self, state: SyncState) -> None:
+        self.sync_state = dataclasses.asdict(state)
+        part = self.parts["sync"]
+        detail = ("online" if state.online else "offline") + (f": {state.detail}"
+                                                             if state.detail else "")
+        if part.detail != detail:
+            part.detail, part.since = detail, time.time()
+            log.info("sync %s, backlog %d", detail, state.backlog)
+        self.api.publish(Topic.SYNC, self.sync_state)
+
+    async def _run_sync(self) -> None:
+        assert self.sync is not None
+        part = self.parts["sync"]
+        part.state, part.since = PartState.RUNNING, time.time()
+        self._part_changed(part)
+        await self.sync.run()
 
     async def _checkpointer(self) -> None:
         # The ledger leaves WAL checkpoints to us so no redemption pays for one
@@ -255,26 +285,35 @@ class Daemon:
                 loop.add_signal_handler(sig, self._stop.set)
         await self.api.start()
         try:
-            if self.cfg.simulate and not self.cfg.scanner.enabled:
+            if self.cfg.simulate and not self.cfg.scanner_enabled:
                 self.sim = PtyBridge(self.cfg.run_dir / "scanner")
                 self.sim.start()
                 self.cfg = with_scanner_port(self.cfg, self.sim.port_path)
                 print(f"simulated scanner: echo CODE > {self.sim.link}  "
                       f"(or {self.sim.input_path})", flush=True)
-            if self.cfg.printer.enabled:
+            self.devices = check(self.cfg)
+            if self.devices.profile is not None:
                 try:
-                    self.printing = open_print_service(self.cfg)
+                    self.printing = QueuePrinting(self.cfg, self.devices.profile)
                 except PrintError as exc:  # the rest of the box works without paper
                     part = self.parts["printer"]
                     part.state, part.detail = PartState.FAILED, str(exc)
                     log.error("printer unavailable: %s", exc)
+            settings = sync_settings(self.cfg)
+            if settings is not None:
+                from sync import SyncService
+
+                bc = self.cfg.box
+                self.sync = SyncService(bc.path(bc.ledger_path), self.box.identity, settings,
+                                        on_state=self._on_sync)
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pipeline(), name="pipeline"),
                          tg.create_task(self._checkpointer(), name="checkpointer"),
                          tg.create_task(self._clock(), name="clock")]
                 for name, enabled, runner in (
-                        ("scanner", self.cfg.scanner.enabled, self._run_scanner),
-                        ("printer", self.printing is not None, self._run_printer)):
+                        ("scanner", self.devices.scanner is not None, self._run_scanner),
+                        ("printer", self.printing is not None, self._run_printer),
+                        ("sync", self.sync is not None, self._run_sync)):
                     if enabled:
                         tasks.append(tg.create_task(
                             supervise(self.parts[name], runner, self._part_changed), name=name))
@@ -289,8 +328,7 @@ class Daemon:
                 await self._stop.wait()
                 log.info("stopping")
                 self.notifier.stopping()
-                for task in tasks:
-                    task.cancel()
+                await _cancel_all(tasks)
             while not self._scans.empty():  # bytes already read become decisions
                 self._decide_logged(self._scans.get_nowait())
         finally:
@@ -310,13 +348,15 @@ class Daemon:
         """The status snapshot (see ``docs/local-api.md``)."""
         bc, reading = self.cfg.box, self.box.clock()
         sync: dict[str, Any] = {"online": False, "last_contact": None,
-                                "backlog": self.box.ledger.backlog()}
+                                "backlog": self.box.ledger.backlog(), "sync_alarm": False}
         if self.sync_state is not None:
-            sync.update(self.sync_state())
+            st = self.sync_state
+            sync.update(online=st["online"], last_contact=st["last_contact"],
+                        backlog=st["backlog"], sync_alarm=st["alarm"])
         printer = self.parts["printer"].to_dict()
         printer["jobs_waiting"] = self.printing.waiting() if self.printing is not None else 0
         scanner = self.parts["scanner"].to_dict()
-        scanner["port"] = self.cfg.scanner.port
+        scanner["port"] = str(self.cfg.scanner.get("port", ""))
         if self.sim is not None:
             scanner["input"] = str(self.sim.link)
         return {
@@ -388,7 +428,7 @@ class Daemon:
 
     def _card_after_sale(self, receipt_ref: str) -> dict[str, Any] | None:
         """A packaging card for a sale, when ``printer.card_after_sale`` asks for one."""
-        if self.printing is None or not self.cfg.printer.card_after_sale:
+        if self.printing is None or not self.cfg.policy.card_after_sale:
             return None
         try:
             card = self.box.issue_card(receipt_ref)
@@ -407,6 +447,29 @@ class Daemon:
     def _day(self, args: dict[str, Any]) -> tuple[float, float]:
         start, end = reports.day_bounds(self.box.clock().now)
         return (_arg(args, "day_start", float, start), _arg(args, "day_end", float, end))
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again any that carries on.
+
+    Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as its inner
+    awaitable completes (a driver's thread finishing its I/O at that moment): such a task
+    would run on and the daemon would never stop. Repeating the request ends it at its
+    next await.
+    """
+    for task in tasks:
+        task.cancel()
+    for _ in range(STOP_ROUNDS):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        await asyncio.wait(pending, timeout=STOP_ROUND_S)
+        for task in pending:
+            if not task.done():
+                log.warning("task %s still running after cancel: cancelling again",
+                            task.get_name())
+                task.cancel()
+    log.error("tasks did not stop: %s", ", ".join(t.get_name() for t in tasks if not t.done()))
 
 
 def _arg(args: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any:
@@ -436,6 +499,23 @@ class _Formatter(logging.Formatter):
         return msg.replace("\n", " | ")
 
 
+def sync_settings(cfg: DaemonConfig) -> MqttSettings | None:
+    """The ``[mqtt]`` settings when the box has that table (sync is on), else None.
+
+    Raises:
+        ConfigError: the table is wrong (the sync part's message names the key).
+    """
+    if not cfg.box.raw.get("mqtt"):
+        return None
+    from sync.runner import settings_for
+    from sync.settings import SettingsError
+
+    try:
+        return settings_for(cfg.box)
+    except SettingsError as exc:
+        raise ConfigError(f"[mqtt] {exc}") from None
+
+
 def setup_logging(level: str = "INFO") -> None:
     """One line per event on stdout."""
     handler = logging.StreamHandler(sys.stdout)
@@ -457,7 +537,7 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     setup_logging(log_level)
     # python-escpos leaves a temp folder per process unless told where to cache its
     # capabilities: keep one cache under the home (set before the printer part imports it).
-    os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(home / "cache"))
+    os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(home / "cache" / "escpos"))
     try:
         if simulate:
             from provisioning.dev import ensure_demo_home
@@ -471,6 +551,9 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
         return 2
     try:
         cfg = daemon_config.load(box.config, overrides, simulate)
+        # Every driver checks its table now: a typo is one line and exit 2, not a dead part.
+        check(cfg, "simulated" if simulate and not cfg.scanner_enabled else None)
+        sync_settings(cfg)
         asyncio.run(Daemon(cfg, box).run())
     except ConfigError as exc:
         print(f"edge run: {exc}", file=sys.stderr)

@@ -1,9 +1,9 @@
-"""The daemon's one seam to the printer: enqueue slips, reprint, report state.
+"""The daemon's one seam to the printer: queue slips, reprint, run the spooler.
 
-:class:`PrintService` is what the daemon calls; :func:`open_print_service` builds it from
-the printer part (``edge.printqueue``, ``edge.slips``, ``drivers.spooler``) when that part
-is installed. Jobs go to the persistent queue first and the spooler prints them when it
-can, so a redemption is never blocked by paper.
+:class:`PrintService` is what the daemon calls; :class:`edge.devices.QueuePrinting` is the
+implementation over the persistent print queue (``edge.printqueue``) and the spooler
+(``drivers.spooler``). Jobs go to the queue first and the spooler prints them when it can,
+so a redemption is never blocked by paper.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge.cards import IssuedCard
-from edge.daemon_config import DaemonConfig
 from edge.verdict import Verdict
 
-StateCallback = Callable[[str, bool], None]
+# (printer state, whether it can print, detail, jobs waiting)
+StateCallback = Callable[[str, bool, str, int], None]
 
 
 class PrintError(Exception):
@@ -25,19 +25,19 @@ class PrintError(Exception):
 class PrintService(Protocol):
     """Queue print jobs and run the spooler."""
 
-    def card(self, card: IssuedCard) -> str:
+    def card(self, card: IssuedCard) -> int:
         """Queue a packaging card; returns the job id."""
         ...
 
-    def redemption(self, verdict: Verdict) -> str:
+    def redemption(self, verdict: Verdict, till: str = "") -> int:
         """Queue a redemption slip; returns the job id."""
         ...
 
-    def report(self, figures: dict[str, Any]) -> str:
+    def report(self, figures: dict[str, Any]) -> int:
         """Queue a day report; returns the job id."""
         ...
 
-    def reprint(self, count: int) -> list[str]:
+    def reprint(self, count: int) -> list[int]:
         """Queue again the last ``count`` jobs; returns the new job ids."""
         ...
 
@@ -46,18 +46,9 @@ class PrintService(Protocol):
         ...
 
     async def run(self, on_state: StateCallback) -> None:
-        """Print queued jobs until cancelled; ``on_state(detail, ok)`` on every change."""
+        """Print queued jobs until cancelled, reporting every change through ``on_state``."""
         ...
 
     def close(self) -> None:
-        """Release the queue and the device."""
+        """Release the queue."""
         ...
-
-
-def open_print_service(cfg: DaemonConfig) -> PrintService:
-    """The print service for ``cfg.printer``.
-
-    Raises:
-        PrintError: the printer part is not installed, or its configuration is refused.
-    """
-    raise PrintError("printer support (drivers.spooler, edge.printqueue) is not installed")

@@ -18,8 +18,10 @@ import re
 import termios
 import tty
 from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
 
-from edge.daemon_config import Framing, ScannerConfig
+from edge.config import ConfigError
 
 log = logging.getLogger("edge.scanline")
 
@@ -29,11 +31,47 @@ _BAUD = {b: getattr(termios, f"B{b}") for b in (1200, 2400, 4800, 9600, 19200, 3
                                                   115200, 230400)}
 
 
+@dataclass(frozen=True, slots=True)
+class LineConfig:
+    """The ``[scanner]`` keys this reader understands (the driver's names for them)."""
+
+    port: str
+    baudrate: int = 9600
+    idle_gap_ms: int = 0  # > 0: a gap this long also ends a scan
+    prefix: str = ""
+    suffix: str = ""
+    strip_aim: bool = False
+    max_line: int = 4096
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> LineConfig:
+        """Build from ``[scanner]``.
+
+        Raises:
+            ConfigError: an unknown key, a wrong type, or a bad value (named).
+        """
+        known = {f.name: f for f in fields(cls)}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"[scanner] {key} is not a known setting")
+            want = type(getattr(cls("x"), key))
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise ConfigError(f"[scanner] {key} must be {want.__name__}, not {value!r}")
+        cfg = cls(**table)
+        if not cfg.port:
+            raise ConfigError("[scanner] port must not be empty")
+        if cfg.baudrate not in _BAUD:
+            raise ConfigError(f"[scanner] baudrate {cfg.baudrate} is not one of {sorted(_BAUD)}")
+        if not 16 <= cfg.max_line <= 1 << 20:
+            raise ConfigError(f"[scanner] max_line must be 16..1048576, not {cfg.max_line}")
+        return cfg
+
+
 class ScanLineError(Exception):
     """The port cannot be opened or was lost; the message says which and why."""
 
 
-def frame(buf: bytearray, cfg: ScannerConfig) -> list[bytes]:
+def frame(buf: bytearray) -> list[bytes]:
     """Cut the complete lines out of ``buf`` (in place); CR, LF and CRLF all end a line."""
     out: list[bytes] = []
     while True:
@@ -49,7 +87,7 @@ def frame(buf: bytearray, cfg: ScannerConfig) -> list[bytes]:
             out.append(line)
 
 
-def clean(line: bytes, cfg: ScannerConfig) -> bytes:
+def clean(line: bytes, cfg: LineConfig) -> bytes:
     """Strip the configured prefix/suffix and a leading AIM identifier."""
     pre, suf = cfg.prefix.encode(), cfg.suffix.encode()
     if pre and line.startswith(pre):
@@ -61,7 +99,7 @@ def clean(line: bytes, cfg: ScannerConfig) -> bytes:
     return line.strip()
 
 
-async def read_lines(cfg: ScannerConfig, on_line: Callable[[str], None],
+async def read_lines(cfg: LineConfig, on_line: Callable[[str], None],
                      on_drop: Callable[[str], None],
                      on_open: Callable[[], None] | None = None) -> None:
     """Read scans from ``cfg.port`` forever, calling ``on_line(text)`` per scan.
@@ -108,14 +146,14 @@ async def read_lines(cfg: ScannerConfig, on_line: Callable[[str], None],
                 lost.set_result("end of file")
             return
         buf.extend(data)
-        if cfg.framing is Framing.IDLE:
+        if cfg.idle_gap_ms > 0:
             if idle is not None:
                 idle.cancel()
-            idle = loop.call_later(cfg.idle_ms / 1000, flush_idle)
+            idle = loop.call_later(cfg.idle_gap_ms / 1000, flush_idle)
         else:
-            for line in frame(buf, cfg):
+            for line in frame(buf):
                 if len(line) > cfg.max_line:
-                    on_drop(f"line of {len(line)} bytes over scanner.max_line {cfg.max_line}")
+                    on_drop(f"line of {len(line)} bytes over [scanner] max_line {cfg.max_line}")
                 else:
                     emit(line)
         if len(buf) > cfg.max_line:
@@ -126,7 +164,7 @@ async def read_lines(cfg: ScannerConfig, on_line: Callable[[str], None],
         with contextlib.suppress(termios.error):
             tty.setraw(fd)
             attrs = termios.tcgetattr(fd)
-            attrs[4] = attrs[5] = _BAUD[cfg.baud]
+            attrs[4] = attrs[5] = _BAUD[cfg.baudrate]
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
         loop.add_reader(fd, readable)
         if on_open is not None:

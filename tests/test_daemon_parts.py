@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edge import daemon_config, supervisor
+from edge import daemon_config, devices, supervisor
 from edge.config import ConfigError, load
 from edge.localapi import Client
 from edge.notify import Notifier
@@ -36,36 +36,44 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("section", "text", "named"), [
-    ("scanner", 'baud = 1234', "scanner.baud"),
-    ("scanner", 'framing = "fast"', "scanner.framing"),
-    ("scanner", 'port = 5', "scanner.port"),
-    ("printer", 'paper = 57', "printer.paper"),
-    ("printer", 'encoding = "latin1"', "printer.encoding"),
-    ("printer", 'native_qr = "yes"', "printer.native_qr"),
-    ("camera", 'fps = 0', "camera.fps"),
+    ("scanner", 'baudrate = "fast"', "baudrate"),
+    ("scanner", 'eol = "semicolon"', "eol"),
+    ("scanner", 'baud = 9600', "baud"),
+    ("printer", 'paper_mm = 57', "paper_mm"),
+    ("printer", 'encoding = "latin1"', "encoding"),
+    ("printer", 'url = "lpt:1"', "lpt"),
+    ("printer", 'papr_mm = 58', "printer.papr_mm"),
+    ("printer", 'redemption_slip = "yes"', "printer.redemption_slip"),
     ("api", 'sokcet = "x"', "api.sokcet"),
+    ("daemon", 'till = 3', "daemon.till"),
 ])
 def test_bad_daemon_config_names_the_key(home: Path, section: str, text: str,
                                          named: str) -> None:
-    """GIVEN an edge.toml with one bad daemon setting
-    WHEN the daemon config is loaded
-    THEN ConfigError names section.key."""
+    """GIVEN an edge.toml with one bad setting in a daemon or driver table
+    WHEN the daemon config is loaded and the drivers check their tables
+    THEN ConfigError names the key."""
+    extra = 'port = "/dev/ttyACM0"\n' if section == "scanner" else ""
+    extra += 'url = "simulate:"\n' if section == "printer" and "url" not in text else ""
     with (home / "edge.toml").open("a") as f:
-        f.write(f"\n[{section}]\n{text}\n")
-    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
-        daemon_config.load(load(home))
+        f.write(f"\n[{section}]\n{extra}{text}\n")
+    with pytest.raises(ConfigError, match=named):
+        devices.check(daemon_config.load(load(home)))
 
 
 def test_flags_override_file_and_none_keeps_it(home: Path) -> None:
-    """GIVEN [scanner] port and baud in the file
-    WHEN flags give a baud and leave the port unset (None)
-    THEN the flag's baud wins and the file's port stays; the camera index may be a number."""
+    """GIVEN [scanner] port and baudrate in the file
+    WHEN flags give a baudrate and leave the port unset (None)
+    THEN the flag's baudrate wins and the file's port stays; simulate without a printer
+    gives the simulated file printer."""
     with (home / "edge.toml").open("a") as f:
-        f.write('\n[scanner]\nport = "/dev/ttyACM0"\nbaud = 9600\n[camera]\nsource = 0\n')
-    cfg = daemon_config.load(load(home), {"scanner": {"port": None, "baud": 115200}})
-    assert (cfg.scanner.port, cfg.scanner.baud) == ("/dev/ttyACM0", 115200)
-    assert cfg.camera.source == "0" and cfg.camera.enabled
-    assert cfg.printer.paper is daemon_config.Paper.MM58 and not cfg.printer.enabled
+        f.write('\n[scanner]\nport = "/dev/ttyACM0"\nbaudrate = 9600\n')
+    cfg = daemon_config.load(load(home), {"scanner": {"port": None, "baudrate": 115200}},
+                             simulate=True)
+    dev = devices.check(cfg)
+    assert dev.scanner is not None and (dev.scanner.port, dev.scanner.baudrate) == (
+        "/dev/ttyACM0", 115200)
+    assert cfg.printer_url == "simulate:" and dev.profile is not None
+    assert not daemon_config.load(load(home)).printer_url
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
