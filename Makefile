@@ -52,6 +52,8 @@ bench: setup
 	$(PY) bench/daemon.py
 	$(PY) bench/printer.py
 	$(PY) bench/sync_drain.py
+	$(PY) bench/hq_ingest.py
+	$(PY) bench/camera.py
 
 clean:
 	rm -rf $(VENV) .apt-done build *.egg-info

@@ -153,7 +153,9 @@ class Counter:
         j.facts = {"coupon_id": c.coupon_id, "campaign_id": c.campaign_id,
                    "channel": c.channel.name.lower(),
                    "benefit": {"kind": c.benefit.kind.name.lower(), "value": c.benefit.value,
-                               "item": c.benefit.item}}
+                               "item": c.benefit.item},
+                   # HQ's fan-out needs the eligible stores and the use limit
+                   "stores": list(c.stores), "max_uses": c.max_uses}
         if conn.execute("SELECT 1 FROM revoked_code WHERE code_id=?", (c.code_id,)).fetchone():
             j.reason = Reason.COUPON_REVOKED
             return j

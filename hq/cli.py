@@ -6,8 +6,14 @@ Exit status: 0 done / valid, 1 a checked card is not valid, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
+import os
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +22,13 @@ from edge.keys import Purpose
 from edge.qrfit import CODE_MAX_VERSION, build_qr, qr_version
 from edge.rules import PICKUP_NUMBER
 from hq import keystore
+from hq import report as hq_report
+from hq.broker import BrokerError, add_arguments, options_from_args
+from hq.db import Database, DbError, default_url
+from hq.eventstore import EventStore
+from hq.ingest import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
 from hq.issue import CardCheck, sign_token, verify_card
+from hq.publish import orders_from_body, push_config, push_orders, read_body
 from hq.timeparse import parse_time
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}
@@ -114,6 +126,75 @@ def cmd_verify_card(args: argparse.Namespace) -> int:
     return 0 if result.outcome is CardCheck.VALID else 1
 
 
+def _db(args: argparse.Namespace) -> Database:
+    return Database(args.db or default_url(args.home))
+
+
+def cmd_push_config(args: argparse.Namespace) -> int:
+    body = read_body(args.file)
+    key = keystore.signing_key(args.home, Purpose.CONFIG, args.key_id)
+    db = _db(args)
+    try:
+        done = push_config(db, options_from_args(args), key, args.store, body, args.version)
+    finally:
+        db.close()
+    print(json.dumps({"store": done.store, "kind": done.kind.value, "version": done.version,
+                      "topic": done.topic, "retained": done.retained, "bytes": done.size}))
+    return 0
+
+
+def cmd_push_orders(args: argparse.Namespace) -> int:
+    orders = orders_from_body(read_body(args.file))
+    key = keystore.signing_key(args.home, Purpose.CONFIG, args.key_id)
+    db = _db(args)
+    try:
+        done = push_orders(db, options_from_args(args), key, args.store, orders)
+    finally:
+        db.close()
+    print(json.dumps({"store": done.store, "kind": done.kind.value, "version": done.version,
+                      "topic": done.topic, "orders": len(orders), "bytes": done.size}))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        signer = None if args.no_fanout else keystore.signing_key(args.home, Purpose.CONFIG,
+                                                                  args.key_id)
+    except keystore.KeystoreError as exc:
+        raise keystore.KeystoreError(f"{exc}: fan-out signs with it (make one with keygen "
+                                     "--purposes config, or run with --no-fanout)") from None
+    opts = options_from_args(args)
+    db = _db(args)
+    store = EventStore(db, opts.topics)
+    store.add_stores({d["store"] for d in keystore.load_devices(args.home).values()})
+    client_id = args.client_id or f"edge-hq-{args.group}-{socket.gethostname()}"
+    worker = IngestWorker(store, opts, client_id, args.group, args.session_expiry, signer)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    logging.info("ingesting as %s (pid %d) into %s", client_id, os.getpid(), db.url.dialect)
+    stop.wait()
+    worker.stop()
+    db.close()
+    print(json.dumps(dataclasses.asdict(worker.counters)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        reports = hq_report.build(db, args.since or 0.0)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(hq_report.to_json(reports), ensure_ascii=False, indent=1))
+    else:
+        print(hq_report.to_text(reports))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge-hq`` argument parser."""
     p = argparse.ArgumentParser(prog="edge-hq", description="store-edge HQ tool")
@@ -164,6 +245,35 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--items", default="")
             sp.add_argument("--customer", default="")
             sp.set_defaults(func=cmd_issue_pickup)
+
+    db_help = "sqlite:///PATH or postgresql://... (default sqlite in the HQ home)"
+    for name, func in (("push-config", cmd_push_config), ("push-orders", cmd_push_orders)):
+        sp = sub.add_parser(name, help=f"sign and publish a store's {name[5:]} (JSON or TOML)")
+        sp.add_argument("file", type=Path)
+        sp.add_argument("--store", required=True)
+        sp.add_argument("--key-id", help="HQ config key (default: newest)")
+        sp.add_argument("--db", help=db_help)
+        if name == "push-config":
+            sp.add_argument("--version", type=int, help="explicit version (default: next)")
+        add_arguments(sp)
+        sp.set_defaults(func=func)
+    sp = sub.add_parser("ingest", help="store events from the broker (shared subscription)")
+    sp.add_argument("--db", help=db_help)
+    sp.add_argument("--group", default=DEFAULT_GROUP, help="shared-subscription group")
+    sp.add_argument("--client-id", help="stable per worker (its session lives at the broker)")
+    sp.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S,
+                    help="seconds the broker keeps this worker's session (default a week)")
+    sp.add_argument("--key-id", help="HQ config key to sign fan-out with (default: newest)")
+    sp.add_argument("--no-fanout", action="store_true",
+                    help="do not send fan-out (exactly one worker per HQ sends it; every "
+                         "worker records it)")
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_ingest)
+    sp = sub.add_parser("report", help="per-store figures from the HQ database")
+    sp.add_argument("--db", help=db_help)
+    sp.add_argument("--since", type=_time, help="only events from then (Unix, ISO, -7d)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_report)
     return p
 
 
@@ -173,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.home = args.home or keystore.default_home()
     try:
         return int(args.func(args))
-    except (keystore.KeystoreError, ValueError) as exc:
+    except (keystore.KeystoreError, ValueError, BrokerError, DbError) as exc:
         print(f"edge-hq: {exc}", file=sys.stderr)
         return 2
 

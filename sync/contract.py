@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from edge import keys
 from edge.events import SCHEMA_VERSION as EVENT_SCHEMA_VERSION
+from edge.rules import PICKUP_NUMBER
 
 CONTRACT_VERSION: Final = "v1"
 DEFAULT_ROOT: Final = "se"
@@ -359,3 +360,140 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ContractError(f"{what} must be a JSON object")
     return obj
+
+
+# -- data down: bodies of DataKind.ORDERS and DataKind.REMOTE_USES envelopes ----------------
+# Added by the HQ side (additive); documented in docs/mqtt.md, "Data down".
+
+
+class OrderStatus(enum.StrEnum):
+    """An order's state as HQ sends it (new and changed orders are both ``waiting``)."""
+
+    WAITING = "waiting"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One pickup order in an ``orders`` envelope: ``{"orders": [OrderUpdate, ...]}``.
+
+    The box upserts it (``edge.orders.upsert_order``); a collected order stays collected.
+    """
+
+    order_id: str
+    number: str
+    window_start: int
+    window_end: int
+    items: str = ""
+    customer: str = ""
+    status: OrderStatus = OrderStatus.WAITING
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"order_id": self.order_id, "number": self.number,
+                "window_start": self.window_start, "window_end": self.window_end,
+                "items": self.items, "customer": self.customer, "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> OrderUpdate:
+        """Parse one order.
+
+        Raises:
+            ContractError: missing or mistyped field, unknown status, window ends before start.
+        """
+        if not isinstance(obj, dict):
+            raise ContractError("an order must be a JSON object")
+        try:
+            order = cls(str(obj["order_id"]), str(obj["number"]), int(obj["window_start"]),
+                        int(obj["window_end"]), str(obj.get("items", "")),
+                        str(obj.get("customer", "")),
+                        OrderStatus(obj.get("status", OrderStatus.WAITING.value)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"bad order {obj.get('order_id')!r}: {exc!r}") from None
+        if not order.order_id or order.window_end < order.window_start:
+            raise ContractError(f"bad order {order.order_id!r}: empty id or window ends "
+                                "before it starts")
+        if not PICKUP_NUMBER.fullmatch(order.number):
+            raise ContractError(f"bad order {order.order_id!r}: number {order.number!r} "
+                                "must be 3-8 digits")
+        return order
+
+
+def encode_orders(orders: list[OrderUpdate]) -> dict[str, Any]:
+    """The body of an ``orders`` envelope."""
+    return {"orders": [o.to_dict() for o in orders]}
+
+
+def decode_orders(body: dict[str, Any]) -> list[OrderUpdate]:
+    """The orders in an ``orders`` envelope body.
+
+    Raises:
+        ContractError: no ``orders`` list, or a bad order in it.
+    """
+    items = body.get("orders")
+    if not isinstance(items, list):
+        raise ContractError("orders body has no 'orders' list")
+    orders = [OrderUpdate.from_dict(o) for o in items]
+    ids = [o.order_id for o in orders]
+    if len(set(ids)) != len(ids):
+        raise ContractError("orders body names an order_id twice")
+    return orders
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteUse:
+    """How many times a code is used at another store, in a ``remote_uses`` envelope.
+
+    Wire form ``{"code_id", "store", "uses", "last_at"}`` (the box's
+    ``edge.storeconfig.parse_remote_uses`` refuses other fields). ``uses`` is the *absolute*
+    net count at ``store`` (accepted minus voided), not an increment: applying the same
+    entry twice changes nothing, and a void elsewhere arrives as a lower count. ``last_at``
+    is when the use or void that caused the entry happened (the deciding box's clock). The
+    box upserts it into its ``remote_use`` table keyed by ``(code_id, store)``.
+    See ``docs/mqtt.md``, "Data down".
+    """
+
+    code_id: str
+    store: str
+    uses: int
+    last_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"code_id": self.code_id, "store": self.store, "uses": self.uses,
+                "last_at": self.last_at}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> RemoteUse:
+        """Parse one entry.
+
+        Raises:
+            ContractError: missing or mistyped field, or a negative count.
+        """
+        if not isinstance(obj, dict):
+            raise ContractError("a remote use must be a JSON object")
+        try:
+            use = cls(str(obj["code_id"]), str(obj["store"]), int(obj["uses"]),
+                      float(obj["last_at"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"bad remote use: {exc!r}") from None
+        if use.uses < 0 or not use.code_id or not use.store:
+            raise ContractError(f"bad remote use of {use.code_id!r} at {use.store!r}")
+        return use
+
+
+def encode_remote_uses(uses: list[RemoteUse]) -> dict[str, Any]:
+    """The body of a ``remote_uses`` envelope."""
+    return {"uses": [u.to_dict() for u in uses]}
+
+
+def decode_remote_uses(body: dict[str, Any]) -> list[RemoteUse]:
+    """The entries in a ``remote_uses`` envelope body.
+
+    Raises:
+        ContractError: no ``uses`` list, or a bad entry in it.
+    """
+    items = body.get("uses")
+    if not isinstance(items, list):
+        raise ContractError("remote_uses body has no 'uses' list")
+    return [RemoteUse.from_dict(u) for u in items]

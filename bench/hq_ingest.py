@@ -1,0 +1,241 @@
+"""HQ ingest rate, and end-to-end time from a redemption at store A to a rejection at B.
+
+1. Ingest: N events in batches (as boxes send them) published to a loopback mosquitto,
+   ingested by one ``hq.ingest.IngestWorker`` into SQLite (WAL, synchronous=FULL, one
+   transaction per batch, PUBACK after COMMIT). Floor, measured in the same run: bare
+   ``sqlite3`` inserts of the same rows into the same table, one transaction per batch,
+   same pragmas: what the database alone allows.
+2. End to end: store A's real ``edge.rules.Counter`` accepts a single-use coupon, A's
+   outbox is published (a minimal uplink: ``sync/service.py`` is not on main yet), HQ
+   ingests it and fans out a signed ``remote_uses`` envelope, store B verifies and
+   applies it, and B's Counter rejects the coupon. Timed from A's redeem call to B's verdict.
+
+Run: ``PYTHONPATH=. .venv/bin/python bench/hq_ingest.py [--events 20000] [--batch 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.verdict import Reason
+from hq.db import _SCHEMA, _TYPES
+from sync.contract import EventBatch
+from tests.hq_support import (
+    TOPICS,
+    Hq,
+    RawBox,
+    StoreBox,
+    client,
+    coupon_code,
+    fresh_postgres,
+)
+from tests.mqtt_broker import MOSQUITTO, Broker
+
+
+def machine() -> str:
+    mosq = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
+    return (f"{platform.platform()} | {platform.processor() or platform.machine()} | "
+            f"cpus={os.cpu_count()} | python {platform.python_version()} | paho "
+            f"{paho.mqtt.__version__} | {mosq.splitlines()[0] if mosq else 'mosquitto ?'} | "
+            f"sqlite {sqlite3.sqlite_version}")
+
+
+def make_batches(n: int, batch: int, devices: int) -> list[tuple[str, str, list[dict]]]:
+    """Realistic decision events, ``batch`` per message, round-robin over devices."""
+    out = []
+    seqs = dict.fromkeys(range(devices), 0)
+    now = time.time()
+    for b in range(n // batch):
+        d = b % devices
+        events = []
+        for _ in range(batch):
+            seqs[d] += 1
+            events.append({"v": 1, "id": uuid.uuid4().hex, "seq": seqs[d], "store": f"S{d}",
+                           "device": f"D{d}", "type": "decision", "at": now,
+                           "clock_trusted": True,
+                           "body": {"accepted": False, "reason": "expired", "kind": "coupon",
+                                    "code_id": f"C:{uuid.uuid4().hex[:10]}",
+                                    "campaign_id": "live-1111", "till": "t1", "source": "scan",
+                                    "facts": {"coupon_id": "x", "valid_until": 1}}})
+        out.append((f"S{d}", f"D{d}", events))
+    return out
+
+
+def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int,
+          pg_url: str = "") -> float:
+    """Bare driver: same rows, same table, one transaction per batch; events/s."""
+    if pg_url:
+        import psycopg
+
+        conn = psycopg.connect(pg_url, autocommit=True)
+        ph = "%s"
+        dialect = "postgresql"
+    else:
+        conn = sqlite3.connect(folder / f"floor{rep}.sqlite", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        ph = "?"
+        dialect = "sqlite"
+    for stmt in _SCHEMA:
+        conn.execute(stmt.format(**_TYPES[dialect]))
+    rows = [[(dev, store, e["seq"], e["id"], e["type"], e["at"], 1,
+              json.dumps(e["body"], separators=(",", ":")), time.time(), "coupon",
+              e["body"]["code_id"], "live-1111", 0, "expired") for e in events]
+            for store, dev, events in batches]
+    t0 = time.perf_counter()
+    sql = ("INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted, body,"
+           " received_at, kind, code_id, campaign_id, accepted, reason)"
+           f" VALUES ({','.join([ph] * 14)}) ON CONFLICT (device, seq) DO NOTHING")
+    for batch_rows in rows:
+        conn.execute("BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN")
+        conn.cursor().executemany(sql, batch_rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return sum(len(r) for r in rows) / elapsed
+
+
+def ingest_rate(hq: Hq, batches: list[tuple[str, str, list[dict]]],
+                group: str) -> tuple[float, float]:
+    """(events/s through broker + ingest into SQLite, publish-only events/s)."""
+    payloads = [(TOPICS.events(s, d), EventBatch(s, d, ev).encode()) for s, d, ev in batches]
+    total = sum(len(ev) for _, _, ev in batches)
+    # a fresh group per run: a stopped worker's persistent session keeps its share
+    w = hq.worker(f"bench-{group}", group=group, fanout=False)
+    pub = client(hq.broker, "bench-box")
+    done = threading.Event()
+    t0 = time.perf_counter()
+    infos = []
+    for topic, (payload, ctype) in payloads:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = ctype
+        infos.append(pub.publish(topic, payload, qos=1, properties=props))
+    for info in infos:
+        info.wait_for_publish(60)
+    t_pub = time.perf_counter() - t0
+    deadline = time.monotonic() + 300
+    while w.counters.new_events < total and time.monotonic() < deadline:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    pub.disconnect()
+    pub.loop_stop()
+    assert w.counters.new_events == total, w.counters
+    return total / elapsed, total / t_pub
+
+
+def end_to_end(hq: Hq, folder: Path, rounds: int) -> list[float]:
+    """Seconds from A's redeem to B's rejection, both online, per round."""
+    coupon_key = SigningKey.generate("cpn")
+    trust = [TrustedKey("cpn", coupon_key.public_key, frozenset({Purpose.COUPON})), *hq.trusted]
+    a = StoreBox(folder, "A", "A1", trust)
+    b = StoreBox(folder, "B", "B1", trust)
+    w = hq.worker("bench-e2e", group="e2e", fanout=True)  # the ingest group's session lingers
+    w.store.add_stores(["A", "B"])
+    box_a = RawBox(hq.broker, "A", "A1")
+    inbox: queue.Queue[bytes] = queue.Queue()
+
+    def on_data(_c: object, _u: object, msg) -> None:  # paho thread: hand over, as a box does
+        inbox.put(msg.payload)
+
+    sub = client(hq.broker, "bench-store-b")
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.on_message = on_data
+    sub.subscribe(TOPICS.data("B"), qos=1)
+    subscribed.wait(10)
+    times = []
+    for i in range(rounds):
+        code = coupon_code(coupon_key, f"E{i}")
+        t0 = time.perf_counter()
+        assert a.counter.redeem(code).accepted
+        a.drain(box_a)
+        b.apply_remote_uses(inbox.get(timeout=10))
+        v = b.counter.redeem(code)
+        times.append(time.perf_counter() - t0)
+        assert not v.accepted and v.reason is Reason.USED_AT_OTHER_STORE, v.reason
+    sub.disconnect()
+    sub.loop_stop()
+    box_a.close()
+    a.close()
+    b.close()
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--devices", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=3, help="alternate runs; best of each")
+    ap.add_argument("--postgres", default="", help="admin URL (postgresql://.../postgres): "
+                    "ingest into fresh PostgreSQL databases instead of SQLite")
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        batches = make_batches(args.events, args.batch, args.devices)
+        broker = Broker(folder / "broker")
+        broker.start()
+        hq = Hq(broker, folder / "hq.sqlite", SigningKey.generate("hqcfg"))
+        try:
+            rates, pubs, floors = [], [], []
+            for rep in range(args.repeat):  # alternate, so both see the same machine load
+                run = Hq(broker, folder / f"ingest{rep}.sqlite", hq.key,
+                         db_url=fresh_postgres(args.postgres) if args.postgres else "")
+                try:
+                    r, p = ingest_rate(run, batches, f"g{rep}")
+                finally:
+                    run.close()
+                rates.append(r)
+                pubs.append(p)
+                floors.append(floor(folder, batches, rep, fresh_postgres(args.postgres)
+                                    if args.postgres else ""))
+            rate, pub_rate, floor_rate = max(rates), max(pubs), max(floors)
+            target = ("PostgreSQL (default settings)" if args.postgres
+                      else "SQLite (WAL, synchronous=FULL)")
+            driver = "psycopg" if args.postgres else "sqlite3"
+            print(f"ingest: {args.events} events in batches of {args.batch} from "
+                  f"{args.devices} devices -> {target} (PUBACK after COMMIT): "
+                  f"{rate:,.0f} events/s (best of {', '.join(f'{r:,.0f}' for r in rates)})")
+            print(f"  publisher alone (QoS 1, paho default max_inflight 20): "
+                  f"{pub_rate:,.0f} events/s")
+            print(f"  floor: bare {driver} executemany, same rows, one transaction per batch: "
+                  f"{floor_rate:,.0f} events/s (best of "
+                  f"{', '.join(f'{r:,.0f}' for r in floors)}); ingest/floor = "
+                  f"{rate / floor_rate:.2f}")
+            hq.close()
+            hq = Hq(broker, folder / "hq2.sqlite", hq.key)
+            times = end_to_end(hq, folder, args.rounds)
+            ms = sorted(t * 1000 for t in times)
+            print(f"end to end, redemption at A -> fan-out -> rejection at B (both online, "
+                  f"{len(ms)} rounds): min {ms[0]:.1f} ms, median {statistics.median(ms):.1f} ms, "
+                  f"p90 {ms[int(len(ms) * 0.9) - 1]:.1f} ms, max {ms[-1]:.1f} ms")
+        finally:
+            hq.close()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""HQ's database behind one small seam: SQLite by default, PostgreSQL by URL.
+
+Everything above this module writes portable SQL with ``?`` placeholders and
+``INSERT ... ON CONFLICT`` (SQLite >= 3.24 and PostgreSQL >= 9.5 both take it); this module
+picks the driver from the URL, rewrites placeholders for psycopg, and fills the two
+type spellings that differ (``{serial}`` and ``{float}``) in the schema.
+
+URLs: ``sqlite:///relative/or/absolute.sqlite`` (three slashes, then the path),
+``postgresql://user:pass@host/dbname`` (needs the ``hq-postgres`` extra: psycopg 3).
+
+Schema (version 1):
+
+- ``hq_event``: every event once; ``UNIQUE(device, seq)`` is the de-duplication.
+  Decision fields are lifted into columns (``kind``, ``code_id``, ``campaign_id``,
+  ``accepted``, ``reason``) so reports need no JSON functions.
+- ``hq_device``: per device: store, highest seq seen, presence and reported config.
+- ``hq_store``: every store HQ knows (fan-out targets for coupons valid at all stores).
+- ``hq_gap``: a range of missing seqs per device, ``missing`` counting down as they fill.
+- ``hq_code_use``: net uses of a code per store (accepted minus voided), with its limit
+  and its eligible stores (comma-separated, empty for all).
+- ``hq_conflict``: a code used over its limit across two or more stores.
+- ``hq_reject``: a malformed message, with its reason, a short preview and (up to 1 MiB)
+  the whole payload in base64, so nothing a box sent is lost.
+- ``hq_version``: the last version HQ gave per ``(store, kind)`` (config, orders, remote uses).
+- ``hq_outbox``: fan-out to publish: ``body`` at commit; ``version`` and the signed
+  ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS hq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS hq_event (id {serial}, device TEXT NOT NULL,"
+    " store TEXT NOT NULL, seq BIGINT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,"
+    " at {float} NOT NULL, clock_trusted INTEGER NOT NULL, body TEXT NOT NULL,"
+    " received_at {float} NOT NULL, kind TEXT, code_id TEXT, campaign_id TEXT,"
+    " accepted INTEGER, reason TEXT, UNIQUE (device, seq))",
+    "CREATE INDEX IF NOT EXISTS hq_event_store_type ON hq_event (store, type, at)",
+    "CREATE INDEX IF NOT EXISTS hq_event_code ON hq_event (code_id)",
+    "CREATE TABLE IF NOT EXISTS hq_device (device TEXT PRIMARY KEY, store TEXT NOT NULL,"
+    " max_seq BIGINT NOT NULL DEFAULT 0, last_seen {float}, state TEXT, software TEXT,"
+    " config_version BIGINT, backlog BIGINT, clock_trusted INTEGER, presence_at {float},"
+    " reported_version BIGINT, reported_rejected BIGINT, reported_error TEXT,"
+    " reported_at {float}, alarm INTEGER, data_versions TEXT)",
+    "CREATE TABLE IF NOT EXISTS hq_store (store TEXT PRIMARY KEY, first_seen {float} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS hq_gap (device TEXT NOT NULL, store TEXT NOT NULL,"
+    " seq_from BIGINT NOT NULL, seq_to BIGINT NOT NULL, missing BIGINT NOT NULL,"
+    " found_at {float} NOT NULL, filled_at {float}, PRIMARY KEY (device, seq_from))",
+    "CREATE TABLE IF NOT EXISTS hq_code_use (code_id TEXT NOT NULL, store TEXT NOT NULL,"
+    " campaign_id TEXT, uses BIGINT NOT NULL, max_uses BIGINT NOT NULL, last_at {float},"
+    " last_event TEXT, eligible TEXT NOT NULL DEFAULT '', PRIMARY KEY (code_id, store))",
+    "CREATE TABLE IF NOT EXISTS hq_conflict (code_id TEXT PRIMARY KEY, stores TEXT NOT NULL,"
+    " uses BIGINT NOT NULL, max_uses BIGINT NOT NULL, found_at {float} NOT NULL,"
+    " updated_at {float} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS hq_reject (id {serial}, received_at {float} NOT NULL,"
+    " topic TEXT NOT NULL, store TEXT, device TEXT, reason TEXT NOT NULL,"
+    " detail TEXT NOT NULL, preview TEXT NOT NULL, raw TEXT)",
+    "CREATE TABLE IF NOT EXISTS hq_version (store TEXT NOT NULL, kind TEXT NOT NULL,"
+    " version BIGINT NOT NULL, at {float} NOT NULL, PRIMARY KEY (store, kind))",
+    "CREATE TABLE IF NOT EXISTS hq_outbox (id {serial}, store TEXT NOT NULL,"
+    " kind TEXT NOT NULL, topic TEXT NOT NULL, body TEXT NOT NULL, version BIGINT,"
+    " payload TEXT, created_at {float} NOT NULL, sent_at {float})",
+    "CREATE INDEX IF NOT EXISTS hq_outbox_unsent ON hq_outbox (sent_at, id)",
+)
+
+_TYPES: Final = {
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "REAL"},
+    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION"},
+}
+
+
+class DbError(Exception):
+    """The HQ database cannot be opened or used; the message says why."""
+
+
+class Cursor(Protocol):
+    """What a transaction hands out: DB-API cursor essentials."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last statement changed."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any:
+        """Run one statement."""
+        ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        """Run one statement for each row."""
+        ...
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the last statement returns rows (a query, or RETURNING)."""
+        ...
+
+    def fetchone(self) -> Any:
+        """One row or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """Every row."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DbUrl:
+    """A parsed database URL."""
+
+    dialect: str  # "sqlite" | "postgresql"
+    target: str  # file path for SQLite, the whole URL for PostgreSQL
+
+    @classmethod
+    def parse(cls, url: str) -> DbUrl:
+        """Parse ``sqlite:///path`` or ``postgresql://...``.
+
+        Raises:
+            DbError: another scheme, or no path.
+        """
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///"):]
+            if not path:
+                raise DbError(f"database URL {url!r} names no file")
+            return cls("sqlite", path)
+        if url.startswith(("postgresql://", "postgres://")):
+            return cls("postgresql", url)
+        raise DbError(f"database URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+def default_url(home: Path) -> str:
+    """HQ's default database: ``hq.sqlite`` in the HQ home folder."""
+    return f"sqlite:///{home / 'hq.sqlite'}"
+
+
+class Database:
+    """One connection, used by one thread at a time (a lock makes that so)."""
+
+    def __init__(self, url: str) -> None:
+        """Open (creating the schema if needed) the database at ``url``.
+
+        Raises:
+            DbError: bad URL, psycopg missing for PostgreSQL, or the database fails to open.
+        """
+        self.url = DbUrl.parse(url)
+        self.dialect = self.url.dialect
+        self._lock = threading.RLock()
+        self._conn: Any
+        if self.dialect == "sqlite":
+            Path(self.url.target).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._conn = sqlite3.connect(self.url.target, isolation_level=None,
+                                             check_same_thread=False, timeout=30)
+                # PUBACK follows COMMIT, so COMMIT must reach the disk: synchronous=FULL.
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise DbError(f"{self.url.target}: {exc}") from None
+        else:
+            try:
+                psycopg = importlib.import_module("psycopg")
+            except ImportError:
+                raise DbError("PostgreSQL needs psycopg: pip install 'store-edge[hq-postgres]'"
+                              ) from None
+            try:
+                self._conn = psycopg.connect(self.url.target)
+            except Exception as exc:  # psycopg.Error; the module is optional
+                raise DbError(f"cannot connect to PostgreSQL: {exc}") from None
+        self._create()
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
+
+    def _create(self) -> None:
+        with self.tx() as cur:
+            for stmt in _SCHEMA:
+                cur.execute(stmt.format(**_TYPES[self.dialect]))
+            cur.execute("INSERT INTO hq_meta(key, value) VALUES ('schema', ?)"
+                        " ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION),))
+            cur.execute("SELECT value FROM hq_meta WHERE key='schema'")
+            found = int(cur.fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise DbError(f"HQ database has schema {found}, newer than this software's "
+                          f"{SCHEMA_VERSION}: upgrade store-edge")
+
+    @contextmanager
+    def tx(self) -> Iterator[Cursor]:
+        """A write transaction; commits on exit, rolls back on an exception.
+
+        Raises:
+            DbError: the database refused a statement or the commit.
+        """
+        with self._lock:
+            raw = self._conn.cursor()
+            cur = _Translating(raw, self._sql)
+            try:
+                if self.dialect == "sqlite":
+                    # the write lock from the first statement: workers serialise here
+                    raw.execute("BEGIN IMMEDIATE")
+                yield cur
+            except BaseException as exc:
+                if self.dialect == "sqlite":
+                    raw.execute("ROLLBACK")
+                else:
+                    self._conn.rollback()
+                if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("psycopg"):
+                    raise DbError(str(exc)) from exc
+                raise
+            try:
+                if self.dialect == "sqlite":
+                    raw.execute("COMMIT")
+                else:
+                    self._conn.commit()
+            except Exception as exc:
+                raise DbError(f"commit failed: {exc}") from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query (none for a statement that returns no rows), in its own tx."""
+        with self.tx() as cur:
+            cur.execute(sql, params)
+            return [tuple(r) for r in cur.fetchall()] if cur.has_rows else []
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+
+class _Translating:
+    """A cursor that rewrites ``?`` placeholders for the driver."""
+
+    def __init__(self, raw: Any, translate: Any) -> None:
+        self._raw = raw
+        self._translate = translate
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._raw.rowcount)
+
+    @property
+    def has_rows(self) -> bool:
+        return self._raw.description is not None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._raw.execute(self._translate(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        return self._raw.executemany(self._translate(sql), rows)
+
+    def fetchone(self) -> Any:
+        return self._raw.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._raw.fetchall())

@@ -1,0 +1,460 @@
+"""What HQ does with each message from a box: store it once, and notice what is wrong.
+
+One message, one transaction: an event batch's new events, the device's gaps, the coupon
+use counts, any conflict and the fan-out it causes (rows in ``hq_outbox``) are committed
+together, and only then does the ingest worker acknowledge the message (``hq.ingest``). A
+redelivered batch is a no-op because ``hq_event`` has ``UNIQUE(device, seq)``.
+
+Fan-out rows get their version and signature only when they are sent
+(:meth:`EventStore.seal_pending`, called by the one fan-out sender), so versions reach
+each store in the order they were given, whichever worker ingested the cause.
+
+A malformed message never raises out of :meth:`EventStore.handle`: it becomes a row in
+``hq_reject`` with a :class:`RejectReason` and a short preview, and is acknowledged, so the
+broker does not redeliver it forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import enum
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.events import EventType
+from edge.keys import SigningKey
+from hq.db import Cursor, Database
+from hq.versions import next_version
+from sync.contract import (
+    ContractError,
+    DataKind,
+    EventBatch,
+    HqData,
+    Presence,
+    RemoteUse,
+    Reported,
+    Topics,
+    encode_remote_uses,
+    seal,
+)
+
+PREVIEW_BYTES = 120
+RAW_KEEP_BYTES = 1 << 20  # a rejected payload up to 1 MiB is kept whole (base64)
+MAX_SEQ = 2**62
+MAX_ID_CHARS = 128
+
+
+class RejectReason(enum.StrEnum):
+    """Why a message (or one event in it) was not taken."""
+
+    BAD_TOPIC = "bad_topic"  # not a device topic under our root, or an unknown leaf
+    BAD_BATCH = "bad_batch"  # not an event batch: compression, JSON, version, shape
+    TOPIC_MISMATCH = "topic_mismatch"  # batch or event names another store/device than its topic
+    BAD_SEQ = "bad_seq"  # a sequence number below 1 or absurdly large
+    BAD_EVENT = "bad_event"  # an event field out of range (time, id, type), or no events
+    SEQ_REUSED = "seq_reused"  # a (device, seq) already stored with another event id
+    BAD_PRESENCE = "bad_presence"
+    BAD_REPORTED = "bad_reported"
+    INTERNAL_ERROR = "internal_error"  # HQ failed on it (a bug): kept whole to re-ingest
+
+
+class Handled(enum.StrEnum):
+    """What :meth:`EventStore.handle` did with a message."""
+
+    EVENTS = "events"
+    PRESENCE = "presence"
+    REPORTED = "reported"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A signed envelope waiting in ``hq_outbox`` to be published."""
+
+    id: int
+    topic: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one message."""
+
+    handled: Handled
+    new: int = 0
+    duplicates: int = 0
+    gaps_opened: int = 0
+    seqs_filled: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    fanout: int = 0  # fan-out rows committed to hq_outbox
+    reject: RejectReason | None = None
+
+
+@dataclass(slots=True)
+class _UseChange:
+    code_id: str
+    campaign_id: str | None
+    stores: tuple[str, ...]  # eligible stores; empty = all stores HQ knows
+    max_uses: int | None
+    delta: int
+    at: float
+    event_id: str
+
+
+class EventStore:
+    """HQ's handling of box messages over one :class:`~hq.db.Database`."""
+
+    def __init__(self, db: Database, topics: Topics,
+                 clock: Callable[[], float] = time.time) -> None:
+        """Store into ``db``, with ``topics`` naming the stores' data topics."""
+        self.db = db
+        self.topics = topics
+        self.clock = clock
+
+    # -- dispatch ------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, content_type: str | None = None,
+               retained: bool = False) -> Outcome:
+        """Store one message from a box, or record why it was rejected.
+
+        ``retained`` (a retained status or report replayed on subscribe) is stored but does
+        not count as the device being seen now.
+
+        Raises:
+            hq.db.DbError: the database failed (the caller must not acknowledge).
+        """
+        try:
+            store, device, leaf = self.topics.parse_device_topic(topic)
+        except ContractError as exc:
+            return self._reject(topic, None, None, RejectReason.BAD_TOPIC, str(exc), payload)
+        if leaf == "events":
+            try:
+                batch = EventBatch.decode(payload, content_type)
+            except ContractError as exc:
+                return self._reject(topic, store, device, RejectReason.BAD_BATCH, str(exc),
+                                    payload)
+            mismatch = _mismatch(batch, store, device)
+            if mismatch:
+                return self._reject(topic, store, device, RejectReason.TOPIC_MISMATCH, mismatch,
+                                    payload)
+            bad = [e["seq"] for e in batch.events if not 1 <= e["seq"] <= MAX_SEQ]
+            if bad:
+                return self._reject(topic, store, device, RejectReason.BAD_SEQ,
+                                    f"sequence numbers run from 1 to {MAX_SEQ}, got {bad[:5]}",
+                                    payload)
+            problem = _bad_events(batch.events)
+            if problem:
+                return self._reject(topic, store, device, RejectReason.BAD_EVENT, problem,
+                                    payload)
+            return self.ingest_batch(store, device, batch)
+        if leaf == "status":
+            try:
+                presence = Presence.decode(payload)
+            except ContractError as exc:
+                return self._reject(topic, store, device, RejectReason.BAD_PRESENCE, str(exc),
+                                    payload)
+            self.record_presence(store, device, presence, seen=not retained)
+            return Outcome(Handled.PRESENCE)
+        if leaf == "reported":
+            try:
+                reported = Reported.decode(payload)
+            except ContractError as exc:
+                return self._reject(topic, store, device, RejectReason.BAD_REPORTED, str(exc),
+                                    payload)
+            self.record_reported(store, device, reported, seen=not retained)
+            return Outcome(Handled.REPORTED)
+        return self._reject(topic, store, device, RejectReason.BAD_TOPIC,
+                            f"unknown device topic leaf {leaf!r}", payload)
+
+    # -- events --------------------------------------------------------------------
+
+    def ingest_batch(self, store: str, device: str, batch: EventBatch) -> Outcome:
+        """Store a batch's new events; gaps, use counts, conflicts and fan-out with them."""
+        now = self.clock()
+        out = Outcome(Handled.EVENTS)
+        changes: list[_UseChange] = []
+        events = sorted(batch.events, key=lambda e: int(e["seq"]))
+        with self.db.tx() as cur:
+            max_seq = self._touch_device(cur, store, device, now)
+            # The device row is locked now, so the seqs already stored cannot change under
+            # us: one range query finds the duplicates, one executemany stores the rest.
+            cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
+                        " seq<=?", (device, int(events[0]["seq"]), int(events[-1]["seq"])))
+            stored: dict[int, str] = {int(r[0]): str(r[1]) for r in cur.fetchall()}
+            rows = []
+            for e in events:
+                seq = int(e["seq"])
+                if seq in stored:
+                    out.duplicates += 1
+                    if stored[seq] != e["id"]:
+                        self._insert_reject(
+                            cur, now, self.topics.events(store, device), store, device,
+                            RejectReason.SEQ_REUSED, f"seq {seq} is event {stored[seq]} here, "
+                            f"but {e['id']} in this batch", str(e["id"]).encode())
+                    continue
+                stored[seq] = e["id"]
+                out.new += 1
+                rows.append(_row(store, device, e, now))
+                if seq > max_seq + 1:
+                    cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
+                                " found_at) VALUES (?,?,?,?,?,?)",
+                                (device, store, max_seq + 1, seq - 1, seq - 1 - max_seq, now))
+                    out.gaps_opened += 1
+                if seq > max_seq:
+                    max_seq = seq
+                else:  # a late seq: it fills (part of) a gap opened before
+                    cur.execute("UPDATE hq_gap SET missing=missing-1, filled_at=CASE WHEN"
+                                " missing=1 THEN ? ELSE filled_at END WHERE device=? AND"
+                                " seq_from<=? AND seq_to>=? AND missing>0",
+                                (now, device, seq, seq))
+                    out.seqs_filled += cur.rowcount
+                change = _use_change(e)
+                if change is not None:
+                    changes.append(change)
+            if rows:
+                cur.executemany(
+                    "INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted,"
+                    " body, received_at, kind, code_id, campaign_id, accepted, reason)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
+            for change in changes:
+                self._apply_use(cur, store, change, now, out)
+        return out
+
+    def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
+                      seen: bool = True) -> int:
+        """Create or update the device row first: it is the lock that orders its batches."""
+        cur.execute("INSERT INTO hq_device(device, store, max_seq) VALUES (?,?,0)"
+                    " ON CONFLICT (device) DO NOTHING", (device, store))
+        if seen:
+            cur.execute("UPDATE hq_device SET last_seen=?, store=? WHERE device=?",
+                        (now, store, device))
+        else:  # still the row lock, without claiming the device was heard from now
+            cur.execute("UPDATE hq_device SET store=? WHERE device=?", (store, device))
+        cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
+                    " ON CONFLICT (store) DO NOTHING", (store, now))
+        cur.execute("SELECT max_seq FROM hq_device WHERE device=?", (device,))
+        return int(cur.fetchone()[0])
+
+    # -- coupon uses, conflicts, fan-out ---------------------------------------------
+
+    def _apply_use(self, cur: Cursor, store: str, c: _UseChange, now: float,
+                   out: Outcome) -> None:
+        cur.execute(
+            "INSERT INTO hq_code_use(code_id, store, campaign_id, uses, max_uses, last_at,"
+            " last_event, eligible) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (code_id, store)"
+            " DO UPDATE SET uses=hq_code_use.uses+excluded.uses, last_at=excluded.last_at,"
+            " last_event=excluded.last_event",
+            (c.code_id, store, c.campaign_id, c.delta, c.max_uses or 1, c.at, c.event_id,
+             ",".join(c.stores)))
+        cur.execute("SELECT store, uses, max_uses FROM hq_code_use WHERE code_id=?"
+                    " ORDER BY store", (c.code_id,))
+        rows = cur.fetchall()
+        max_uses = max(int(r[2]) for r in rows)
+        total = sum(max(int(r[1]), 0) for r in rows)
+        users = [str(r[0]) for r in rows if int(r[1]) > 0]
+        here = next(max(int(r[1]), 0) for r in rows if r[0] == store)
+        if len(users) >= 2 and total > max_uses:
+            cur.execute("INSERT INTO hq_conflict(code_id, stores, uses, max_uses, found_at,"
+                        " updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (code_id) DO UPDATE SET"
+                        " stores=excluded.stores, uses=excluded.uses,"
+                        " updated_at=excluded.updated_at",
+                        (c.code_id, ",".join(users), total, max_uses, now, now))
+            out.conflicts.append(c.code_id)
+        # A void carries no store list: the coupon's first accepted use told us.
+        cur.execute("SELECT eligible FROM hq_code_use WHERE code_id=? AND eligible<>'' LIMIT 1",
+                    (c.code_id,))
+        row = cur.fetchone()
+        eligible = c.stores or (tuple(str(row[0]).split(",")) if row else ())
+        targets = eligible or tuple(self._known_stores(cur))
+        use = RemoteUse(c.code_id, store, here, c.at)
+        for target in sorted(set(targets) - {store}):
+            self._enqueue(cur, target, DataKind.REMOTE_USES, encode_remote_uses([use]), now)
+            out.fanout += 1
+
+    def _known_stores(self, cur: Cursor) -> list[str]:
+        cur.execute("SELECT store FROM hq_store ORDER BY store")
+        return [str(r[0]) for r in cur.fetchall()]
+
+    def _enqueue(self, cur: Cursor, store: str, kind: DataKind, body: dict[str, Any],
+                 now: float) -> None:
+        cur.execute("INSERT INTO hq_outbox(store, kind, topic, body, created_at)"
+                    " VALUES (?,?,?,?,?)",
+                    (store, kind.value, self.topics.data(store),
+                     json.dumps(body, ensure_ascii=False, separators=(",", ":")), now))
+
+    def seal_pending(self, signer: SigningKey, skip: Iterable[int] = (),
+                     limit: int = 500) -> list[Outgoing]:
+        """Unsent fan-out in creation order, versioned and signed now if not yet.
+
+        A row keeps the version and signature it got the first time, so a resend after a
+        lost connection is the same envelope (the box ignores a version it applied).
+        ``skip``: rows already in flight.
+
+        Raises:
+            hq.db.DbError: the database failed.
+        """
+        skipped = set(skip)
+        now = self.clock()
+        out = []
+        with self.db.tx() as cur:
+            cur.execute("SELECT id, store, kind, topic, body, payload FROM hq_outbox"
+                        " WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit + len(skipped),))
+            for row_id, store, kind, topic, body, payload in cur.fetchall():
+                if row_id in skipped:
+                    continue
+                if payload is None:
+                    data_kind = DataKind(kind)
+                    version = next_version(cur, store, data_kind, now)
+                    payload = seal(signer, HqData(data_kind, store, version, now,
+                                                  json.loads(body))).encode().decode()
+                    cur.execute("UPDATE hq_outbox SET version=?, payload=? WHERE id=?",
+                                (version, payload, row_id))
+                out.append(Outgoing(int(row_id), str(topic), str(payload).encode()))
+        return out[:limit]
+
+    def mark_sent(self, ids: Iterable[int]) -> None:
+        """Record the broker's PUBACK for these outbox rows."""
+        now = self.clock()
+        with self.db.tx() as cur:
+            for i in ids:
+                cur.execute("UPDATE hq_outbox SET sent_at=? WHERE id=? AND sent_at IS NULL",
+                            (now, i))
+
+    def add_stores(self, stores: Iterable[str]) -> None:
+        """Make stores known (fan-out targets for coupons valid everywhere)."""
+        now = self.clock()
+        with self.db.tx() as cur:
+            for s in stores:
+                cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
+                            " ON CONFLICT (store) DO NOTHING", (s, now))
+
+    # -- presence and reports ----------------------------------------------------------
+
+    def record_presence(self, store: str, device: str, p: Presence, seen: bool = True) -> None:
+        """Keep a device's latest presence (online/offline, versions, backlog)."""
+        now = self.clock()
+        with self.db.tx() as cur:
+            self._touch_device(cur, store, device, now, seen)
+            # ``alarm`` came after v1 (optional on the wire); getattr keeps older contracts
+            alarm = getattr(p, "alarm", None)
+            cur.execute("UPDATE hq_device SET state=?, software=?, config_version=?, backlog=?,"
+                        " clock_trusted=?, presence_at=?, alarm=? WHERE device=?",
+                        (p.state.value, p.software, p.config_version, p.backlog,
+                         int(p.clock_trusted), p.at or now,
+                         None if alarm is None else int(bool(alarm)), device))
+
+    def record_reported(self, store: str, device: str, r: Reported, seen: bool = True) -> None:
+        """Keep the config version a device last reported applied (or refused)."""
+        now = self.clock()
+        with self.db.tx() as cur:
+            self._touch_device(cur, store, device, now, seen)
+            # ``data_versions`` came after v1 (optional on the wire), as ``alarm`` above
+            versions = getattr(r, "data_versions", None)
+            cur.execute("UPDATE hq_device SET reported_version=?, reported_rejected=?,"
+                        " reported_error=?, reported_at=?, data_versions=? WHERE device=?",
+                        (r.applied_version, r.last_rejected_version, r.last_error,
+                         r.at or now, None if versions is None else json.dumps(versions),
+                         device))
+
+    # -- rejects -----------------------------------------------------------------------
+
+    def record_failure(self, topic: str, payload: bytes, error: Exception) -> Outcome:
+        """Keep a message HQ failed on (not the database: a bug) so it can be re-ingested.
+
+        Raises:
+            hq.db.DbError: the database failed too.
+        """
+        store: str | None = None
+        device: str | None = None
+        with contextlib.suppress(ContractError):  # else recorded without store or device
+            store, device, _leaf = self.topics.parse_device_topic(topic)
+        return self._reject(topic, store, device, RejectReason.INTERNAL_ERROR,
+                            f"{type(error).__name__}: {error}", payload)
+
+    def _reject(self, topic: str, store: str | None, device: str | None, reason: RejectReason,
+                detail: str, payload: bytes) -> Outcome:
+        with self.db.tx() as cur:
+            self._insert_reject(cur, self.clock(), topic, store, device, reason, detail, payload)
+        return Outcome(Handled.REJECTED, reject=reason)
+
+    @staticmethod
+    def _insert_reject(cur: Cursor, now: float, topic: str, store: str | None,
+                       device: str | None, reason: RejectReason, detail: str,
+                       payload: bytes) -> None:
+        raw: str | None = (base64.b64encode(payload).decode("ascii")
+                           if len(payload) <= RAW_KEEP_BYTES else None)
+        cur.execute("INSERT INTO hq_reject(received_at, topic, store, device, reason, detail,"
+                    " preview, raw) VALUES (?,?,?,?,?,?,?,?)",
+                    (now, topic[:300], store, device, reason.value, detail[:500],
+                     preview(payload), raw))
+
+
+def preview(payload: bytes) -> str:
+    """A short, printable trace of a payload: its size and first bytes."""
+    head = payload[:PREVIEW_BYTES].decode("utf-8", "backslashreplace")
+    head = head.encode("unicode_escape").decode("ascii")
+    return f"<{len(payload)} bytes> {head}"
+
+
+def _row(store: str, device: str, e: dict[str, Any], now: float) -> tuple[Any, ...]:
+    """An ``hq_event`` row, with the decision fields lifted into columns."""
+    body = e["body"]
+    accepted = body.get("accepted")
+    return (device, store, int(e["seq"]), e["id"], e["type"], float(e["at"]),
+            int(bool(e.get("clock_trusted"))),
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")), now,
+            _text(body.get("kind")), _text(body.get("code_id")), _text(body.get("campaign_id")),
+            None if accepted is None else int(bool(accepted)), _text(body.get("reason")))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _bad_events(events: list[dict[str, Any]]) -> str:
+    """Why these events cannot be stored as they are, or "" if they can."""
+    if not events:
+        return "the batch holds no events"
+    for e in events:
+        at = e["at"]
+        if isinstance(at, bool) or not math.isfinite(at):
+            return f"event seq {e['seq']}: time {at!r} is not a finite number"
+        if not 0 < len(e["id"]) <= MAX_ID_CHARS or not 0 < len(e["type"]) <= MAX_ID_CHARS:
+            return f"event seq {e['seq']}: id or type empty or over {MAX_ID_CHARS} characters"
+    return ""
+
+
+def _mismatch(batch: EventBatch, store: str, device: str) -> str:
+    if batch.store != store or batch.device != device:
+        return (f"batch says store {batch.store!r} device {batch.device!r}, topic says "
+                f"{store!r} {device!r}")
+    for e in batch.events:
+        if e.get("store", store) != store or e.get("device", device) != device:
+            return f"event {e['id']} says store {e.get('store')!r} device {e.get('device')!r}"
+    return ""
+
+
+def _use_change(e: dict[str, Any]) -> _UseChange | None:
+    """The coupon-use change an event makes, if any: +1 accepted, -1 voided."""
+    body = e["body"]
+    if body.get("kind") != "coupon" or not isinstance(body.get("code_id"), str):
+        return None
+    facts = body.get("facts") if isinstance(body.get("facts"), dict) else {}
+    if e["type"] == EventType.DECISION and body.get("accepted") is True:
+        delta = 1
+    elif e["type"] == EventType.VOID:
+        delta = -1
+    else:
+        return None
+    stores = facts.get("stores")
+    max_uses = facts.get("max_uses")
+    return _UseChange(body["code_id"], _text(body.get("campaign_id")),
+                      tuple(str(s) for s in stores) if isinstance(stores, list) else (),
+                      int(max_uses) if isinstance(max_uses, int) else None, delta,
+                      float(e["at"]), str(e["id"]))

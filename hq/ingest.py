@@ -1,0 +1,261 @@
+"""The ingest worker: a shared MQTT 5 subscription into the HQ database.
+
+Several workers may run with the same ``--group``: the broker splits the events among
+them (``$share/GROUP/...``). Each worker keeps a persistent session (``clean_start`` off, a
+session expiry) under a *stable* client id, so batches published while it is down wait for
+it at the broker. A message is acknowledged (PUBACK, paho ``manual_ack``) only after its
+transaction committed: a crash between the two means a redelivery, which the
+``UNIQUE(device, seq)`` constraint makes a no-op. While the database fails, the worker
+retries the same message with a capped backoff and acknowledges nothing.
+
+Fan-out rows are committed to ``hq_outbox`` in the same transaction as the event that
+caused them, by every worker. Exactly one worker per HQ sends them (the one given a
+``signer``; run the others with ``--no-fanout``): it versions, signs and publishes them in
+creation order on its one connection, so each store receives its ``remote_uses`` versions
+in increasing order (the box ignores a version at or below the one it applied). It sends
+its own fan-out at once and picks up the other workers' within ``FANOUT_POLL_S``; a row is
+marked sent on the broker's PUBACK, and whatever is unsent is sent after a reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge.keys import SigningKey
+from hq.broker import (
+    BrokerError,
+    BrokerOptions,
+    connect_properties,
+    json_properties,
+    make_client,
+    set_nodelay,
+)
+from hq.db import DbError
+from hq.eventstore import EventStore, Handled, Outcome
+from sync.contract import QOS
+
+log = logging.getLogger("hq.ingest")
+
+DEFAULT_GROUP = "hq-ingest"
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the broker forgets
+FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
+DB_RETRY_FIRST_S = 0.1
+DB_RETRY_MAX_S = 5.0
+
+
+@dataclass(slots=True)
+class Counters:
+    """What a worker has done since it started (for logs and tests)."""
+
+    messages: int = 0
+    new_events: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    fanout_sent: int = 0
+    db_errors: int = 0
+
+
+class IngestWorker:
+    """One ingest worker: connects, subscribes, stores, acknowledges, fans out."""
+
+    def __init__(self, store: EventStore, opts: BrokerOptions, client_id: str,
+                 group: str = DEFAULT_GROUP,
+                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+                 signer: SigningKey | None = None) -> None:
+        """Ingest into ``store`` from the broker in ``opts`` as ``client_id``.
+
+        With a ``signer`` this worker is the fan-out sender (one per HQ).
+        """
+        self.store = store
+        self.signer = signer
+        self.opts = opts
+        self.group = group
+        self.session_expiry_s = session_expiry_s
+        self.counters = Counters()
+        self.client = make_client(opts, client_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self._subscribed = threading.Event()
+        self._inflight: dict[int, int] = {}  # paho mid -> hq_outbox id
+        self._acked_early: set[int] = set()  # PUBACKs that came before _inflight knew the mid
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._sender: threading.Thread | None = None
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and run paho's network thread.
+
+        Raises:
+            BrokerError: the broker cannot be reached.
+        """
+        try:
+            self.client.connect(self.opts.host, self.opts.port, keepalive=30,
+                                clean_start=False,
+                                properties=connect_properties(self.session_expiry_s))
+        except OSError as exc:
+            raise BrokerError(f"cannot reach broker {self.opts.host}:{self.opts.port}: "
+                              f"{exc}") from None
+        self.client.loop_start()
+        if self.signer is not None:
+            self._sender = threading.Thread(target=self._send_loop, name="hq-fanout",
+                                            daemon=True)
+            self._sender.start()
+
+    def wait_subscribed(self, timeout_s: float = 10.0) -> bool:
+        """Whether the subscription was acknowledged within ``timeout_s``."""
+        return self._subscribed.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Disconnect (the session stays at the broker until it expires)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- callbacks (paho's network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
+                    rc: ReasonCode, _p: Properties | None) -> None:
+        if rc.is_failure:
+            log.error("broker refused ingest worker: %s", rc)
+            return
+        set_nodelay(client)
+        topics = self.opts.topics
+        opts = SubscribeOptions(qos=QOS)
+        # Events are shared among the group's workers; presence and reports are small,
+        # retained, and idempotent to store, so every worker takes them (shared
+        # subscriptions get no retained messages).
+        client.subscribe([(topics.all_events(self.group), opts), (topics.all_status(), opts),
+                          (topics.all_reported(), opts)])
+        log.info("ingest connected (session present: %s)", flags.session_present)
+        with self._lock:  # unacknowledged fan-out is sent again on this connection
+            self._inflight.clear()
+            self._acked_early.clear()
+        self._connected.set()
+        self._wake.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, rcs: list[ReasonCode],
+                      _p: Properties | None) -> None:
+        failed = [str(rc) for rc in rcs if rc.is_failure]
+        if failed:  # e.g. a broker without shared subscriptions
+            log.error("broker refused ingest subscriptions: %s", ", ".join(failed))
+            return
+        log.info("subscribed (group %s)", self.group)
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        outcome = self._store_retrying(msg)
+        if outcome is None:
+            return  # stopping with the database still down: not acknowledged, redelivered
+        client.ack(msg.mid, msg.qos)
+        self.counters.messages += 1
+        self.counters.new_events += outcome.new
+        self.counters.duplicates += outcome.duplicates
+        if outcome.handled is Handled.REJECTED:
+            self.counters.rejected += 1
+            log.warning("rejected a message on %s: %s", msg.topic, outcome.reject)
+        for code in outcome.conflicts:
+            log.warning("conflict: coupon %s used over its limit at several stores", code)
+        if outcome.fanout:
+            self._wake.set()
+
+    def _store_retrying(self, msg: mqtt.MQTTMessage) -> Outcome | None:
+        """Store a message, waiting out a database failure (capped backoff).
+
+        While the database is down nothing can be stored anyway, so this holds paho's
+        thread; if that outlasts the keepalive, the broker drops the connection and resends
+        the unacknowledged messages once paho reconnects. None: stopped before it worked.
+        """
+        content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        payload = bytes(msg.payload)
+        delay = DB_RETRY_FIRST_S
+        while True:
+            try:
+                try:
+                    return self.store.handle(msg.topic, payload, content_type,
+                                             bool(msg.retain))
+                except DbError:
+                    raise
+                except Exception as exc:  # a bug: keep the message whole, acknowledge it
+                    log.exception("HQ failed on a message from %s; kept in hq_reject",
+                                  msg.topic)
+                    return self.store.record_failure(msg.topic, payload, exc)
+            except DbError as exc:
+                self.counters.db_errors += 1
+                log.error("database failed on a message from %s (retry in %.1f s): %s",
+                          msg.topic, delay, exc)
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, DB_RETRY_MAX_S)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: mqtt.DisconnectFlags,
+                       rc: ReasonCode, _p: Properties | None) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("ingest disconnected (%s); paho reconnects", rc)
+
+    # -- fan-out sender (its own thread; only in the worker given a signer) -------------------
+
+    def _send_loop(self) -> None:
+        assert self.signer is not None
+        while not self._stopping.is_set():
+            self._wake.wait(FANOUT_POLL_S)
+            self._wake.clear()
+            if self._stopping.is_set() or not self._connected.is_set():
+                continue
+            try:
+                with self._lock:
+                    busy = list(self._inflight.values())
+                pending = self.store.seal_pending(self.signer, skip=busy)
+            except DbError as exc:  # rows stay in hq_outbox; try again next round
+                log.error("could not read fan-out to send: %s", exc)
+                continue
+            for o in pending:
+                # Not under self._lock: paho calls on_publish holding its own mutex, which
+                # publish() takes too. A PUBACK may beat the bookkeeping: see _acked_early.
+                info = self.client.publish(o.topic, o.payload, qos=QOS,
+                                           properties=json_properties())
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    log.warning("fan-out to %s not queued (%s); sent after reconnect",
+                                o.topic, mqtt.error_string(info.rc))
+                    break  # keep the order: nothing after it goes out before it
+                with self._lock:
+                    early = info.mid in self._acked_early
+                    self._acked_early.discard(info.mid)
+                    if not early:
+                        self._inflight[info.mid] = o.id
+                if early:
+                    self._mark_sent(o.id)
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode,
+                    _p: Properties) -> None:
+        with self._lock:
+            row = self._inflight.pop(mid, None)
+            if row is None and not rc.is_failure:
+                self._acked_early.add(mid)
+        if row is not None and not rc.is_failure:
+            self._mark_sent(row)
+
+    def _mark_sent(self, row: int) -> None:
+        try:
+            self.store.mark_sent([row])
+            self.counters.fanout_sent += 1
+        except DbError as exc:  # sent again later; the box ignores a repeated version
+            log.error("could not mark fan-out %d sent: %s", row, exc)

@@ -1,0 +1,155 @@
+"""The HQ report: per store, what its boxes did and how their sync stands.
+
+Figures come from ``hq_event`` (event time ``at``, filtered by ``since``) and the state
+tables (presence, gaps, conflicts, ingest rejects), all with plain portable SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edge.events import EventType
+from hq.db import Database
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """A device's sync state as HQ last saw it."""
+
+    device: str
+    state: str | None
+    last_seen: float | None
+    backlog: int | None
+    software: str | None
+    config_version: int | None
+    reported_version: int | None
+    max_seq: int
+    alarm: bool | None = None  # the box's outbox alarm (presence)
+    data_versions: dict[str, int] | None = None  # applied version per kind (reported)
+
+
+@dataclass(slots=True)
+class Gap:
+    """Missing sequence numbers of a device; ``missing`` 0 once healed."""
+
+    device: str
+    seq_from: int
+    seq_to: int
+    missing: int
+    found_at: float
+    filled_at: float | None
+
+
+@dataclass(slots=True)
+class StoreReport:
+    """One store's figures."""
+
+    store: str
+    events: int = 0
+    cards_printed: int = 0
+    redemptions_by_campaign: dict[str, int] = field(default_factory=dict)
+    voids: int = 0
+    pickups_collected: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    devices: list[DeviceStatus] = field(default_factory=list)
+    open_gaps: list[Gap] = field(default_factory=list)
+    healed_gaps: list[Gap] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    ingest_rejects: dict[str, int] = field(default_factory=dict)
+
+
+def build(db: Database, since: float = 0.0) -> list[StoreReport]:
+    """The report for every store HQ knows, sorted by store id."""
+    stores: dict[str, StoreReport] = {}
+
+    def get(store: str) -> StoreReport:
+        return stores.setdefault(store, StoreReport(store))
+
+    for (store,) in db.query("SELECT store FROM hq_store"):
+        get(store)
+    for store, n in db.query("SELECT store, COUNT(*) FROM hq_event WHERE at>=? GROUP BY store",
+                             (since,)):
+        get(store).events = int(n)
+    for store, n in db.query("SELECT store, COUNT(*) FROM hq_event WHERE at>=? AND type=?"
+                             " GROUP BY store", (since, EventType.CARD_ISSUED.value)):
+        get(store).cards_printed = int(n)
+    for store, n in db.query("SELECT store, COUNT(*) FROM hq_event WHERE at>=? AND type=?"
+                             " AND kind='coupon' GROUP BY store", (since, EventType.VOID.value)):
+        get(store).voids = int(n)
+    for store, campaign, n in db.query(
+            "SELECT store, campaign_id, COUNT(*) FROM hq_event WHERE at>=? AND type=?"
+            " AND accepted=1 AND kind='coupon' GROUP BY store, campaign_id ORDER BY campaign_id",
+            (since, EventType.DECISION.value)):
+        get(store).redemptions_by_campaign[campaign or "-"] = int(n)
+    for store, n in db.query("SELECT store, COUNT(*) FROM hq_event WHERE at>=? AND type=?"
+                             " AND accepted=1 AND kind='pickup' GROUP BY store",
+                             (since, EventType.DECISION.value)):
+        get(store).pickups_collected = int(n)
+    for store, reason, n in db.query(
+            "SELECT store, reason, COUNT(*) FROM hq_event WHERE at>=? AND type=? AND accepted=0"
+            " GROUP BY store, reason ORDER BY reason", (since, EventType.DECISION.value)):
+        get(store).rejects_by_reason[reason or "-"] = int(n)
+    for row in db.query("SELECT store, device, state, last_seen, backlog, software,"
+                        " config_version, reported_version, max_seq, alarm, data_versions"
+                        " FROM hq_device ORDER BY device"):
+        get(row[0]).devices.append(DeviceStatus(
+            row[1], row[2], row[3], row[4], row[5], row[6], row[7], int(row[8]),
+            None if row[9] is None else bool(row[9]),
+            None if row[10] is None else json.loads(row[10])))
+    for row in db.query("SELECT store, device, seq_from, seq_to, missing, found_at, filled_at"
+                        " FROM hq_gap ORDER BY device, seq_from"):
+        gap = Gap(row[1], int(row[2]), int(row[3]), int(row[4]), row[5], row[6])
+        (get(row[0]).open_gaps if gap.missing else get(row[0]).healed_gaps).append(gap)
+    for code, users, uses, max_uses, found in db.query(
+            "SELECT code_id, stores, uses, max_uses, found_at FROM hq_conflict ORDER BY code_id"):
+        for store in str(users).split(","):
+            get(store).conflicts.append({"code_id": code, "stores": str(users).split(","),
+                                         "uses": int(uses), "max_uses": int(max_uses),
+                                         "found_at": found})
+    for store, reason, n in db.query("SELECT store, reason, COUNT(*) FROM hq_reject"
+                                     " WHERE received_at>=? GROUP BY store, reason"
+                                     " ORDER BY reason", (since,)):
+        get(store or "?").ingest_rejects[reason] = int(n)
+    return [stores[s] for s in sorted(stores)]
+
+
+def to_json(reports: list[StoreReport]) -> list[dict[str, Any]]:
+    """JSON-ready report."""
+    return [asdict(r) for r in reports]
+
+
+def to_text(reports: list[StoreReport]) -> str:
+    """A plain text report, one block per store."""
+    lines: list[str] = []
+    for r in reports:
+        lines.append(f"store {r.store}: {r.events} events, {r.cards_printed} cards printed, "
+                     f"{r.pickups_collected} pickups collected, {r.voids} voids")
+        for campaign, n in r.redemptions_by_campaign.items():
+            lines.append(f"  redemptions {campaign}: {n}")
+        for reason, n in r.rejects_by_reason.items():
+            lines.append(f"  rejected {reason}: {n}")
+        for d in r.devices:
+            lines.append(f"  device {d.device}: {d.state or 'no presence yet'}, backlog "
+                         f"{d.backlog if d.backlog is not None else '?'}, last seen "
+                         f"{_when(d.last_seen)}, seq {d.max_seq}, config applied "
+                         f"{d.reported_version if d.reported_version is not None else '?'}"
+                         + (" OUTBOX ALARM" if d.alarm else ""))
+        for g in r.open_gaps:
+            lines.append(f"  GAP {g.device} seq {g.seq_from}-{g.seq_to}: {g.missing} missing")
+        for g in r.healed_gaps:
+            lines.append(f"  healed gap {g.device} seq {g.seq_from}-{g.seq_to}")
+        for c in r.conflicts:
+            lines.append(f"  CONFLICT coupon {c['code_id']}: {c['uses']} uses over "
+                         f"{c['max_uses']} at {', '.join(c['stores'])}")
+        for reason, n in r.ingest_rejects.items():
+            lines.append(f"  malformed messages {reason}: {n}")
+    return "\n".join(lines) if lines else "no stores yet"
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "never"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
