@@ -31,6 +31,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drivers.camera import CameraScanner
+from drivers.scan import DeviceState, DeviceStatus, DropReason, ScanInput
+from drivers.scanner_serial import SerialScanner
 from edge import report as reports
 from edge.apiserver import ApiServer, ServerError
 from edge.box import Box
@@ -45,7 +48,6 @@ from edge.orders import orders
 from edge.printing import PrintError, PrintService
 from edge.ptybridge import PtyBridge
 from edge.rules import VoidRefused
-from edge.scanline import read_lines
 from edge.supervisor import PartState, PartStatus, supervise
 from edge.verdict import Verdict
 
@@ -57,6 +59,8 @@ log = logging.getLogger("edge.daemon")
 
 SCAN_QUEUE = 1000  # device scans waiting for a decision; a cashier never gets this far ahead
 CHECKPOINT_EVERY = 5.0  # seconds between WAL checkpoints while scans come in
+_DEVICE_STATES = {DeviceState.ABSENT: PartState.FAILED, DeviceState.CONNECTING: PartState.STARTING,
+                  DeviceState.READY: PartState.RUNNING, DeviceState.FAILED: PartState.FAILED}
 STOP_ROUNDS, STOP_ROUND_S = 20, 0.5  # cancel again every 0.5 s, for 10 s at most
 CLOCK_EVERY = 60.0  # seconds between looks at the kernel's NTP state
 PARTS = ("scanner", "camera", "printer", "sync")
@@ -188,22 +192,35 @@ class Daemon:
                          if p.state is not PartState.ABSENT)
         return f"{self.box.identity.store_id}/{self.box.identity.device_id} {parts}".strip()
 
-    async def _run_scanner(self) -> None:
-        assert self.devices is not None and self.devices.scanner is not None
-        scfg = self.devices.scanner
-        part = self.parts["scanner"]
+    def _on_scan(self, scan: ScanInput) -> None:
+        self.submit_scan(scan.text, scan.source, self.cfg.device_till)
 
-        def opened() -> None:
-            part.state, part.detail, part.since = PartState.RUNNING, scfg.port, time.time()
+    def _on_device(self, name: str) -> Callable[[DeviceStatus], None]:
+        part = self.parts[name]
+
+        def changed(st: DeviceStatus) -> None:
+            part.state = _DEVICE_STATES[st.state]
+            part.detail, part.since = st.detail, time.time()
+            part.extra["device_state"] = st.state.value
             self._part_changed(part)
 
-        def dropped(why: str) -> None:
-            log.warning("scanner dropped input: %s", why)
-            part.extra["dropped"] = int(part.extra.get("dropped", 0)) + 1
+        return changed
 
-        await read_lines(scfg, lambda text: self.submit_scan(text, f"serial:{scfg.port}",
-                                                             self.cfg.device_till),
-                         dropped, opened)
+    def _on_drop(self, reason: DropReason, preview: bytes) -> None:
+        # The driver logged it with its size; count it so the status shows line trouble.
+        part = self.parts["scanner"]
+        part.extra["dropped"] = int(part.extra.get("dropped", 0)) + 1
+        part.extra["last_drop"] = reason.value
+
+    async def _run_scanner(self) -> None:
+        assert self.devices is not None and self.devices.scanner is not None
+        await SerialScanner(self.devices.scanner, self._on_scan, self._on_device("scanner"),
+                            self._on_drop).run()
+
+    async def _run_camera(self) -> None:
+        assert self.devices is not None and self.devices.camera is not None
+        await CameraScanner(self.devices.camera, self._on_scan,
+                            self._on_device("camera")).run()
 
     async def _run_printer(self) -> None:
         assert self.printing is not None
@@ -312,6 +329,7 @@ class Daemon:
                          tg.create_task(self._clock(), name="clock")]
                 for name, enabled, runner in (
                         ("scanner", self.devices.scanner is not None, self._run_scanner),
+                        ("camera", self.devices.camera is not None, self._run_camera),
                         ("printer", self.printing is not None, self._run_printer),
                         ("sync", self.sync is not None, self._run_sync)):
                     if enabled:

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers.camera import CameraConfig
 from drivers.printer import PRINTABLE, PrinterConfigError, PrinterState, open_printer
 from drivers.printer_profile import PrinterProfile, ProfileError
+from drivers.scan import ScannerConfigError
+from drivers.scanner_serial import SerialScannerConfig
 from drivers.spooler import Spooler
 from edge import slips
 from edge.cards import IssuedCard
@@ -25,7 +28,6 @@ from edge.daemon_config import DaemonConfig
 from edge.printdoc import Document
 from edge.printing import PrintError, StateCallback
 from edge.printqueue import PrintQueue, QueueError
-from edge.scanline import LineConfig
 from edge.verdict import Verdict
 
 log = logging.getLogger("edge.devices")
@@ -38,8 +40,8 @@ PRINTER_KEYS = ("url", *PROFILE_KEYS)
 class Devices:
     """The checked driver configs of the parts that are configured (None: absent)."""
 
-    scanner: LineConfig | None
-    camera: None  # the camera driver is not installed yet: never configured
+    scanner: SerialScannerConfig | None
+    camera: CameraConfig | None
     profile: PrinterProfile | None
 
 
@@ -49,14 +51,17 @@ def check(cfg: DaemonConfig, scanner_port: str | None = None) -> Devices:
     Raises:
         ConfigError: a bad or unknown key in ``[scanner]``, ``[camera]`` or ``[printer]``.
     """
-    scanner = profile = None
-    if cfg.scanner or scanner_port:  # a table without a port is a mistake to report
-        table = dict(cfg.scanner)
-        if scanner_port:
-            table["port"] = scanner_port
-        scanner = LineConfig.from_table(table)
-    if cfg.camera_enabled:
-        raise ConfigError("camera: the camera driver (drivers.camera) is not installed")
+    scanner = camera = profile = None
+    try:
+        if cfg.scanner or scanner_port:  # a table without a port is a mistake to report
+            table = dict(cfg.scanner)
+            if scanner_port:
+                table["port"] = scanner_port
+            scanner = SerialScannerConfig.from_toml(table)
+        if cfg.camera_enabled:
+            camera = CameraConfig.from_toml(dict(cfg.camera))
+    except ScannerConfigError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.printer_url:
         unknown = sorted(set(cfg.printer) - set(PRINTER_KEYS))
         if unknown:
@@ -67,7 +72,7 @@ def check(cfg: DaemonConfig, scanner_port: str | None = None) -> Devices:
             open_printer(cfg.printer_url, cfg.box.home)  # checks the URL; opens nothing
         except (ProfileError, PrinterConfigError) as exc:
             raise ConfigError(f"printer: {exc}") from None
-    return Devices(scanner, None, profile)
+    return Devices(scanner, camera, profile)
 
 
 class QueuePrinting:

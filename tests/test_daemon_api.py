@@ -52,17 +52,21 @@ async def test_scan_via_api_returns_recorded_verdict_and_event(home: Path) -> No
 
 async def test_scan_via_pty_scanner_reaches_subscriber(home: Path) -> None:
     """GIVEN the simulated scanner at <home>/run/scanner
-    WHEN a coupon is written with CRLF, then noise with invalid UTF-8
-    THEN the subscriber sees an accepted serial verdict, then a bad_format rejection;
-    the same decision is in the ledger (recent)."""
+    WHEN a coupon is written with CRLF, then line noise (invalid UTF-8), then a shelf EAN-13
+    THEN the subscriber sees an accepted serial verdict, the noise is dropped by the driver
+    (counted in status, no decision), and the EAN-13 is a bad_format rejection; both
+    decisions are in the ledger (recent)."""
     coupon = samples(home)["coupons"][1]
     async with running(home) as r:
         await r.client.subscribe()
         write_scanner(home, coupon.encode() + b"\r\n")
         ok = await next_event(r.client, "verdict")
         write_scanner(home, b"\xff\xfe garbage\n")
+        write_scanner(home, b"6901234567892\n")
         bad = await next_event(r.client, "verdict")
         recent = (await r.client.request("recent", limit=5))["decisions"]
+        scanner = (await r.client.request("status"))["scanner"]
+    assert scanner["dropped"] == 1 and scanner["last_drop"] == "invalid_text"
     assert ok["accepted"] is True and ok["source"].startswith("serial:")
     assert ok["facts"]["coupon_id"] == "DEMO-00001"
     assert bad["accepted"] is False and bad["reason"] == Reason.BAD_FORMAT

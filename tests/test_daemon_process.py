@@ -176,14 +176,14 @@ async def test_cli_commands_use_running_daemon(home: Path) -> None:
 
 
 def test_bad_config_is_one_line_naming_the_key(home: Path) -> None:
-    """GIVEN an edge.toml with [scanner] baudrate = "fast"
+    """GIVEN an edge.toml with [scanner] baud = "fast"
     WHEN `edge run` starts
-    THEN it exits 2 with one stderr line naming [scanner] baudrate, and serves nothing."""
+    THEN it exits 2 with one stderr line naming [scanner] baud, and serves nothing."""
     with (home / "edge.toml").open("a") as f:
-        f.write('\n[scanner]\nbaudrate = "fast"\n')
+        f.write('\n[scanner]\nbaud = "fast"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-m", "edge.cli", "--home", str(home), "run"],
                          env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and "[scanner] baudrate" in res.stderr
+    assert res.stderr.count("\n") == 1 and "[scanner] baud" in res.stderr
     assert not socket_path(home).exists()
