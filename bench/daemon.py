@@ -50,9 +50,10 @@ def pct(samples: list[float], p: int) -> float:
 
 def start(home: Path, notify: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": str(notify)}
+    log = (home.parent / "daemon.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "edge.cli", "--home", str(home), "run",
                              "--simulate", "--log-level", "WARNING", *extra],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_ready(sock: socket.socket) -> None:
@@ -111,6 +112,9 @@ async def scan_latency(home: Path, coupons: list[str], floor: Floor
     client = Client(socket_path(home), timeout=10)
     await client.connect()
     await client.subscribe()
+    async with asyncio.timeout(15):  # bytes written before the port is open are not read
+        while (await client.request("status"))["scanner"]["state"] != "running":
+            await asyncio.sleep(0.02)
     fd = os.open(home / "run" / "scanner", os.O_WRONLY | os.O_NOCTTY)
     lat, flo = [], []
     try:
@@ -120,7 +124,11 @@ async def scan_latency(home: Path, coupons: list[str], floor: Floor
             t = time.perf_counter()
             os.write(fd, line)
             while True:
-                ev = await client.events.get()
+                try:
+                    ev = await asyncio.wait_for(client.events.get(), 10)
+                except TimeoutError:
+                    print(f"no verdict 10 s after scan {len(lat)}", file=sys.stderr)
+                    raise
                 assert ev is not None, "daemon closed the connection"
                 if ev["event"] == "verdict" and str(ev["data"]["source"]).startswith("serial"):
                     break
@@ -168,7 +176,11 @@ def main() -> None:
         proc = start(home, notify, *extra)
         wait_ready(sock)
         idle = rss(proc.pid)
-        asyncio.run(scan_latency(home, coupons[:50], floor))  # warm-up, not counted
+        try:
+            asyncio.run(scan_latency(home, coupons[:50], floor))  # warm-up, not counted
+        except TimeoutError:
+            print((home.parent / "daemon.log").read_text()[-2000:], file=sys.stderr)
+            raise
         lat, flo = asyncio.run(scan_latency(home, coupons[50:], floor))
         mem = rss(proc.pid)
         status = asyncio.run(_status(home))

@@ -27,6 +27,7 @@ class Notifier:
         self.watchdog_usec = int(usec) if usec.isdigit() and (not pid or
                                                               pid == str(os.getpid())) else 0
         self._sock: socket.socket | None = None
+        self._status = ""
 
     @property
     def enabled(self) -> bool:
@@ -45,8 +46,14 @@ class Notifier:
         addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a manager that stops reading must never stall the event
+                # loop (a full datagram queue blocks a plain sendto).
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                                           | socket.SOCK_NONBLOCK)
             self._sock.sendto("\n".join(fields).encode("utf-8"), addr)
+        except BlockingIOError:
+            log.debug("notify: %s not sent: the manager's queue is full", fields[0])
+            return False
         except OSError as exc:
             # A manager that went away must not take the daemon down with it.
             log.warning("notify: cannot send %s to %s: %s", fields[0], self.address, exc)
@@ -62,7 +69,10 @@ class Notifier:
         return self.send("WATCHDOG=1")
 
     def status(self, text: str) -> bool:
-        """STATUS=text, shown by ``systemctl status``."""
+        """STATUS=text, shown by ``systemctl status`` (sent only when it changes)."""
+        if text == self._status:
+            return False
+        self._status = text
         return self.send(f"STATUS={text}")
 
     def stopping(self) -> bool:

@@ -108,3 +108,10 @@ async def wait_socket(home: Path, proc: subprocess.Popen[str], timeout: float = 
                 return client
         assert time.monotonic() < deadline, "daemon did not serve its socket in time"
         await asyncio.sleep(0.05)
+
+
+async def wait_scanner(client: Client, timeout: float = 15) -> None:
+    """Wait until the serial scanner has its port open (bytes before that are not read)."""
+    async with asyncio.timeout(timeout):
+        while (await client.request("status"))["scanner"]["state"] != "running":
+            await asyncio.sleep(0.02)

@@ -12,7 +12,7 @@ import pytest
 from edge.localapi import MAX_LINE, ApiError, Client, ErrorCode
 from edge.verdict import Reason
 from provisioning.dev import samples
-from tests.daemon_fixtures import make_home, next_event, running, write_scanner
+from tests.daemon_fixtures import make_home, next_event, running, wait_scanner, write_scanner
 
 
 @pytest.fixture
@@ -59,6 +59,7 @@ async def test_scan_via_pty_scanner_reaches_subscriber(home: Path) -> None:
     coupon = samples(home)["coupons"][1]
     async with running(home) as r:
         await r.client.subscribe()
+        await wait_scanner(r.client)
         write_scanner(home, coupon.encode() + b"\r\n")
         ok = await next_event(r.client, "verdict")
         write_scanner(home, b"\xff\xfe garbage\n")

@@ -175,3 +175,21 @@ async def test_scanner_unplugged_and_replugged_loses_no_scan(
     assert failed["device_state"] in ("absent", "failed") and failed["detail"]
     assert first["accepted"] and first["facts"]["coupon_id"] == "U-00000"
     assert second["accepted"] and second["facts"]["coupon_id"] == "U-00001"
+
+
+def test_notifier_never_blocks_when_the_manager_stops_reading(tmp_path: Path) -> None:
+    """GIVEN a NOTIFY_SOCKET whose reader never reads (its datagram queue fills)
+    WHEN 5000 distinct STATUS lines are sent
+    THEN every call returns (the loop would otherwise freeze in sendto), the later ones
+    report not sent, and a repeated STATUS is not sent twice."""
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    n = Notifier({"NOTIFY_SOCKET": str(path)})
+    try:
+        sent = [n.status(f"scan {i}") for i in range(5000)]
+        assert not n.status("scan 4999")  # unchanged: not sent again
+    finally:
+        n.close()
+        sock.close()
+    assert sent[0] is True and sent[-1] is False

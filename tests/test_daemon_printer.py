@@ -12,7 +12,7 @@ from pyzbar import pyzbar
 from drivers.escpos_decode import decode, qr_symbol
 from edge.localapi import Client
 from provisioning.dev import samples
-from tests.daemon_fixtures import make_home, next_event, running
+from tests.daemon_fixtures import make_home, next_event, running, wait_scanner, write_scanner
 
 
 @pytest.fixture
@@ -66,8 +66,7 @@ async def test_no_paper_never_blocks_a_redemption_and_the_slip_prints_later(
     async with running(home) as r:
         await r.client.subscribe()
         await printer_settles(r.client, 0, "no_paper")
-        from tests.daemon_fixtures import write_scanner
-
+        await wait_scanner(r.client)
         write_scanner(home, coupon.encode() + b"\n")
         verdict = await next_event(r.client, "verdict")
         waiting = await printer_settles(r.client, 1, "no_paper")

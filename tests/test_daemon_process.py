@@ -16,7 +16,14 @@ import pytest
 from edge.localapi import socket_path
 from edge.verdict import Reason
 from provisioning.dev import issue_coupons, samples
-from tests.daemon_fixtures import ROOT, make_home, start_process, wait_socket, write_scanner
+from tests.daemon_fixtures import (
+    ROOT,
+    make_home,
+    start_process,
+    wait_scanner,
+    wait_socket,
+    write_scanner,
+)
 
 
 @pytest.fixture
@@ -61,6 +68,7 @@ async def test_kill_9_mid_stream_loses_no_seen_verdict(home: Path) -> None:
     coupons = issue_coupons(home, 300, prefix="K")
     proc = start_process(home)
     client = await wait_socket(home, proc)
+    await wait_scanner(client)
     await client.subscribe()
     seen: list[dict[str, object]] = []
 
