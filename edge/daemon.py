@@ -130,8 +130,10 @@ class Daemon:
                  verdict.decision_id, "accepted" if verdict.accepted else "rejected",
                  "" if verdict.accepted else f" reason={verdict.reason}")
         self.api.publish(Topic.VERDICT, {**verdict.to_dict(), "source": source, "till": till})
-        if verdict.accepted:
-            self._slip(verdict, till)
+        if verdict.accepted and self.printing is not None and self._loop is not None:
+            # After the verdict frame is written: the slip's queue commit (its own fsync)
+            # must not delay what the cashier waits for.
+            self._loop.call_soon(self._slip, verdict, till)
         if self.sync is not None:
             self.sync.wake()  # send the decision now rather than at the next poll
         return verdict
