@@ -368,11 +368,11 @@ class Daemon:
         """The status snapshot (see ``docs/local-api.md``)."""
         bc, reading = self.cfg.box, self.box.clock()
         sync: dict[str, Any] = {"online": False, "last_contact": None,
-                                "backlog": self.box.ledger.backlog(), "sync_alarm": False}
+                                "backlog": self.box.ledger.backlog(), "alarm": False}
         if self.sync_state is not None:
             st = self.sync_state
             sync.update(online=st["online"], last_contact=st["last_contact"],
-                        backlog=st["backlog"], sync_alarm=st["alarm"])
+                        backlog=st["backlog"], alarm=st["alarm"])
         printer = self.parts["printer"].to_dict()
         printer["jobs_waiting"] = self.printing.waiting() if self.printing is not None else 0
         scanner = self.parts["scanner"].to_dict()
@@ -419,7 +419,12 @@ class Daemon:
             except VoidRefused as exc:
                 raise ApiError(ErrorCode.REFUSED, f"{exc.code}: {exc}") from None
         if op is Op.RECENT:
-            return {"decisions": reports.recent(self.box.ledger, _arg(args, "limit", int, 20))}
+            decisions = reports.recent(self.box.ledger, _arg(args, "limit", int, 20))
+            window, now = self.box.ledger.setting("void_window_s"), self.box.clock().now
+            for d in decisions:  # what the void screen may offer
+                d["voidable"] = bool(d["accepted"] and d["voided_at"] is None
+                                     and now - d["at"] <= window)
+            return {"decisions": decisions}
         if op is Op.STATUS:
             return self.status()
         if op is Op.SALE:

@@ -179,6 +179,7 @@ async def test_void_recent_report_pickups(home: Path) -> None:
     assert voided["decision_id"] == a["decision_id"]
     assert refused.value.code == ErrorCode.REFUSED and "already_voided" in str(refused.value)
     assert recent[-1]["voided_at"] is not None and recent[-1]["void_reason"] == "mistake"
+    assert [d["voidable"] for d in recent] == [False, True, True, False]  # newest first
     assert rep["redemptions"] == 1 and rep["redemptions_by_campaign"] == {"LIVE1125": 1}
     assert rep["pickups_collected"] == 1 and rep["voids"] == 1
     assert rep["rejects_by_reason"] == {"bad_format": 1}

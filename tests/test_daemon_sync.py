@@ -97,7 +97,7 @@ async def test_scans_reach_hq_and_status_follows_the_link(home: Path, broker: Br
     finally:
         hq.close()
     assert first["accepted"] and online["sync"]["state"] == "running"
-    assert offline["last_contact"] is not None and offline["sync_alarm"] is False
+    assert offline["last_contact"] is not None and offline["alarm"] is False
     assert "online" in sync_event and "backlog" in sync_event
     assert second["accepted"] is False and third["accepted"] is True
     assert json.dumps(offline)  # the status stays JSON through a broker outage
