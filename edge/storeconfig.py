@@ -33,11 +33,19 @@ from edge.box import parse_trust
 from edge.cards import CardError, check_url_base
 from edge.config import DEFAULT_CARD_URL_BASE, CardTexts, ConfigError
 from edge.events import EventType
+from edge.hqdata import (
+    ContractError,
+    DataKind,
+    HqData,
+    OrderUpdate,
+    RemoteUse,
+    decode_orders,
+    decode_remote_uses,
+)
 from edge.keys import Purpose, TrustedKey
 from edge.ledger import Ledger
 from edge.orders import upsert_order
-from edge.rules import PICKUP_NUMBER, Identity
-from sync.contract import DataKind, HqData
+from edge.rules import Identity
 
 log = logging.getLogger(__name__)
 
@@ -371,82 +379,6 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
     return ApplyResult(DataKind.CONFIG, data.version, Outcome.APPLIED, event_seq=seq, changed=1)
 
 
-@dataclass(frozen=True, slots=True)
-class OrderUpdate:
-    """One pickup order as HQ's feed states it (new, changed or cancelled)."""
-
-    order: tokens.Pickup
-    status: str
-
-
-_ORDER_FIELDS = {"order_id", "number", "window_start", "window_end", "items", "customer",
-                 "status"}
-_ORDER_STATUSES = ("waiting", "cancelled")
-
-
-def parse_orders(body: Any, store_id: str) -> list[OrderUpdate]:
-    """Parse an orders body ``{"orders": [...]}``.
-
-    Raises:
-        StoreConfigError: the first bad field, named.
-    """
-    obj = _object(body, "orders body")
-    _no_unknown(obj, {"orders"}, "orders body")
-    out = []
-    for i, item in enumerate(_list(obj.get("orders"), "orders")):
-        where = f"orders[{i}]"
-        item = _object(item, where)
-        _no_unknown(item, _ORDER_FIELDS, where)
-        number = _text(item.get("number"), f"{where}.number")
-        if not PICKUP_NUMBER.fullmatch(number):
-            raise StoreConfigError(f"{where}.number {number!r} must be 3-8 digits")
-        status = item.get("status", "waiting")
-        if status not in _ORDER_STATUSES:
-            raise StoreConfigError(f"{where}.status {status!r} is not one of {_ORDER_STATUSES}")
-        start = _int(item.get("window_start"), f"{where}.window_start", 0, 2**32)
-        end = _int(item.get("window_end"), f"{where}.window_end", start, 2**32)
-        out.append(OrderUpdate(tokens.Pickup("", _id(item.get("order_id"), f"{where}.order_id"),
-                                             store_id, number, start, end,
-                                             _text(item.get("items", ""), f"{where}.items"),
-                                             _text(item.get("customer", ""), f"{where}.customer")),
-                               status))
-    _unique([u.order.order_id for u in out], "orders", "order_id")
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteUse:
-    """How many times a code has been used at another store, as HQ counts it."""
-
-    code_id: str
-    store: str
-    uses: int
-    last_at: float
-
-
-def parse_remote_uses(body: Any) -> list[RemoteUse]:
-    """Parse a remote-uses body ``{"uses": [...]}``.
-
-    Raises:
-        StoreConfigError: the first bad field, named.
-    """
-    obj = _object(body, "remote uses body")
-    _no_unknown(obj, {"uses"}, "remote uses body")
-    out = []
-    for i, item in enumerate(_list(obj.get("uses"), "uses")):
-        where = f"uses[{i}]"
-        item = _object(item, where)
-        _no_unknown(item, {"code_id", "store", "uses", "last_at"}, where)
-        last_at = item.get("last_at")
-        if isinstance(last_at, bool) or not isinstance(last_at, (int, float)) or last_at < 0:
-            raise StoreConfigError(f"{where}.last_at must be a Unix time, not {last_at!r}")
-        out.append(RemoteUse(_id(item.get("code_id"), f"{where}.code_id"),
-                             _id(item.get("store"), f"{where}.store"),
-                             _int(item.get("uses"), f"{where}.uses", 0, 1_000_000),
-                             float(last_at)))
-    return out
-
-
 def _apply_data(ledger: Ledger, identity: Identity, data: HqData, kind: DataKind,
                 parse: Callable[[], list[Any]],
                 write: Callable[[sqlite3.Connection, list[Any]], int],
@@ -462,7 +394,7 @@ def _apply_data(ledger: Ledger, identity: Identity, data: HqData, kind: DataKind
         return ApplyResult(kind, data.version, Outcome.DUPLICATE)
     try:
         items = parse()
-    except StoreConfigError as exc:
+    except (StoreConfigError, ContractError) as exc:
         return record_rejection(ledger, Rejection.INVALID, f"{kind.value} v{data.version}: {exc}",
                                 kind, data.version, data.store, wall_clock)
     with ledger.immediate() as conn:
@@ -486,11 +418,13 @@ def apply_orders(ledger: Ledger, identity: Identity, data: HqData,
     """
     def write(conn: sqlite3.Connection, items: list[OrderUpdate]) -> int:
         for u in items:
-            upsert_order(conn, u.order, u.status)
+            order = tokens.Pickup("", u.order_id, identity.store_id, u.number, u.window_start,
+                                  u.window_end, u.items, u.customer)
+            upsert_order(conn, order, u.status.value)
         return len(items)
 
     return _apply_data(ledger, identity, data, DataKind.ORDERS,
-                       lambda: parse_orders(data.body, identity.store_id), write, wall_clock)
+                       lambda: decode_orders(data.body), write, wall_clock)
 
 
 def apply_remote_uses(ledger: Ledger, identity: Identity, data: HqData,
@@ -510,7 +444,7 @@ def apply_remote_uses(ledger: Ledger, identity: Identity, data: HqData,
         return len(rows)
 
     return _apply_data(ledger, identity, data, DataKind.REMOTE_USES,
-                       lambda: parse_remote_uses(data.body), write, wall_clock)
+                       lambda: decode_remote_uses(data.body), write, wall_clock)
 
 
 APPLY: Final[dict[DataKind, Callable[..., ApplyResult]]] = {

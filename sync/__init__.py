@@ -1,7 +1,7 @@
 """sync: the box's MQTT link to HQ (events up; config, orders and remote uses down).
 
 The daemon needs only what ``__all__`` lists; ``docs/mqtt.md`` is the contract. Imported
-lazily: ``edge.storeconfig`` imports ``sync.contract``, which must not pull in the service.
+lazily, so importing ``sync.contract`` never pulls in paho or the service.
 """
 
 from __future__ import annotations

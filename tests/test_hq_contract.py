@@ -26,10 +26,16 @@ def test_remote_uses_round_trip() -> None:
 
 @pytest.mark.parametrize(("body", "message"), [
     ({}, "no 'uses' list"),
-    ({"uses": [{"code_id": "C:1", "store": "A", "last_at": 1}]}, "bad remote use"),
-    ({"uses": [{"code_id": "C:1", "store": "A", "uses": -1, "last_at": 1}]}, "bad remote use"),
-    ({"uses": [{"code_id": "", "store": "A", "uses": 1, "last_at": 1}]}, "bad remote use"),
-    ({"uses": [{"code_id": "C:1", "store": "A", "uses": 1}]}, "bad remote use"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "last_at": 1}]},
+     r"uses\[0\]\.uses must be a whole number"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "uses": -1, "last_at": 1}]},
+     r"uses\[0\]\.uses must be a whole number from 0"),
+    ({"uses": [{"code_id": "", "store": "A", "uses": 1, "last_at": 1}]},
+     r"uses\[0\]\.code_id must be a non-empty string"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "uses": 1}]},
+     r"uses\[0\]\.last_at must be a Unix time"),
+    ({"uses": [{"code_id": "C:1", "store": "A", "uses": 1, "last_at": 1, "extra": 0}]},
+     r"unknown field\(s\) \['extra'\]"),
     ({"uses": ["C:1"]}, "must be a JSON object"),
 ])
 def test_bad_remote_uses_are_refused(body: dict[str, object], message: str) -> None:
@@ -53,10 +59,12 @@ def test_orders_round_trip_and_defaults() -> None:
 @pytest.mark.parametrize(("order", "message"), [
     ({"order_id": "O1", "number": "123", "window_start": 5, "window_end": 1}, "ends before"),
     ({"order_id": "O1", "number": "123", "window_start": 1, "window_end": 2, "status": "gone"},
-     "bad order 'O1'"),
-    ({"order_id": "O1", "window_start": 1, "window_end": 2}, "bad order 'O1'"),
-    ({"order_id": "O1", "number": "1", "window_start": "soon", "window_end": 2},
-     "bad order 'O1'"),
+     r"orders\[0\]\.status 'gone'"),
+    ({"order_id": "O1", "window_start": 1, "window_end": 2}, r"orders\[0\]\.number must be"),
+    ({"order_id": "O1", "number": "123", "window_start": "soon", "window_end": 2},
+     r"orders\[0\]\.window_start must be a whole number"),
+    ({"order_id": "O1", "number": "123", "window_start": 1, "window_end": 2, "colour": "red"},
+     r"unknown field\(s\) \['colour'\]"),
     ({"order_id": "O1", "number": "12", "window_start": 1, "window_end": 2}, "3-8 digits"),
 ])
 def test_bad_orders_are_refused(order: dict[str, object], message: str) -> None:

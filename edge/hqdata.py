@@ -1,0 +1,310 @@
+"""Signed data from HQ to a box: envelopes, what they carry, and their body schemas.
+
+Defined once here, in the domain, because the box's rules and config apply them and HQ
+builds them; transport-neutral (``sync`` carries them over MQTT, see ``docs/mqtt.md``).
+
+An envelope is ``{"key_id", "payload", "sig"}`` where ``payload`` is a JSON *string* (so
+the exact signed bytes travel, with no canonicalisation) and ``sig`` is the base64 Ed25519
+signature of ``SIGN_DOMAIN + payload``. The payload always carries ``kind``, ``store``,
+``version`` (strictly increasing per store and kind) and ``issued_at`` (HQ's clock, which
+advances the box's trusted time).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from edge import keys
+from edge.rules import PICKUP_NUMBER
+
+SIGN_DOMAIN: Final = b"store-edge/hq-envelope/v1\n"
+
+
+class ContractError(ValueError):
+    """A message does not follow the contract; the message says how."""
+
+
+class UnsignedError(ContractError):
+    """An HQ-to-box message carries no signature."""
+
+
+class UntrustedKeyError(ContractError):
+    """Signed by a key the box does not trust for config (unknown, wrong purpose, expired)."""
+
+
+class SignatureError(ContractError):
+    """The signature does not verify: the payload was tampered with, or forged."""
+
+
+class DataKind(enum.StrEnum):
+    """What an HQ-to-box envelope carries."""
+
+    CONFIG = "config"  # the store's whole configuration (retained on the config topic)
+    ORDERS = "orders"  # pickup orders assigned to the store: new, changed, cancelled
+    REMOTE_USES = "remote_uses"  # redemptions at other stores, fanned out by HQ
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A signed HQ-to-box message."""
+
+    key_id: str
+    payload: str  # JSON text: exactly the signed bytes (after SIGN_DOMAIN)
+    sig: bytes
+
+    def encode(self) -> bytes:
+        """JSON bytes for the wire."""
+        return json.dumps({"key_id": self.key_id, "payload": self.payload,
+                           "sig": base64.b64encode(self.sig).decode()}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Envelope:
+        """Parse (not verify) an envelope.
+
+        Raises:
+            ContractError: not an envelope.
+        """
+        obj = json_object(raw, "envelope")
+        if not obj.get("sig"):
+            raise UnsignedError("envelope has no signature ('sig')")
+        try:
+            sig = base64.b64decode(obj["sig"], validate=True)
+            if not isinstance(obj["payload"], str) or not isinstance(obj["key_id"], str):
+                raise TypeError("key_id and payload must be strings")
+            return cls(obj["key_id"], obj["payload"], sig)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"unsigned or malformed envelope: {exc}") from None
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers."""
+        return SIGN_DOMAIN + self.payload.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class HqData:
+    """A verified envelope's payload."""
+
+    kind: DataKind
+    store: str
+    version: int
+    issued_at: float
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def seal(key: keys.SigningKey, data: HqData) -> Envelope:
+    """Sign ``data`` as an envelope (HQ side)."""
+    payload = json.dumps({"kind": data.kind.value, "store": data.store, "version": data.version,
+                          "issued_at": data.issued_at, "body": data.body},
+                         ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    env = Envelope(key.key_id, payload, b"")
+    return Envelope(key.key_id, payload, key.sign(env.signed_bytes()))
+
+
+def open_envelope(env: Envelope, trusted: list[keys.TrustedKey], now: float) -> HqData:
+    """Verify an envelope against the box's trusted config keys and parse its payload.
+
+    Raises:
+        ContractError: unknown or unusable key, bad signature, or malformed payload.
+    """
+    key = next((k for k in trusted if k.key_id == env.key_id), None)
+    if key is None:
+        raise UntrustedKeyError(f"signed by unknown key {env.key_id!r}")
+    if not key.usable_for(keys.Purpose.CONFIG, now):
+        raise UntrustedKeyError(f"key {env.key_id!r} may not sign config or has expired")
+    if not keys.verify(key.public_key, env.signed_bytes(), env.sig):
+        raise SignatureError("signature does not verify: tampered or forged")
+    obj = json_object(env.payload.encode("utf-8"), "envelope payload")
+    try:
+        return HqData(DataKind(obj["kind"]), str(obj["store"]), int(obj["version"]),
+                      float(obj["issued_at"]), dict(obj.get("body") or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ContractError(f"bad envelope payload: {exc}") from None
+
+
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Parse bytes that must hold one JSON object.
+
+    Raises:
+        ContractError: not JSON, or not an object; the message names ``what``.
+    """
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ContractError(f"{what} must be a JSON object")
+    return obj
+
+
+# -- data down: bodies of DataKind.ORDERS and DataKind.REMOTE_USES envelopes ----------------
+# Added by the HQ side (additive); documented in docs/mqtt.md, "Data down".
+
+
+class OrderStatus(enum.StrEnum):
+    """An order's state as HQ sends it (new and changed orders are both ``waiting``)."""
+
+    WAITING = "waiting"
+    CANCELLED = "cancelled"
+
+
+_ORDER_FIELDS: Final = frozenset({"order_id", "number", "window_start", "window_end", "items",
+                                  "customer", "status"})
+_USE_FIELDS: Final = frozenset({"code_id", "store", "uses", "last_at"})
+_MAX_TIME: Final = 2**32
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One pickup order in an ``orders`` envelope: ``{"orders": [OrderUpdate, ...]}``.
+
+    The box upserts it (``edge.orders.upsert_order``); a collected order stays collected.
+    """
+
+    order_id: str
+    number: str
+    window_start: int
+    window_end: int
+    items: str = ""
+    customer: str = ""
+    status: OrderStatus = OrderStatus.WAITING
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"order_id": self.order_id, "number": self.number,
+                "window_start": self.window_start, "window_end": self.window_end,
+                "items": self.items, "customer": self.customer, "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str = "order") -> OrderUpdate:
+        """Parse one order strictly; errors name the field (``orders[3].number``).
+
+        Raises:
+            ContractError: unknown, missing or mistyped field, unknown status, a number that
+                is not 3-8 digits, or a window that ends before it starts.
+        """
+        item = _fields(obj, where, _ORDER_FIELDS)
+        number = _text(item.get("number"), f"{where}.number")
+        if not PICKUP_NUMBER.fullmatch(number):
+            raise ContractError(f"{where}.number {number!r} must be 3-8 digits")
+        try:
+            status = OrderStatus(item.get("status", OrderStatus.WAITING.value))
+        except ValueError:
+            raise ContractError(f"{where}.status {item.get('status')!r} is not one of "
+                                f"{[s.value for s in OrderStatus]}") from None
+        start = _int(item.get("window_start"), f"{where}.window_start", 0, _MAX_TIME)
+        end = _int(item.get("window_end"), f"{where}.window_end", 0, _MAX_TIME)
+        if end < start:
+            raise ContractError(f"{where}: pickup window ends before it starts")
+        return cls(_text(item.get("order_id"), f"{where}.order_id", required=True), number,
+                   start, end,
+                   _text(item.get("items", ""), f"{where}.items"),
+                   _text(item.get("customer", ""), f"{where}.customer"), status)
+
+
+def encode_orders(orders: list[OrderUpdate]) -> dict[str, Any]:
+    """The body of an ``orders`` envelope."""
+    return {"orders": [o.to_dict() for o in orders]}
+
+
+def decode_orders(body: object) -> list[OrderUpdate]:
+    """The orders in an ``orders`` envelope body.
+
+    Raises:
+        ContractError: not ``{"orders": [...]}``, a bad order, or an order_id twice.
+    """
+    items = _fields(body, "orders body", frozenset({"orders"})).get("orders")
+    if not isinstance(items, list):
+        raise ContractError("orders body has no 'orders' list")
+    orders = []
+    for i, obj in enumerate(items):
+        try:
+            orders.append(OrderUpdate.from_dict(obj, f"orders[{i}]"))
+        except ContractError as exc:
+            oid = obj.get("order_id") if isinstance(obj, dict) else None
+            if isinstance(oid, str) and oid:  # HQ operators find orders by id, not index
+                raise ContractError(f"bad order {oid!r}: {exc}") from None
+            raise
+    ids = [o.order_id for o in orders]
+    if len(set(ids)) != len(ids):
+        raise ContractError("orders body names an order_id twice")
+    return orders
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteUse:
+    """How many times a code is used at another store, in a ``remote_uses`` envelope.
+
+    ``uses`` is the *absolute* net count at ``store`` (accepted minus voided), not an
+    increment: applying the same entry twice changes nothing, and a void elsewhere arrives
+    as a lower count. ``last_at`` is when the use or void that caused the entry happened
+    (the deciding box's clock). The box upserts it into its ``remote_use`` table keyed by
+    ``(code_id, store)``. See ``docs/mqtt.md``, "Data down".
+    """
+
+    code_id: str
+    store: str
+    uses: int
+    last_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"code_id": self.code_id, "store": self.store, "uses": self.uses,
+                "last_at": self.last_at}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str = "use") -> RemoteUse:
+        """Parse one entry strictly; errors name the field.
+
+        Raises:
+            ContractError: unknown, missing or mistyped field, or a negative count.
+        """
+        item = _fields(obj, where, _USE_FIELDS)
+        last_at = item.get("last_at")
+        if isinstance(last_at, bool) or not isinstance(last_at, (int, float)) or last_at < 0:
+            raise ContractError(f"{where}.last_at must be a Unix time, not {last_at!r}")
+        return cls(_text(item.get("code_id"), f"{where}.code_id", required=True),
+                   _text(item.get("store"), f"{where}.store", required=True),
+                   _int(item.get("uses"), f"{where}.uses", 0, 1_000_000), float(last_at))
+
+
+def encode_remote_uses(uses: list[RemoteUse]) -> dict[str, Any]:
+    """The body of a ``remote_uses`` envelope."""
+    return {"uses": [u.to_dict() for u in uses]}
+
+
+def decode_remote_uses(body: object) -> list[RemoteUse]:
+    """The entries in a ``remote_uses`` envelope body.
+
+    Raises:
+        ContractError: not ``{"uses": [...]}``, or a bad entry in it.
+    """
+    items = _fields(body, "remote uses body", frozenset({"uses"})).get("uses")
+    if not isinstance(items, list):
+        raise ContractError("remote_uses body has no 'uses' list")
+    return [RemoteUse.from_dict(u, f"uses[{i}]") for i, u in enumerate(items)]
+
+
+def _fields(obj: object, where: str, known: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise ContractError(f"{where} must be a JSON object")
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise ContractError(f"{where}: unknown field(s) {unknown}")
+    return obj
+
+
+def _text(value: object, where: str, required: bool = False) -> str:
+    if not isinstance(value, str) or (required and not value):
+        raise ContractError(f"{where} must be {'a non-empty' if required else 'a'} string, "
+                            f"not {value!r}")
+    return value
+
+
+def _int(value: object, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ContractError(f"{where} must be a whole number from {lo} to {hi}, not {value!r}")
+    return value
