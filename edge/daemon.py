@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import grp
 import logging
 import os
 import signal
@@ -579,6 +580,12 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
         # Every driver checks its table now: a typo is one line and exit 2, not a dead part.
         check(cfg, "simulated" if simulate and not cfg.scanner_enabled else None)
         sync_settings(cfg)
+        if cfg.api.group:
+            try:
+                grp.getgrnam(cfg.api.group)
+            except KeyError:
+                raise ConfigError(f"api.group {cfg.api.group!r} is not a group on this "
+                                  "system") from None
         asyncio.run(Daemon(cfg, box).run())
     except ConfigError as exc:
         print(f"edge run: {exc}", file=sys.stderr)

@@ -195,3 +195,27 @@ def test_bad_config_is_one_line_naming_the_key(home: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "[scanner] baud" in res.stderr
     assert not socket_path(home).exists()
+
+
+async def test_second_daemon_and_unknown_group_are_refused(home: Path) -> None:
+    """GIVEN a daemon serving a home
+    WHEN a second `edge run` starts on the same home, and one with an unknown api group
+    THEN the second exits 1 saying another daemon serves the socket (the first keeps
+    answering), and the unknown group exits 2 naming api.group."""
+    proc = start_process(home)
+    client = await wait_socket(home, proc)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "edge.cli", "--home", str(home), "run"]
+    try:
+        second = await asyncio.to_thread(subprocess.run, base, env=env, capture_output=True,
+                                         text=True, timeout=30)
+        group = await asyncio.to_thread(subprocess.run, [*base, "--group", "no-such-grp-x"],
+                                        env=env, capture_output=True, text=True, timeout=30)
+        status = await client.request("status")
+        await client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert second.returncode == 1 and "another daemon is serving" in second.stderr
+    assert group.returncode == 2 and "api.group" in group.stderr
+    assert status["store_id"] == "BJ001"
