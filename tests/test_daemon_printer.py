@@ -95,3 +95,21 @@ async def test_reprint_and_report_slips(home: Path) -> None:
     assert [q.data for q in printed.qr_codes] == [card["url"], card["url"]]
     assert "营业报表" in printed.text and "pickups_collected: 1" in printed.text
     assert printed.cuts == 3
+
+
+async def test_sale_prints_a_card_only_when_configured(home: Path) -> None:
+    """GIVEN card_after_sale switched on in [printer]
+    WHEN the till signals a sale with a receipt reference
+    THEN a card is minted and printed (its QR on paper is the returned URL); with the
+    setting off, a sale prints nothing."""
+    async with running(home) as r:
+        off = await r.client.request("sale", receipt_ref="R-1")
+    with (home / "edge.toml").open("a") as f:
+        f.write("\n[printer]\ncard_after_sale = true\n")
+    async with running(home) as r:
+        on = await r.client.request("sale", receipt_ref="R-2")
+        await printer_settles(r.client, 0)
+    assert off == {"card": None}
+    assert on["card"]["job_id"] and on["card"]["serial"] == 1
+    printed = decode((home / "printer-sim.bin").read_bytes(), "gb18030")
+    assert [q.data for q in printed.qr_codes] == [on["card"]["url"]]
