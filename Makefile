@@ -25,6 +25,12 @@ $(STAMP): pyproject.toml .apt-done
 demo: setup
 	@bash scripts/demo.sh
 
+# The daemon on simulated devices: a pty scanner (echo CODE > demo-home/sim/run/scanner),
+# a file printer; the demo home and sample codes (samples.txt) are created on first run.
+.PHONY: simulate
+simulate: setup
+	$(VENV)/bin/edge --home demo-home/sim run --simulate
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -43,6 +49,7 @@ test: setup
 bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py
+	$(PY) bench/daemon.py
 	$(PY) bench/printer.py
 	$(PY) bench/sync_drain.py
 	$(PY) bench/hq_ingest.py
