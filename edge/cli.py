@@ -18,6 +18,7 @@ from edge import i18n
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import DEFAULT_CARD_URL_BASE, ConfigError
+from edge.keys import parse_trust
 from edge.ledger import LedgerError
 from edge.orders import OrderError, learn_pickup_code, orders
 from edge.rules import VoidRefused
@@ -53,7 +54,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     trust = []
     if args.trust:
         try:
-            trust = boxmod.parse_trust(json.loads(Path(args.trust).read_text()))
+            trust = parse_trust(json.loads(Path(args.trust).read_text()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"trust file {args.trust}: {exc}") from None
     boxmod.init_home(args.home, args.store, args.device, trust, args.name, args.url_base)

@@ -381,7 +381,7 @@ class Daemon:
         if self.sim is not None:
             scanner["input"] = str(self.sim.link)
         return {
-            "store_id": bc.store_id, "device_id": bc.device_id, "store_name": bc.store_name,
+            "store_id": bc.store_id, "device_id": bc.device_id, "store_name": self.box.store_name(),
             **sync,
             "printer": printer, "scanner": scanner, "camera": self.parts["camera"].to_dict(),
             "sync": self.parts["sync"].to_dict(),
@@ -441,7 +441,8 @@ class Daemon:
                 ref = _arg(args, "receipt_ref", str, "")
                 card = self.box.issue_card(ref)
                 return {"serial": card.serial, "url": card.url,
-                        "job_id": printing.card(card)}
+                        "job_id": printing.card(card, self.box.card_texts(),
+                                                self.box.store_name())}
             if op is Op.REPRINT:
                 return {"job_ids": printing.reprint(_arg(args, "count", int, 1))}
             if op is Op.PRINT_REPORT:
@@ -459,7 +460,8 @@ class Daemon:
         try:
             card = self.box.issue_card(receipt_ref)
             return {"serial": card.serial, "url": card.url,
-                    "job_id": self.printing.card(card)}
+                    "job_id": self.printing.card(card, self.box.card_texts(),
+                                                 self.box.store_name())}
         except CardError as exc:
             raise ApiError(ErrorCode.BAD_REQUEST, str(exc)) from None
         except PrintError as exc:

@@ -23,7 +23,7 @@ from drivers.scanner_serial import SerialScannerConfig
 from drivers.spooler import Spooler
 from edge import slips
 from edge.cards import IssuedCard
-from edge.config import ConfigError
+from edge.config import CardTexts, ConfigError
 from edge.daemon_config import DaemonConfig
 from edge.printdoc import Document
 from edge.printing import PrintError, StateCallback
@@ -110,10 +110,9 @@ class QueuePrinting:
             self.spooler.kick()
         return job
 
-    def card(self, card: IssuedCard) -> int:
-        """Queue a packaging card; returns the job id."""
-        box, texts = self.cfg.box, self.cfg.box.card
-        return self._enqueue(slips.card_slip(box.store_name, texts.headline, texts.gift,
+    def card(self, card: IssuedCard, texts: CardTexts, store_name: str) -> int:
+        """Queue a packaging card with the store's current texts; returns the job id."""
+        return self._enqueue(slips.card_slip(store_name, texts.headline, texts.gift,
                                              card.url, card.serial, card.issued_at,
                                              texts.footer, self.lang))
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge.cards import IssuedCard
+from edge.config import CardTexts
 from edge.verdict import Verdict
 
 # (printer state, whether it can print, detail, jobs waiting)
@@ -25,8 +26,8 @@ class PrintError(Exception):
 class PrintService(Protocol):
     """Queue print jobs and run the spooler."""
 
-    def card(self, card: IssuedCard) -> int:
-        """Queue a packaging card; returns the job id."""
+    def card(self, card: IssuedCard, texts: CardTexts, store_name: str) -> int:
+        """Queue a packaging card with the store's current texts; returns the job id."""
         ...
 
     def redemption(self, verdict: Verdict, till: str = "") -> int:

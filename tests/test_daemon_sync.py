@@ -14,9 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.localapi import Client
 from provisioning.dev import samples
+from provisioning.localbroker import Broker
 from sync.contract import EventBatch, Topics
 from tests.daemon_fixtures import make_home, next_event, running
-from tests.mqtt_broker import Broker
 
 pytestmark = pytest.mark.network
 
