@@ -1,6 +1,6 @@
 """A demo box home for development, ``edge run --simulate`` and ``make demo``.
 
-What ``scripts/demo.sh`` does with the two command lines, done in Python in one folder:
+What ``scripts/tour.sh`` does with the two command lines, done in Python in one folder:
 an HQ signing key (``<home>/hq``), a box for store BJ001 that trusts it, the device
 registered at HQ, sample coupons and pickup orders issued, the orders imported.
 ``<home>/samples.txt`` lists codes to type or pipe into the simulated scanner;
