@@ -22,8 +22,21 @@ $(STAMP): pyproject.toml .apt-done
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# The store on one machine: embedded broker, HQ ingest, the daemon on simulated devices, and
+# the cashier's terminal in front (provisioning/demo.py; scripted when there is no terminal).
 demo: setup
-	@bash scripts/demo.sh
+	@$(PY) -m provisioning.demo
+
+# The two command lines step by step (edge-hq and edge, no daemon): scripts/tour.sh.
+.PHONY: tour
+tour: setup
+	@bash scripts/tour.sh
+
+# The daemon on simulated devices: a pty scanner (echo CODE > demo-home/sim/run/scanner),
+# a file printer; the demo home and sample codes (samples.txt) are created on first run.
+.PHONY: simulate
+simulate: setup
+	$(VENV)/bin/edge --home demo-home/sim run --simulate
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -43,6 +56,7 @@ test: setup
 bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py
+	$(PY) bench/daemon.py
 	$(PY) bench/printer.py
 	$(PY) bench/sync_drain.py
 	$(PY) bench/hq_ingest.py

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.verdict import Reason
 from hq.db import _SCHEMA, _TYPES
+from provisioning.localbroker import MOSQUITTO, Broker
 from sync.contract import EventBatch
 from tests.hq_support import (
     TOPICS,
@@ -49,7 +50,6 @@ from tests.hq_support import (
     coupon_code,
     fresh_postgres,
 )
-from tests.mqtt_broker import MOSQUITTO, Broker
 
 
 def machine() -> str:

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import describe
 from edge.ledger import Ledger
+from provisioning.localbroker import MOSQUITTO, Broker
 from sync.contract import Topics
 from sync.outbox import Outbox
 from sync.service import SyncService
 from sync.settings import MqttSettings
-from tests.mqtt_broker import MOSQUITTO, Broker
 from tests.sync_fixtures import IDENTITY, append_events
 
 

@@ -46,6 +46,7 @@ from drivers.scan import (
     Post,
     ScanInput,
     ScannerError,
+    StateReporter,
     config_from_mapping,
     run_in_thread,
 )
@@ -379,14 +380,12 @@ class CameraScanner:
         self.holdoff = HoldOff(config.holdoff_s)
         self.stats = PipelineStats()
         self._clock = clock
-        self._status: DeviceStatus | None = None
-        self._last_detail = ""
-        self._opened = False
+        self._state = StateReporter(config.name, on_state)
 
     @property
     def status(self) -> DeviceStatus:
         """The last state reported."""
-        return self._status or DeviceStatus(self.config.name, DeviceState.ABSENT, "not started")
+        return self._state.status
 
     async def run(self) -> None:
         """Open the source, report codes, and reopen it whenever it fails, until cancelled.
@@ -396,9 +395,9 @@ class CameraScanner:
         """
         cfg = self.config
         backoff = Backoff(cfg.retry_first_s, cfg.retry_max_s)
-        self._report(DeviceStatus(cfg.name, DeviceState.CONNECTING, str(cfg.source)))
+        self._state.report(DeviceStatus(cfg.name, DeviceState.CONNECTING, str(cfg.source)))
         while True:
-            self._opened = False
+            self._state.opened = False
             try:
                 await run_in_thread(self._session, f"camera-{cfg.name}")
                 status = DeviceStatus(cfg.name, DeviceState.FAILED, "reader stopped")
@@ -408,27 +407,12 @@ class CameraScanner:
                 status = DeviceStatus(cfg.name, DeviceState.FAILED, str(exc) or repr(exc))
             except ImportError as exc:
                 status = DeviceStatus(cfg.name, DeviceState.FAILED, f"OpenCV unavailable: {exc}")
-            if self._opened:
+            if self._state.opened:
                 backoff.reset()
             delay = backoff.next()
-            self._report(status, f"retrying in {delay:.2f} s")
+            self._state.report(status, f"retrying in {delay:.2f} s")
             await asyncio.sleep(delay)
 
-    def _report(self, status: DeviceStatus, note: str = "") -> None:
-        if self._status is not None and self._status.state is status.state \
-                and self._last_detail == status.detail:
-            log.debug("%s: still %s: %s (%s)", status.name, status.state, status.detail, note)
-            return
-        self._last_detail = status.detail
-        if note:
-            status.detail = f"{status.detail}; {note}"
-        self._status = status
-        if status.state is DeviceState.READY:
-            self._opened = True
-        level = logging.WARNING if status.state in (DeviceState.ABSENT, DeviceState.FAILED) \
-            else logging.INFO
-        log.log(level, "%s: %s: %s", status.name, status.state, status.detail)
-        self.on_state(status)
 
     def _found(self, codes: list[str], now: float) -> None:
         """On the loop thread: apply the hold-off, report what is new."""
@@ -456,7 +440,7 @@ class CameraScanner:
                 if cfg.width and cfg.height:
                     cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
                     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)
-            post(self._report, DeviceStatus(cfg.name, DeviceState.READY, str(cfg.source)))
+            post(self._state.report, DeviceStatus(cfg.name, DeviceState.READY, str(cfg.source)))
             period = 1.0 / cfg.fps
             due = self._clock()
             while not stop.is_set():

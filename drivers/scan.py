@@ -176,6 +176,44 @@ OnDrop = Callable[[DropReason, bytes], None]
 Post = Callable[..., None]
 
 
+class StateReporter:
+    """A device's current status, reported to the daemon once per change, with a log line.
+
+    A failure that repeats with the same reason is logged at debug level only: an unplugged
+    scanner retried every few seconds must not flood the journal or the UI.
+    """
+
+    def __init__(self, name: str, on_state: Callable[[DeviceStatus], None]) -> None:
+        """Report changes of device ``name`` to ``on_state``."""
+        self.name = name
+        self.on_state = on_state
+        self.current: DeviceStatus | None = None
+        self.opened = False  # READY was reached since the last reconnect began
+        self._last_detail = ""
+
+    @property
+    def status(self) -> DeviceStatus:
+        """The latest status (ABSENT before the first report)."""
+        return self.current or DeviceStatus(self.name, DeviceState.ABSENT, "not started")
+
+    def report(self, status: DeviceStatus, note: str = "") -> None:
+        """Tell the daemon, unless it is the same state and reason as last time."""
+        if self.current is not None and self.current.state is status.state \
+                and self._last_detail == status.detail:
+            log.debug("%s: still %s: %s (%s)", status.name, status.state, status.detail, note)
+            return
+        self._last_detail = status.detail
+        if note:
+            status.detail = f"{status.detail}; {note}"
+        self.current = status
+        if status.state is DeviceState.READY:
+            self.opened = True
+        level = logging.WARNING if status.state in (DeviceState.ABSENT, DeviceState.FAILED) \
+            else logging.INFO
+        log.log(level, "%s: %s: %s", status.name, status.state, status.detail)
+        self.on_state(status)
+
+
 class Backoff:
     """Capped exponential backoff with full jitter (as aiomqtt and AWS recommend).
 

@@ -45,6 +45,7 @@ from drivers.scan import (
     Post,
     ScanDropped,
     ScanInput,
+    StateReporter,
     config_from_mapping,
     run_in_thread,
 )
@@ -274,14 +275,12 @@ class SerialScanner:
         self.on_state = on_state
         self.on_drop = on_drop
         self._open = opener or _open_port
-        self._status: DeviceStatus | None = None
-        self._last_detail = ""
-        self._opened = False
+        self._state = StateReporter(config.name, on_state)
 
     @property
     def status(self) -> DeviceStatus:
         """The last state reported."""
-        return self._status or DeviceStatus(self.config.name, DeviceState.ABSENT, "not started")
+        return self._state.status
 
     async def run(self) -> None:
         """Open the port, read scans, and reopen it whenever it fails, until cancelled.
@@ -290,36 +289,20 @@ class SerialScanner:
         only cancellation ends it.
         """
         backoff = Backoff(self.config.retry_first_s, self.config.retry_max_s)
-        self._report(DeviceStatus(self.config.name, DeviceState.CONNECTING, self.config.port))
+        self._state.report(DeviceStatus(self.config.name, DeviceState.CONNECTING, self.config.port))
         while True:
-            self._opened = False
+            self._state.opened = False
             try:
                 await run_in_thread(self._session, f"serial-{self.config.name}")
                 status = DeviceStatus(self.config.name, DeviceState.FAILED, "reader stopped")
             except (serial.SerialException, OSError, ValueError) as exc:
                 status = _failure(self.config.name, exc)
-            if self._opened:
+            if self._state.opened:
                 backoff.reset()  # it worked: this is a fresh failure, retry soon
             delay = backoff.next()
-            self._report(status, f"retrying in {delay:.2f} s")
+            self._state.report(status, f"retrying in {delay:.2f} s")
             await asyncio.sleep(delay)
 
-    def _report(self, status: DeviceStatus, note: str = "") -> None:
-        """Tell the daemon, unless it is the same state and reason as last time."""
-        if self._status is not None and self._status.state is status.state \
-                and self._last_detail == status.detail:
-            log.debug("%s: still %s: %s (%s)", status.name, status.state, status.detail, note)
-            return
-        self._last_detail = status.detail
-        if note:
-            status.detail = f"{status.detail}; {note}"
-        self._status = status
-        if status.state is DeviceState.READY:
-            self._opened = True
-        level = logging.WARNING if status.state in (DeviceState.ABSENT, DeviceState.FAILED) \
-            else logging.INFO
-        log.log(level, "%s: %s: %s", status.name, status.state, status.detail)
-        self.on_state(status)
 
     def _drop(self, reason: DropReason, size: int, preview: bytes) -> None:
         log.warning("%s", ScanDropped(self.config.source, reason, size, preview))
@@ -345,7 +328,7 @@ class SerialScanner:
         gap = cfg.idle_ms / 1000
         port.timeout = min(TICK, gap / 2) if gap else TICK
         last_rx = time.monotonic()
-        post(self._report, DeviceStatus(cfg.name, DeviceState.READY, cfg.port))
+        post(self._state.report, DeviceStatus(cfg.name, DeviceState.READY, cfg.port))
         try:
             while not stop.is_set():
                 # in_waiting or 1: return as soon as anything arrives, so gaps are timed

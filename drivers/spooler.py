@@ -61,8 +61,14 @@ class Spooler:
         self._wake.set()
 
     async def _io(self, fn: Callable[[], T]) -> T:
-        """The one place printer I/O leaves the event loop."""
-        return await asyncio.wait_for(asyncio.to_thread(fn), self.io_timeout_s)
+        """The one place printer I/O leaves the event loop.
+
+        ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow
+        a cancellation that races the inner task's completion, leaving the spooler running
+        after the daemon asked it to stop.
+        """
+        async with asyncio.timeout(self.io_timeout_s):
+            return await asyncio.to_thread(fn)
 
     def _report(self, state: PrinterState, detail: str) -> None:
         self.state, self.detail = state, detail
@@ -83,7 +89,8 @@ class Spooler:
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def run(self) -> None:
         """Spool until cancelled."""

@@ -8,12 +8,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from edge import clock, config
+from edge import clock, config, storeconfig
 from edge.cards import IssuedCard, check_url_base, issue_card
-from edge.config import BoxConfig, ConfigError
-from edge.keys import Purpose, SigningKey, TrustedKey
+from edge.config import BoxConfig, CardTexts, ConfigError
+from edge.keys import SigningKey, TrustedKey
 from edge.ledger import Ledger
 from edge.rules import Counter, Identity
 
@@ -26,31 +25,6 @@ def default_home() -> Path:
     if env:
         return Path(env)
     return Path("/var/lib/store-edge") if os.geteuid() == 0 else Path.home() / ".store-edge"
-
-
-def parse_trust(data: Any) -> list[TrustedKey]:
-    """Trusted keys from their JSON form.
-
-    The form is a list of ``{key_id, public_key (hex), purposes, not_after}``.
-
-    Raises:
-        ConfigError: the JSON does not have that shape.
-    """
-    if not isinstance(data, list):
-        raise ConfigError("trusted keys must be a JSON list")
-    out = []
-    for i, item in enumerate(data):
-        try:
-            pub = bytes.fromhex(item["public_key"])
-            if len(pub) != 32:
-                raise ValueError("public key must be 32 bytes")
-            out.append(TrustedKey(str(item["key_id"]), pub,
-                                  frozenset(Purpose(p) for p in item["purposes"]),
-                                  None if item.get("not_after") is None
-                                  else int(item["not_after"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"trusted key #{i}: {exc}") from None
-    return out
 
 
 def init_home(home: Path, store_id: str, device_id: str, trust: list[TrustedKey],
@@ -131,6 +105,14 @@ class Box:
         with self.ledger.immediate() as conn:
             return self.ledger.advance_trusted_time(conn, time.time(), "ntp")
 
+    def card_texts(self) -> CardTexts:
+        """The card texts and URL base HQ last pushed, else ``edge.toml``'s."""
+        return storeconfig.card_texts(self.ledger, self.config.card)
+
+    def store_name(self) -> str:
+        """The store's name as HQ last pushed it, else ``edge.toml``'s."""
+        return storeconfig.store_name(self.ledger, self.config.store_name)
+
     def clock(self) -> clock.Reading:
         """The time decisions would use now."""
         return clock.read(time.time(), self.ledger.trusted_time(),
@@ -138,7 +120,7 @@ class Box:
 
     def issue_card(self, receipt_ref: str = "") -> IssuedCard:
         """Mint a packaging card with this box's key and URL base."""
-        return issue_card(self.ledger, self.identity, self.device_key, self.config.card.url_base,
+        return issue_card(self.ledger, self.identity, self.device_key, self.card_texts().url_base,
                           self.clock(), receipt_ref)
 
     def close(self) -> None:

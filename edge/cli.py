@@ -18,6 +18,7 @@ from edge import i18n
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import DEFAULT_CARD_URL_BASE, ConfigError
+from edge.keys import parse_trust
 from edge.ledger import LedgerError
 from edge.orders import OrderError, learn_pickup_code, orders
 from edge.rules import VoidRefused
@@ -53,7 +54,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     trust = []
     if args.trust:
         try:
-            trust = boxmod.parse_trust(json.loads(Path(args.trust).read_text()))
+            trust = parse_trust(json.loads(Path(args.trust).read_text()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"trust file {args.trust}: {exc}") from None
     boxmod.init_home(args.home, args.store, args.device, trust, args.name, args.url_base)
@@ -139,11 +140,83 @@ def cmd_orders(args: argparse.Namespace, box: Box) -> int:
     return EXIT_OK
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    from edge.localapi import socket_path
-    from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.daemon import run_daemon
 
-    CashierApp(args.socket or socket_path(args.home), lang=args.lang, till=args.till).run()
+    overrides = {
+        "api": {"socket": args.socket, "group": args.group},
+        "scanner": {"port": args.scanner, "baud": args.baud, "till": args.till},
+        "camera": {"source": args.camera},
+        "printer": {"url": args.printer, "paper": args.paper, "encoding": args.encoding},
+    }
+    return run_daemon(args.home, overrides, args.simulate, args.log_level)
+
+
+def _api(args: argparse.Namespace, op: str, **req: Any) -> dict[str, Any]:
+    """One local API request to the running daemon (raises DaemonUnavailable if none)."""
+    import asyncio
+
+    from edge import localapi
+
+    path = args.socket or localapi.socket_path(args.home)
+    return asyncio.run(localapi.call(path, op, **req))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge.localapi import ApiError
+
+    try:
+        st = _api(args, "status")
+    except ApiError as exc:
+        print(f"edge status: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json(st)
+        return EXIT_OK
+    online = "online" if st.get("online") else "offline"
+    print(f"{st['store_id']} {st['store_name']} / {st['device_id']}  {online}, "
+          f"{st['backlog']} events to sync, clock {'ok' if st['clock_trusted'] else 'UNSURE'}")
+    for part in ("scanner", "camera", "printer", "sync"):
+        p = st.get(part) or {}
+        extra = f", {p['jobs_waiting']} jobs waiting" if part == "printer" else ""
+        print(f"  {part:<8} {p.get('state', '?'):<9} {p.get('detail', '')}{extra}")
+    print(f"  software {st['software_version']}, config v{st['config_version']}")
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from edge.localapi import ApiError, DaemonUnavailable
+
+    code = _code_arg(args.code)
+    try:
+        verdict = Verdict.from_dict(_api(args, "scan", code=code, till=args.till,
+                                         source="cli"))
+    except DaemonUnavailable as exc:
+        print(f"edge scan: daemon not running ({exc}); deciding on the ledger directly",
+              file=sys.stderr)
+        box = Box.open(args.home)
+        try:
+            verdict = box.counter.redeem(code, till=args.till, source="cli")
+        finally:
+            box.close()
+    except ApiError as exc:
+        print(f"edge scan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _print_verdict(verdict, args.json, args.lang)
+
+
+def cmd_print_card(args: argparse.Namespace) -> int:
+    from edge.localapi import ApiError
+
+    try:
+        result = _api(args, "print_card", receipt_ref=args.receipt)
+    except ApiError as exc:
+        print(f"edge print-card: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"card {result['serial']} queued as job {result['job_id']}: {result['url']}")
     return EXIT_OK
 
 
@@ -177,6 +250,14 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
                            args.timeout, args.json, args.verbose)
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from edge.localapi import socket_path
+    from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
+
+    CashierApp(args.socket or socket_path(args.home), lang=args.lang, till=args.till).run()
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,11 +296,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=("list", "import"))
     sp.add_argument("codes", nargs="*", help="pickup codes to import")
     sp.add_argument("--all", action="store_true", help="every order, not just around today")
-    sp = command("ui", "the cashier's terminal (talks to the running daemon)")
-    sp.add_argument("--till", default="", help="this till's name, recorded with each scan")
-    sp.add_argument("--socket", type=Path, default=None, help="daemon socket (default in home)")
-    sp.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as before the command")
-    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
+    sp = command("run", "run the store daemon (scanner, printer, local API)")
+    sp.add_argument("--simulate", action="store_true",
+                    help="pty scanner at <home>/run/scanner, file printer; demo home if empty")
+    sp.add_argument("--socket", type=Path, help="local API socket (api.socket)")
+    sp.add_argument("--group", help="group allowed on the socket (api.group)")
+    sp.add_argument("--scanner", help="serial scanner port (scanner.port)")
+    sp.add_argument("--baud", type=int, help="scanner.baud")
+    sp.add_argument("--till", help="till label for device scans (scanner.till)")
+    sp.add_argument("--camera", help="camera index, path or URL (camera.source)")
+    sp.add_argument("--printer", help="printer URL (printer.url)")
+    sp.add_argument("--paper", type=int, choices=(58, 80), help="printer.paper")
+    sp.add_argument("--encoding", help="printer.encoding")
+    sp.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    for name, help_ in (("status", "the running daemon's status"),
+                        ("scan", "decide on a code through the daemon (or the ledger)"),
+                        ("print-card", "print a packaging card through the daemon")):
+        sp = command(name, help_)
+        sp.add_argument("--socket", type=Path, help="local API socket")
+        if name == "scan":
+            sp.add_argument("code", help="the code, a pickup number, or - for stdin")
+            sp.add_argument("--till", default="")
+        if name == "print-card":
+            sp.add_argument("--receipt", default="", help="receipt / transaction reference")
     sp = command("preview", "render a (simulated) printer's ESC/POS output to a PNG of the paper")
     sp.add_argument("file", help="ESC/POS bytes, e.g. <home>/printer-sim.bin")
     sp.add_argument("--png", required=True, type=Path, help="where to write the picture")
@@ -234,9 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="exit once online with nothing left to send")
     sp.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
     sp.add_argument("-v", "--verbose", action="store_true", help="log connection details")
+    sp = command("ui", "the cashier's terminal (talks to the running daemon)")
+    sp.add_argument("--till", default="", help="this till's name, recorded with each scan")
+    sp.add_argument("--socket", type=Path, default=None, help="daemon socket (default in home)")
+    sp.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as before the command")
+    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     return p
 
 
+# Commands that open no ledger themselves: the daemon, or its local API.
+DAEMON_HANDLERS = {"run": cmd_run, "status": cmd_status, "scan": cmd_scan,
+                   "print-card": cmd_print_card, "ui": cmd_ui}
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
             "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 
@@ -248,8 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "init":
             return cmd_init(args)
-        if args.command == "ui":
-            return cmd_ui(args)
+        if args.command in DAEMON_HANDLERS:
+            return DAEMON_HANDLERS[args.command](args)
         if args.command == "preview":
             return cmd_preview(args)
         box = Box.open(args.home)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 import nacl.exceptions
 import nacl.signing
+
+from edge.config import ConfigError
 
 
 class Purpose(enum.StrEnum):
@@ -70,3 +73,28 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, TypeError):
         return False
     return True
+
+
+def parse_trust(data: Any) -> list[TrustedKey]:
+    """Trusted keys from their JSON form.
+
+    The form is a list of ``{key_id, public_key (hex), purposes, not_after}``.
+
+    Raises:
+        ConfigError: the JSON does not have that shape.
+    """
+    if not isinstance(data, list):
+        raise ConfigError("trusted keys must be a JSON list")
+    out = []
+    for i, item in enumerate(data):
+        try:
+            pub = bytes.fromhex(item["public_key"])
+            if len(pub) != 32:
+                raise ValueError("public key must be 32 bytes")
+            out.append(TrustedKey(str(item["key_id"]), pub,
+                                  frozenset(Purpose(p) for p in item["purposes"]),
+                                  None if item.get("not_after") is None
+                                  else int(item["not_after"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"trusted key #{i}: {exc}") from None
+    return out

@@ -40,6 +40,7 @@ class Op(enum.StrEnum):
     REPORT = "report"  # {day_start?, day_end?} -> report dict
     PRINT_REPORT = "print_report"  # {day_start?, day_end?} -> {job_id}
     SUBSCRIBE = "subscribe"  # {} -> {} and then event lines
+    SALE = "sale"  # {receipt_ref?} -> {card: {serial, url, job_id} | null}: the till sold
 
 
 class Topic(enum.StrEnum):

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from edge import clock, tokens
-from edge.box import parse_trust
 from edge.cards import CardError, check_url_base
 from edge.config import DEFAULT_CARD_URL_BASE, CardTexts, ConfigError
 from edge.events import EventType
@@ -42,7 +41,7 @@ from edge.hqdata import (
     decode_orders,
     decode_remote_uses,
 )
-from edge.keys import Purpose, TrustedKey
+from edge.keys import Purpose, TrustedKey, parse_trust
 from edge.ledger import Ledger
 from edge.orders import upsert_order
 from edge.rules import Identity
@@ -467,6 +466,12 @@ def card_texts(ledger: Ledger, fallback: CardTexts | None = None) -> CardTexts:
     if isinstance(raw, dict):
         return CardTexts(**raw)
     return fallback or CardTexts(url_base=DEFAULT_CARD_URL_BASE)
+
+
+def store_name(ledger: Ledger, fallback: str = "") -> str:
+    """The store name HQ last pushed, else ``fallback`` (``edge.toml``'s)."""
+    raw = ledger.setting("store_name")
+    return raw if isinstance(raw, str) and raw else fallback
 
 
 def last_rejection(ledger: Ledger) -> dict[str, Any] | None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge.box import Box
+from provisioning.localbroker import Broker
 from tests.factory import Clock, Hq, make_box
-from tests.mqtt_broker import Broker
 
 
 @pytest.fixture

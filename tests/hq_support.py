@@ -22,8 +22,8 @@ from hq.broker import BrokerOptions
 from hq.db import Database
 from hq.eventstore import EventStore
 from hq.ingest import IngestWorker
+from provisioning.localbroker import Broker
 from sync.contract import EventBatch, Topics
-from tests.mqtt_broker import Broker
 
 TOPICS = Topics()
 

@@ -17,8 +17,8 @@ from edge.events import EventType
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import Ledger
 from edge.rules import Identity
+from provisioning.localbroker import Broker
 from sync.contract import DataKind, EventBatch, HqData, Topics, seal
-from tests.mqtt_broker import Broker
 
 STORE, DEVICE = "BJ001", "BJ001-T1"
 TOPICS = Topics("se")

@@ -27,12 +27,14 @@ from edge.verdict import Reason
 from hq.issue import sign_token
 from sync.contract import DataKind
 from tests.sync_fixtures import (
+    DEVICE,
     IDENTITY,
     STORE,
     config_body,
     events_of,
     hq_data,
     new_ledger,
+    trusted,
 )
 
 HQ1 = SigningKey.generate("HQ1")
@@ -201,3 +203,25 @@ def test_remote_use_makes_a_single_use_coupon_used_elsewhere(ledger: Ledger) -> 
     verdict = Counter(ledger, IDENTITY).redeem(code)
     assert verdict.reason is Reason.USED_AT_OTHER_STORE
     assert verdict.facts["used_store"] == "SH002"
+
+
+def test_pushed_card_texts_reach_minted_cards(tmp_path: Path) -> None:
+    """GIVEN a box whose edge.toml has the default card texts WHEN HQ pushes a config with
+    another URL base, headline and store name THEN the box mints cards on the new base and
+    reports the new texts and name (what the printed card shows)."""
+    from edge.box import Box, init_home
+
+    init_home(tmp_path / "b", STORE, DEVICE, [trusted(HQ1)], store_name="旧名字")
+    box = Box.open(tmp_path / "b")
+    try:
+        assert box.issue_card().url.startswith("HTTPS://Q.EDGE.CN/")
+        body = config_body(HQ1, store={"name": "望京店"},
+                           printer={"url_base": "HTTPS://WJ.CN/", "headline": "入群领礼",
+                                    "gift": "送蛋挞一个", "footer": "再见"})
+        assert apply_config(box.ledger, IDENTITY,
+                            hq_data(DataKind.CONFIG, 1, body)).applied
+        assert box.issue_card().url.startswith("HTTPS://WJ.CN/SEK1")
+        assert box.card_texts().headline == "入群领礼" and box.card_texts().gift == "送蛋挞一个"
+        assert box.store_name() == "望京店"
+    finally:
+        box.close()

@@ -11,7 +11,7 @@ import pytest
 
 from edge.box import Box, init_home
 from edge.keys import SigningKey
-from tests.mqtt_broker import Broker
+from provisioning.localbroker import Broker
 from tests.sync_fixtures import DEVICE, STORE, HqListener, trusted
 
 pytestmark = pytest.mark.network
@@ -57,7 +57,7 @@ def test_edge_sync_times_out_offline_and_rejects_bad_settings(tmp_path: Path) ->
     """GIVEN [mqtt] pointing at a port nobody listens on WHEN `edge sync --until-drained
     --timeout 1` runs THEN it exits 1 saying it was not drained; GIVEN an unknown [mqtt] key
     THEN it exits 2 naming the key."""
-    from tests.mqtt_broker import free_port
+    from provisioning.localbroker import free_port
     home = _home(tmp_path, f"port = {free_port()}\nbackoff_max_s = 0.2")
     done = _edge(home, "sync", "--until-drained", "--timeout", "1")
     assert done.returncode == 1

@@ -19,10 +19,10 @@ from edge.ledger import Ledger
 from edge.rules import Counter
 from edge.verdict import Reason
 from hq.issue import sign_token
+from provisioning.localbroker import Broker, free_port
 from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
 from sync.service import SyncService, SyncState
 from sync.settings import MqttSettings
-from tests.mqtt_broker import Broker, free_port
 from tests.sync_fixtures import (
     DEVICE,
     IDENTITY,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioning.localbroker import Broker
 from sync.service import SyncService, SyncState
 from sync.settings import MqttSettings
-from tests.mqtt_broker import Broker
 from tests.sync_fixtures import IDENTITY, append_events, new_ledger
 
 pytestmark = pytest.mark.network

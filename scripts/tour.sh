@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The scripted demo behind `make demo`: HQ makes keys, a box is set up, codes are issued and
+# The command-line tour behind `make tour`: HQ makes keys, a box is set up, codes are issued and
 # redeemed, a card is minted and checked as HQ's landing page would. Everything lives in
-# ./demo-home (removed and recreated on each run).
+# ./demo-home/tour (removed and recreated on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-root="$PWD/demo-home"
+root="$PWD/demo-home/tour"
 rm -rf "$root"
 export EDGE_HQ_HOME="$root/hq" EDGE_HOME="$root/box"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

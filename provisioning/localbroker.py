@@ -1,4 +1,4 @@
-"""A real mosquitto on a free loopback port, for tests and benchmarks (no mocks of MQTT).
+"""A real mosquitto on a free loopback port: the demo's embedded broker, and the tests'.
 
 Persistence is on, in the broker's own temporary folder, so a stop and start on the same
 port keeps client sessions, their subscriptions and queued QoS 1 messages, as a production
