@@ -35,6 +35,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.pane.void": {"zh": "撤销", "en": "Void"},
     "ui.pane.report": {"zh": "日报", "en": "Report"},
     "ui.key.lang": {"zh": "English", "en": "中文"},
+    "ui.key.quit": {"zh": "退出", "en": "Quit"},
     "ui.scan.ready": {"zh": "请扫码", "en": "READY TO SCAN"},
     "ui.scan.ready_hint": {"zh": "扫描顾客出示的券码或取货码，或输入取货号后按回车",
                            "en": "Scan the customer's coupon or pickup code, or type a pickup number and Enter"},

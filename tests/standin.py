@@ -3,9 +3,11 @@
 It speaks :mod:`edge.localapi`'s protocol (same framing, ops, topics and error codes) and
 decides with the real :class:`edge.rules.Counter` on a real ledger; only the hardware is
 pretend: the printer and the HQ link are two settable states, so a test can "unplug" the
-printer or "lose" the broker and watch the UI follow. The cashier UI tests run against it
-so their snapshots are deterministic (a fixed clock); ``tests/test_ui_daemon.py`` runs the
-same flows against the real ``edge run --simulate``.
+printer or "lose" the broker and watch the UI follow. It answers in the daemon's documented shapes
+(``docs/local-api.md``). Why it stays beside the real daemon: the SVG snapshots need a fixed
+clock (the daemon reads the system's), and the focused UI tests run in a fraction of a
+second each without a child process; ``tests/test_ui_daemon.py`` runs the same flows, the
+printer and the broker against the real ``edge run --simulate``.
 
 Runs its own event loop in a thread, so both ``App.run_test()`` tests and the synchronous
 snapshot fixture can use it.

@@ -185,3 +185,14 @@ async def test_odd_frames_from_the_daemon(tmp_path: Path, shanghai: None) -> Non
             assert app.scan_pane.history == []
     finally:
         server.close()
+
+
+async def test_f10_quits(tmp_path: Path, shanghai: None) -> None:
+    """GIVEN the UI running (no daemon needed)
+    WHEN the cashier presses F10
+    THEN the app exits cleanly."""
+    app = WatchedApp(tmp_path / "edge.sock")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f10")
+        await until(pilot, lambda: app._exit, "exit requested")
+    assert app.return_code == 0

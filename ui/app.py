@@ -2,8 +2,8 @@
 
 It holds no business logic: every verdict, list and figure comes from the daemon through
 :mod:`edge.localapi` (via :class:`ui.link.Link`), every word from :mod:`edge.i18n`.
-Keyboard first: F1-F5 switch panes, F9 switches language, Ctrl+Q quits. Works at 80x24
-on a Linux console (no mouse, box-drawing characters only).
+Keyboard first: F1-F5 switch panes, F9 switches language, F10 (or Ctrl+C, Ctrl+Q) quits.
+Works at 80x24 on a Linux console (no mouse, box-drawing characters only).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class CashierApp(App[None]):
         Binding("f4", "pane('void')", "void", show=False, priority=True),
         Binding("f5", "pane('report')", "report", show=False, priority=True),
         Binding("f9", "switch_language", "language", show=False, priority=True),
+        Binding("f10,ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "pane('scan')", "scan", show=False),
     ]
 

@@ -11,6 +11,7 @@ from edge import i18n
 KEYS: tuple[tuple[str, str], ...] = (
     ("F1", "ui.pane.scan"), ("F2", "ui.pane.pickups"), ("F3", "ui.pane.cards"),
     ("F4", "ui.pane.void"), ("F5", "ui.pane.report"), ("F9", "ui.key.lang"),
+    ("F10", "ui.key.quit"),
 )
 
 
