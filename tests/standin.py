@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import clock as clockmod
+from edge import report as reports
 from edge.box import Box
 from edge.cards import CardError, issue_card
 from edge.localapi import (
@@ -223,21 +223,14 @@ class StandIn:
             raise ApiError(ErrorCode.REFUSED, f"{exc.code}: {exc}") from None
 
     def _op_recent(self, args: dict[str, Any]) -> dict[str, Any]:
+        # As the daemon answers: edge/report.py's rows plus `voidable` at its clock.
         led = self._box.ledger
-        window = float(led.setting("void_window_s"))
-        now = self.clock()
-        rows = led.conn.execute(
-            "SELECT id, at, kind, code_id, campaign_id, accepted, reason, till, source,"
-            " clock_trusted, facts, voided_at, void_reason FROM decision ORDER BY id DESC"
-            " LIMIT ?", (int(args.get("limit", 20)),)).fetchall()
-        # edge/report.py's recent(), plus `voidable`, which the UI asks the daemon for.
-        return {"decisions": [
-            {"decision_id": r[0], "at": r[1], "kind": r[2], "code_id": r[3],
-             "campaign_id": r[4], "accepted": bool(r[5]), "reason": r[6], "till": r[7],
-             "source": r[8], "clock_trusted": bool(r[9]), "facts": json.loads(r[10]),
-             "voided_at": r[11], "void_reason": r[12],
-             "voidable": bool(r[5]) and r[11] is None and now - r[1] <= window}
-            for r in rows]}
+        window, now = float(led.setting("void_window_s")), self.clock()
+        decisions = reports.recent(led, int(args.get("limit", 20)))
+        for d in decisions:
+            d["voidable"] = bool(d["accepted"] and d["voided_at"] is None
+                                 and now - d["at"] <= window)
+        return {"decisions": decisions}
 
     def _job(self) -> str:
         self._jobs += 1
@@ -261,9 +254,8 @@ class StandIn:
         return {"job_ids": [self._job() for _ in range(int(args.get("count", 1)))]}
 
     def _day(self, args: dict[str, Any]) -> tuple[float, float]:
-        now = time.localtime(self.clock())
-        start = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, -1))
-        return (float(args.get("day_start", start)), float(args.get("day_end", start + 86400)))
+        start, end = reports.day_bounds(self.clock())
+        return (float(args.get("day_start", start)), float(args.get("day_end", end)))
 
     def _op_status(self, args: dict[str, Any]) -> dict[str, Any]:
         box = self._box
@@ -283,31 +275,7 @@ class StandIn:
         return {"orders": orders(self._box.ledger, start, end)}
 
     def _op_report(self, args: dict[str, Any]) -> dict[str, Any]:
-        # The figures edge/report.py gives the real daemon (docs/local-api.md).
-        start, end = self._day(args)
-        conn = self._box.ledger.conn
-        span = (start, end)
-        by_campaign = {(r[0] or "-"): r[1] for r in conn.execute(
-            "SELECT campaign_id, COUNT(*) FROM decision WHERE accepted=1 AND voided_at IS NULL"
-            " AND kind='coupon' AND at>=? AND at<? GROUP BY campaign_id", span)}
-        rejects = dict(conn.execute(
-            "SELECT reason, COUNT(*) FROM decision WHERE accepted=0 AND at>=? AND at<?"
-            " GROUP BY reason", span).fetchall())
-
-        def count(sql: str) -> int:
-            return int(conn.execute(sql, span).fetchone()[0])
-
-        return {"day_start": start, "day_end": end,
-                "cards_printed": count("SELECT COUNT(*) FROM card WHERE issued_at>=?"
-                                       " AND issued_at<?"),
-                "redemptions": sum(by_campaign.values()),
-                "redemptions_by_campaign": by_campaign,
-                "pickups_collected": count(
-                    "SELECT COUNT(*) FROM decision WHERE accepted=1 AND kind='pickup'"
-                    " AND voided_at IS NULL AND at>=? AND at<?"),
-                "rejects": sum(rejects.values()), "rejects_by_reason": rejects,
-                "voids": count("SELECT COUNT(*) FROM decision WHERE voided_at>=?"
-                               " AND voided_at<?")}
+        return reports.report(self._box.ledger, *self._day(args))
 
     def _op_print_report(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"job_id": self._job()}
