@@ -166,6 +166,7 @@ async def test_scanner_unplugged_and_replugged_loses_no_scan(
         os.write(master, a.encode() + b"\n")
         first = await next_event(r.client, "verdict")
         os.close(master)  # unplugged: the reader sees EIO
+        link.unlink()  # and the device node goes, so a reused /dev/pts/N is never opened
         failed = await wait_part(r.client, "scanner", "failed")
         master = plug()
         await wait_part(r.client, "scanner", "running")

@@ -49,6 +49,10 @@ class Pty:
         os.replace(tmp, self.link)
 
     def unplug(self) -> None:
+        # The device node goes away, as /dev/ttyACM0 does when a USB scanner is pulled. A link
+        # left pointing at the closed /dev/pts/N could be reopened once the kernel hands that
+        # number to someone else's pty: the scanner would then be READY on the wrong device.
+        self.link.unlink(missing_ok=True)
         for fd in (self.master, self.slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
