@@ -432,7 +432,7 @@ class Daemon:
             return {"card": self._card_after_sale(_arg(args, "receipt_ref", str, ""))}
         start, end = self._day(args)
         if op is Op.PICKUPS:
-            return {"orders": orders(self.box.ledger, start, end)}
+            return {"orders": orders(self.box.ledger, start, end, self.box.clock().now)}
         if op is Op.REPORT:
             return reports.report(self.box.ledger, start, end)
         printing = self._printing()

@@ -58,12 +58,21 @@ def learn_pickup_code(ledger: Ledger, store_id: str, code: str) -> tokens.Pickup
     return token
 
 
-def orders(ledger: Ledger, start: float, end: float) -> list[dict[str, Any]]:
-    """Orders whose pickup window overlaps ``[start, end)``, earliest first."""
+def orders(ledger: Ledger, start: float, end: float,
+           now: float | None = None) -> list[dict[str, Any]]:
+    """Orders whose pickup window overlaps ``[start, end)``, earliest first.
+
+    With ``now`` (the box's decision time), each order also says whether it is ``late``:
+    still waiting after its window ended.
+    """
     rows = ledger.conn.execute(
         "SELECT order_id, number, window_start, window_end, items, customer, status,"
         " collected_at FROM pickup_order WHERE window_end >= ? AND window_start < ?"
         " ORDER BY window_start, number", (start, end))
     cols = ("order_id", "number", "window_start", "window_end", "items", "customer", "status",
             "collected_at")
-    return [dict(zip(cols, r, strict=True)) for r in rows]
+    found = [dict(zip(cols, r, strict=True)) for r in rows]
+    if now is not None:
+        for o in found:
+            o["late"] = o["status"] == "waiting" and now > o["window_end"]
+    return found

@@ -272,7 +272,7 @@ class StandIn:
 
     def _op_pickups(self, args: dict[str, Any]) -> dict[str, Any]:
         start, end = self._day(args)
-        return {"orders": orders(self._box.ledger, start, end)}
+        return {"orders": orders(self._box.ledger, start, end, self.clock())}
 
     def _op_report(self, args: dict[str, Any]) -> dict[str, Any]:
         return reports.report(self._box.ledger, *self._day(args))

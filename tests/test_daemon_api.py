@@ -213,3 +213,29 @@ async def test_client_unavailable_when_no_daemon(tmp_path: Path) -> None:
 
     with pytest.raises(DaemonUnavailable):
         await Client(tmp_path / "none.sock", timeout=2).connect()
+
+
+async def test_pickups_say_which_waiting_orders_are_late(home: Path) -> None:
+    """GIVEN a waiting order whose window ended an hour ago, and the demo's current orders
+    WHEN the pickups are listed THEN only the overdue waiting order is late (the UI shows
+    the daemon's judgement rather than its own clock's)."""
+    import time
+
+    from edge.box import Box
+    from edge.orders import upsert_order
+    from edge.tokens import Pickup
+
+    now = int(time.time())
+    box = Box.open(home)
+    try:
+        with box.ledger.immediate() as conn:
+            upsert_order(conn, Pickup("", "LATE-1", "BJ001", "9001", now - 7200, now - 3600,
+                                      "法棍x1", "周*"))
+    finally:
+        box.close()
+    async with running(home) as r:
+        picks = (await r.client.request("pickups", day_start=now - 86400,
+                                        day_end=now + 86400))["orders"]
+    late = {o["order_id"]: o["late"] for o in picks}
+    assert late.pop("LATE-1") is True
+    assert late and not any(late.values())

@@ -165,9 +165,8 @@ class PickupRow:
 
     Read: ``order_id``, ``number``, ``status`` (waiting|collected|cancelled),
     ``window_start``, ``window_end``, ``customer``, ``items``, ``collected_at``, and
-    ``late`` when the daemon sends it. Without it, a waiting order whose window ended
-    before the daemon's clock (``now``, from its status) is shown as late: a label only,
-    collecting it is still the daemon's decision.
+    ``late`` (the daemon's judgement by its own decision time; the UI does not use its
+    clock for it).
     """
 
     order_id: str
@@ -180,16 +179,13 @@ class PickupRow:
     collected_at: float | None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], now: float | None = None) -> PickupRow:
-        """Build from one order dict; ``now`` is the daemon's clock."""
+    def from_dict(cls, d: dict[str, Any]) -> PickupRow:
+        """Build from one order dict."""
         try:
             state = PickupState(str(d.get("status")))
         except ValueError:
             state = PickupState.WAITING
-        end = _float(d.get("window_end"))
-        late = d.get("late") if "late" in d else (
-            now is not None and end is not None and now > end)
-        if state is PickupState.WAITING and late:
+        if state is PickupState.WAITING and d.get("late") is True:
             state = PickupState.LATE
         return cls(str(d.get("order_id") or ""), str(d.get("number") or ""), state,
                    _float(d.get("window_start")), _float(d.get("window_end")),

@@ -77,9 +77,7 @@ class PickupsPane(Pane):
         """Ask the daemon for today's orders."""
         result = await self.cashier.call(Op.PICKUPS)
         if result is not None:
-            status = self.cashier.status
-            now = status.now if status is not None else None
-            self.orders = [PickupRow.from_dict(o, now) for o in result.get("orders", [])
+            self.orders = [PickupRow.from_dict(o) for o in result.get("orders", [])
                            if isinstance(o, dict)]
             self._fill()
 
