@@ -61,6 +61,7 @@ bench: setup
 	$(PY) bench/sync_drain.py
 	$(PY) bench/hq_ingest.py
 	$(PY) bench/camera.py
+	$(PY) bench/ui.py
 
 clean:
 	rm -rf $(VENV) .apt-done build *.egg-info
