@@ -7,6 +7,7 @@ documented in ``docs/events.md`` and both sides are tested against this module.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,3 +51,30 @@ class Event:
             "clock_trusted": self.clock_trusted,
             "body": self.body,
         }
+
+
+# The outbox stores each event's wire JSON text (``wire_text``) when it is appended, so the
+# drain sends stored text and never encodes an event again. The store and device are not
+# the ledger's to know, so the text holds ORIGIN_MARK where ``,"store":...,"device":...``
+# goes; ``origin_text`` is what replaces it. JSON text never holds a raw control character
+# (``json.dumps`` escapes them all), so the mark cannot occur anywhere else.
+ORIGIN_MARK = "\x01"
+
+
+def wire_text(event_id: str, seq: int, type_: str, at: float, clock_trusted: bool,
+              body_json: str) -> str:
+    """An event's wire JSON with ORIGIN_MARK for its origin; ``body_json`` already encoded.
+
+    Filled with :func:`origin_text`, it is byte for byte ``json.dumps(to_wire(...),
+    ensure_ascii=False, separators=(",", ":"))`` (``tests/test_sync_outbox.py``).
+    """
+    return (f'{{"v":{SCHEMA_VERSION},"id":{json.dumps(event_id)},"seq":{int(seq)}'
+            f'{ORIGIN_MARK},"type":{json.dumps(type_, ensure_ascii=False)},'
+            f'"at":{float(at)!r},"clock_trusted":{"true" if clock_trusted else "false"},'
+            f'"body":{body_json}}}')
+
+
+def origin_text(store_id: str, device_id: str) -> str:
+    """What replaces ORIGIN_MARK in :func:`wire_text` for this store and device."""
+    return (f',"store":{json.dumps(store_id, ensure_ascii=False)},'
+            f'"device":{json.dumps(device_id, ensure_ascii=False)}')

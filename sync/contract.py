@@ -58,8 +58,8 @@ __all__ = [
     "DEFAULT_ROOT", "QOS", "SIGN_DOMAIN", "ContractError", "DataKind", "Envelope", "EventBatch",
     "HqData", "OrderStatus", "OrderUpdate", "Presence", "PresenceState", "RemoteUse",
     "Reported", "SignatureError", "Topics", "UnsignedError", "UntrustedKeyError",
-    "decode_orders", "decode_remote_uses", "encode_batch_text", "encode_orders",
-    "encode_remote_uses", "open_envelope", "seal",
+    "batch_head", "decode_orders", "decode_remote_uses", "encode_batch_text", "encode_orders",
+    "encode_remote_uses", "finish_batch", "open_envelope", "seal",
 ]
 
 CONTRACT_VERSION: Final = "v1"
@@ -169,17 +169,25 @@ class EventBatch:
         return cls(str(obj.get("store")), str(obj.get("device")), events)
 
 
+def batch_head(store: str, device: str) -> str:
+    """A batch's JSON up to its first event: ``{"v":..,"store":..,"device":..,"events":[``."""
+    return (f'{{"v":{EVENT_SCHEMA_VERSION},"store":{json.dumps(store, ensure_ascii=False)},'
+            f'"device":{json.dumps(device, ensure_ascii=False)},"events":[')
+
+
 def encode_batch_text(store: str, device: str, events: list[str],
                       compress: bool = True) -> tuple[bytes, str]:
     """A batch from events already in their wire JSON text; ``(payload, content_type)``.
 
-    The same bytes :meth:`EventBatch.encode` makes; the box's drain uses this form so an
-    event's stored JSON body is never decoded just to be encoded again. ``compress=False``
-    always sends plain JSON (a box on a fast LAN may prefer CPU to bytes).
+    The same bytes :meth:`EventBatch.encode` makes. ``compress=False`` always sends plain
+    JSON (a box on a fast LAN may prefer CPU to bytes).
     """
-    raw = (f'{{"v":{EVENT_SCHEMA_VERSION},"store":{json.dumps(store, ensure_ascii=False)},'
-           f'"device":{json.dumps(device, ensure_ascii=False)},"events":['
-           + ",".join(events) + "]}").encode("utf-8")
+    return finish_batch((batch_head(store, device) + ",".join(events) + "]}").encode("utf-8"),
+                        compress)
+
+
+def finish_batch(raw: bytes, compress: bool = True) -> tuple[bytes, str]:
+    """A whole batch's JSON bytes as sent: zlib when allowed and it pays; ``(payload, type)``."""
     if compress and len(raw) > COMPRESS_OVER:
         packed = zlib.compress(raw, COMPRESS_LEVEL)
         if len(packed) < len(raw) * 0.9:

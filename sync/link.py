@@ -59,6 +59,25 @@ class Will:
     payload: bytes
 
 
+class _PackedProperties(Properties):
+    """PUBLISH properties serialised once.
+
+    paho packs its Properties again on every publish: ~25 us each, a tenth of a batch's
+    cost in the drain.
+    """
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self.ContentType = content_type
+        # Properties' __setattr__ admits only MQTT property names: store past it.
+        object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]
+
+    def pack(self) -> bytes:
+        """The bytes packed at construction."""
+        packed: bytes = self.__dict__["_packed"]
+        return packed
+
+
 Ack = Callable[[int, bool, str], None]  # (mid, ok, reason)
 Inbound = Callable[[mqtt.MQTTMessage], None]
 
@@ -80,7 +99,7 @@ class Link:
         self._fd: int | None = None
         self._writing = False
         self._misc: asyncio.Task[None] | None = None
-        self._props: dict[str, Properties] = {}
+        self._props: dict[str, _PackedProperties] = {}
         # manual_ack: an inbound message is acknowledged only once it is handled (committed).
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
@@ -164,9 +183,7 @@ class Link:
         if content_type:
             props = self._props.get(content_type)
             if props is None:  # built once per content type: paho's Properties are costly
-                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                props.ContentType = content_type
-                self._props[content_type] = props
+                props = self._props[content_type] = _PackedProperties(content_type)
         info = self.client.publish(topic, payload, qos=QOS, retain=retain, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise LinkError(f"publish: {mqtt.error_string(info.rc)}")

@@ -12,7 +12,6 @@ recorded (and again when it clears) and the service's state carries the flag.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,22 +20,32 @@ from pathlib import Path
 from typing import Final
 
 from edge import clock
+from edge.events import ORIGIN_MARK, Event, EventType, origin_text
 from edge.events import SCHEMA_VERSION as EVENT_SCHEMA_VERSION
-from edge.events import Event, EventType
 from edge.ledger import Ledger
 from edge.rules import Identity
 from edge.storeconfig import SyncPolicy
-from sync.contract import encode_batch_text
+from sync.contract import batch_head, finish_batch
 
 log = logging.getLogger(__name__)
 
 ALARM_SETTING: Final = "outbox_alarm"
+ORIGIN_MARK_BYTES: Final = ORIGIN_MARK.encode("ascii")
 
+# One statement per batch: the stored wire texts of the next unsent rows in seq order,
+# already wrapped in the batch envelope, as bytes (no str decode and re-encode in Python).
+# A row without stored text (none should exist: schema 2 backfilled them) is written by
+# SQLite's printf instead, so a missing text can never leave a gap in the batch.
 _BATCH_SQL = (
-    "SELECT MIN(seq), MAX(seq), COUNT(*), group_concat(j, ',') FROM ("
-    " SELECT seq, printf(?1, event_id, seq, type, at,"
-    "  CASE WHEN clock_trusted THEN 'true' ELSE 'false' END, body) AS j"
-    " FROM outbox WHERE sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3)")
+    "SELECT MIN(seq), MAX(seq), COUNT(*), CAST(?1 || group_concat(j, ',') || ']}' AS BLOB)"
+    " FROM (SELECT o.seq AS seq, COALESCE(w.wire, printf(?4, o.event_id, o.seq, o.type, o.at,"
+    "  CASE WHEN o.clock_trusted THEN 'true' ELSE 'false' END, o.body)) AS j"
+    " FROM outbox o LEFT JOIN outbox_wire w ON w.seq = o.seq"
+    " WHERE o.sent_at IS NULL AND o.seq > ?2 ORDER BY o.seq LIMIT ?3)")
+# edge.events.wire_text as a printf format (event_id is hex and type an enum value, so
+# neither needs escaping; %!.17g round-trips a double, as float repr does).
+_FALLBACK_FORMAT = (f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d{ORIGIN_MARK},'
+                    '"type":"%s","at":%!.17g,"clock_trusted":%s,"body":%s}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,29 +78,24 @@ class Outbox:
         self.ledger = ledger
         self.identity = identity
         self.compress = compress
-        # An event's wire form as a SQLite printf format; store and device are constants.
-        # event_id is hex and type an enum value (no escaping); %!.17g round-trips a double.
-        store, device = (json.dumps(x).replace("%", "%%")
-                         for x in (identity.store_id, identity.device_id))
-        self._event_format = (
-            f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d,"store":{store},'
-            f'"device":{device},"type":"%s","at":%!.17g,"clock_trusted":%s,"body":%s}}')
+        self._head = batch_head(identity.store_id, identity.device_id)
+        self._origin = origin_text(identity.store_id, identity.device_id).encode("utf-8")
 
     def next_batch(self, after_seq: int, limit: int) -> Batch | None:
         """The next unsent events after ``after_seq`` (at most ``limit``), or ``None``.
 
-        SQLite writes each event's wire JSON itself (one ``printf`` per row, joined by
-        ``group_concat`` in seq order), so the stored body is never decoded and encoded
-        again and no Python object is made per event: twice as fast as doing it in Python
-        (``bench/sync_drain.py``). ``Event.to_wire`` stays the definition of the wire form;
-        ``tests/test_sync_outbox.py`` holds this query equal to it.
+        Each event's wire text was stored when it was appended (``edge.events.wire_text``);
+        SQLite joins a batch's texts in seq order and only the origin is filled in here, so
+        no Python object is made per event (``bench/sync_drain.py``). ``Event.to_wire``
+        stays the definition of the wire form; ``tests/test_sync_outbox.py`` holds the
+        stored text byte-equal to it.
         """
         first, last, count, joined = self.ledger.conn.execute(
-            _BATCH_SQL, (self._event_format, after_seq, limit)).fetchone()
+            _BATCH_SQL, (self._head, after_seq, limit, _FALLBACK_FORMAT)).fetchone()
         if not count:
             return None
-        payload, ctype = encode_batch_text(self.identity.store_id, self.identity.device_id,
-                                           [joined], self.compress)
+        payload, ctype = finish_batch(joined.replace(ORIGIN_MARK_BYTES, self._origin),
+                                      self.compress)
         return Batch(first, last, count, payload, ctype)
 
     def events(self, after_seq: int, limit: int) -> list[Event]:
@@ -116,20 +120,33 @@ class Outbox:
         in the ``outbox_alarm`` setting, so a restart does not repeat it).
         """
         now = time.time() if now is None else now
-        with self.ledger.immediate() as conn:
-            pruned = conn.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
-                                  (now - policy.outbox_max_age_s,)).rowcount
-            cut = conn.execute("SELECT seq FROM outbox ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                               (policy.outbox_max_rows,)).fetchone()
-            if cut:
-                pruned += conn.execute(
-                    "DELETE FROM outbox WHERE sent_at IS NOT NULL AND seq <= ?", cut).rowcount
-            backlog, oldest = conn.execute(
-                "SELECT COUNT(*), MIN(at) FROM outbox WHERE sent_at IS NULL").fetchone()
-            age = max(0.0, now - oldest) if oldest is not None else 0.0
-            why = _alarm_reason(policy, backlog, age)
-            was = bool(self.ledger.setting(ALARM_SETTING))
-            if bool(why) != was:
+        conn = self.ledger.conn
+        with self.ledger.immediate():
+            # Rows below the first unsent one are all sent: a rowid range, so a large
+            # backlog costs nothing here (sent rows past an unsent one wait for it).
+            first_unsent = conn.execute(
+                "SELECT COALESCE((SELECT MIN(seq) FROM outbox WHERE sent_at IS NULL),"
+                " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'outbox'), 0)").fetchone()[0]
+            pruned = conn.execute("DELETE FROM outbox WHERE seq < ? AND sent_at < ?",
+                                  (first_unsent, now - policy.outbox_max_age_s)).rowcount
+            low, high = conn.execute("SELECT MIN(seq), MAX(seq) FROM outbox").fetchone()
+            if low is not None and high - low + 1 > policy.outbox_max_rows:  # else fewer rows
+                cut = conn.execute("SELECT seq FROM outbox ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                   (policy.outbox_max_rows,)).fetchone()
+                if cut:
+                    pruned += conn.execute(
+                        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND seq <= ?",
+                        cut).rowcount
+            # Stored wire texts are needed only until their events are sent.
+            conn.execute("DELETE FROM outbox_wire WHERE seq < ?", (first_unsent,))
+        # Counted outside the write transaction: tens of ms with a large backlog, which
+        # would hold up the drain's sent marks.
+        backlog, oldest = conn.execute(
+            "SELECT COUNT(*), MIN(at) FROM outbox WHERE sent_at IS NULL").fetchone()
+        age = max(0.0, now - oldest) if oldest is not None else 0.0
+        why = _alarm_reason(policy, backlog, age)
+        if bool(why) != bool(self.ledger.setting(ALARM_SETTING)):
+            with self.ledger.immediate():
                 reading = clock.read(now, self.ledger.trusted_time(),
                                      self.ledger.setting("clock_skew_s"))
                 self.ledger.append_event(
@@ -139,8 +156,8 @@ class Outbox:
                      "outbox_max_rows": policy.outbox_max_rows,
                      "outbox_max_age_s": policy.outbox_max_age_s})
                 self.ledger.put_setting(conn, ALARM_SETTING, bool(why))
-                (log.warning if why else log.info)(
-                    "outbox alarm %s: %s", "ON" if why else "off", why or f"backlog {backlog}")
+            (log.warning if why else log.info)(
+                "outbox alarm %s: %s", "ON" if why else "off", why or f"backlog {backlog}")
         return Health(backlog, age, bool(why), pruned, why)
 
 
@@ -156,8 +173,8 @@ def mark_ranges(ledger: Ledger, ranges: list[tuple[int, int]], at: float | None 
     return changed
 
 
-class AckWriter:
-    """Marks acknowledged ranges sent on its own thread and ledger connection.
+class OutboxThread:
+    """Outbox writes (sent marks, or the policy check) on a thread and connection of their own.
 
     Each commit waits for an fsync (``synchronous=FULL``): about 10 ms here, more on an SD
     card. Done on the event loop it would stall publishing and reading acks for that long;
@@ -168,12 +185,27 @@ class AckWriter:
         """Write to the ledger at ``path`` (opened on first use, on the writer's thread)."""
         self._path = path
         self._ledger: Ledger | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="outbox-acks")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="outbox")
 
-    def _mark(self, ranges: list[tuple[int, int]], at: float) -> int:
+    def _own(self) -> Ledger:
         if self._ledger is None:
             self._ledger = Ledger(self._path)
-        return mark_ranges(self._ledger, ranges, at)
+        return self._ledger
+
+    def _mark(self, ranges: list[tuple[int, int]], at: float) -> int:
+        return mark_ranges(self._own(), ranges, at)
+
+    def _check(self, identity: Identity, policy: SyncPolicy, now: float) -> Health:
+        return Outbox(self._own(), identity).check(policy, now)
+
+    async def check(self, identity: Identity, policy: SyncPolicy, now: float) -> Health:
+        """:meth:`Outbox.check` on this thread.
+
+        With a large backlog its counting takes tens of ms, which on the event loop would
+        hold up the drain (and on the marks' thread, the marks).
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._check,
+                                                                identity, policy, now)
 
     async def mark(self, ranges: list[tuple[int, int]], at: float) -> int:
         """Mark ``ranges`` sent; returns rows changed."""

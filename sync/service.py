@@ -38,7 +38,7 @@ from edge.storeconfig import (
 from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
 from sync.inbound import Inbound
 from sync.link import ConnectRefused, Link, LinkError, Will
-from sync.outbox import AckWriter, Batch, Outbox
+from sync.outbox import Batch, Outbox, OutboxThread
 from sync.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -119,19 +119,24 @@ class SyncService:
         """Sync until cancelled. Network and broker trouble never end it."""
         self._wake = asyncio.Event()
         self._ledger = Ledger(self.ledger_path)
-        self._acks = AckWriter(self.ledger_path)
+        self._acks = OutboxThread(self.ledger_path)  # sent marks
+        self._checks = OutboxThread(self.ledger_path)  # policy checks, beside the marks
         try:
             self._outbox = Outbox(self._ledger, self.identity, self.settings.compress)
             self._inbound = Inbound(self._ledger, self.identity, self.topics, self.wall_clock)
+            # The backlog is known before the first connect (a count on the unsent index, a
+            # few ms); the full policy check runs on its own thread, beside the drain.
             try:
-                self._housekeep()
+                self._set_state(backlog=self._outbox.backlog(),
+                                config_version=int(self._ledger.setting("config_version")))
             except Exception:  # a locked or full ledger now must not stop sync for good
-                log.exception("sync housekeeping failed")
+                log.exception("sync could not read the outbox backlog")
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connect_forever(), name="sync-connect")
                 tg.create_task(self._housekeeping(), name="sync-housekeeping")
         finally:
             self._acks.close()
+            self._checks.close()
             self._ledger.close()
             self._ledger = None
 
@@ -274,9 +279,16 @@ class SyncService:
             self._wake.set()
 
     def _flush_acks(self, force: bool = False) -> None:
-        """Mark acknowledged batches sent, several per transaction when they come fast."""
+        """Mark acknowledged batches sent, several per transaction when they come fast.
+
+        One mark at a time (group commit): acks that arrive while a commit waits for its
+        fsync are marked together by the next one, so the marks keep up with any ack rate
+        instead of queueing one fsync per flush behind each other.
+        """
         if not self._acked or self._ledger is None:
             return
+        if self._marking and not force:
+            return  # the running mark's completion flushes again
         due = (force or not self._inflight
                or len(self._acked) >= max(1, self.settings.max_inflight // 2)
                or (self._acked_since is not None
@@ -286,7 +298,11 @@ class SyncService:
         acked, self._acked, self._acked_since = self._acked, [], None
         task = asyncio.ensure_future(self._mark(acked))
         self._marking.add(task)
-        task.add_done_callback(self._marking.discard)
+        task.add_done_callback(self._marked)
+
+    def _marked(self, task: asyncio.Future[None]) -> None:
+        self._marking.discard(task)
+        self.wake()  # flush what was acknowledged meanwhile
 
     async def _mark(self, acked: list[tuple[int, int]]) -> None:
         try:
@@ -354,9 +370,9 @@ class SyncService:
             link.publish(self.topics.reported(self.identity.store_id, self.identity.device_id),
                          report.encode(), retain=True)
 
-    def _housekeep(self) -> None:
+    async def _housekeep(self) -> None:
         assert self._ledger is not None
-        health = self._outbox.check(self._policy, self.wall_clock())
+        health = await self._checks.check(self.identity, self._policy, self.wall_clock())
         detail = health.why if health.alarm else self._state.detail
         if health.alarm != self._state.alarm:
             self.wake()
@@ -364,13 +380,14 @@ class SyncService:
                         config_version=int(self._ledger.setting("config_version")))
 
     async def _housekeeping(self) -> None:
+        # The first round runs at once, beside the first connect and the drain.
         while True:
-            await asyncio.sleep(HOUSEKEEPING_S)
             try:
-                self._housekeep()
+                await self._housekeep()
                 self._publish_presence()
             except Exception:  # a full disk or locked ledger: try again next round
                 log.exception("sync housekeeping failed")
+            await asyncio.sleep(HOUSEKEEPING_S)
 
     def _contact(self, online: bool, detail: str | None = None,
                  backlog: int | None = None) -> None:

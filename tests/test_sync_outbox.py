@@ -6,13 +6,14 @@ import json
 import time
 from pathlib import Path
 
+import peewee as pw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.events import EventType
-from edge.ledger import Ledger
+from edge.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger
 from edge.storeconfig import SyncPolicy
-from sync.contract import CONTENT_JSON, CONTENT_JSON_ZLIB, EventBatch
+from sync.contract import CONTENT_JSON, CONTENT_JSON_ZLIB, EventBatch, encode_batch_text
 from sync.outbox import Outbox
 from tests.sync_fixtures import IDENTITY, append_events, events_of
 
@@ -25,18 +26,25 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow
 @given(body=st.dictionaries(st.text(max_size=8), _json, max_size=4),
        at=st.floats(min_value=0, max_value=4e9), trusted=st.booleans())
 def test_wire_text_equals_event_to_wire(tmp_path_factory, body, at, trusted) -> None:  # type: ignore[no-untyped-def]
-    """GIVEN any event body, time and clock flag WHEN the drain's fast serialiser writes it
-    THEN it parses to exactly Event.to_wire (the definition of the wire form)."""
+    """GIVEN any event body, time and clock flag WHEN the drain builds its batch from the
+    text stored at append time THEN the plain batch is byte for byte the batch encoded from
+    Event.to_wire (the definition of the wire form); and WHEN that stored text is missing
+    THEN the SQL fallback still parses to exactly the same events."""
     ledger = Ledger(tmp_path_factory.mktemp("w") / "l.sqlite")
     try:
         with ledger.immediate() as conn:
             ledger.append_event(conn, EventType.DECISION, at, trusted, body)
-        outbox = Outbox(ledger, IDENTITY)
-        batch = outbox.next_batch(0, 10)
-        assert batch is not None
-        decoded = EventBatch.decode(batch.payload, batch.content_type)
+            ledger.append_event(conn, EventType.CLOCK, at + 1, not trusted, {"n": 1})
         expected = [e.to_wire(IDENTITY.store_id, IDENTITY.device_id)
                     for e in ledger.pending_events()]
+        texts = [json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in expected]
+        want, _ = encode_batch_text(IDENTITY.store_id, IDENTITY.device_id, texts, False)
+        batch = Outbox(ledger, IDENTITY, compress=False).next_batch(0, 10)
+        assert batch is not None and batch.payload == want
+        ledger.conn.execute("DELETE FROM outbox_wire WHERE seq = 1")
+        batch = Outbox(ledger, IDENTITY).next_batch(0, 10)
+        assert batch is not None and batch.count == 2
+        decoded = EventBatch.decode(batch.payload, batch.content_type)
         assert decoded.events == json.loads(json.dumps(expected))
     finally:
         ledger.close()
@@ -86,6 +94,9 @@ def test_alarm_goes_on_and_off_and_unsent_events_are_never_dropped(tmp_path: Pat
     alarms = events_of(ledger, EventType.OUTBOX_ALARM)
     assert [a["alarm"] for a in alarms] == [True, False]
     assert ledger.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] <= 1001
+    # The stored wire texts of sent events are pruned too; the unsent alarm event keeps its.
+    assert ledger.conn.execute("SELECT seq FROM outbox_wire").fetchall() == \
+        ledger.conn.execute("SELECT seq FROM outbox WHERE sent_at IS NULL").fetchall()
 
 
 def test_old_unsent_event_raises_the_alarm(tmp_path: Path) -> None:
@@ -97,3 +108,43 @@ def test_old_unsent_event_raises_the_alarm(tmp_path: Path) -> None:
     assert health.alarm and "h old" in health.why
     assert ledger.conn.execute("SELECT COUNT(*) FROM outbox WHERE type='decision'"
                                ).fetchone()[0] == 1
+
+
+def test_schema_1_ledger_migrates_and_drains_the_same_wire_bytes(tmp_path: Path) -> None:
+    """GIVEN a schema-1 ledger (no stored wire texts) holding sent and unsent events WHEN
+    this software opens it THEN it is migrated to the current schema, each unsent event gets
+    its wire text, and the drain's batch is byte for byte the batch encoded from
+    Event.to_wire; the sent event is left alone and new events continue the seq."""
+    path = tmp_path / "old.sqlite"
+    db = pw.SqliteDatabase(str(path))
+    db.connect()
+    MIGRATIONS[0](db)
+    conn = db.connection()
+    conn.execute("PRAGMA user_version = 1")
+    for i, (body, at) in enumerate([({"n": 0}, 1.5e9), ({"咖啡": [1.25, None, "x\"y"]}, 0.1),
+                                    ({"big": 2 ** 60, "f": 1e-300}, 1700000000.123456)]):
+        conn.execute(  # schema 1's append_event, as it shipped
+            "INSERT INTO outbox(event_id, type, at, clock_trusted, body) VALUES (?, ?, ?, ?, ?)",
+            (f"e{i:031x}", EventType.DECISION.value, at, i % 2,
+             json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+    conn.execute("UPDATE outbox SET sent_at = 5 WHERE seq = 1")
+    conn.commit()
+    db.close()
+
+    ledger = Ledger(path)
+    try:
+        assert ledger.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert ledger.conn.execute("SELECT seq FROM outbox_wire ORDER BY seq").fetchall() == \
+            [(2,), (3,)]
+        with ledger.immediate() as c:
+            assert ledger.append_event(c, EventType.CLOCK, 2e9, True, {"k": 1})[0] == 4
+        expected = [json.dumps(e.to_wire(IDENTITY.store_id, IDENTITY.device_id),
+                               ensure_ascii=False, separators=(",", ":"))
+                    for e in ledger.pending_events()]
+        assert [json.loads(t)["seq"] for t in expected] == [2, 3, 4]
+        want, _ = encode_batch_text(IDENTITY.store_id, IDENTITY.device_id, expected, False)
+        batch = Outbox(ledger, IDENTITY, compress=False).next_batch(0, 100)
+        assert batch is not None and (batch.first, batch.last, batch.count) == (2, 4, 3)
+        assert batch.payload == want
+    finally:
+        ledger.close()
