@@ -8,6 +8,8 @@ Figures (events/s, each publish acknowledged by the broker, QoS 1):
   * raw, batched: the drain's own payloads for the whole backlog, prepared in advance,
     published with max_inflight 20: the floor the drain is judged against
   * encode only: reading and encoding the backlog into those payloads, no network
+  * marks only: marking the whole backlog sent, one range per batch, 20 batches per
+    transaction (the drain's sent marks without the network): the other half of its cost
   * the drain: ``SyncService`` from a fresh connect until every event is marked sent in the
     ledger (SQLite reads, wire encoding, zlib, publish, PUBACK, the sent marks).
 Each is run with zlib batches (the default) and plain JSON batches.
@@ -37,7 +39,7 @@ from bench.machine import describe
 from edge.ledger import Ledger
 from provisioning.localbroker import MOSQUITTO, Broker
 from sync.contract import Topics
-from sync.outbox import Outbox
+from sync.outbox import Outbox, mark_ranges
 from sync.service import SyncService
 from sync.settings import MqttSettings
 from tests.sync_fixtures import IDENTITY, append_events
@@ -154,6 +156,13 @@ def main() -> None:
                     batches.append(b.payload)
                     cursor = b.last
                 rate_encode = args.count / (time.perf_counter() - t)
+                ranges = [(first, first + args.batch - 1)
+                          for first in range(1, args.count + 1, args.batch)]
+                t = time.perf_counter()
+                for i in range(0, len(ranges), 20):
+                    mark_ranges(ledger, ranges[i:i + 20])
+                rate_mark = args.count / (time.perf_counter() - t)
+                _reset(ledger)
                 size = sum(len(p) for p in batches) / len(batches)
                 rate_batch = args.count / raw20.pipelined(topic, batches)
                 _reset(ledger)
@@ -161,7 +170,7 @@ def main() -> None:
                 drain_s = asyncio.run(_drain(path, settings, args.count))
                 _reset(ledger)
                 results.append(("zlib" if compress else "plain", size, rate_batch,
-                                args.count / drain_s, drain_s, rate_encode))
+                                args.count / drain_s, drain_s, rate_encode, rate_mark))
             raw20.close()
             ledger.close()
         finally:
@@ -169,12 +178,14 @@ def main() -> None:
     print(f"single events {sum(map(len, singles)) / len(singles):.0f} B each")
     print(f"raw one per message, wait each ack : {rate_one:>10,.0f} events/s")
     print(f"raw one per message, inflight 20   : {rate_pipe:>10,.0f} events/s")
-    for mode, size, rate_batch, rate_drain, drain_s, rate_encode in results:
+    for mode, size, rate_batch, rate_drain, drain_s, rate_encode, rate_mark in results:
         ratio = rate_drain / rate_batch
         print(f"-- batches of {args.batch}, {mode} ({size:,.0f} B per message)")
         print(f"   raw batched, prepared, inflight 20 : {rate_batch:>10,.0f} events/s (floor)")
         print(f"   encode only (SQLite -> payloads)   : {rate_encode:>10,.0f} events/s "
               "(the drain's ceiling: reading and encoding, no network)")
+        print(f"   marks only (20 batches a commit)   : {rate_mark:>10,.0f} events/s "
+              "(the other ceiling: marking rows sent, no network)")
         print(f"   drain (SyncService -> sent marks)  : {rate_drain:>10,.0f} events/s "
               f"({args.count} in {drain_s:.2f} s)")
         print(f"   drain / raw batched = {ratio:.2f} (target >= 0.50: "

@@ -166,7 +166,7 @@ def mark_ranges(ledger: Ledger, ranges: list[tuple[int, int]], at: float | None 
     when = time.time() if at is None else at
     changed = 0
     with ledger.immediate() as conn:
-        for first, last in ranges:
+        for first, last in _coalesce(ranges):
             changed += conn.execute(
                 "UPDATE outbox SET sent_at=? WHERE seq BETWEEN ? AND ? AND sent_at IS NULL",
                 (when, first, last)).rowcount
@@ -220,6 +220,17 @@ class OutboxThread:
                 self._ledger = None
         self._pool.submit(close).result()
         self._pool.shutdown(wait=True)
+
+
+def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or adjacent seq ranges joined (one UPDATE for consecutive batches)."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def _alarm_reason(policy: SyncPolicy, backlog: int, age: float) -> str:
