@@ -205,8 +205,8 @@ def _migrate_2(db: pw.SqliteDatabase) -> None:
     conn.execute("CREATE TABLE outbox_wire (seq INTEGER PRIMARY KEY, wire TEXT NOT NULL)")
     rows = conn.execute("SELECT seq, event_id, type, at, clock_trusted, body FROM outbox"
                         " WHERE sent_at IS NULL")
-    conn.executemany("INSERT INTO outbox_wire(seq, wire) VALUES (?, ?)",
-                     [(r[0], wire_text(r[1], r[0], r[2], r[3], bool(r[4]), r[5])) for r in rows])
+    conn.executemany("INSERT INTO outbox_wire(seq, wire) VALUES (?, ?)",  # streamed
+                     ((r[0], wire_text(r[1], r[0], r[2], r[3], bool(r[4]), r[5])) for r in rows))
 
 
 # Index i migrates schema version i to i + 1. Append; never edit a shipped step.
