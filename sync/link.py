@@ -245,6 +245,8 @@ class Link:
 
     def _on_loop(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the loop: now if we are on it, else soon (connect's thread)."""
+        if self._loop.is_closed():
+            return  # a client garbage-collected after its loop: nothing left to unregister
         if threading.get_ident() == self._loop_thread:
             fn()
         else:

@@ -148,3 +148,16 @@ def test_schema_1_ledger_migrates_and_drains_the_same_wire_bytes(tmp_path: Path)
         assert batch.payload == want
     finally:
         ledger.close()
+
+
+def test_adjacent_and_overlapping_acked_ranges_mark_exactly_their_union(tmp_path: Path) -> None:
+    """GIVEN 300 unsent events WHEN acknowledged ranges arrive out of order, adjacent and
+    overlapping (joined into fewer UPDATEs) THEN exactly their union is marked sent, and a
+    gap between them stays unsent."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 300)
+    outbox = Outbox(ledger, IDENTITY)
+    assert outbox.mark_acked([(101, 150), (1, 100), (90, 120), (201, 250), (251, 260)]) == 210
+    unsent = [e.seq for e in ledger.pending_events(limit=1000)]
+    assert unsent == list(range(151, 201)) + list(range(261, 301))
+    ledger.close()
