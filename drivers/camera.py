@@ -27,6 +27,8 @@ runs: importing this module for :class:`CameraConfig` costs nothing.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import enum
 import logging
 import math
@@ -62,6 +64,11 @@ else:
 log = logging.getLogger(__name__)
 
 THUMB_SIZE: Final = (32, 24)
+# glibc mallopt() parameters (malloc.h).
+M_TRIM_THRESHOLD: Final = -1
+M_MMAP_THRESHOLD: Final = -3
+FRAME_MMAP_BYTES: Final = 256 * 1024  # a 640x480 grey frame is 300 KB: mmapped, not pooled
+TRIM_AFTER_FRAMES: Final = 30  # give the heap back once decoding has settled
 
 
 class CameraError(ScannerError):
@@ -270,6 +277,41 @@ def _squash(grey: Image, turned: bool) -> Image:
     return cast("Image", cv2.resize(grey, (width, rows), interpolation=cv2.INTER_AREA))
 
 
+class _Libc:
+    """glibc's allocator knobs, or nothing where the C library is not glibc."""
+
+    def __init__(self) -> None:
+        self._lib: Any = None
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            lib.mallopt  # noqa: B018  (musl has no mallopt: then leave the allocator alone)
+            lib.malloc_trim  # noqa: B018
+            self._lib = lib
+        except (OSError, AttributeError):
+            pass
+        self._tuned = False
+
+    def tune_for_frames(self) -> None:
+        """Make frame-sized buffers come from mmap and go back to the system when freed.
+
+        glibc raises its mmap threshold to the size of each mmapped block freed, so after
+        the first frame every frame buffer comes from the worker thread's arena, which
+        keeps the freed ones; fixing the threshold stops that.
+        """
+        if self._lib is not None and not self._tuned:
+            self._lib.mallopt(M_MMAP_THRESHOLD, FRAME_MMAP_BYTES)
+            self._lib.mallopt(M_TRIM_THRESHOLD, FRAME_MMAP_BYTES)
+            self._tuned = True
+
+    def trim(self) -> None:
+        """Give free heap pages of every arena back to the system."""
+        if self._lib is not None:
+            self._lib.malloc_trim(0)
+
+
+LIBC: Final = _Libc()
+
+
 @dataclass
 class PipelineStats:
     """How many frames came in, were decoded, and were skipped as unchanged."""
@@ -425,6 +467,7 @@ class CameraScanner:
         import cv2
 
         cv2.setNumThreads(1)  # small per-frame work: a thread pool costs more than it saves
+        LIBC.tune_for_frames()
         # OpenCV warns on stderr at every failed open; our state and log line say it once.
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         cfg = self.config
@@ -443,12 +486,14 @@ class CameraScanner:
             post(self._state.report, DeviceStatus(cfg.name, DeviceState.READY, str(cfg.source)))
             period = 1.0 / cfg.fps
             due = self._clock()
+            frame: Any = None  # read into the same buffer each time: no new array per frame
+            frames = 0
             while not stop.is_set():
                 if is_file:
                     # A file reads as fast as the CPU goes: play it at fps instead.
                     if (wait := due - self._clock()) > 0 and stop.wait(wait):
                         break
-                    ok, frame = cap.read()
+                    ok, frame = cap.read(frame)
                 else:
                     # A camera paces itself; grab every frame (cheap) so none queue up,
                     # and retrieve (convert) only those due.
@@ -456,14 +501,18 @@ class CameraScanner:
                     if ok and self._clock() < due:
                         continue
                     if ok:
-                        ok, frame = cap.retrieve()
+                        ok, frame = cap.retrieve(frame)
                 if not ok or frame is None:
                     raise StreamEnded(f"{cfg.source!r} gave no frame"
                                       + (" (end of file)" if is_file else ""))
                 now = self._clock()
                 due = max(due + period, now - period)  # no catching up after a stall
                 codes = pipeline.process(cast("Image", frame), now)
+                frames += 1
+                if frames == TRIM_AFTER_FRAMES:
+                    LIBC.trim()  # what opening the source and the first decodes left free
                 if codes:
                     post(self._found, codes, now)
         finally:
             cap.release()
+            LIBC.trim()
