@@ -236,6 +236,35 @@ async def test_missing_source_is_absent_then_opened_and_replaced_source_is_read(
     assert seen.count(DeviceState.READY) >= 2
 
 
+async def test_mjpg_file_uses_opencvs_reader_and_other_codecs_fall_back_to_ffmpeg(
+        tmp_path: Path, back: Any) -> None:
+    """GIVEN an MJPG .avi (the simulated camera) and an FFV1 .avi, each showing a QR
+    WHEN the camera opens each
+    THEN the MJPG file is read by OpenCV's own MJPEG reader (FFmpeg's code is not paged
+    in), the FFV1 one by FFmpeg, and both codes are reported."""
+    import cv2
+
+    from drivers.camera import _open_capture
+
+    mjpg = _video(tmp_path / "mjpg.avi", back, [(Symbol(Kind.QR, "SEP1MJPG", 5), 6)])
+    ffv1 = tmp_path / "ffv1.avi"
+    writer = cv2.VideoWriter(str(ffv1), cv2.VideoWriter.fourcc(*"FFV1"), 30, (640, 480))
+    for i in range(6):
+        writer.write(synthetic.scene(back, Symbol(Kind.QR, "SEP1FFV1", 5), seed=i))
+    writer.release()
+    backends = []
+    for path in (mjpg, ffv1):
+        cap = _open_capture(cv2, CameraConfig(str(path)))
+        backends.append(cap.getBackendName() if cap.isOpened() else "not opened")
+        cap.release()
+    assert backends == ["CV_MJPEG", "FFMPEG"]
+    for path, text in ((mjpg, "SEP1MJPG"), (ffv1, "SEP1FFV1")):
+        async with camera(CameraConfig(str(path), fps=30, retry_first_s=5,
+                                       retry_max_s=5)) as seen:
+            await until(lambda: len(seen.scans) >= 1, f"the code in {path.name}")
+        assert [s.text for s in seen.scans] == [text]
+
+
 def test_importing_the_drivers_does_not_load_opencv_or_numpy() -> None:
     """GIVEN a fresh interpreter
     WHEN the scan, serial and camera modules are imported and a CameraConfig is built
