@@ -266,6 +266,24 @@ async def test_mjpg_file_is_decoded_from_its_jpeg_packets_other_codecs_by_ffmpeg
         assert [s.text for s in seen.scans] == [text]
 
 
+async def test_mjpg_file_with_broken_frames_is_a_failed_state_and_the_camera_keeps_trying(
+        tmp_path: Path, back: Any) -> None:
+    """GIVEN an MJPG .avi whose frames have lost their JPEG start markers
+    WHEN the camera plays it
+    THEN it reports FAILED with a reason naming the bad frame, reopens the file again and
+    again (its task does not end) and reports no code."""
+    good = _video(tmp_path / "good.avi", back, [(Symbol(Kind.QR, "SEP1BROKEN", 5), 6)])
+    data = good.read_bytes()
+    assert data.count(b"\xff\xd8\xff") == 6
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(data.replace(b"\xff\xd8\xff", b"\x00\x00\x00"))
+    config = CameraConfig(str(broken), fps=30, retry_first_s=0.05, retry_max_s=0.05)
+    async with camera(config) as seen:
+        await until(lambda: seen.count(DeviceState.FAILED, "not a JPEG") >= 2,
+                    "two failed sessions")
+    assert seen.count(DeviceState.READY) >= 2 and seen.scans == []
+
+
 def test_importing_the_drivers_does_not_load_opencv_or_numpy() -> None:
     """GIVEN a fresh interpreter
     WHEN the scan, serial and camera modules are imported and a CameraConfig is built
