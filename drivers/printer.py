@@ -14,18 +14,14 @@ a temporary folder behind per process otherwise).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers.printer_profile import PrinterProfile
+from drivers.printer_profile import PrinterProfile, configure_escpos_cache
 from drivers.printer_transport import (
     PRINTABLE,
     FileTransport,
@@ -181,47 +177,4 @@ def printer_from_config(table: dict[str, Any], home: Path) -> tuple[Printer, Pri
     absent = table.get("absent_after", 3.0)
     if not isinstance(absent, int | float) or isinstance(absent, bool) or absent < 0:
         raise PrinterConfigError(f"printer.absent_after must be seconds >= 0, not {absent!r}")
-    return open_printer(url, home, float(absent)), PrinterProfile.from_config(table)
-
-
-def configure_escpos_cache(home: Path, import_now: bool = False) -> Path:
-    """Make python-escpos cache its parsed capabilities under ``home`` and leave no temp dir.
-
-    python-escpos 3.1 parses ``capabilities.json`` with PyYAML on every import (~90 ms)
-    unless ``ESCPOS_CAPABILITIES_PICKLE_DIR`` names a folder for its pickle, and it calls
-    ``mkdtemp()`` on import even when that variable is set (it is the eagerly evaluated
-    default of ``environ.get``), leaving one empty ``/tmp/tmpXXXX`` per process.
-
-    This always sets the variable (for this process and the ones it starts); it costs
-    nothing, and the printer path here never imports escpos. With ``import_now`` it also
-    imports escpos once, with the temp folder pointed at the cache folder so the stray
-    folder is made there and removed, and with escpos's import-time
-    ``logging.basicConfig()`` kept from installing a root log handler: call it so before
-    any code that uses escpos. Returns the cache folder.
-    """
-    cache = home / "cache" / "escpos"
-    cache.mkdir(parents=True, exist_ok=True)
-    os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = str(cache)
-    if not import_now:
-        return cache
-    if "escpos.capabilities" in sys.modules:
-        log.warning("python-escpos was imported before its cache was set; this process "
-                    "parsed its capabilities file and left a temporary folder")
-        return cache
-    saved_tmp = tempfile.tempdir
-    root = logging.getLogger()
-    guard = logging.NullHandler()
-    root.addHandler(guard)  # basicConfig() does nothing when the root has a handler
-    try:
-        tempfile.tempdir = str(cache)
-        import escpos.capabilities  # noqa: F401 - import now, under the settings above
-    except Exception as exc:  # a broken escpos install must not stop the daemon
-        log.warning("python-escpos could not be imported: %s", exc)
-    finally:
-        tempfile.tempdir = saved_tmp
-        root.removeHandler(guard)
-        for stray in cache.glob("tmp*"):
-            if stray.is_dir():
-                with contextlib.suppress(OSError):
-                    stray.rmdir()  # only the empty folder escpos made; never anything else
-    return cache
+    return open_printer(url, home, float(absent)), PrinterProfile.from_config(table, home)

@@ -129,8 +129,9 @@ def cmd_orders(args: argparse.Namespace, box: Box) -> int:
             if not args.json:
                 print(f"order {order.order_id} number {order.number}: {order.items}")
         return EXIT_OK
-    start = time.time() - 86400 if args.all is False else 0
-    found = orders(box.ledger, start, float("inf") if args.all else time.time() + 86400)
+    now = time.time()
+    start, end = (0.0, float("inf")) if args.all else (now - 86400, now + 86400)
+    found = orders(box.ledger, start, end, box.clock().now)
     if args.json:
         _print_json(found)
     else:

@@ -17,7 +17,7 @@ from typing import Any
 
 from drivers.camera import CameraConfig
 from drivers.printer import PRINTABLE, PrinterConfigError, PrinterState, open_printer
-from drivers.printer_profile import PrinterProfile, ProfileError
+from drivers.printer_profile import PROFILE_KEYS, PrinterProfile, ProfileError
 from drivers.scan import ScannerConfigError
 from drivers.scanner_serial import SerialScannerConfig
 from drivers.spooler import Spooler
@@ -32,8 +32,7 @@ from edge.verdict import Verdict
 
 log = logging.getLogger("edge.devices")
 
-PROFILE_KEYS = ("paper_mm", "encoding", "native_qr", "dot_mm", "max_module_dots", "name")
-PRINTER_KEYS = ("url", *PROFILE_KEYS)
+PRINTER_KEYS = ("url", "absent_after", *PROFILE_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,7 @@ def check(cfg: DaemonConfig, scanner_port: str | None = None) -> Devices:
             raise ConfigError(f"printer.{unknown[0]} is not a known setting (known: "
                               f"{', '.join(PRINTER_KEYS)}, redemption_slip, card_after_sale)")
         try:
-            profile = PrinterProfile.from_config(cfg.printer)
+            profile = PrinterProfile.from_config(cfg.printer, cfg.box.home)
             open_printer(cfg.printer_url, cfg.box.home)  # checks the URL; opens nothing
         except (ProfileError, PrinterConfigError) as exc:
             raise ConfigError(f"printer: {exc}") from None
