@@ -20,13 +20,18 @@ Keeping the CPU low (figures in ``bench/camera.py``):
 zxing-cpp is the default decoder: on the same frames it found as many codes as zbar at a
 tenth of the time (``bench/camera.py``); ``decoder = "zbar"`` uses pyzbar instead.
 
-OpenCV (about 42 MB of memory), numpy and the decoders are imported only when a camera
-runs: importing this module for :class:`CameraConfig` costs nothing.
+OpenCV and numpy (about 31 MB resident, OpenCV 4.14 and 5.0 alike) and the decoders are
+imported only when a camera runs: importing this module for :class:`CameraConfig` costs
+nothing. Running adds about 10 MB (library code paged in, frames) and does not grow:
+an MJPG video file is decoded from its JPEG packets straight to grey, glibc is kept from
+pooling freed frame buffers, and the heap is trimmed once decoding has settled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import enum
 import logging
 import math
@@ -62,6 +67,11 @@ else:
 log = logging.getLogger(__name__)
 
 THUMB_SIZE: Final = (32, 24)
+# glibc mallopt() parameters (malloc.h).
+M_TRIM_THRESHOLD: Final = -1
+M_MMAP_THRESHOLD: Final = -3
+FRAME_MMAP_BYTES: Final = 256 * 1024  # a 640x480 grey frame is 300 KB: mmapped, not pooled
+TRIM_AFTER_FRAMES: Final = 30  # give the heap back once decoding has settled
 
 
 class CameraError(ScannerError):
@@ -270,6 +280,57 @@ def _squash(grey: Image, turned: bool) -> Image:
     return cast("Image", cv2.resize(grey, (width, rows), interpolation=cv2.INTER_AREA))
 
 
+MJPG: Final = 0x47504A4D  # the fourcc "MJPG", little-endian as CAP_PROP_FOURCC gives it
+
+
+def _jpeg_packets(cv2: Any, cap: Any, cfg: CameraConfig) -> bool:
+    """Ask an opened MJPG video file for its JPEG packets instead of decoded BGR frames.
+
+    Each packet is then decoded straight to grey with ``cv2.imdecode``, which skips
+    FFmpeg's decoder, its colour conversion and the 3-channel frame: in the same run,
+    a 1280x720 frame cost 2.1 ms instead of 2.8 ms and the process peaked at 51 MB
+    instead of 62 MB. Cameras and streams are left as they are.
+    """
+    if not cfg.is_file or int(cap.get(cv2.CAP_PROP_FOURCC)) != MJPG:
+        return False
+    return bool(cap.set(cv2.CAP_PROP_FORMAT, -1))
+
+
+class _Libc:
+    """glibc's allocator knobs, or nothing where the C library is not glibc."""
+
+    def __init__(self) -> None:
+        self._lib: Any = None
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            lib.mallopt  # noqa: B018  (musl has no mallopt: then leave the allocator alone)
+            lib.malloc_trim  # noqa: B018
+            self._lib = lib
+        except (OSError, AttributeError):
+            pass
+        self._tuned = False
+
+    def tune_for_frames(self) -> None:
+        """Make frame-sized buffers come from mmap and go back to the system when freed.
+
+        glibc raises its mmap threshold to the size of each mmapped block freed, so after
+        the first frame every frame buffer comes from the worker thread's arena, which
+        keeps the freed ones; fixing the threshold stops that.
+        """
+        if self._lib is not None and not self._tuned:
+            self._lib.mallopt(M_MMAP_THRESHOLD, FRAME_MMAP_BYTES)
+            self._lib.mallopt(M_TRIM_THRESHOLD, FRAME_MMAP_BYTES)
+            self._tuned = True
+
+    def trim(self) -> None:
+        """Give free heap pages of every arena back to the system."""
+        if self._lib is not None:
+            self._lib.malloc_trim(0)
+
+
+LIBC: Final = _Libc()
+
+
 @dataclass
 class PipelineStats:
     """How many frames came in, were decoded, and were skipped as unchanged."""
@@ -425,6 +486,7 @@ class CameraScanner:
         import cv2
 
         cv2.setNumThreads(1)  # small per-frame work: a thread pool costs more than it saves
+        LIBC.tune_for_frames()
         # OpenCV warns on stderr at every failed open; our state and log line say it once.
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         cfg = self.config
@@ -435,6 +497,7 @@ class CameraScanner:
             if not cap.isOpened():
                 raise SourceUnavailable(f"cannot open {cfg.source!r}")
             is_file = cfg.is_file
+            packets = _jpeg_packets(cv2, cap, cfg)
             if not is_file:
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old
                 if cfg.width and cfg.height:
@@ -443,12 +506,14 @@ class CameraScanner:
             post(self._state.report, DeviceStatus(cfg.name, DeviceState.READY, str(cfg.source)))
             period = 1.0 / cfg.fps
             due = self._clock()
+            frame: Any = None  # read into the same buffer each time: no new array per frame
+            frames = 0
             while not stop.is_set():
                 if is_file:
                     # A file reads as fast as the CPU goes: play it at fps instead.
                     if (wait := due - self._clock()) > 0 and stop.wait(wait):
                         break
-                    ok, frame = cap.read()
+                    ok, frame = cap.read(frame)
                 else:
                     # A camera paces itself; grab every frame (cheap) so none queue up,
                     # and retrieve (convert) only those due.
@@ -456,14 +521,25 @@ class CameraScanner:
                     if ok and self._clock() < due:
                         continue
                     if ok:
-                        ok, frame = cap.retrieve()
+                        ok, frame = cap.retrieve(frame)
                 if not ok or frame is None:
                     raise StreamEnded(f"{cfg.source!r} gave no frame"
                                       + (" (end of file)" if is_file else ""))
+                if packets:
+                    grey = cv2.imdecode(frame, cv2.IMREAD_GRAYSCALE)
+                    if grey is None:
+                        raise CameraError(f"{cfg.source!r} gave a frame that is not a JPEG")
+                    frame_in: Any = grey
+                else:
+                    frame_in = frame
                 now = self._clock()
                 due = max(due + period, now - period)  # no catching up after a stall
-                codes = pipeline.process(cast("Image", frame), now)
+                codes = pipeline.process(cast("Image", frame_in), now)
+                frames += 1
+                if frames == TRIM_AFTER_FRAMES:
+                    LIBC.trim()  # what opening the source and the first decodes left free
                 if codes:
                     post(self._found, codes, now)
         finally:
             cap.release()
+            LIBC.trim()

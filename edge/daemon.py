@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import functools
 import grp
 import logging
 import os
@@ -28,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,12 +86,22 @@ class Scan:
     till: str = ""
 
 
+@functools.cache
 def software_version() -> str:
-    """The installed store-edge version."""
-    try:
-        return metadata.version("store-edge")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    """The installed store-edge version: the ``Version:`` line of its dist-info METADATA.
+
+    Read directly rather than with ``importlib.metadata``, which loads the email package
+    and about 2.7 MB of resident memory into a daemon that asks this once.
+    """
+    for entry in sys.path:
+        for meta in Path(entry or ".").glob("store_edge-*.dist-info/METADATA"):
+            with contextlib.suppress(OSError), meta.open(encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.partition(":")[2].strip()
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+    return "0+unknown"
 
 
 class Daemon:

@@ -140,6 +140,7 @@ class PrintQueue:
                                          check_same_thread=False, timeout=10)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA cache_size=-256")  # a small queue; keeps RSS down
             self._conn.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise QueueStorageError(f"print queue {path}: {exc}") from None

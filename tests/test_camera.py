@@ -236,6 +236,54 @@ async def test_missing_source_is_absent_then_opened_and_replaced_source_is_read(
     assert seen.count(DeviceState.READY) >= 2
 
 
+async def test_mjpg_file_is_decoded_from_its_jpeg_packets_other_codecs_by_ffmpeg(
+        tmp_path: Path, back: Any) -> None:
+    """GIVEN an MJPG .avi (the simulated camera) and an FFV1 .avi, each showing a QR
+    WHEN the camera opens each
+    THEN the MJPG file is read as JPEG packets (decoded straight to grey), the FFV1 one
+    as decoded frames, and both codes are reported."""
+    import cv2
+
+    from drivers.camera import _jpeg_packets
+
+    mjpg = _video(tmp_path / "mjpg.avi", back, [(Symbol(Kind.QR, "SEP1MJPG", 5), 6)])
+    ffv1 = tmp_path / "ffv1.avi"
+    writer = cv2.VideoWriter(str(ffv1), cv2.VideoWriter.fourcc(*"FFV1"), 30, (640, 480))
+    for i in range(6):
+        writer.write(synthetic.scene(back, Symbol(Kind.QR, "SEP1FFV1", 5), seed=i))
+    writer.release()
+    modes = []
+    for path in (mjpg, ffv1):
+        cap = cv2.VideoCapture(str(path))
+        assert cap.isOpened()
+        modes.append(_jpeg_packets(cv2, cap, CameraConfig(str(path))))
+        cap.release()
+    assert modes == [True, False]
+    for path, text in ((mjpg, "SEP1MJPG"), (ffv1, "SEP1FFV1")):
+        async with camera(CameraConfig(str(path), fps=30, retry_first_s=5,
+                                       retry_max_s=5)) as seen:
+            await until(lambda: len(seen.scans) >= 1, f"the code in {path.name}")
+        assert [s.text for s in seen.scans] == [text]
+
+
+async def test_mjpg_file_with_broken_frames_is_a_failed_state_and_the_camera_keeps_trying(
+        tmp_path: Path, back: Any) -> None:
+    """GIVEN an MJPG .avi whose frames have lost their JPEG start markers
+    WHEN the camera plays it
+    THEN it reports FAILED with a reason naming the bad frame, reopens the file again and
+    again (its task does not end) and reports no code."""
+    good = _video(tmp_path / "good.avi", back, [(Symbol(Kind.QR, "SEP1BROKEN", 5), 6)])
+    data = good.read_bytes()
+    assert data.count(b"\xff\xd8\xff") == 6
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(data.replace(b"\xff\xd8\xff", b"\x00\x00\x00"))
+    config = CameraConfig(str(broken), fps=30, retry_first_s=0.05, retry_max_s=0.05)
+    async with camera(config) as seen:
+        await until(lambda: seen.count(DeviceState.FAILED, "not a JPEG") >= 2,
+                    "two failed sessions")
+    assert seen.count(DeviceState.READY) >= 2 and seen.scans == []
+
+
 def test_importing_the_drivers_does_not_load_opencv_or_numpy() -> None:
     """GIVEN a fresh interpreter
     WHEN the scan, serial and camera modules are imported and a CameraConfig is built
