@@ -341,26 +341,22 @@ class EventStore:
         now = self.clock()
         with self.db.tx() as cur:
             self._touch_device(cur, store, device, now, seen)
-            # ``alarm`` came after v1 (optional on the wire); getattr keeps older contracts
-            alarm = getattr(p, "alarm", None)
+            # ``alarm`` came after v1; Presence.decode reads an older message as False.
             cur.execute("UPDATE hq_device SET state=?, software=?, config_version=?, backlog=?,"
                         " clock_trusted=?, presence_at=?, alarm=? WHERE device=?",
                         (p.state.value, p.software, p.config_version, p.backlog,
-                         int(p.clock_trusted), p.at or now,
-                         None if alarm is None else int(bool(alarm)), device))
+                         int(p.clock_trusted), p.at or now, int(p.alarm), device))
 
     def record_reported(self, store: str, device: str, r: Reported, seen: bool = True) -> None:
         """Keep the config version a device last reported applied (or refused)."""
         now = self.clock()
         with self.db.tx() as cur:
             self._touch_device(cur, store, device, now, seen)
-            # ``data_versions`` came after v1 (optional on the wire), as ``alarm`` above
-            versions = getattr(r, "data_versions", None)
+            # ``data_versions`` came after v1; Reported.decode reads an older message as {}.
             cur.execute("UPDATE hq_device SET reported_version=?, reported_rejected=?,"
                         " reported_error=?, reported_at=?, data_versions=? WHERE device=?",
                         (r.applied_version, r.last_rejected_version, r.last_error,
-                         r.at or now, None if versions is None else json.dumps(versions),
-                         device))
+                         r.at or now, json.dumps(r.data_versions), device))
 
     # -- rejects -----------------------------------------------------------------------
 

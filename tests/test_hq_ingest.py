@@ -104,18 +104,21 @@ def test_malformed_messages_recorded_and_ingest_keeps_running(hq: Hq) -> None:
 def test_presence_and_reported_are_recorded(hq: Hq) -> None:
     """GIVEN a worker
     WHEN a box publishes a retained birth message and a config report
-    THEN HQ keeps its state, backlog, software and reported version; a worker that
+    THEN HQ keeps its state, backlog, software, outbox alarm, reported version and data
+    versions; a worker that
     subscribes later gets them as retained replays, which do not move "last seen"."""
     w = hq.worker()
     box = RawBox(hq.broker, "S1", "D1")
     box.raw(TOPICS.status("S1", "D1"), Presence(PresenceState.ONLINE, "0.1.0", 4, 17, True,
-                                                1.0e9).encode(), retain=True)
-    box.raw(TOPICS.reported("S1", "D1"), Reported(4, 5, "tampered", 1.0e9).encode(),
+                                                1.0e9, alarm=True).encode(), retain=True)
+    box.raw(TOPICS.reported("S1", "D1"), Reported(4, 5, "tampered", 1.0e9,
+                                                  data_versions={"orders": 3}).encode(),
             retain=True)
     wait_until(lambda: w.counters.messages == 2)
     assert hq.dbs[0].query("SELECT state, software, config_version, backlog, reported_version,"
-                           " reported_rejected, reported_error FROM hq_device") == [
-        ("online", "0.1.0", 4, 17, 4, 5, "tampered")]
+                           " reported_rejected, reported_error, alarm, data_versions"
+                           " FROM hq_device") == [
+        ("online", "0.1.0", 4, 17, 4, 5, "tampered", 1, '{"orders": 3}')]
     box.close()
     seen = hq.dbs[0].query("SELECT last_seen FROM hq_device")[0][0]
     w2 = hq.worker("hq-ingest-2")  # gets both as retained messages on subscribe
