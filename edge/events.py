@@ -61,17 +61,19 @@ class Event:
 ORIGIN_MARK = "\x01"
 
 
-def wire_text(event_id: str, seq: int, type_: str, at: float, clock_trusted: bool,
-              body_json: str) -> str:
-    """An event's wire JSON with ORIGIN_MARK for its origin; ``body_json`` already encoded.
+_NO_ORIGIN = ',"store":"","device":""'  # to_wire's origin when both are empty
 
-    Filled with :func:`origin_text`, it is byte for byte ``json.dumps(to_wire(...),
-    ensure_ascii=False, separators=(",", ":"))`` (``tests/test_sync_outbox.py``).
+
+def wire_text(event: Event) -> str:
+    """``event``'s wire JSON (from :meth:`Event.to_wire`) with ORIGIN_MARK for its origin.
+
+    Filled with :func:`origin_text`, it is byte for byte ``json.dumps(to_wire(store,
+    device), ensure_ascii=False, separators=(",", ":"))`` (``tests/test_sync_outbox.py``).
+    The origin comes right after ``seq`` (dict order), before the body, so the first
+    occurrence is the one replaced.
     """
-    return (f'{{"v":{SCHEMA_VERSION},"id":{json.dumps(event_id)},"seq":{int(seq)}'
-            f'{ORIGIN_MARK},"type":{json.dumps(type_, ensure_ascii=False)},'
-            f'"at":{float(at)!r},"clock_trusted":{"true" if clock_trusted else "false"},'
-            f'"body":{body_json}}}')
+    text = json.dumps(event.to_wire("", ""), ensure_ascii=False, separators=(",", ":"))
+    return text.replace(_NO_ORIGIN, ORIGIN_MARK, 1)
 
 
 def origin_text(store_id: str, device_id: str) -> str:

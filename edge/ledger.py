@@ -206,7 +206,8 @@ def _migrate_2(db: pw.SqliteDatabase) -> None:
     rows = conn.execute("SELECT seq, event_id, type, at, clock_trusted, body FROM outbox"
                         " WHERE sent_at IS NULL")
     conn.executemany("INSERT INTO outbox_wire(seq, wire) VALUES (?, ?)",  # streamed
-                     ((r[0], wire_text(r[1], r[0], r[2], r[3], bool(r[4]), r[5])) for r in rows))
+                     ((r[0], wire_text(Event(r[0], r[1], r[2], r[3], bool(r[4]),
+                                             json.loads(r[5])))) for r in rows))
 
 
 # Index i migrates schema version i to i + 1. Append; never edit a shipped step.
@@ -335,7 +336,8 @@ class Ledger:
         assert seq is not None
         # The seq is part of the wire text and only known now (same transaction).
         conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, ?)",
-                     (seq, wire_text(event_id, seq, type_.value, at, clock_trusted, body_json)))
+                     (seq, wire_text(Event(seq, event_id, type_.value, float(at),
+                                           clock_trusted, body))))
         return seq, event_id
 
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[Event]:
