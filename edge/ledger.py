@@ -354,6 +354,10 @@ class Ledger:
             conn.executemany("UPDATE outbox SET sent_at=? WHERE seq=? AND sent_at IS NULL",
                              [(when, s) for s in seqs])
 
+    def last_seq(self) -> int:
+        """The sequence number of the newest event in the outbox (0 when it is empty)."""
+        return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+
     def backlog(self) -> int:
         """How many events wait to be sent."""
         return int(self.conn.execute(

@@ -30,10 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from edge import i18n
+from edge import config, i18n
+from edge.ledger import Ledger
 from edge.localapi import Op, call, socket_path
 from edge.verdict import Reason, Verdict
 from hq import keystore
+from hq.db import Database
 from provisioning.dev import STORE, ensure_demo_home, hq_home, samples
 from provisioning.localbroker import Broker
 
@@ -106,6 +108,35 @@ def _process(args: list[str], log: Path, name: str) -> Iterator[subprocess.Popen
                 proc.wait()
 
 
+def _ingest_subscribed(log: Path, offset: int, proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the ingest worker started at ``offset`` of its log holds its subscriptions.
+
+    Events the box publishes before that would be acknowledged by the broker with no
+    subscriber to take them: a real HQ runs ingest all the time, the demo must wait for it.
+    """
+    if proc.poll() is not None:
+        raise SystemExit(f"demo: HQ ingest stopped; see {log}")
+    with log.open("rb") as f:
+        f.seek(offset)
+        return b"subscribed (group" in f.read()
+
+
+def _hq_has_everything(home: Path, db: str) -> bool:
+    """Whether HQ's database holds the box's newest event."""
+    cfg = config.load(home)
+    ledger = Ledger(cfg.path(cfg.ledger_path))
+    try:
+        device, last = cfg.device_id, ledger.last_seq()
+    finally:
+        ledger.close()
+    hq_db = Database(db)
+    try:
+        rows = hq_db.query("SELECT max_seq FROM hq_device WHERE device=?", (device,))
+    finally:
+        hq_db.close()
+    return bool(rows) and int(rows[0][0]) >= last
+
+
 def _edge(home: Path, *args: str, check: bool = True,
           stdout: int | IO[bytes] | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([str(BIN / "edge"), "--home", str(home), *args], check=check,
@@ -176,9 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         set_mqtt(home, broker.host, broker.port)
         _say(f"Broker on {broker.host}:{broker.port}; HQ ingest with fan-out "
              f"(log {logs / 'hq-ingest.log'})")
+        ingest_log = logs / "hq-ingest.log"
+        offset = ingest_log.stat().st_size if ingest_log.exists() else 0
         with _process([str(BIN / "edge-hq"), "--home", str(hq), "ingest", "--broker", url,
                        "--db", db, "--client-id", "hq-demo-ingest"],
-                      logs / "hq-ingest.log", "HQ ingest"):
+                      ingest_log, "HQ ingest") as ingest:
+            _wait(lambda: _ingest_subscribed(ingest_log, offset, ingest), 30, "HQ ingest")
             _say("HQ signs and pushes the store config (retained: the box gets it on connect)")
             cfg, orders = root / "config.json", root / "orders.json"
             cfg.write_text(json.dumps(config_body(hq), ensure_ascii=False, indent=1))
@@ -205,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     play_counter(home, root)
             _say("Daemon stopped; what it had not sent yet goes to HQ now")
             _edge(home, "sync", "--until-drained", "--timeout", "20", check=False)
-            time.sleep(1.0)  # let ingest commit the last batch
+            _wait(lambda: _hq_has_everything(home, db), 20, "HQ to store the last event")
             _say("HQ's report")
             _hq("--home", str(hq), "report", "--db", db)
     finally:
