@@ -50,8 +50,8 @@ def fill(box: Box, coupons: int, orders: int, now: float) -> None:
             ids = [f"C:FILL-{i}" for i in range(start, min(coupons, start + batch))]
             evs = [uuid.uuid4().hex for _ in ids]
             conn.executemany(
-                "INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
-                " VALUES (?, 'decision', ?, 1, '{}', ?)", [(e, now, now) for e in evs])
+                "INSERT INTO outbox(event_id, type, at, clock_trusted, body)"
+                " VALUES (?, 'decision', ?, 1, '{}')", [(e, now) for e in evs])
             conn.executemany(
                 "INSERT INTO decision(at, kind, code_id, campaign_id, accepted, reason, till,"
                 " source, clock_trusted, facts, event_id) VALUES (?, 'coupon', ?, 'LIVE1125', 1,"
@@ -63,6 +63,8 @@ def fill(box: Box, coupons: int, orders: int, now: float) -> None:
             "INSERT INTO pickup_order(order_id, store_id, number, window_start, window_end,"
             " items, customer, status) VALUES (?, 'BJ001', ?, ?, ?, 'x', 'y', 'waiting')",
             [(f"O-{i}", f"{i % 100000:05d}", now - 3600, now + 3600) for i in range(orders)])
+        conn.execute("INSERT INTO outbox_acked(first, last)"  # a year of events, all sent
+                     " SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox))")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # start the timed part with an empty WAL
 

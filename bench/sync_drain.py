@@ -39,7 +39,7 @@ from bench.machine import describe
 from edge.ledger import Ledger
 from provisioning.localbroker import MOSQUITTO, Broker
 from sync.contract import Topics
-from sync.outbox import Outbox, mark_ranges
+from sync.outbox import Outbox
 from sync.service import SyncService
 from sync.settings import MqttSettings
 from tests.sync_fixtures import IDENTITY, append_events
@@ -88,7 +88,7 @@ class RawClient:
 
 def _reset(ledger: Ledger) -> None:
     with ledger.immediate() as conn:
-        conn.execute("UPDATE outbox SET sent_at=NULL")
+        conn.execute("DELETE FROM outbox_acked")
 
 
 async def _drain(path: Path, settings: MqttSettings, count: int) -> float:
@@ -97,15 +97,13 @@ async def _drain(path: Path, settings: MqttSettings, count: int) -> float:
         service = SyncService(path, IDENTITY, settings, software="bench")
         t = time.perf_counter()
         task = asyncio.create_task(service.run())
-        while probe.conn.execute("SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"
-                                 ).fetchone():
+        while probe.backlog():
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - t
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        sent = probe.conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL"
-                                  ).fetchone()[0]
+        sent = probe.last_seq() - probe.backlog()
         if sent < count:
             raise RuntimeError(f"only {sent} of {count} marked sent")
         return elapsed
@@ -160,7 +158,7 @@ def main() -> None:
                           for first in range(1, args.count + 1, args.batch)]
                 t = time.perf_counter()
                 for i in range(0, len(ranges), 20):
-                    mark_ranges(ledger, ranges[i:i + 20])
+                    ledger.mark_sent(ranges[i:i + 20])
                 rate_mark = args.count / (time.perf_counter() - t)
                 _reset(ledger)
                 size = sum(len(p) for p in batches) / len(batches)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ import peewee as pw
 from edge.events import Event, EventType, wire_text
 from edge.keys import Purpose, TrustedKey
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL at most, if nothing else checkpoints
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -169,7 +168,6 @@ class Outbox(_Base):
     at = pw.FloatField()
     clock_trusted = pw.BooleanField()
     body = pw.TextField()
-    sent_at = pw.FloatField(null=True, index=True)
 
 
 MODELS: list[type[pw.Model]] = [
@@ -210,8 +208,26 @@ def _migrate_2(db: pw.SqliteDatabase) -> None:
                                              json.loads(r[5])))) for r in rows))
 
 
+def _migrate_3(db: pw.SqliteDatabase) -> None:
+    # What the broker acknowledged is kept as seq ranges (``outbox_acked``) instead of a
+    # ``sent_at`` per row: marking a batch sent was an UPDATE of every row (and of the
+    # partial index of unsent rows), 250 ms per 100,000 events, more than the whole drain
+    # may take (``bench/sync_drain.py``); extending a range is one row. The ranges are
+    # disjoint and never adjacent; every seq between the outbox's lowest and highest is
+    # either a row not yet acknowledged or inside a range (pruning deletes only those).
+    conn = db.connection()
+    conn.execute("CREATE TABLE outbox_acked (first INTEGER PRIMARY KEY, last INTEGER NOT NULL)")
+    # The sent rows' islands between unsent ones become the ranges (pruned holes included).
+    conn.execute(
+        "INSERT INTO outbox_acked(first, last) SELECT MIN(seq), MAX(seq) FROM"
+        " (SELECT seq, sent_at, SUM(sent_at IS NULL) OVER (ORDER BY seq) AS island FROM outbox)"
+        " WHERE sent_at IS NOT NULL GROUP BY island")
+    conn.execute("DROP INDEX outbox_unsent")
+    conn.execute("ALTER TABLE outbox DROP COLUMN sent_at")
+
+
 # Index i migrates schema version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: list[Callable[[pw.SqliteDatabase], None]] = [_migrate_1, _migrate_2]
+MIGRATIONS: list[Callable[[pw.SqliteDatabase], None]] = [_migrate_1, _migrate_2, _migrate_3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -340,28 +356,91 @@ class Ledger:
                                            clock_trusted, body))))
         return seq, event_id
 
+    def outbox_bounds(self) -> tuple[int, int] | None:
+        """The lowest and highest seq in the outbox, or ``None`` when it is empty."""
+        lo, hi = self.conn.execute(  # two subqueries: SQLite answers each from the rowid end
+            "SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox)").fetchone()
+        return None if lo is None else (int(lo), int(hi))
+
+    def unsent_run(self, after_seq: int = 0) -> tuple[int, int | None] | None:
+        """The first run of unsent seqs after ``after_seq``: ``(first, stop)``, or ``None``.
+
+        Every seq from ``first`` up to ``stop`` (exclusive; ``None``: no acknowledged range
+        follows, the run reaches the newest event) is an unsent row, so a batch is a plain
+        rowid range. One small query; the ranges are few because they coalesce.
+        """
+        bounds = self.outbox_bounds()
+        if bounds is None:
+            return None
+        first = max(after_seq + 1, bounds[0])
+        for lo, hi in self.conn.execute(
+                "SELECT first, last FROM outbox_acked WHERE last >= ? ORDER BY first", (first,)):
+            if lo > first:
+                return (first, lo) if first <= bounds[1] else None
+            first = hi + 1
+        return (first, None) if first <= bounds[1] else None
+
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[Event]:
         """Unsent events in sequence order."""
-        rows = self.conn.execute(
-            "SELECT seq, event_id, type, at, clock_trusted, body FROM outbox"
-            " WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
-        return [Event(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5])) for r in rows]
+        events: list[Event] = []
+        while len(events) < limit and (run := self.unsent_run(after_seq)) is not None:
+            first, stop = run
+            rows = self.conn.execute(
+                "SELECT seq, event_id, type, at, clock_trusted, body FROM outbox"
+                " WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
+                (first, stop if stop is not None else 1 << 62, limit - len(events))).fetchall()
+            events += [Event(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5])) for r in rows]
+            after_seq = (stop - 1) if stop is not None else (1 << 62)
+        return events
 
-    def mark_sent(self, seqs: list[int], at: float | None = None) -> None:
-        """Record that HQ's broker acknowledged these events."""
-        when = time.time() if at is None else at
+    def mark_sent(self, ranges: list[tuple[int, int]]) -> int:
+        """Record that HQ's broker acknowledged the events in these seq ranges (inclusive).
+
+        One transaction; returns how many seqs were not marked before.
+        """
         with self.immediate() as conn:
-            conn.executemany("UPDATE outbox SET sent_at=? WHERE seq=? AND sent_at IS NULL",
-                             [(when, s) for s in seqs])
+            return mark_sent_in(conn, ranges)
 
     def last_seq(self) -> int:
         """The sequence number of the newest event in the outbox (0 when it is empty)."""
-        return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+        bounds = self.outbox_bounds()
+        return 0 if bounds is None else bounds[1]
 
     def backlog(self) -> int:
-        """How many events wait to be sent."""
-        return int(self.conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+        """How many events wait to be sent (from the ranges: no row is counted)."""
+        bounds = self.outbox_bounds()
+        if bounds is None:
+            return 0
+        lo, hi = bounds
+        covered = self.conn.execute(
+            "SELECT COALESCE(SUM(MIN(last, ?2) - MAX(first, ?1) + 1), 0) FROM outbox_acked"
+            " WHERE last >= ?1 AND first <= ?2", (lo, hi)).fetchone()[0]
+        return hi - lo + 1 - int(covered)
+
+
+def mark_sent_in(conn: sqlite3.Connection, ranges: list[tuple[int, int]]) -> int:
+    """Add acknowledged seq ranges inside the caller's transaction; returns seqs newly marked.
+
+    Each range is merged with the ones it overlaps or touches, so the table stays a few
+    rows (one, while the drain keeps up) whatever the number of batches. Seqs past the
+    newest event are ignored.
+    """
+    # Never past the newest event: a range over seqs not yet written would mark them sent.
+    newest = conn.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0
+    changed = 0
+    for first, last in sorted(ranges):
+        last = min(last, newest)
+        if last < first:
+            continue
+        rows = conn.execute("SELECT first, last FROM outbox_acked WHERE first <= ? AND last >= ?",
+                            (last + 1, first - 1)).fetchall()
+        changed += last - first + 1 - sum(max(0, min(hi, last) - max(lo, first) + 1)
+                                          for lo, hi in rows)
+        if rows:
+            conn.executemany("DELETE FROM outbox_acked WHERE first = ?", [(lo,) for lo, _ in rows])
+            first, last = min(first, *(lo for lo, _ in rows)), max(last, *(hi for _, hi in rows))
+        conn.execute("INSERT INTO outbox_acked(first, last) VALUES (?, ?)", (first, last))
+    return changed
 
 
 def checkpoint(path: Path | str) -> tuple[int, int]:

@@ -113,7 +113,7 @@ class SyncPolicy:
 
     batch_size: int = 100  # events per MQTT message
     linger_ms: int = 200  # how long a partial batch waits for more events
-    outbox_max_age_s: int = 7 * 86400  # sent rows older than this are pruned; unsent: alarm
+    outbox_max_age_s: int = 7 * 86400  # sent events older (event time): pruned; unsent: alarm
     outbox_max_rows: int = 200_000  # sent rows pruned to stay under; unsent over it: alarm
     alarm_backlog: int = 50_000  # unsent events at which the alarm goes on
 

@@ -1,18 +1,20 @@
 """The drain's side of the ledger outbox: batches to publish, acknowledgements, growth policy.
 
-Batches are read in ``seq`` order from the unsent rows after a cursor, so a batch is always
-the unsent rows of one ``seq`` range; marking it sent is one range update, done only once
-the broker has acknowledged the message that carried it (``sync.service``).
+Batches are read in ``seq`` order from a run of unsent rows after a cursor
+(``Ledger.unsent_run``), so a batch is always the unsent rows of one ``seq`` range;
+marking it sent adds that range to the ledger's acknowledged ranges, done only once the
+broker has acknowledged the message that carried it (``sync.service``).
 
-Growth: sent rows are pruned by age and count (``SyncPolicy``); unsent rows are never
-dropped. When the unsent backlog crosses the policy's limits an ``outbox_alarm`` event is
-recorded (and again when it clears) and the service's state carries the flag.
+Growth: sent rows are pruned by age (event time) and count (``SyncPolicy``); unsent rows
+are never dropped. When the unsent backlog crosses the policy's limits an ``outbox_alarm``
+event is recorded (and again when it clears) and the service's state carries the flag.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,20 +34,25 @@ log = logging.getLogger(__name__)
 ALARM_SETTING: Final = "outbox_alarm"
 ORIGIN_MARK_BYTES: Final = ORIGIN_MARK.encode("ascii")
 
-# One statement per batch: the stored wire texts of the next unsent rows in seq order,
-# already wrapped in the batch envelope, as bytes (no str decode and re-encode in Python).
-# A row without stored text (none should exist: schema 2 backfilled them) is written by
-# SQLite's printf instead, so a missing text can never leave a gap in the batch.
+# One statement per batch: the stored wire texts of the next rows of an unsent run, already
+# wrapped in the batch envelope, as bytes (no str decode and re-encode in Python).
 _BATCH_SQL = (
-    "SELECT MIN(seq), MAX(seq), COUNT(*), CAST(?1 || group_concat(j, ',') || ']}' AS BLOB)"
-    " FROM (SELECT o.seq AS seq, COALESCE(w.wire, printf(?4, o.event_id, o.seq, o.type, o.at,"
-    "  CASE WHEN o.clock_trusted THEN 'true' ELSE 'false' END, o.body)) AS j"
-    " FROM outbox o LEFT JOIN outbox_wire w ON w.seq = o.seq"
-    " WHERE o.sent_at IS NULL AND o.seq > ?2 ORDER BY o.seq LIMIT ?3)")
+    "SELECT MIN(seq), MAX(seq), COUNT(*), CAST(?1 || group_concat(wire, ',') || ']}' AS BLOB)"
+    " FROM (SELECT seq, wire FROM outbox_wire WHERE seq >= ?2 AND seq < ?3 ORDER BY seq"
+    " LIMIT ?4)")
+# The same from the outbox rows themselves, for a run where a stored text is missing (none
+# should be: schema 2 backfilled them), so a missing text can never leave a gap in a batch.
 # edge.events.wire_text as a printf format (event_id is hex and type an enum value, so
 # neither needs escaping; %!.17g round-trips a double, as float repr does).
+_FALLBACK_SQL = (
+    "SELECT MIN(seq), MAX(seq), COUNT(*), CAST(?1 || group_concat(j, ',') || ']}' AS BLOB)"
+    " FROM (SELECT o.seq AS seq, COALESCE(w.wire, printf(?5, o.event_id, o.seq, o.type, o.at,"
+    "  CASE WHEN o.clock_trusted THEN 'true' ELSE 'false' END, o.body)) AS j"
+    " FROM outbox o LEFT JOIN outbox_wire w ON w.seq = o.seq"
+    " WHERE o.seq >= ?2 AND o.seq < ?3 ORDER BY o.seq LIMIT ?4)")
 _FALLBACK_FORMAT = (f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d{ORIGIN_MARK},'
                     '"type":"%s","at":%!.17g,"clock_trusted":%s,"body":%s}')
+_NO_STOP: Final = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,24 +97,40 @@ class Outbox:
         stays the definition of the wire form; ``tests/test_sync_outbox.py`` holds the
         stored text byte-equal to it.
         """
-        first, last, count, joined = self.ledger.conn.execute(
-            _BATCH_SQL, (self._head, after_seq, limit, _FALLBACK_FORMAT)).fetchone()
-        if not count:
+        run = self.ledger.unsent_run(after_seq)
+        if run is None:
             return None
+        first, stop = run
+        stop = _NO_STOP if stop is None else stop
+        want = min(limit, stop - first)
+        lo, hi, count, joined = self.ledger.conn.execute(
+            _BATCH_SQL, (self._head, first, stop, limit)).fetchone()
+        if lo != first or count != hi - lo + 1 or (count < want and self._more_rows(hi, stop)):
+            # A stored text is missing somewhere in this run: build the batch from the rows.
+            lo, hi, count, joined = self.ledger.conn.execute(
+                _FALLBACK_SQL, (self._head, first, stop, limit, _FALLBACK_FORMAT)).fetchone()
+            if not count:
+                return None
         payload, ctype = finish_batch(joined.replace(ORIGIN_MARK_BYTES, self._origin),
                                       self.compress)
-        return Batch(first, last, count, payload, ctype)
+        return Batch(lo, hi, count, payload, ctype)
+
+    def _more_rows(self, hi: int | None, stop: int) -> bool:
+        """Whether the outbox has rows of the run past ``hi`` that had no stored text."""
+        return self.ledger.conn.execute(
+            "SELECT 1 FROM outbox WHERE seq > ? AND seq < ? LIMIT 1",
+            (hi or 0, stop)).fetchone() is not None
 
     def events(self, after_seq: int, limit: int) -> list[Event]:
         """The same rows as :meth:`next_batch`, as ``Event`` objects (for checks and tools)."""
         return self.ledger.pending_events(limit, after_seq)
 
-    def mark_acked(self, ranges: list[tuple[int, int]], at: float | None = None) -> int:
-        """Mark the unsent events in these seq ranges sent, in one transaction.
+    def mark_acked(self, ranges: list[tuple[int, int]]) -> int:
+        """Mark the events in these seq ranges sent, in one transaction.
 
-        Returns how many rows changed (events already marked are left alone).
+        Returns how many were not marked before.
         """
-        return mark_ranges(self.ledger, ranges, at)
+        return self.ledger.mark_sent(ranges)
 
     def backlog(self) -> int:
         """How many events wait to be sent."""
@@ -122,27 +145,12 @@ class Outbox:
         now = time.time() if now is None else now
         conn = self.ledger.conn
         with self.ledger.immediate():
-            # Rows below the first unsent one are all sent: a rowid range, so a large
-            # backlog costs nothing here (sent rows past an unsent one wait for it).
-            first_unsent = conn.execute(
-                "SELECT COALESCE((SELECT MIN(seq) FROM outbox WHERE sent_at IS NULL),"
-                " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'outbox'), 0)").fetchone()[0]
-            pruned = conn.execute("DELETE FROM outbox WHERE seq < ? AND sent_at < ?",
-                                  (first_unsent, now - policy.outbox_max_age_s)).rowcount
-            low, high = conn.execute("SELECT MIN(seq), MAX(seq) FROM outbox").fetchone()
-            if low is not None and high - low + 1 > policy.outbox_max_rows:  # else fewer rows
-                cut = conn.execute("SELECT seq FROM outbox ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                                   (policy.outbox_max_rows,)).fetchone()
-                if cut:
-                    pruned += conn.execute(
-                        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND seq <= ?",
-                        cut).rowcount
-            # Stored wire texts are needed only until their events are sent.
-            conn.execute("DELETE FROM outbox_wire WHERE seq < ?", (first_unsent,))
-        # Counted outside the write transaction: tens of ms with a large backlog, which
-        # would hold up the drain's sent marks.
-        backlog, oldest = conn.execute(
-            "SELECT COUNT(*), MIN(at) FROM outbox WHERE sent_at IS NULL").fetchone()
+            pruned = _prune(conn, now - policy.outbox_max_age_s, policy.outbox_max_rows)
+        # Read outside the write transaction, so the drain's sent marks never wait on it.
+        backlog = self.ledger.backlog()
+        run = self.ledger.unsent_run()
+        oldest = None if run is None else conn.execute(
+            "SELECT at FROM outbox WHERE seq = ?", (run[0],)).fetchone()[0]
         age = max(0.0, now - oldest) if oldest is not None else 0.0
         why = _alarm_reason(policy, backlog, age)
         if bool(why) != bool(self.ledger.setting(ALARM_SETTING)):
@@ -161,16 +169,43 @@ class Outbox:
         return Health(backlog, age, bool(why), pruned, why)
 
 
-def mark_ranges(ledger: Ledger, ranges: list[tuple[int, int]], at: float | None = None) -> int:
-    """Mark the unsent events in these seq ranges sent, in one transaction; rows changed."""
-    when = time.time() if at is None else at
-    changed = 0
-    with ledger.immediate() as conn:
-        for first, last in _coalesce(ranges):
-            changed += conn.execute(
-                "UPDATE outbox SET sent_at=? WHERE seq BETWEEN ? AND ? AND sent_at IS NULL",
-                (when, first, last)).rowcount
-    return changed
+def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
+    """Delete acknowledged rows older than ``cutoff`` or past ``max_rows``; rows deleted.
+
+    Only rows inside acknowledged ranges are touched. Within each range the oldest rows go
+    first, up to the first one younger than the cutoff (event times only go backwards when
+    the clock does; a row behind a younger one waits for it), so a check costs what it
+    deletes, not what the outbox holds.
+    """
+    ranges = conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
+    pruned = 0
+    for first, last in ranges:
+        young = conn.execute("SELECT seq FROM outbox WHERE seq >= ? AND seq <= ? AND at >= ?"
+                             " ORDER BY seq LIMIT 1", (first, last, cutoff)).fetchone()
+        end = last if young is None else young[0] - 1
+        if end >= first:
+            pruned += conn.execute("DELETE FROM outbox WHERE seq >= ? AND seq <= ?",
+                                   (first, end)).rowcount
+    low, high = conn.execute(
+        "SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox)").fetchone()
+    count_over = None
+    if low is not None and high - low + 1 > max_rows:  # else fewer rows: no counting scan
+        count_over = conn.execute("SELECT seq FROM outbox ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                  (max_rows,)).fetchone()
+    if count_over is not None:  # more rows than the policy allows: the oldest sent ones go
+        for first, last in ranges:
+            if first <= count_over[0]:
+                pruned += conn.execute("DELETE FROM outbox WHERE seq >= ? AND seq <= ?",
+                                       (first, min(last, count_over[0]))).rowcount
+    # Stored wire texts are needed only until their events are sent.
+    conn.executemany("DELETE FROM outbox_wire WHERE seq >= ? AND seq <= ?", ranges)
+    # Ranges wholly below the oldest row describe nothing any more.
+    low = conn.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+    if low is None:
+        conn.execute("DELETE FROM outbox_acked")
+    else:
+        conn.execute("DELETE FROM outbox_acked WHERE last < ?", (low,))
+    return pruned
 
 
 class OutboxThread:
@@ -179,6 +214,8 @@ class OutboxThread:
     Each commit waits for an fsync (``synchronous=FULL``): about 10 ms here, more on an SD
     card. Done on the event loop it would stall publishing and reading acks for that long;
     on this thread (sqlite3 releases the GIL while it waits) the drain keeps going.
+    Batches are read on the loop: a reader thread was measured slower (its handoffs and
+    the GIL cost more than the overlap gained, on two cores).
     """
 
     def __init__(self, path: Path) -> None:
@@ -192,8 +229,8 @@ class OutboxThread:
             self._ledger = Ledger(self._path)
         return self._ledger
 
-    def _mark(self, ranges: list[tuple[int, int]], at: float) -> int:
-        return mark_ranges(self._own(), ranges, at)
+    def _mark(self, ranges: list[tuple[int, int]]) -> int:
+        return self._own().mark_sent(ranges)
 
     def _check(self, identity: Identity, policy: SyncPolicy, now: float) -> Health:
         return Outbox(self._own(), identity).check(policy, now)
@@ -201,16 +238,15 @@ class OutboxThread:
     async def check(self, identity: Identity, policy: SyncPolicy, now: float) -> Health:
         """:meth:`Outbox.check` on this thread.
 
-        With a large backlog its counting takes tens of ms, which on the event loop would
+        With a large backlog its pruning can take tens of ms, which on the event loop would
         hold up the drain (and on the marks' thread, the marks).
         """
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._check,
                                                                 identity, policy, now)
 
-    async def mark(self, ranges: list[tuple[int, int]], at: float) -> int:
-        """Mark ``ranges`` sent; returns rows changed."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._mark,
-                                                                ranges, at)
+    async def mark(self, ranges: list[tuple[int, int]]) -> int:
+        """Mark ``ranges`` sent; returns how many events were not marked before."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._mark, ranges)
 
     def close(self) -> None:
         """Finish queued marks and close the connection (blocks briefly)."""
@@ -220,17 +256,6 @@ class OutboxThread:
                 self._ledger = None
         self._pool.submit(close).result()
         self._pool.shutdown(wait=True)
-
-
-def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Overlapping or adjacent seq ranges joined (one UPDATE for consecutive batches)."""
-    merged: list[tuple[int, int]] = []
-    for first, last in sorted(ranges):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-        else:
-            merged.append((first, last))
-    return merged
 
 
 def _alarm_reason(policy: SyncPolicy, backlog: int, age: float) -> str:

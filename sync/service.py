@@ -306,7 +306,7 @@ class SyncService:
 
     async def _mark(self, acked: list[tuple[int, int]]) -> None:
         try:
-            changed = await self._acks.mark(acked, self.wall_clock())
+            changed = await self._acks.mark(acked)
         except Exception:  # not marked means sent again later: safe, HQ de-duplicates
             log.exception("could not mark %d acknowledged batches sent", len(acked))
             return

@@ -217,7 +217,7 @@ class StoreBox:
         events = self.ledger.pending_events(limit=1000)
         if events:
             box.send([e.to_wire(self.store, self.device) for e in events])
-            self.ledger.mark_sent([e.seq for e in events])
+            self.ledger.mark_sent([(e.seq, e.seq) for e in events])
         return len(events)
 
     def apply_remote_uses(self, payload: bytes) -> int:

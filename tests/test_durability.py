@@ -100,7 +100,7 @@ def test_outbox_sequence_stays_gapless_across_rollback(tmp_path: Path) -> None:
         seq, _ = ledger.append_event(conn, EventType.CLOCK, 3.0, True, {})
     assert seq == 2
     assert [e.seq for e in ledger.pending_events()] == [1, 2]
-    ledger.mark_sent([1])
+    ledger.mark_sent([(1, 1)])
     assert [e.seq for e in ledger.pending_events()] == [2] and ledger.backlog() == 1
 
 

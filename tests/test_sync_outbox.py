@@ -96,7 +96,7 @@ def test_alarm_goes_on_and_off_and_unsent_events_are_never_dropped(tmp_path: Pat
     assert ledger.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] <= 1001
     # The stored wire texts of sent events are pruned too; the unsent alarm event keeps its.
     assert ledger.conn.execute("SELECT seq FROM outbox_wire").fetchall() == \
-        ledger.conn.execute("SELECT seq FROM outbox WHERE sent_at IS NULL").fetchall()
+        [(e.seq,) for e in ledger.pending_events()]
 
 
 def test_old_unsent_event_raises_the_alarm(tmp_path: Path) -> None:

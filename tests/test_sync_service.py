@@ -86,8 +86,7 @@ class Box:
         self.task = None
 
     def sent(self) -> int:
-        return int(self.ledger.conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0])
+        return self.ledger.last_seq() - self.ledger.backlog()
 
 
 @pytest.fixture

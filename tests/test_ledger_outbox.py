@@ -1,0 +1,130 @@
+"""edge.ledger's outbox bookkeeping: acknowledged seq ranges, unsent runs, the backlog."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import peewee as pw
+
+from edge.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger
+from edge.storeconfig import SyncPolicy
+from sync.outbox import Outbox
+from tests.sync_fixtures import IDENTITY, append_events
+
+
+def _acked(ledger: Ledger) -> list[tuple[int, int]]:
+    return ledger.conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
+
+
+def _unsent(ledger: Ledger) -> list[int]:
+    return [e.seq for e in ledger.pending_events(limit=10_000)]
+
+
+def test_acknowledged_ranges_coalesce_and_the_backlog_is_what_they_leave(tmp_path: Path) -> None:
+    """GIVEN 100 events WHEN ranges are acknowledged apart, then one joining them, then one
+    past the newest event THEN the table holds the coalesced ranges only, runs of unsent
+    seqs stop where an acknowledged range starts, the backlog counts the rest, and seqs
+    not yet written are never marked (the next event is unsent)."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 100)
+    assert ledger.mark_sent([(11, 20), (31, 40)]) == 20
+    assert _acked(ledger) == [(11, 20), (31, 40)]
+    assert ledger.unsent_run(0) == (1, 11)
+    assert ledger.unsent_run(10) == (21, 31)
+    assert ledger.unsent_run(35) == (41, None)
+    assert ledger.backlog() == 80
+    assert ledger.mark_sent([(21, 30)]) == 10
+    assert _acked(ledger) == [(11, 40)]
+    assert ledger.mark_sent([(95, 500)]) == 6  # 95..100: 101.. do not exist yet
+    assert _acked(ledger) == [(11, 40), (95, 100)]
+    append_events(ledger, 1)
+    assert _unsent(ledger) == [*range(1, 11), *range(41, 95), 101]
+    assert ledger.backlog() == 65
+    assert ledger.unsent_run(100) == (101, None) and ledger.unsent_run(101) is None
+    ledger.close()
+
+
+def test_a_batch_never_spans_an_acknowledged_range(tmp_path: Path) -> None:
+    """GIVEN events 1-50 with 21-30 acknowledged (a batch acked out of order) WHEN the drain
+    reads batches of 100 THEN it gets 1-20, then 31-50: the acknowledged ones are not sent
+    again and no batch spans them."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 50)
+    ledger.mark_sent([(21, 30)])
+    outbox = Outbox(ledger, IDENTITY)
+    b1 = outbox.next_batch(0, 100)
+    assert b1 is not None and (b1.first, b1.last, b1.count) == (1, 20, 20)
+    b2 = outbox.next_batch(b1.last, 100)
+    assert b2 is not None and (b2.first, b2.last, b2.count) == (31, 50, 20)
+    assert outbox.next_batch(b2.last, 100) is None
+    ledger.close()
+
+
+def test_a_missing_wire_text_mid_run_falls_back_without_a_gap(tmp_path: Path) -> None:
+    """GIVEN a run whose stored wire text is missing for one event in the middle WHEN it is
+    read THEN the batch is still every seq of the run, in order."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 30)
+    ledger.conn.execute("DELETE FROM outbox_wire WHERE seq IN (15, 30)")
+    outbox = Outbox(ledger, IDENTITY, compress=False)
+    batch = outbox.next_batch(0, 100)
+    assert batch is not None and (batch.first, batch.last, batch.count) == (1, 30, 30)
+    assert batch.payload.count(b'"seq":') == 30
+    ledger.close()
+
+
+def test_pruning_goes_by_event_time_and_never_touches_unsent_rows(tmp_path: Path) -> None:
+    """GIVEN 30 events ten days old, the clock stepping back once among them (event 21 is
+    young), all but 26-30 acknowledged, and 5 young unsent events WHEN the policy (7 days)
+    is applied THEN the old acknowledged rows before the young one go, the ones behind it
+    wait, the old unsent ones stay (raising the age alarm, event 36), and the backlog and
+    runs are unchanged; once all is sent the next check prunes the rest that is old."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    old = time.time() - 10 * 86400
+    append_events(ledger, 20, start_at=old)
+    append_events(ledger, 1, start_at=time.time())
+    append_events(ledger, 9, start_at=old + 1)
+    append_events(ledger, 5, start_at=time.time())
+    ledger.mark_sent([(1, 25)])
+    health = Outbox(ledger, IDENTITY).check(SyncPolicy(outbox_max_age_s=7 * 86400))
+    assert health.pruned == 20
+    seqs = [r[0] for r in ledger.conn.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert seqs == list(range(21, 37)) and health.alarm
+    assert _unsent(ledger) == list(range(26, 37)) and ledger.backlog() == 11
+    assert ledger.conn.execute("SELECT seq FROM outbox_wire ORDER BY seq").fetchall() == \
+        [(s,) for s in range(26, 37)]
+    assert _acked(ledger) == [(1, 25)]  # still describes 21-25
+    ledger.mark_sent([(26, 36)])
+    health = Outbox(ledger, IDENTITY).check(SyncPolicy(outbox_max_age_s=7 * 86400))
+    assert not health.alarm and health.pruned == 0  # 21 is young: 22-30 wait behind it
+    assert _unsent(ledger) == [37]  # the alarm going off
+    ledger.close()
+
+
+def test_schema_2_sent_marks_become_ranges(tmp_path: Path) -> None:
+    """GIVEN a schema-2 ledger (a ``sent_at`` per row) with sent rows 1-3 (2 pruned), unsent
+    4, sent 5-6, unsent 7 WHEN this software opens it THEN the sent islands become the
+    ranges 1-3 and 5-6, the column is gone, and exactly 4 and 7 wait."""
+    path = tmp_path / "v2.sqlite"
+    db = pw.SqliteDatabase(str(path))
+    db.connect()
+    MIGRATIONS[0](db)
+    MIGRATIONS[1](db)
+    conn = db.connection()
+    conn.execute("PRAGMA user_version = 2")
+    for i in range(1, 8):
+        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
+                     " VALUES (?, 'decision', 1.0, 1, '{}', ?)",
+                     (f"e{i}", None if i in (4, 7) else 5.0))
+        conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, '{}')", (i,))
+    conn.execute("DELETE FROM outbox WHERE seq = 2")
+    conn.commit()
+    db.close()
+    ledger = Ledger(path)
+    assert ledger.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert _acked(ledger) == [(1, 3), (5, 6)]
+    columns = [r[1] for r in ledger.conn.execute("PRAGMA table_info(outbox)")]
+    assert "sent_at" not in columns
+    assert _unsent(ledger) == [4, 7] and ledger.backlog() == 2
+    ledger.close()
