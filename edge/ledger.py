@@ -213,8 +213,8 @@ def _migrate_3(db: pw.SqliteDatabase) -> None:
     # ``sent_at`` per row: marking a batch sent was an UPDATE of every row (and of the
     # partial index of unsent rows), 250 ms per 100,000 events, more than the whole drain
     # may take (``bench/sync_drain.py``); extending a range is one row. The ranges are
-    # disjoint and never adjacent; every seq between the outbox's lowest and highest is
-    # either a row not yet acknowledged or inside a range (pruning deletes only those).
+    # disjoint and never adjacent; every seq up to the newest is either a row not yet
+    # acknowledged or inside a range (pruning deletes only those, and keeps the ranges).
     conn = db.connection()
     conn.execute("CREATE TABLE outbox_acked (first INTEGER PRIMARY KEY, last INTEGER NOT NULL)")
     # The sent rows' islands between unsent ones become the ranges (pruned holes included).
@@ -222,8 +222,23 @@ def _migrate_3(db: pw.SqliteDatabase) -> None:
         "INSERT INTO outbox_acked(first, last) SELECT MIN(seq), MAX(seq) FROM"
         " (SELECT seq, sent_at, SUM(sent_at IS NULL) OVER (ORDER BY seq) AS island FROM outbox)"
         " WHERE sent_at IS NOT NULL GROUP BY island")
+    # Seqs below the oldest row were pruned, so sent: the ranges must say so (a run of
+    # unsent seqs then always starts at a row that exists).
+    low = conn.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+    if low is None:
+        low = 1 + (conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+                                " WHERE name = 'outbox'").fetchone()[0])
+    if low > 1 and conn.execute("UPDATE outbox_acked SET first = 1 WHERE first = ?",
+                                (low,)).rowcount == 0:
+        conn.execute("INSERT INTO outbox_acked(first, last) VALUES (1, ?)", (low - 1,))
     conn.execute("DROP INDEX outbox_unsent")
     conn.execute("ALTER TABLE outbox DROP COLUMN sent_at")
+    # Batch payloads prepared while the box is offline (sync.outbox.Outbox.seal), so that
+    # the drain after an outage sends stored bytes; ``made_for`` names the batch head and
+    # compression they were made with. Dropped once their first event is acknowledged.
+    conn.execute("CREATE TABLE outbox_batch (first INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
+                 " count INTEGER NOT NULL, made_for TEXT NOT NULL, content_type TEXT NOT NULL,"
+                 " payload BLOB NOT NULL)")
 
 
 # Index i migrates schema version i to i + 1. Append; never edit a shipped step.
@@ -362,35 +377,35 @@ class Ledger:
             "SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox)").fetchone()
         return None if lo is None else (int(lo), int(hi))
 
-    def unsent_run(self, after_seq: int = 0) -> tuple[int, int | None] | None:
-        """The first run of unsent seqs after ``after_seq``: ``(first, stop)``, or ``None``.
+    def unsent_run(self, after_seq: int = 0) -> tuple[int, int | None]:
+        """The first run of seqs after ``after_seq`` not acknowledged: ``(first, stop)``.
 
         Every seq from ``first`` up to ``stop`` (exclusive; ``None``: no acknowledged range
-        follows, the run reaches the newest event) is an unsent row, so a batch is a plain
-        rowid range. One small query; the ranges are few because they coalesce.
+        follows) that exists is an unsent row, and they exist from ``first`` on unless
+        ``first`` is past the newest event (then nothing waits). One small query; the
+        ranges are few because they coalesce.
         """
-        bounds = self.outbox_bounds()
-        if bounds is None:
-            return None
-        first = max(after_seq + 1, bounds[0])
+        first = after_seq + 1
         for lo, hi in self.conn.execute(
                 "SELECT first, last FROM outbox_acked WHERE last >= ? ORDER BY first", (first,)):
             if lo > first:
-                return (first, lo) if first <= bounds[1] else None
+                return first, lo
             first = hi + 1
-        return (first, None) if first <= bounds[1] else None
+        return first, None
 
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[Event]:
         """Unsent events in sequence order."""
         events: list[Event] = []
-        while len(events) < limit and (run := self.unsent_run(after_seq)) is not None:
-            first, stop = run
+        while len(events) < limit:
+            first, stop = self.unsent_run(after_seq)
             rows = self.conn.execute(
                 "SELECT seq, event_id, type, at, clock_trusted, body FROM outbox"
                 " WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
                 (first, stop if stop is not None else 1 << 62, limit - len(events))).fetchall()
             events += [Event(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5])) for r in rows]
-            after_seq = (stop - 1) if stop is not None else (1 << 62)
+            if stop is None or not rows:
+                break
+            after_seq = stop - 1
         return events
 
     def mark_sent(self, ranges: list[tuple[int, int]]) -> int:

@@ -53,6 +53,7 @@ _FALLBACK_SQL = (
 _FALLBACK_FORMAT = (f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d{ORIGIN_MARK},'
                     '"type":"%s","at":%!.17g,"clock_trusted":%s,"body":%s}')
 _NO_STOP: Final = 1 << 62
+SEAL_PER_COMMIT: Final = 50  # prepared batches written per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +88,38 @@ class Outbox:
         self.compress = compress
         self._head = batch_head(identity.store_id, identity.device_id)
         self._origin = origin_text(identity.store_id, identity.device_id).encode("utf-8")
+        # What a prepared batch must have been made with to be sent as it is.
+        self._made_for = f"{self._head}|{'zlib' if compress else 'plain'}"
 
     def next_batch(self, after_seq: int, limit: int) -> Batch | None:
         """The next unsent events after ``after_seq`` (at most ``limit``), or ``None``.
 
         Each event's wire text was stored when it was appended (``edge.events.wire_text``);
         SQLite joins a batch's texts in seq order and only the origin is filled in here, so
-        no Python object is made per event (``bench/sync_drain.py``). ``Event.to_wire``
-        stays the definition of the wire form; ``tests/test_sync_outbox.py`` holds the
-        stored text byte-equal to it.
+        no Python object is made per event (``bench/sync_drain.py``); a batch :meth:`seal`
+        prepared while offline is sent as stored. ``Event.to_wire`` stays the definition of
+        the wire form; ``tests/test_sync_outbox.py`` holds the stored text byte-equal to it.
         """
-        run = self.ledger.unsent_run(after_seq)
-        if run is None:
-            return None
-        first, stop = run
+        first, stop = self.ledger.unsent_run(after_seq)
         stop = _NO_STOP if stop is None else stop
+        return self._prepared(first, stop, limit) or self._build(first, stop, limit)
+
+    def _prepared(self, first: int, stop: int, limit: int) -> Batch | None:
+        """The batch :meth:`seal` prepared at ``first``, if it is still whole and fits."""
+        row = self.ledger.conn.execute(
+            "SELECT last, count, content_type, payload FROM outbox_batch WHERE first = ?"
+            " AND made_for = ?", (first, self._made_for)).fetchone()
+        if row is None or row[0] >= stop or row[1] > limit:
+            return None  # none, part of it acknowledged meanwhile, or over the batch size
+        return Batch(first, row[0], row[1], row[3], row[2])
+
+    def _build(self, first: int, stop: int, limit: int) -> Batch | None:
+        """The batch of the run ``first``..``stop`` from the stored wire texts."""
         want = min(limit, stop - first)
         lo, hi, count, joined = self.ledger.conn.execute(
             _BATCH_SQL, (self._head, first, stop, limit)).fetchone()
+        if not count and not self._more_rows(first - 1, stop):
+            return None  # nothing waits
         if lo != first or count != hi - lo + 1 or (count < want and self._more_rows(hi, stop)):
             # A stored text is missing somewhere in this run: build the batch from the rows.
             lo, hi, count, joined = self.ledger.conn.execute(
@@ -114,6 +129,42 @@ class Outbox:
         payload, ctype = finish_batch(joined.replace(ORIGIN_MARK_BYTES, self._origin),
                                       self.compress)
         return Batch(lo, hi, count, payload, ctype)
+
+    def seal(self, limit: int, most: int = 2000) -> int:
+        """Prepare the payloads of up to ``most`` full batches of unsent events; how many.
+
+        Run while the box is offline: the backlog it builds up is then sent after the
+        outage as stored bytes (read, no encoding or compression on the drain's path).
+        Only batches that cannot grow are made (``limit`` events, or a run that ends at an
+        acknowledged range); the newest events stay for the drain. Batches made for
+        another identity or compression, or over the size, are dropped first.
+        """
+        conn = self.ledger.conn
+        with self.ledger.immediate():
+            conn.execute("DELETE FROM outbox_batch WHERE made_for != ? OR count > ?",
+                         (self._made_for, limit))
+        after = conn.execute("SELECT COALESCE(MAX(last), 0) FROM outbox_batch").fetchone()[0]
+        sealed = 0
+        rows: list[tuple[int, int, int, str, str, bytes]] = []
+        while sealed + len(rows) < most:
+            first, stop = self.ledger.unsent_run(after)
+            batch = self._build(first, _NO_STOP if stop is None else stop, limit)
+            if batch is None or (batch.count < limit and (stop is None or batch.last < stop - 1)):
+                break  # the newest events: more may join them
+            rows.append((batch.first, batch.last, batch.count, self._made_for,
+                         batch.content_type, batch.payload))
+            after = batch.last
+            if len(rows) == SEAL_PER_COMMIT:
+                sealed += self._store_sealed(rows)
+                rows = []
+        return sealed + self._store_sealed(rows)
+
+    def _store_sealed(self, rows: list[tuple[int, int, int, str, str, bytes]]) -> int:
+        if rows:  # short transactions: a redemption waits at most for one of them
+            with self.ledger.immediate() as conn:
+                conn.executemany("INSERT OR IGNORE INTO outbox_batch(first, last, count,"
+                                 " made_for, content_type, payload) VALUES (?,?,?,?,?,?)", rows)
+        return len(rows)
 
     def _more_rows(self, hi: int | None, stop: int) -> bool:
         """Whether the outbox has rows of the run past ``hi`` that had no stored text."""
@@ -148,9 +199,9 @@ class Outbox:
             pruned = _prune(conn, now - policy.outbox_max_age_s, policy.outbox_max_rows)
         # Read outside the write transaction, so the drain's sent marks never wait on it.
         backlog = self.ledger.backlog()
-        run = self.ledger.unsent_run()
-        oldest = None if run is None else conn.execute(
-            "SELECT at FROM outbox WHERE seq = ?", (run[0],)).fetchone()[0]
+        row = conn.execute("SELECT at FROM outbox WHERE seq = ?",
+                           (self.ledger.unsent_run()[0],)).fetchone()
+        oldest = None if row is None else row[0]
         age = max(0.0, now - oldest) if oldest is not None else 0.0
         why = _alarm_reason(policy, backlog, age)
         if bool(why) != bool(self.ledger.setting(ALARM_SETTING)):
@@ -197,14 +248,10 @@ def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
             if first <= count_over[0]:
                 pruned += conn.execute("DELETE FROM outbox WHERE seq >= ? AND seq <= ?",
                                        (first, min(last, count_over[0]))).rowcount
-    # Stored wire texts are needed only until their events are sent.
+    # Stored wire texts and prepared batches are needed only until their events are sent.
     conn.executemany("DELETE FROM outbox_wire WHERE seq >= ? AND seq <= ?", ranges)
-    # Ranges wholly below the oldest row describe nothing any more.
-    low = conn.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
-    if low is None:
-        conn.execute("DELETE FROM outbox_acked")
-    else:
-        conn.execute("DELETE FROM outbox_acked WHERE last < ?", (low,))
+    conn.executemany("DELETE FROM outbox_batch WHERE first >= ? AND first <= ?", ranges)
+    # The ranges stay: they say the pruned seqs were sent (and coalesced, they are few).
     return pruned
 
 
@@ -243,6 +290,14 @@ class OutboxThread:
         """
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._check,
                                                                 identity, policy, now)
+
+    def _seal(self, identity: Identity, compress: bool, limit: int) -> int:
+        return Outbox(self._own(), identity, compress).seal(limit)
+
+    async def seal(self, identity: Identity, compress: bool, limit: int) -> int:
+        """:meth:`Outbox.seal` on this thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._seal,
+                                                                identity, compress, limit)
 
     async def mark(self, ranges: list[tuple[int, int]]) -> int:
         """Mark ``ranges`` sent; returns how many events were not marked before."""

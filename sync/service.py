@@ -44,6 +44,7 @@ from sync.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S: Final = 10.0  # outbox policy check, backlog recount, presence refresh
+SEAL_AFTER_S: Final = 5.0  # offline this long: the backlog's batches are prepared ahead
 ACK_FLUSH_S: Final = 0.05  # acknowledged batches are marked sent together within this
 
 
@@ -102,6 +103,7 @@ class SyncService:
         self._ack_failure = ""
         self._presence_sent: tuple[int, int, bool, bool] | None = None
         self._marking: set[asyncio.Future[None]] = set()
+        self._offline_since: float | None = None  # monotonic; None: online or not tried yet
 
     # -- public -------------------------------------------------------------------------
 
@@ -373,6 +375,15 @@ class SyncService:
     async def _housekeep(self) -> None:
         assert self._ledger is not None
         health = await self._checks.check(self.identity, self._policy, self.wall_clock())
+        offline = self._offline_since
+        if (offline is not None and time.monotonic() - offline >= SEAL_AFTER_S
+                and health.backlog >= self._policy.batch_size):
+            # Offline for a while: prepare the backlog's batches now, so the drain after
+            # the outage sends stored bytes instead of encoding and compressing them then.
+            sealed = await self._checks.seal(self.identity, self.settings.compress,
+                                             self._policy.batch_size)
+            if sealed:
+                log.info("prepared %d batches of the backlog while offline", sealed)
         detail = health.why if health.alarm else self._state.detail
         if health.alarm != self._state.alarm:
             self.wake()
@@ -392,6 +403,8 @@ class SyncService:
     def _contact(self, online: bool, detail: str | None = None,
                  backlog: int | None = None) -> None:
         changes: dict[str, object] = {"online": online, "last_contact": self.wall_clock()}
+        if online:
+            self._offline_since = None
         if detail is not None:
             changes["detail"] = detail
         if backlog is not None:
@@ -399,6 +412,8 @@ class SyncService:
         self._set_state(**changes)
 
     def _offline(self, detail: str) -> None:
+        if self._offline_since is None:
+            self._offline_since = time.monotonic()
         self._set_state(online=False, detail=detail)
 
     def _set_state(self, **changes: object) -> None:

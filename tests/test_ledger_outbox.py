@@ -41,7 +41,8 @@ def test_acknowledged_ranges_coalesce_and_the_backlog_is_what_they_leave(tmp_pat
     append_events(ledger, 1)
     assert _unsent(ledger) == [*range(1, 11), *range(41, 95), 101]
     assert ledger.backlog() == 65
-    assert ledger.unsent_run(100) == (101, None) and ledger.unsent_run(101) is None
+    assert ledger.unsent_run(100) == (101, None)
+    assert ledger.unsent_run(101) == (102, None) and ledger.pending_events(after_seq=101) == []
     ledger.close()
 
 
@@ -103,9 +104,10 @@ def test_pruning_goes_by_event_time_and_never_touches_unsent_rows(tmp_path: Path
 
 
 def test_schema_2_sent_marks_become_ranges(tmp_path: Path) -> None:
-    """GIVEN a schema-2 ledger (a ``sent_at`` per row) with sent rows 1-3 (2 pruned), unsent
-    4, sent 5-6, unsent 7 WHEN this software opens it THEN the sent islands become the
-    ranges 1-3 and 5-6, the column is gone, and exactly 4 and 7 wait."""
+    """GIVEN a schema-2 ledger (a ``sent_at`` per row) with sent rows 1-3 (1 and 2 pruned),
+    unsent 4, sent 5-6, unsent 7 WHEN this software opens it THEN the sent islands become
+    the ranges 1-3 (the pruned ones included) and 5-6, the column is gone, and exactly 4
+    and 7 wait."""
     path = tmp_path / "v2.sqlite"
     db = pw.SqliteDatabase(str(path))
     db.connect()
@@ -118,7 +120,7 @@ def test_schema_2_sent_marks_become_ranges(tmp_path: Path) -> None:
                      " VALUES (?, 'decision', 1.0, 1, '{}', ?)",
                      (f"e{i}", None if i in (4, 7) else 5.0))
         conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, '{}')", (i,))
-    conn.execute("DELETE FROM outbox WHERE seq = 2")
+    conn.execute("DELETE FROM outbox WHERE seq IN (1, 2)")
     conn.commit()
     db.close()
     ledger = Ledger(path)
@@ -127,4 +129,75 @@ def test_schema_2_sent_marks_become_ranges(tmp_path: Path) -> None:
     columns = [r[1] for r in ledger.conn.execute("PRAGMA table_info(outbox)")]
     assert "sent_at" not in columns
     assert _unsent(ledger) == [4, 7] and ledger.backlog() == 2
+    ledger.close()
+
+
+def test_an_empty_schema_2_outbox_marks_every_pruned_seq_sent(tmp_path: Path) -> None:
+    """GIVEN a schema-2 ledger whose 5 events were all sent and pruned WHEN migrated THEN
+    seqs 1-5 are one acknowledged range and the next event (6) is the only one waiting."""
+    path = tmp_path / "v2.sqlite"
+    db = pw.SqliteDatabase(str(path))
+    db.connect()
+    MIGRATIONS[0](db)
+    MIGRATIONS[1](db)
+    conn = db.connection()
+    conn.execute("PRAGMA user_version = 2")
+    for i in range(1, 6):
+        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
+                     " VALUES (?, 'decision', 1.0, 1, '{}', 5.0)", (f"e{i}",))
+    conn.execute("DELETE FROM outbox")
+    conn.commit()
+    db.close()
+    ledger = Ledger(path)
+    assert _acked(ledger) == [(1, 5)]
+    append_events(ledger, 1)
+    assert _unsent(ledger) == [6] and ledger.backlog() == 1
+    ledger.close()
+
+
+def _built(ledger: Ledger, compress: bool = True) -> list[tuple[int, int, bytes]]:
+    """Batches of 100 as the drain builds them with nothing prepared (a fresh copy)."""
+    saved = ledger.conn.execute("SELECT * FROM outbox_batch").fetchall()
+    ledger.conn.execute("DELETE FROM outbox_batch")
+    out, cursor = [], 0
+    outbox = Outbox(ledger, IDENTITY, compress)
+    while (b := outbox.next_batch(cursor, 100)) is not None:
+        out.append((b.first, b.last, b.payload))
+        cursor = b.last
+    ledger.conn.executemany("INSERT INTO outbox_batch VALUES (?,?,?,?,?,?)", saved)
+    return out
+
+
+def test_batches_prepared_offline_are_byte_equal_and_used_only_while_whole(
+        tmp_path: Path) -> None:
+    """GIVEN 350 unsent events WHEN the backlog is prepared THEN three full batches are
+    stored (the 50 newest are left for the drain), each byte for byte the batch the drain
+    would build; the drain sends them as stored; WHEN part of one is acknowledged
+    meanwhile THEN that one is built again without the acknowledged events; WHEN the
+    compression setting changes THEN none is used and the next prepare replaces them;
+    and once acknowledged they are pruned."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 350)
+    want = _built(ledger)
+    outbox = Outbox(ledger, IDENTITY)
+    assert outbox.seal(100) == 3
+    assert outbox.seal(100) == 0  # nothing new to prepare
+    rows = ledger.conn.execute("SELECT first, last, payload FROM outbox_batch ORDER BY first"
+                               ).fetchall()
+    assert rows == [tuple(w) for w in want[:3]]
+    ledger.conn.execute("UPDATE outbox_batch SET payload = X'00' WHERE first = 101")
+    b2 = outbox.next_batch(100, 100)
+    assert b2 is not None and b2.payload == b"\x00"  # sent as stored, not re-encoded
+    ledger.mark_sent([(150, 160)])
+    b2 = outbox.next_batch(100, 100)
+    assert b2 is not None and (b2.first, b2.last) == (101, 149) and b2.payload != b"\x00"
+    plain = Outbox(ledger, IDENTITY, compress=False)
+    b1 = plain.next_batch(0, 100)
+    assert b1 is not None and b1.payload == _built(ledger, compress=False)[0][2]
+    assert plain.seal(100) == 3  # 1-100 again, 101-149 (it ends at an acked range), 161-260
+    assert all(r[0].endswith("|plain")
+               for r in ledger.conn.execute("SELECT made_for FROM outbox_batch"))
+    ledger.mark_sent([(1, 350)])
+    Outbox(ledger, IDENTITY).check(SyncPolicy())
+    assert ledger.conn.execute("SELECT COUNT(*) FROM outbox_batch").fetchone()[0] == 0
     ledger.close()

@@ -128,6 +128,35 @@ async def test_offline_whole_time_then_online_delivers_all_in_order(
                 and Presence.decode(p).state is PresenceState.ONLINE)
 
 
+async def test_a_long_outage_prepares_the_backlog_and_the_drain_sends_it_as_stored(
+        broker: Broker, hq: HqListener, box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a box offline past SEAL_AFTER_S with 1250 events waiting WHEN housekeeping runs
+    THEN the 12 full batches are prepared (the 50 newest are not); WHEN the broker comes
+    back THEN HQ receives exactly the prepared bytes for them, every event once, in order,
+    and the prepared batches are pruned once acknowledged."""
+    monkeypatch.setattr("sync.service.HOUSEKEEPING_S", 0.1)
+    monkeypatch.setattr("sync.service.SEAL_AFTER_S", 0.2)
+    _set_policy(box.ledger, batch_size=100)
+    broker.stop()
+    append_events(box.ledger, 1250)
+    box.start()
+
+    def prepared() -> list[bytes]:
+        return [r[0] for r in box.ledger.conn.execute(
+            "SELECT payload FROM outbox_batch ORDER BY first")]
+    await until(lambda: len(prepared()) == 12, what="the backlog prepared")
+    stored = prepared()
+    assert box.sent() == 0
+    broker.start()
+    await until(lambda: box.sent() == 1250, what="all sent")
+    await until(lambda: len(hq.seqs()) >= 1250, what="HQ has all")
+    assert hq.seqs() == list(range(1, 1251))
+    with hq.lock:
+        payloads = [p for t, p, _c, _r in hq.messages if t.endswith("/events")]
+    assert payloads[:12] == stored
+    await until(lambda: prepared() == [], what="prepared batches pruned")
+
+
 async def test_broker_restart_mid_drain_loses_nothing(broker: Broker, hq: HqListener,
                                                       box: Box) -> None:
     """GIVEN 6000 events draining in batches of 50 WHEN the broker is restarted mid-drain
