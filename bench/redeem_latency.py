@@ -64,7 +64,7 @@ def fill(box: Box, coupons: int, orders: int, now: float) -> None:
             " items, customer, status) VALUES (?, 'BJ001', ?, ?, ?, 'x', 'y', 'waiting')",
             [(f"O-{i}", f"{i % 100000:05d}", now - 3600, now + 3600) for i in range(orders)])
         conn.execute("INSERT INTO outbox_acked(first, last)"  # a year of events, all sent
-                     " SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox))")
+                     " SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox)")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # start the timed part with an empty WAL
 
