@@ -145,10 +145,15 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 
 class OrderStatus(enum.StrEnum):
-    """An order's state as HQ sends it (new and changed orders are both ``waiting``)."""
+    """An order's state as HQ sends it (new and changed orders are both ``waiting``).
+
+    ``collected`` comes in a catch-up: HQ saw the order collected at this store (a box
+    replaced or reset would otherwise hand it out again).
+    """
 
     WAITING = "waiting"
     CANCELLED = "cancelled"
+    COLLECTED = "collected"
 
 
 _ORDER_FIELDS: Final = frozenset({"order_id", "number", "window_start", "window_end", "items",

@@ -172,6 +172,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "reason.order_cancelled": {"zh": "订单已取消", "en": "Order cancelled"},
     "reason.already_collected": {"zh": "已于 {used_at} 取货（{used_till}）",
                                  "en": "Already collected at {used_at} ({used_till})"},
+    "reason.already_collected.hq": {"zh": "总部记录此单已在本店取货",
+                                    "en": "HQ records this order as collected at this store"},
     "reason.outside_pickup_window": {"zh": "不在取货时间内（{window}）",
                                      "en": "Outside the pickup window ({window})"},
     "reason.unknown_pickup_number": {"zh": "本店没有取货号 {number}",
@@ -264,6 +266,9 @@ def verdict_lines(v: Verdict, lang: str = DEFAULT_LANG) -> tuple[str, str, str]:
         "number": f.get("number", ""),
         "window": f"{when(f.get('window_start'))} - {when(f.get('window_end'))}",
     }
-    what = t("reason." + v.reason.value, lang, **values)
+    key = "reason." + v.reason.value
+    if v.reason is Reason.ALREADY_COLLECTED and f.get("collected_per_hq"):
+        key += ".hq"  # collected before this box knew the order: no time or till here
+    what = t(key, lang, **values)
     advice = t(_ADVICE.get(v.reason, "advice.call_manager"), lang)
     return t("rejected", lang), what, advice

@@ -197,6 +197,11 @@ class Counter:
             self._judge_uses(conn, j)
             if j.reason is Reason.ALREADY_USED_HERE:
                 j.reason = Reason.ALREADY_COLLECTED
+            elif j.reason is None and row and row[0] == "collected":
+                # HQ's catch-up says so: collected here before this box (a replacement)
+                # knew the order, so there is no local use to count.
+                j.reason = Reason.ALREADY_COLLECTED
+                j.facts["collected_per_hq"] = True
             elif j.reason is None and now > p.window_end:
                 j.facts["late"] = True
         return j

@@ -72,6 +72,11 @@ _SCHEMA: Final = (
     " kind TEXT NOT NULL, topic TEXT NOT NULL, body TEXT NOT NULL, version BIGINT,"
     " payload TEXT, created_at {float} NOT NULL, sent_at {float})",
     "CREATE INDEX IF NOT EXISTS hq_outbox_unsent ON hq_outbox (sent_at, id)",
+    # The pickup orders pushed to each store, as last pushed: the catch-up for a box that
+    # had no broker session (new, replaced, or offline past its session expiry).
+    "CREATE TABLE IF NOT EXISTS hq_order (store TEXT NOT NULL, order_id TEXT NOT NULL,"
+    " body TEXT NOT NULL, window_end BIGINT NOT NULL, updated_at {float} NOT NULL,"
+    " PRIMARY KEY (store, order_id))",
 )
 
 _TYPES: Final = {

@@ -35,10 +35,13 @@ from sync.contract import (
     DataKind,
     EventBatch,
     HqData,
+    OrderStatus,
+    OrderUpdate,
     Presence,
     RemoteUse,
     Reported,
     Topics,
+    encode_orders,
     encode_remote_uses,
     seal,
 )
@@ -47,6 +50,8 @@ PREVIEW_BYTES = 120
 RAW_KEEP_BYTES = 1 << 20  # a rejected payload up to 1 MiB is kept whole (base64)
 MAX_SEQ = 2**62
 MAX_ID_CHARS = 128
+CATCH_UP_CHUNK = 500  # orders or uses per catch-up envelope
+CATCH_UP_USES_S = 90 * 86400  # remote uses older than this are left out of a catch-up
 
 
 class RejectReason(enum.StrEnum):
@@ -166,8 +171,9 @@ class EventStore:
             except ContractError as exc:
                 return self._reject(topic, store, device, RejectReason.BAD_REPORTED, str(exc),
                                     payload)
-            self.record_reported(store, device, reported, seen=not retained)
-            return Outcome(Handled.REPORTED)
+            return Outcome(Handled.REPORTED,
+                           fanout=self.record_reported(store, device, reported,
+                                                       seen=not retained))
         return self._reject(topic, store, device, RejectReason.BAD_TOPIC,
                             f"unknown device topic leaf {leaf!r}", payload)
 
@@ -347,8 +353,13 @@ class EventStore:
                         (p.state.value, p.software, p.config_version, p.backlog,
                          int(p.clock_trusted), p.at or now, int(p.alarm), device))
 
-    def record_reported(self, store: str, device: str, r: Reported, seen: bool = True) -> None:
-        """Keep the config version a device last reported applied (or refused)."""
+    def record_reported(self, store: str, device: str, r: Reported, seen: bool = True) -> int:
+        """Keep the config version a device last reported applied (or refused).
+
+        A live report asking for a resync (the broker held no session for the box) queues
+        its catch-up in the same transaction; a retained one replayed on subscribe does
+        not (it was answered when it was new). Returns the catch-up rows queued.
+        """
         now = self.clock()
         with self.db.tx() as cur:
             self._touch_device(cur, store, device, now, seen)
@@ -357,6 +368,45 @@ class EventStore:
                         " reported_error=?, reported_at=?, data_versions=? WHERE device=?",
                         (r.applied_version, r.last_rejected_version, r.last_error,
                          r.at or now, json.dumps(r.data_versions), device))
+            return self._enqueue_catch_up(cur, store, now) if r.resync and seen else 0
+
+    def _enqueue_catch_up(self, cur: Cursor, store: str, now: float) -> int:
+        """Queue what a box without a session missed; returns the envelopes queued.
+
+        The store's orders whose window has not ended (those HQ saw collected there marked
+        so), and the uses at other stores of codes valid there (last 90 days).
+        """
+        cur.execute("SELECT code_id FROM hq_event WHERE store=? AND kind='pickup' AND"
+                    " code_id IS NOT NULL AND ((type=? AND accepted=1) OR type=?)"
+                    " GROUP BY code_id HAVING SUM(CASE WHEN type=? THEN 1 ELSE -1 END) > 0",
+                    (store, EventType.DECISION.value, EventType.VOID.value,
+                     EventType.DECISION.value))
+        collected = {str(r[0]) for r in cur.fetchall()}
+        cur.execute("SELECT body FROM hq_order WHERE store=? AND window_end>=? ORDER BY order_id",
+                    (store, int(now)))
+        orders = []
+        for (body,) in cur.fetchall():
+            order = OrderUpdate.from_dict(json.loads(body))
+            if "P:" + order.order_id in collected and order.status is OrderStatus.WAITING:
+                order = OrderUpdate(order.order_id, order.number, order.window_start,
+                                    order.window_end, order.items, order.customer,
+                                    OrderStatus.COLLECTED)
+            orders.append(order)
+        cur.execute("SELECT code_id, store, uses, last_at, eligible FROM hq_code_use WHERE"
+                    " store<>? AND uses>0 AND last_at>=? ORDER BY code_id, store",
+                    (store, now - CATCH_UP_USES_S))
+        uses = [RemoteUse(str(c), str(s), int(u), float(at)) for c, s, u, at, eligible
+                in cur.fetchall() if not eligible or store in str(eligible).split(",")]
+        queued = 0
+        for i in range(0, len(orders), CATCH_UP_CHUNK):
+            self._enqueue(cur, store, DataKind.ORDERS,
+                          encode_orders(orders[i:i + CATCH_UP_CHUNK]), now)
+            queued += 1
+        for i in range(0, len(uses), CATCH_UP_CHUNK):
+            self._enqueue(cur, store, DataKind.REMOTE_USES,
+                          encode_remote_uses(uses[i:i + CATCH_UP_CHUNK]), now)
+            queued += 1
+        return queued
 
     # -- rejects -----------------------------------------------------------------------
 

@@ -122,5 +122,18 @@ def push_config(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
 
 def push_orders(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
                 orders: list[OrderUpdate]) -> Published:
-    """Sign and publish new, changed or cancelled pickup orders to a store."""
+    """Sign and publish new, changed or cancelled pickup orders to a store.
+
+    The orders are kept first (``hq_order``): a box that comes without a session later
+    gets them in its catch-up (``hq.eventstore.EventStore.record_reported``).
+    """
+    now = time.time()
+    with db.tx() as cur:
+        for o in orders:
+            cur.execute("INSERT INTO hq_order(store, order_id, body, window_end, updated_at)"
+                        " VALUES (?,?,?,?,?) ON CONFLICT (store, order_id) DO UPDATE SET"
+                        " body=excluded.body, window_end=excluded.window_end,"
+                        " updated_at=excluded.updated_at",
+                        (store, o.order_id, json.dumps(o.to_dict(), ensure_ascii=False),
+                         o.window_end, now))
     return sign_and_publish(db, opts, key, store, DataKind.ORDERS, encode_orders(orders))

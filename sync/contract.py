@@ -254,13 +254,16 @@ class Reported:
     at: float = 0.0
     # Added after v1 shipped (optional on the wire): the applied version of each DataKind.
     data_versions: dict[str, int] = field(default_factory=dict)
+    # The broker held no session for the box at this connect (a new box, or one offline
+    # past its session expiry): HQ sends it the orders and remote uses it may have missed.
+    resync: bool = False
 
     def encode(self) -> bytes:
         """JSON bytes."""
         return json.dumps({"v": 1, "applied_version": self.applied_version,
                            "last_rejected_version": self.last_rejected_version,
                            "last_error": self.last_error, "at": self.at,
-                           "data_versions": self.data_versions},
+                           "data_versions": self.data_versions, "resync": self.resync},
                           ensure_ascii=False).encode()
 
     @classmethod
@@ -274,9 +277,12 @@ class Reported:
         try:
             rej = obj.get("last_rejected_version")
             versions = obj.get("data_versions") or {}
+            resync = obj.get("resync", False)
+            if not isinstance(resync, bool):
+                raise TypeError(f"resync must be true or false, not {resync!r}")
             return cls(int(obj["applied_version"]), None if rej is None else int(rej),
                        str(obj.get("last_error", "")), float(obj.get("at", 0.0)),
-                       {str(k): int(v) for k, v in dict(versions).items()})
+                       {str(k): int(v) for k, v in dict(versions).items()}, resync)
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"bad reported message: {exc}") from None
 

@@ -104,6 +104,10 @@ class SyncService:
         self._presence_sent: tuple[int, int, bool, bool] | None = None
         self._marking: set[asyncio.Future[None]] = set()
         self._offline_since: float | None = None  # monotonic; None: online or not tried yet
+        # The broker had no session for us: ask HQ for a catch-up until a report saying so
+        # is acknowledged (a connection lost before that asks again on the next one).
+        self._resync = False
+        self._resync_mid: int | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -176,11 +180,14 @@ class SyncService:
                     self._on_message, self._on_ack)
         self._link = link
         self._inflight.clear()
+        self._resync_mid = None  # mids are per connection
         self._acked.clear()
         self._acked_since = None
         self._ack_failure = ""
         try:
             session_present = await link.open()
+            if not session_present:
+                self._resync = True  # data published while we had no session never comes
             log.info("connected to %s:%s (session %s)", s.host, s.port,
                      "resumed" if session_present else "new")
             self._contact(online=True, detail="")
@@ -268,6 +275,10 @@ class SyncService:
                 woken.cancel()
 
     def _on_ack(self, mid: int, ok: bool, reason: str) -> None:
+        if mid == self._resync_mid:
+            self._resync_mid = None
+            self._resync = self._resync and not ok
+            return
         batch = self._inflight.pop(mid, None)
         if batch is None:
             return  # presence or reported
@@ -367,10 +378,13 @@ class SyncService:
         rej = last_rejection(self._ledger) or {}
         report = Reported(int(self._ledger.setting("config_version")), rej.get("version"),
                           str(rej.get("reason", "")) + (": " + rej["detail"] if rej else ""),
-                          self.wall_clock(), data_versions(self._ledger))
+                          self.wall_clock(), data_versions(self._ledger), self._resync)
         with contextlib.suppress(LinkError):
-            link.publish(self.topics.reported(self.identity.store_id, self.identity.device_id),
-                         report.encode(), retain=True)
+            mid = link.publish(self.topics.reported(self.identity.store_id,
+                                                    self.identity.device_id),
+                               report.encode(), retain=True)
+            if report.resync:
+                self._resync_mid = mid
 
     async def _housekeep(self) -> None:
         assert self._ledger is not None

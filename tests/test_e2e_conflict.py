@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from edge import tokens
+from edge import i18n, tokens
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import Ledger
 from edge.rules import Counter, Identity
 from edge.verdict import Reason
 from hq.issue import sign_token
+from hq.publish import push_orders
+from sync.contract import OrderUpdate
 from sync.service import SyncService
 from sync.settings import MqttSettings
 from tests.hq_support import Hq, hq_fixture  # noqa: F401  (fixture)
@@ -37,9 +39,9 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> N
 class StoreBox:
     """A store: a ledger with the real rules, and (once started) the real SyncService."""
 
-    def __init__(self, folder: Path, store: str, hq: Hq) -> None:
-        self.identity = Identity(store, f"{store}-T1")
-        self.path = folder / f"{store}.sqlite"
+    def __init__(self, folder: Path, store: str, hq: Hq, till: str = "T1") -> None:
+        self.identity = Identity(store, f"{store}-{till}")
+        self.path = folder / f"{store}-{till}.sqlite"
         self.ledger = Ledger(self.path)
         with self.ledger.immediate() as conn:
             self.ledger.put_trusted_key(conn, TrustedKey(
@@ -57,11 +59,15 @@ class StoreBox:
                               software="e2e")
         self.task = asyncio.create_task(service.run())
 
-    async def stop(self) -> None:
+    async def stop_sync(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+            self.task = None
+
+    async def stop(self) -> None:
+        await self.stop_sync()
         self.ledger.close()
 
 
@@ -102,4 +108,64 @@ async def test_offline_double_spend_is_reported_and_fanned_out(tmp_path: Path,
         await until(lambda: c.ledger.backlog() == 0, "C's refusal to reach HQ")
     finally:
         for box in (a, b, c):
+            await box.stop()
+
+
+def _orders_known(box: StoreBox) -> dict[str, str]:
+    return dict(box.ledger.conn.execute("SELECT order_id, status FROM pickup_order").fetchall())
+
+
+async def test_a_replacement_box_catches_up_on_what_it_missed(tmp_path: Path, hq: Hq) -> None:
+    """GIVEN orders pushed to store N, the first of them collected by N's first box, and a
+    single-use coupon spent at store A, all before N's replacement box first connected
+    (so the broker holds no session for it) WHEN the replacement connects THEN HQ sends it
+    a catch-up: it knows the waiting order, knows the collected one as collected, and
+    refuses the coupon as used at A; WHEN HQ's ingest restarts (the retained report is
+    replayed) or the box reconnects with its session THEN no second catch-up is sent."""
+    now = int(time.time())
+    hq.worker()
+    push_orders(hq.db(), hq.opts, hq.key, "SN", [
+        OrderUpdate("ORD-1", "4001", now - 600, now + 3600, "蛋糕x1", "赵*"),
+        OrderUpdate("ORD-2", "4002", now - 600, now + 3600, "吐司x2", "钱*")])
+    code = sign_token(COUPON_KEY, tokens.Coupon(
+        COUPON_KEY.key_id, "ONCE-9", "LIVE1125", tokens.Channel.LIVESTREAM,
+        tokens.Benefit(tokens.BenefitKind.FREE_ITEM, 1, "咖啡"), now - 60, now + 3600))
+    old, a = StoreBox(tmp_path, "SN", hq), StoreBox(tmp_path, "SA", hq)
+    new = StoreBox(tmp_path, "SN", hq, till="T2")
+    outbox_sn = "SELECT COUNT(*) FROM hq_outbox WHERE store='SN'"
+    try:
+        old.start()
+        await until(lambda: len(_orders_known(old)) == 2, "the first box's catch-up")
+        assert old.counter.redeem("4001", till="T1").accepted
+        assert a.counter.redeem(code, till="T1").accepted
+        a.start()
+        await until(lambda: old.ledger.backlog() == 0 and a.ledger.backlog() == 0,
+                    "the collection and the coupon use to reach HQ")
+        await until(lambda: hq.count("SELECT COUNT(*) FROM hq_code_use WHERE code_id="
+                                     "'C:ONCE-9'") == 1, "HQ to count the use")
+        await old.stop_sync()
+        before = hq.count(outbox_sn)
+        new.start()
+        await until(lambda: _orders_known(new) == {"ORD-1": "collected", "ORD-2": "waiting"},
+                    "the replacement's catch-up")
+        await until(lambda: new.ledger.conn.execute(
+            "SELECT COUNT(*) FROM remote_use WHERE code_id='C:ONCE-9'").fetchone()[0] == 1,
+            "the use at A in the catch-up")
+        assert hq.count(outbox_sn) == before + 2  # orders, remote uses
+        assert new.counter.redeem("4002", till="T2").accepted
+        collected = new.counter.redeem("4001", till="T2")
+        assert collected.reason is Reason.ALREADY_COLLECTED
+        assert "总部记录" in i18n.verdict_lines(collected)[1]
+        assert new.counter.redeem(code, till="T2").reason is Reason.USED_AT_OTHER_STORE
+        for w in hq.workers:
+            w.stop()
+        hq.workers.clear()
+        hq.worker(client_id="hq-ingest-2")
+        await new.stop_sync()
+        new.start()
+        await until(lambda: new.ledger.backlog() == 0, "the replacement to drain")
+        await asyncio.sleep(0.5)
+        assert hq.count(outbox_sn) == before + 2
+    finally:
+        for box in (old, a, new):
             await box.stop()
