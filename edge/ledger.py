@@ -217,20 +217,18 @@ def _migrate_3(db: pw.SqliteDatabase) -> None:
     # acknowledged or inside a range (pruning deletes only those, and keeps the ranges).
     conn = db.connection()
     conn.execute("CREATE TABLE outbox_acked (first INTEGER PRIMARY KEY, last INTEGER NOT NULL)")
-    # The sent rows' islands between unsent ones become the ranges (pruned holes included).
-    conn.execute(
-        "INSERT INTO outbox_acked(first, last) SELECT MIN(seq), MAX(seq) FROM"
-        " (SELECT seq, sent_at, SUM(sent_at IS NULL) OVER (ORDER BY seq) AS island FROM outbox)"
-        " WHERE sent_at IS NOT NULL GROUP BY island")
-    # Seqs below the oldest row were pruned, so sent: the ranges must say so (a run of
-    # unsent seqs then always starts at a row that exists).
-    low = conn.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
-    if low is None:
-        low = 1 + (conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
-                                " WHERE name = 'outbox'").fetchone()[0])
-    if low > 1 and conn.execute("UPDATE outbox_acked SET first = 1 WHERE first = ?",
-                                (low,)).rowcount == 0:
-        conn.execute("INSERT INTO outbox_acked(first, last) VALUES (1, ?)", (low - 1,))
+    # Every seq ever given that is not an unsent row was sent (pruned rows included, even
+    # those schema 2 pruned past an unsent one): the ranges are the gaps between unsent rows.
+    top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+                       " WHERE name = 'outbox'").fetchone()[0]
+    ranges, done = [], 0
+    for (seq,) in conn.execute("SELECT seq FROM outbox WHERE sent_at IS NULL ORDER BY seq"):
+        if seq > done + 1:
+            ranges.append((done + 1, seq - 1))
+        done = seq
+    if top > done:
+        ranges.append((done + 1, top))
+    conn.executemany("INSERT INTO outbox_acked(first, last) VALUES (?, ?)", ranges)
     conn.execute("DROP INDEX outbox_unsent")
     conn.execute("ALTER TABLE outbox DROP COLUMN sent_at")
     # Batch payloads prepared while the box is offline (sync.outbox.Outbox.seal), so that
@@ -403,9 +401,9 @@ class Ledger:
                 " WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
                 (first, stop if stop is not None else 1 << 62, limit - len(events))).fetchall()
             events += [Event(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5])) for r in rows]
-            if stop is None or not rows:
+            if stop is None:
                 break
-            after_seq = stop - 1
+            after_seq = stop - 1  # past the next acknowledged range
         return events
 
     def mark_sent(self, ranges: list[tuple[int, int]]) -> int:

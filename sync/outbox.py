@@ -100,9 +100,13 @@ class Outbox:
         prepared while offline is sent as stored. ``Event.to_wire`` stays the definition of
         the wire form; ``tests/test_sync_outbox.py`` holds the stored text byte-equal to it.
         """
-        first, stop = self.ledger.unsent_run(after_seq)
-        stop = _NO_STOP if stop is None else stop
-        return self._prepared(first, stop, limit) or self._build(first, stop, limit)
+        while True:
+            first, stop = self.ledger.unsent_run(after_seq)
+            end = _NO_STOP if stop is None else stop
+            batch = self._prepared(first, end, limit) or self._build(first, end, limit)
+            if batch is not None or stop is None:
+                return batch
+            after_seq = stop - 1  # a run with no rows (none should be): look past it
 
     def _prepared(self, first: int, stop: int, limit: int) -> Batch | None:
         """The batch :meth:`seal` prepared at ``first``, if it is still whole and fits."""
@@ -131,7 +135,7 @@ class Outbox:
         return Batch(lo, hi, count, payload, ctype)
 
     def seal(self, limit: int, most: int = 2000) -> int:
-        """Prepare the payloads of up to ``most`` full batches of unsent events; how many.
+        """Prepare the payloads of up to ``most`` batches of unsent events; how many.
 
         Run while the box is offline: the backlog it builds up is then sent after the
         outage as stored bytes (read, no encoding or compression on the drain's path).
@@ -149,6 +153,9 @@ class Outbox:
         while sealed + len(rows) < most:
             first, stop = self.ledger.unsent_run(after)
             batch = self._build(first, _NO_STOP if stop is None else stop, limit)
+            if batch is None and stop is not None:
+                after = stop - 1  # a run with no rows: look past it
+                continue
             if batch is None or (batch.count < limit and (stop is None or batch.last < stop - 1)):
                 break  # the newest events: more may join them
             rows.append((batch.first, batch.last, batch.count, self._made_for,

@@ -376,9 +376,11 @@ class SyncService:
         if link is None or link.closed.is_set() or self._ledger is None:
             return
         rej = last_rejection(self._ledger) or {}
+        # One resync request in flight per connection: HQ would answer each one.
+        resync = self._resync and self._resync_mid is None
         report = Reported(int(self._ledger.setting("config_version")), rej.get("version"),
                           str(rej.get("reason", "")) + (": " + rej["detail"] if rej else ""),
-                          self.wall_clock(), data_versions(self._ledger), self._resync)
+                          self.wall_clock(), data_versions(self._ledger), resync)
         with contextlib.suppress(LinkError):
             mid = link.publish(self.topics.reported(self.identity.store_id,
                                                     self.identity.device_id),

@@ -201,3 +201,53 @@ def test_batches_prepared_offline_are_byte_equal_and_used_only_while_whole(
     Outbox(ledger, IDENTITY).check(SyncPolicy())
     assert ledger.conn.execute("SELECT COUNT(*) FROM outbox_batch").fetchone()[0] == 0
     ledger.close()
+
+
+def test_a_sent_row_pruned_past_an_unsent_one_by_schema_2_is_not_waited_for(
+        tmp_path: Path) -> None:
+    """GIVEN a schema-2 ledger whose count pruning deleted sent row 4 while row 2 was still
+    unsent (rows: 1 sent, 2 unsent, 3 sent, 5 sent, 6 unsent) WHEN migrated THEN 4 counts as
+    sent, exactly 2 and 6 wait, and the drain's batches are 2, then 6."""
+    path = tmp_path / "v2.sqlite"
+    db = pw.SqliteDatabase(str(path))
+    db.connect()
+    MIGRATIONS[0](db)
+    MIGRATIONS[1](db)
+    conn = db.connection()
+    conn.execute("PRAGMA user_version = 2")
+    for i in range(1, 7):
+        unsent = i in (2, 6)
+        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
+                     " VALUES (?, 'decision', 1.0, 1, '{}', ?)", (f"e{i}", None if unsent else 5.0))
+        if unsent:
+            conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, '{}')", (i,))
+    conn.execute("DELETE FROM outbox WHERE seq = 4")
+    conn.commit()
+    db.close()
+    ledger = Ledger(path)
+    assert _acked(ledger) == [(1, 1), (3, 5)]
+    assert _unsent(ledger) == [2, 6] and ledger.backlog() == 2
+    outbox = Outbox(ledger, IDENTITY, compress=False)
+    b1 = outbox.next_batch(0, 100)
+    assert b1 is not None and (b1.first, b1.last) == (2, 2)
+    b2 = outbox.next_batch(b1.last, 100)
+    assert b2 is not None and (b2.first, b2.last) == (6, 6)
+    ledger.close()
+
+
+def test_the_drain_looks_past_a_run_with_no_rows(tmp_path: Path) -> None:
+    """GIVEN rows 4-5 missing with no range covering them (a ledger damaged by hand) and
+    6-10 acknowledged WHEN the drain reads after 3 THEN it is not stuck on the empty run:
+    nothing waits; and a new event 11 is the next batch."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 10)
+    ledger.mark_sent([(1, 3), (6, 10)])
+    ledger.conn.execute("DELETE FROM outbox WHERE seq IN (4, 5)")
+    ledger.conn.execute("DELETE FROM outbox_wire WHERE seq IN (4, 5)")
+    outbox = Outbox(ledger, IDENTITY)
+    assert outbox.next_batch(3, 100) is None
+    append_events(ledger, 1)
+    batch = outbox.next_batch(3, 100)
+    assert batch is not None and (batch.first, batch.last) == (11, 11)
+    assert _unsent(ledger) == [11]
+    ledger.close()
