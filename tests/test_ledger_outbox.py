@@ -21,6 +21,26 @@ def _unsent(ledger: Ledger) -> list[int]:
     return [e.seq for e in ledger.pending_events(limit=10_000)]
 
 
+def _schema_2_ledger(path: Path, count: int, unsent: set[int], pruned: set[int]) -> None:
+    """A ledger as schema 2 left it: ``count`` events, a ``sent_at`` on all but ``unsent``
+    (which have their wire texts), and the ``pruned`` rows deleted."""
+    db = pw.SqliteDatabase(str(path))
+    db.connect()
+    MIGRATIONS[0](db)
+    MIGRATIONS[1](db)
+    conn = db.connection()
+    conn.execute("PRAGMA user_version = 2")
+    for i in range(1, count + 1):
+        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
+                     " VALUES (?, 'decision', 1.0, 1, '{}', ?)",
+                     (f"e{i}", None if i in unsent else 5.0))
+        if i in unsent:
+            conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, '{}')", (i,))
+    conn.executemany("DELETE FROM outbox WHERE seq = ?", [(i,) for i in sorted(pruned)])
+    conn.commit()
+    db.close()
+
+
 def test_acknowledged_ranges_coalesce_and_the_backlog_is_what_they_leave(tmp_path: Path) -> None:
     """GIVEN 100 events WHEN ranges are acknowledged apart, then one joining them, then one
     past the newest event THEN the table holds the coalesced ranges only, runs of unsent
@@ -109,20 +129,7 @@ def test_schema_2_sent_marks_become_ranges(tmp_path: Path) -> None:
     the ranges 1-3 (the pruned ones included) and 5-6, the column is gone, and exactly 4
     and 7 wait."""
     path = tmp_path / "v2.sqlite"
-    db = pw.SqliteDatabase(str(path))
-    db.connect()
-    MIGRATIONS[0](db)
-    MIGRATIONS[1](db)
-    conn = db.connection()
-    conn.execute("PRAGMA user_version = 2")
-    for i in range(1, 8):
-        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
-                     " VALUES (?, 'decision', 1.0, 1, '{}', ?)",
-                     (f"e{i}", None if i in (4, 7) else 5.0))
-        conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, '{}')", (i,))
-    conn.execute("DELETE FROM outbox WHERE seq IN (1, 2)")
-    conn.commit()
-    db.close()
+    _schema_2_ledger(path, 7, unsent={4, 7}, pruned={1, 2})
     ledger = Ledger(path)
     assert ledger.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert _acked(ledger) == [(1, 3), (5, 6)]
@@ -136,18 +143,7 @@ def test_an_empty_schema_2_outbox_marks_every_pruned_seq_sent(tmp_path: Path) ->
     """GIVEN a schema-2 ledger whose 5 events were all sent and pruned WHEN migrated THEN
     seqs 1-5 are one acknowledged range and the next event (6) is the only one waiting."""
     path = tmp_path / "v2.sqlite"
-    db = pw.SqliteDatabase(str(path))
-    db.connect()
-    MIGRATIONS[0](db)
-    MIGRATIONS[1](db)
-    conn = db.connection()
-    conn.execute("PRAGMA user_version = 2")
-    for i in range(1, 6):
-        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
-                     " VALUES (?, 'decision', 1.0, 1, '{}', 5.0)", (f"e{i}",))
-    conn.execute("DELETE FROM outbox")
-    conn.commit()
-    db.close()
+    _schema_2_ledger(path, 5, unsent=set(), pruned={1, 2, 3, 4, 5})
     ledger = Ledger(path)
     assert _acked(ledger) == [(1, 5)]
     append_events(ledger, 1)
@@ -209,21 +205,7 @@ def test_a_sent_row_pruned_past_an_unsent_one_by_schema_2_is_not_waited_for(
     unsent (rows: 1 sent, 2 unsent, 3 sent, 5 sent, 6 unsent) WHEN migrated THEN 4 counts as
     sent, exactly 2 and 6 wait, and the drain's batches are 2, then 6."""
     path = tmp_path / "v2.sqlite"
-    db = pw.SqliteDatabase(str(path))
-    db.connect()
-    MIGRATIONS[0](db)
-    MIGRATIONS[1](db)
-    conn = db.connection()
-    conn.execute("PRAGMA user_version = 2")
-    for i in range(1, 7):
-        unsent = i in (2, 6)
-        conn.execute("INSERT INTO outbox(event_id, type, at, clock_trusted, body, sent_at)"
-                     " VALUES (?, 'decision', 1.0, 1, '{}', ?)", (f"e{i}", None if unsent else 5.0))
-        if unsent:
-            conn.execute("INSERT INTO outbox_wire(seq, wire) VALUES (?, '{}')", (i,))
-    conn.execute("DELETE FROM outbox WHERE seq = 4")
-    conn.commit()
-    db.close()
+    _schema_2_ledger(path, 6, unsent={2, 6}, pruned={4})
     ledger = Ledger(path)
     assert _acked(ledger) == [(1, 1), (3, 5)]
     assert _unsent(ledger) == [2, 6] and ledger.backlog() == 2
