@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from textual.widgets import Static
 
-from edge.localapi import encode
+from edge.localapi import Topic, encode
 from tests.standin import StandIn
 from tests.uihelp import (
     FIXED_NOW,
@@ -185,6 +185,25 @@ async def test_odd_frames_from_the_daemon(tmp_path: Path, shanghai: None) -> Non
             assert app.scan_pane.history == []
     finally:
         server.close()
+
+
+async def test_a_poll_or_event_landing_during_shutdown_is_dropped(
+        store: Store, standin: StandIn) -> None:
+    """GIVEN the UI connected WHEN the status timer, the link or a daemon event calls back
+    after shutdown has begun (Textual takes the screens away before it stops timers and
+    workers: seen in CI as NoMatches on TitleBar) THEN nothing is painted and nothing
+    fails."""
+    app = WatchedApp(standin.path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, app)
+        verdict = {**standin.scan_from(store.coffee), "till": "T1", "source": "serial"}
+        await until(pilot, lambda: app.scan_pane.history, "the verdict shown")
+        await pilot.press("f10")
+    assert not app.is_running
+    await app._poll_status()  # the timer's callback, as it ran in that race
+    await app._on_link(False, "closed")
+    await app._on_event(Topic.VERDICT, verdict)
+    assert app.return_code == 0
 
 
 async def test_f10_quits(tmp_path: Path, shanghai: None) -> None:

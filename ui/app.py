@@ -165,6 +165,8 @@ class CashierApp(App[None]):
         return None
 
     async def _on_link(self, up: bool, detail: str) -> None:
+        if not self.is_running:
+            return  # the link's last word while the app shuts down
         was_up, self.link_up, self.link_detail = self.link_up, up, detail
         if up:
             await self._poll_status()
@@ -173,6 +175,8 @@ class CashierApp(App[None]):
         self._paint_chrome()
 
     async def _on_event(self, topic: str, data: dict[str, Any]) -> None:
+        if not self.is_running:
+            return  # an event that arrived while the app shuts down: its panes are gone
         if topic == Topic.VERDICT:
             view = VerdictView.from_dict(data)
             self.scan_pane.add(view)
@@ -211,6 +215,8 @@ class CashierApp(App[None]):
                         severity="error", timeout=30)
 
     def _paint_chrome(self) -> None:
+        if not self.is_running:
+            return  # shutting down: the screens are going, a late poll or event paints nothing
         now = self.clock()
         s = self.status
         store = " ".join(x for x in (s.store_name, s.device_id) if x) if s else ""
