@@ -20,6 +20,8 @@ from ui.pickups import PickupsPane, PickupTable
 from ui.void import ConfirmVoid, VoidPane
 
 if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
     from tests.ui_store import Store
 
 pytest_plugins = ["tests.ui_fixtures"]  # store, standin
@@ -59,6 +61,16 @@ async def test_pickup_list_search_and_collect(store: Store, standin: StandIn) ->
         assert app.bells == 1
 
 
+async def _coffee_redeemed_then_void_pane(pilot: Pilot[object], app: WatchedApp,
+                                          store: Store) -> VoidPane:
+    """Connect, redeem the coffee coupon at the scan pane, open Void (F4)."""
+    await connected(pilot, app)
+    await type_code(pilot, store.coffee)
+    await until(pilot, lambda: app.scan_pane.history, "redeemed")
+    await pilot.press("f4")
+    return app.query_one(VoidPane)
+
+
 async def test_void_needs_reason_and_confirmation(store: Store, standin: StandIn) -> None:
     """GIVEN a redeemed coffee coupon
     WHEN the cashier opens Void, picks it, first submits no reason, then gives one, says N,
@@ -67,11 +79,7 @@ async def test_void_needs_reason_and_confirmation(store: Store, standin: StandIn
     empties, and the same coupon is accepted again on the scan pane."""
     app = WatchedApp(standin.path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await connected(pilot, app)
-        await type_code(pilot, store.coffee)
-        await until(pilot, lambda: app.scan_pane.history, "redeemed")
-        await pilot.press("f4")
-        pane = app.query_one(VoidPane)
+        pane = await _coffee_redeemed_then_void_pane(pilot, app, store)
         await until(pilot, lambda: len(pane.rows) == 1, "voidable row listed")
         await pilot.press("enter")  # table -> reason box
         assert app.focused is app.query_one("#void-reason", Input)
@@ -100,11 +108,7 @@ async def test_void_refused_by_daemon_shows_why(store: Store, standin: StandIn) 
     THEN the daemon's refusal is shown in words, and nothing crashes."""
     app = WatchedApp(standin.path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await connected(pilot, app)
-        await type_code(pilot, store.coffee)
-        await until(pilot, lambda: app.scan_pane.history, "redeemed")
-        await pilot.press("f4")
-        pane = app.query_one(VoidPane)
+        pane = await _coffee_redeemed_then_void_pane(pilot, app, store)
         assert await pane.void(1, "first")
         assert not await pane.void(1, "again")
         assert "不能撤销：already_voided: decision 1 is already voided" in plain(
