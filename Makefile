@@ -42,7 +42,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 typecheck: setup
-	$(VENV)/bin/mypy edge drivers sync ui provisioning hq
+	$(VENV)/bin/mypy edge edged drivers sync ui hq provisioning cli
 
 unit: setup
 	$(VENV)/bin/pytest -q
@@ -50,7 +50,8 @@ unit: setup
 # Everything CI runs: lint, types, the whole suite. pytest's "no tests ran" (exit 5) fails too.
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy edge drivers sync ui provisioning hq
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mypy edge edged drivers sync ui hq provisioning cli
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: setup

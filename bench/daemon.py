@@ -38,7 +38,7 @@ import nacl.signing
 
 from bench.machine import describe
 from edge import tokens
-from edge.localapi import Client, socket_path
+from edged.localapi import Client, socket_path
 from provisioning.dev import ensure_demo_home, hq_home, issue_coupons
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def pct(samples: list[float], p: int) -> float:
 def start(home: Path, notify: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": str(notify)}
     log = (home.parent / "daemon.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "--home", str(home), "run",
+    return subprocess.Popen([sys.executable, "-m", "cli.edge", "--home", str(home), "run",
                              "--simulate", "--log-level", "WARNING", *extra],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 

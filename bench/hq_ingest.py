@@ -1,7 +1,7 @@
 """HQ ingest rate, and end-to-end time from a redemption at store A to a rejection at B.
 
 1. Ingest: N events in batches (as boxes send them) published to a loopback mosquitto,
-   ingested by one ``hq.ingest.IngestWorker`` into SQLite (WAL, synchronous=FULL, one
+   ingested by one ``hq.ingest.worker.IngestWorker`` into SQLite (WAL, synchronous=FULL, one
    transaction per batch, PUBACK after COMMIT). Floor, measured in the same run: bare
    ``sqlite3`` inserts of the same rows into the same table, one transaction per batch,
    same pragmas: what the database alone allows.

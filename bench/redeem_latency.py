@@ -31,7 +31,7 @@ from edge import tokens
 from edge.box import Box, init_home
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import AUTOCHECKPOINT_PAGES
-from hq.issue import sign_token
+from hq.issuing.codes import sign_token
 
 
 def coupon(key: SigningKey, cid: str, now: int, valid_until: int | None = None) -> str:

@@ -1,11 +1,11 @@
 """The cashier UI's speed and size: keystroke-Enter to verdict painted, RSS, first paint.
 
 A box home is made with N signed coupons; a daemon serves it in its own process (the real
-``edge run --simulate`` when this tree has ``edge/daemon.py``, else the local-API stand-in
+``edge run --simulate`` when this tree has ``edged/daemon.py``, else the local-API stand-in
 in ``tests/standin.py``, which decides with the same ``Counter.redeem``). Then, in this
 process:
 
-* floor: the same scans sent straight through ``edge.localapi.Client`` (the daemon's
+* floor: the same scans sent straight through ``edged.localapi.Client`` (the daemon's
   round trip with no UI), interleaved with the UI scans so both see the same machine;
 * UI: the code is already in the input (a wedge scanner's burst), Enter is posted to the
   app's driver, and the clock stops when the verdict panel has been repainted
@@ -39,8 +39,8 @@ from bench.machine import describe
 from edge import tokens
 from edge.box import init_home
 from edge.keys import Purpose, SigningKey, TrustedKey
-from edge.localapi import Client, Op, socket_path
-from hq.issue import sign_token
+from edged.localapi import Client, Op, socket_path
+from hq.issuing.codes import sign_token
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,12 +59,12 @@ def make_home(home: Path, n: int) -> list[str]:
 
 def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if (ROOT / "edge" / "daemon.py").exists():
-        cmd = [sys.executable, "-m", "edge.cli", "--home", str(home), "run", "--simulate"]
+    if (ROOT / "edged" / "daemon.py").exists():
+        cmd = [sys.executable, "-m", "cli.edge", "--home", str(home), "run", "--simulate"]
         which = "edge run --simulate"
     else:
         cmd = [sys.executable, "-m", "tests.standin", str(home)]
-        which = "tests/standin.py (stand-in: no edge/daemon.py in this tree)"
+        which = "tests/standin.py (stand-in: no edged/daemon.py in this tree)"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while not socket_path(home).exists():

@@ -142,7 +142,20 @@ def cmd_orders(args: argparse.Namespace, box: Box) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.daemon import run_daemon
+    from edged.daemon import run_daemon
+
+    if args.simulate:
+        # The demo home (keys, sample codes) is the command line's to make, not the daemon's:
+        # it needs HQ's issuing, which the daemon must not import.
+        from provisioning.dev import ensure_demo_home
+
+        try:
+            if ensure_demo_home(args.home):
+                print(f"demo home created in {args.home} (sample codes in "
+                      f"{args.home}/samples.txt)", flush=True)
+        except ConfigError as exc:
+            print(f"edge run: {exc}", file=sys.stderr)
+            return 2
 
     overrides = {
         "api": {"socket": args.socket, "group": args.group},
@@ -157,14 +170,14 @@ def _api(args: argparse.Namespace, op: str, **req: Any) -> dict[str, Any]:
     """One local API request to the running daemon (raises DaemonUnavailable if none)."""
     import asyncio
 
-    from edge import localapi
+    from edged import localapi
 
     path = args.socket or localapi.socket_path(args.home)
     return asyncio.run(localapi.call(path, op, **req))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edge.localapi import ApiError
+    from edged.localapi import ApiError
 
     try:
         st = _api(args, "status")
@@ -186,7 +199,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from edge.localapi import ApiError, DaemonUnavailable
+    from edged.localapi import ApiError, DaemonUnavailable
 
     code = _code_arg(args.code)
     try:
@@ -207,7 +220,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_print_card(args: argparse.Namespace) -> int:
-    from edge.localapi import ApiError
+    from edged.localapi import ApiError
 
     try:
         result = _api(args, "print_card", receipt_ref=args.receipt)
@@ -254,7 +267,7 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from edge.localapi import socket_path
+    from edged.localapi import socket_path
     from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
 
     CashierApp(args.socket or socket_path(args.home), lang=args.lang, till=args.till).run()

@@ -21,14 +21,14 @@ from edge import tokens
 from edge.keys import Purpose
 from edge.qrfit import CODE_MAX_VERSION, build_qr, qr_version
 from edge.rules import PICKUP_NUMBER
-from hq import keystore
-from hq import report as hq_report
 from hq.broker import BrokerError, add_arguments, options_from_args
 from hq.db import Database, DbError, default_url
-from hq.eventstore import EventStore
-from hq.ingest import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
-from hq.issue import CardCheck, sign_token, verify_card
-from hq.publish import orders_from_body, push_config, push_orders, read_body
+from hq.ingest.eventstore import EventStore
+from hq.ingest.worker import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
+from hq.issuing import keystore
+from hq.issuing.codes import CardCheck, sign_token, verify_card
+from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
+from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}

@@ -5,7 +5,7 @@ backs off while it cannot, and reports every change of (state, jobs waiting, det
 ``on_state`` on the event loop. Printer I/O blocks, so it runs in a thread, in one place
 (:meth:`Spooler._io`); queue updates are small SQLite commits done on the loop.
 
-The exactly-once rule is the queue's (see :mod:`edge.printqueue`): a job is marked
+The exactly-once rule is the queue's (see :mod:`drivers.printqueue`): a job is marked
 ``printing`` before its first byte, back to ``queued`` only when the driver says no byte was
 written, and ``failed_permanently`` otherwise. After such a cut-off write the next job is
 preceded by :func:`~drivers.escpos_render.resync_bytes`, so a printer left in the middle of
@@ -24,8 +24,8 @@ from typing import TypeVar
 from drivers.escpos_render import RenderError, render, resync_bytes
 from drivers.printer import PRINTABLE, Printer, PrinterState, SendError
 from drivers.printer_profile import PrinterProfile
+from drivers.printqueue import Job, PrintQueue, QueueError
 from edge.printdoc import DocumentError
-from edge.printqueue import Job, PrintQueue, QueueError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,6 +1,6 @@
-"""The daemon's side of the local API (:mod:`edge.localapi`): a Unix socket server.
+"""The daemon's side of the local API (:mod:`edged.localapi`): a Unix socket server.
 
-One JSON line per frame, at most :data:`edge.localapi.MAX_LINE` bytes. A line that is too
+One JSON line per frame, at most :data:`edged.localapi.MAX_LINE` bytes. A line that is too
 long, not UTF-8, not JSON or names no known op is answered with a ``bad_request`` error and
 the connection keeps working: an oversized line is skipped up to its newline without being
 held in memory. Each connection has one bounded outgoing queue drained by its own writer
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from edge.localapi import MAX_LINE, ApiError, ErrorCode, Op, Topic, decode, encode
+from edged.localapi import MAX_LINE, ApiError, ErrorCode, Op, Topic, decode, encode
 
 log = logging.getLogger("edge.api")
 

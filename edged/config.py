@@ -5,7 +5,7 @@
 * ``[scanner]``, ``[camera]`` and the device keys of ``[printer]`` belong to the drivers
   (``SerialScannerConfig``, ``CameraConfig``, ``PrinterProfile`` and the printer URL); this
   module only merges flag overrides into those tables and says which parts are configured.
-  :mod:`edge.devices` has the drivers check them, so every key has one owner.
+  :mod:`edged.devices` has the drivers check them, so every key has one owner.
 * ``[sync]`` is read by the sync part.
 
 A part is absent when its table does not name a device: no ``scanner.port``, no ``[camera]``

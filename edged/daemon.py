@@ -2,7 +2,7 @@
 
 It owns the ledger (through :class:`edge.box.Box`), the serial scanner, the camera, the
 printer spooler and (when installed) sync, each as a named task in one
-:class:`asyncio.TaskGroup`, each supervised (:mod:`edge.supervisor`) so a part that is
+:class:`asyncio.TaskGroup`, each supervised (:mod:`edged.supervisor`) so a part that is
 absent, unplugged or failing never stops the others. Every scan, whatever its source
 (serial, camera, the UI's keyboard wedge or a command through the local API), goes through
 :meth:`Daemon.decide`: the rules engine records the decision durably, then subscribers get
@@ -36,21 +36,21 @@ from drivers.camera import CameraScanner
 from drivers.scan import DeviceState, DeviceStatus, DropReason, ScanInput
 from drivers.scanner_serial import SerialScanner
 from edge import report as reports
-from edge.apiserver import ApiServer, ServerError
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
-from edge.daemon_config import DaemonConfig, with_scanner_port
-from edge.devices import Devices, QueuePrinting, check
 from edge.ledger import checkpoint
-from edge.localapi import ApiError, ErrorCode, Op, Topic
-from edge.notify import Notifier
 from edge.orders import orders
-from edge.printing import PrintError, PrintService
-from edge.ptybridge import PtyBridge
 from edge.rules import VoidRefused
-from edge.supervisor import PartState, PartStatus, supervise
 from edge.verdict import Verdict
+from edged.apiserver import ApiServer, ServerError
+from edged.config import DaemonConfig, with_scanner_port
+from edged.devices import Devices, QueuePrinting, check
+from edged.localapi import ApiError, ErrorCode, Op, Topic
+from edged.notify import Notifier
+from edged.printing import PrintError, PrintService
+from edged.ptybridge import PtyBridge
+from edged.supervisor import PartState, PartStatus, supervise
 
 if TYPE_CHECKING:  # paho is imported only when sync is configured
     from sync.service import SyncService, SyncState
@@ -570,19 +570,13 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     Exit 0 after a clean stop, 2 on a bad configuration (one line naming the key), 1 when
     the socket is held by another daemon.
     """
-    from edge import daemon_config
+    from edged import config as daemon_config
 
     setup_logging(log_level)
     # python-escpos leaves a temp folder per process unless told where to cache its
     # capabilities: keep one cache under the home (set before the printer part imports it).
     os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(home / "cache" / "escpos"))
     try:
-        if simulate:
-            from provisioning.dev import ensure_demo_home
-
-            if ensure_demo_home(home):
-                print(f"demo home created in {home} (sample codes in {home}/samples.txt)",
-                      flush=True)
         box = Box.open(home)
     except ConfigError as exc:
         print(f"edge run: {exc}", file=sys.stderr)

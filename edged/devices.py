@@ -18,17 +18,17 @@ from typing import Any
 from drivers.camera import CameraConfig
 from drivers.printer import PRINTABLE, PrinterConfigError, PrinterState, open_printer
 from drivers.printer_profile import PROFILE_KEYS, PrinterProfile, ProfileError
+from drivers.printqueue import PrintQueue, QueueError
 from drivers.scan import ScannerConfigError
 from drivers.scanner_serial import SerialScannerConfig
 from drivers.spooler import Spooler
 from edge import slips
 from edge.cards import IssuedCard
 from edge.config import CardTexts, ConfigError
-from edge.daemon_config import DaemonConfig
 from edge.printdoc import Document
-from edge.printing import PrintError, StateCallback
-from edge.printqueue import PrintQueue, QueueError
 from edge.verdict import Verdict
+from edged.config import DaemonConfig
+from edged.printing import PrintError, StateCallback
 
 log = logging.getLogger("edge.devices")
 
@@ -75,7 +75,7 @@ def check(cfg: DaemonConfig, scanner_port: str | None = None) -> Devices:
 
 
 class QueuePrinting:
-    """The daemon's :class:`~edge.printing.PrintService` over the queue and the spooler.
+    """The daemon's :class:`~edged.printing.PrintService` over the queue and the spooler.
 
     Slips go to the persistent queue; the spooler prints them when the printer can.
     """

@@ -1,7 +1,7 @@
 """The daemon's one seam to the printer: queue slips, reprint, run the spooler.
 
-:class:`PrintService` is what the daemon calls; :class:`edge.devices.QueuePrinting` is the
-implementation over the persistent print queue (``edge.printqueue``) and the spooler
+:class:`PrintService` is what the daemon calls; :class:`edged.devices.QueuePrinting` is the
+implementation over the persistent print queue (``drivers.printqueue``) and the spooler
 (``drivers.spooler``). Jobs go to the queue first and the spooler prints them when it can,
 so a redemption is never blocked by paper.
 """

@@ -32,10 +32,10 @@ from typing import IO
 
 from edge import config, i18n
 from edge.ledger import Ledger
-from edge.localapi import Op, call, socket_path
 from edge.verdict import Reason, Verdict
-from hq import keystore
+from edged.localapi import Op, call, socket_path
 from hq.db import Database
+from hq.issuing import keystore
 from provisioning.dev import STORE, ensure_demo_home, hq_home, samples
 from provisioning.localbroker import Broker
 

@@ -19,8 +19,8 @@ from edge.box import Box, init_home
 from edge.config import ConfigError
 from edge.keys import Purpose
 from edge.orders import learn_pickup_code
-from hq import keystore
-from hq.issue import sign_token
+from hq.issuing import keystore
+from hq.issuing.codes import sign_token
 
 STORE, DEVICE, NAME = "BJ001", "BJ001-T1", "望京店"
 HQ_KEY = "HQ1"

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from edge import daemon_config
 from edge.box import Box
-from edge.daemon import Daemon
-from edge.localapi import Client, socket_path
+from edged import config as daemon_config
+from edged.daemon import Daemon
+from edged.localapi import Client, socket_path
 from provisioning.dev import ensure_demo_home
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,10 +85,10 @@ def write_scanner(home: Path, data: bytes) -> None:
 
 def start_process(home: Path, *extra: str, env: dict[str, str] | None = None
                   ) -> subprocess.Popen[str]:
-    """``python -m edge.cli run --simulate --home HOME`` as a child process."""
+    """``python -m cli.edge run --simulate --home HOME`` as a child process."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "--home", str(home), "run", "--simulate", *extra],
+        [sys.executable, "-m", "cli.edge", "--home", str(home), "run", "--simulate", *extra],
         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.localapi import socket_path
+from edged.localapi import socket_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ class DaemonProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "--home", str(self.home), "run",
+                [sys.executable, "-m", "cli.edge", "--home", str(self.home), "run",
                  "--simulate", "--log-level", "WARNING"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20

@@ -8,7 +8,7 @@ from pathlib import Path
 from edge import tokens
 from edge.box import Box, init_home
 from edge.keys import Purpose, SigningKey, TrustedKey
-from hq.issue import sign_token
+from hq.issuing.codes import sign_token
 
 NOW = 1_764_000_000.0  # 2025-11-24, a fixed "now" for deterministic rules tests
 STORE = "BJ001"

@@ -20,8 +20,8 @@ from paho.mqtt.properties import Properties
 from edge.keys import Purpose, SigningKey, TrustedKey
 from hq.broker import BrokerOptions
 from hq.db import Database
-from hq.eventstore import EventStore
-from hq.ingest import IngestWorker
+from hq.ingest.eventstore import EventStore
+from hq.ingest.worker import IngestWorker
 from provisioning.localbroker import Broker
 from sync.contract import EventBatch, Topics
 
@@ -243,7 +243,7 @@ def coupon_code(key: SigningKey, coupon_id: str, campaign: str = "live1",
                 stores: tuple[str, ...] = (), max_uses: int = 1) -> str:
     """A signed coupon code valid now."""
     from edge import tokens
-    from hq.issue import sign_token
+    from hq.issuing.codes import sign_token
 
     now = int(time.time())
     return sign_token(key, tokens.Coupon(

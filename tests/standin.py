@@ -1,6 +1,6 @@
 """A stand-in for the store daemon's local API, over the real domain core.
 
-It speaks :mod:`edge.localapi`'s protocol (same framing, ops, topics and error codes) and
+It speaks :mod:`edged.localapi`'s protocol (same framing, ops, topics and error codes) and
 decides with the real :class:`edge.rules.Counter` on a real ledger; only the hardware is
 pretend: the printer and the HQ link are two settable states, so a test can "unplug" the
 printer or "lose" the broker and watch the UI follow. It answers in the daemon's documented shapes
@@ -27,7 +27,9 @@ from edge import clock as clockmod
 from edge import report as reports
 from edge.box import Box
 from edge.cards import CardError, issue_card
-from edge.localapi import (
+from edge.orders import orders
+from edge.rules import Counter, VoidRefused
+from edged.localapi import (
     MAX_LINE,
     ApiError,
     ErrorCode,
@@ -37,8 +39,6 @@ from edge.localapi import (
     encode,
     socket_path,
 )
-from edge.orders import orders
-from edge.rules import Counter, VoidRefused
 
 
 class StandIn:
@@ -49,7 +49,7 @@ class StandIn:
         self.home = home
         self.clock = clock
         self.path = socket_path(home)
-        # Part objects as edge.supervisor.PartStatus.to_dict() gives them, plus the
+        # Part objects as edged.supervisor.PartStatus.to_dict() gives them, plus the
         # printer's own state (drivers.printer.PrinterState values) and its queue.
         self.printer: dict[str, Any] = {"name": "printer", "state": "running",
                                         "printer_state": "ready", "detail": "",

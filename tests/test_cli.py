@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from pyzbar import pyzbar
 
-from edge import cli as edge_cli
-from hq import cli as hq_cli
+from cli import edge as edge_cli
+from cli import hq as hq_cli
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The daemon's local API, driven over its real Unix socket with edge.localapi.Client."""
+"""The daemon's local API, driven over its real Unix socket with edged.localapi.Client."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.localapi import MAX_LINE, ApiError, Client, ErrorCode
 from edge.verdict import Reason
+from edged.localapi import MAX_LINE, ApiError, Client, ErrorCode
 from provisioning.dev import samples
 from tests.daemon_fixtures import make_home, next_event, running, wait_scanner, write_scanner
 
@@ -107,7 +107,7 @@ async def test_slow_subscriber_is_dropped_without_blocking_others(
     WHEN 1500 scans are made through the API
     THEN the API answers every scan, the reading subscriber gets all 1500 verdicts, and the
     daemon dropped the stalled one (its connection is closed by the daemon)."""
-    from edge import apiserver
+    from edged import apiserver
 
     monkeypatch.setattr(apiserver, "QUEUE_FRAMES", 16)
     n = 1500
@@ -209,7 +209,7 @@ async def test_status_fields_and_printer_absent(home: Path) -> None:
 
 async def test_client_unavailable_when_no_daemon(tmp_path: Path) -> None:
     """GIVEN no daemon WHEN a client connects THEN it gets DaemonUnavailable, not a hang."""
-    from edge.localapi import DaemonUnavailable
+    from edged.localapi import DaemonUnavailable
 
     with pytest.raises(DaemonUnavailable):
         await Client(tmp_path / "none.sock", timeout=2).connect()

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from edge import daemon_config, devices
 from edge.config import ConfigError, load
-from edge.localapi import Client
-from edge.notify import Notifier
-from edge.supervisor import PartState, PartStatus, backoff, supervise
+from edged import config as daemon_config
+from edged import devices
+from edged.localapi import Client
+from edged.notify import Notifier
+from edged.supervisor import PartState, PartStatus, backoff, supervise
 from provisioning.dev import issue_coupons
 from tests.daemon_fixtures import make_home, next_event, running
 

@@ -10,7 +10,7 @@ import pytest
 from pyzbar import pyzbar
 
 from drivers.escpos_decode import decode, qr_symbol
-from edge.localapi import Client
+from edged.localapi import Client
 from provisioning.dev import samples
 from tests.daemon_fixtures import make_home, next_event, running, wait_scanner, write_scanner
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.localapi import socket_path
 from edge.verdict import Reason
+from edged.localapi import socket_path
 from provisioning.dev import issue_coupons, samples
 from tests.daemon_fixtures import (
     ROOT,
@@ -147,7 +147,7 @@ def test_scan_command_falls_back_to_ledger_and_says_so(home: Path) -> None:
     THEN it says it decides on the ledger directly, accepts (exit 0) then rejects (exit 1)."""
     coupon = samples(home)["coupons"][3]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "edge.cli", "--home", str(home), "--lang", "en", "scan", coupon]
+    cmd = [sys.executable, "-m", "cli.edge", "--home", str(home), "--lang", "en", "scan", coupon]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
     assert "daemon not running" in first.stderr and "directly" in first.stderr
@@ -164,7 +164,7 @@ async def test_cli_commands_use_running_daemon(home: Path) -> None:
     client = await wait_socket(home, proc)
     await client.close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "edge.cli", "--home", str(home), "--lang", "en"]
+    base = [sys.executable, "-m", "cli.edge", "--home", str(home), "--lang", "en"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*base, *args], env=env, capture_output=True, text=True,
@@ -190,7 +190,7 @@ def test_bad_config_is_one_line_naming_the_key(home: Path) -> None:
     with (home / "edge.toml").open("a") as f:
         f.write('\n[scanner]\nbaud = "fast"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-m", "edge.cli", "--home", str(home), "run"],
+    res = subprocess.run([sys.executable, "-m", "cli.edge", "--home", str(home), "run"],
                          env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "[scanner] baud" in res.stderr
@@ -205,7 +205,7 @@ async def test_second_daemon_and_unknown_group_are_refused(home: Path) -> None:
     proc = start_process(home)
     client = await wait_socket(home, proc)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "edge.cli", "--home", str(home), "run"]
+    base = [sys.executable, "-m", "cli.edge", "--home", str(home), "run"]
     try:
         second = await asyncio.to_thread(subprocess.run, base, env=env, capture_output=True,
                                          text=True, timeout=30)

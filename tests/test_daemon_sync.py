@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edge.localapi import Client
+from edged.localapi import Client
 from provisioning.dev import samples
 from provisioning.localbroker import Broker
 from sync.contract import EventBatch, Topics

@@ -16,8 +16,8 @@ from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import Ledger
 from edge.rules import Counter, Identity
 from edge.verdict import Reason
-from hq.issue import sign_token
-from hq.publish import push_orders
+from hq.issuing.codes import sign_token
+from hq.publishing.push import push_orders
 from sync.contract import OrderUpdate
 from sync.service import SyncService
 from sync.settings import MqttSettings

@@ -10,7 +10,7 @@ import pytest
 
 from edge.hqdata import OrderStatus
 from hq.db import Database
-from hq.eventstore import EventStore, Handled
+from hq.ingest.eventstore import EventStore, Handled
 from sync.contract import ContractError, OrderUpdate, Reported, Topics, decode_orders
 
 TOPICS = Topics()

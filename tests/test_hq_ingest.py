@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hq.cli import main
+from cli.hq import main
 from hq.db import Database
 from sync.contract import CONTENT_JSON_ZLIB, Presence, PresenceState, Reported
 from tests.hq_support import TOPICS, Hq, RawBox, event, hq_fixture, url, wait_until  # noqa: F401
@@ -209,7 +209,7 @@ def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     log = tmp_path / "ingest.log"
     with log.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "hq.cli", "--home", str(home), "ingest",
+        proc = subprocess.Popen([sys.executable, "-m", "cli.hq", "--home", str(home), "ingest",
                                  "--db", f"sqlite:///{db}", "--broker", url(hq.broker),
                                  "--client-id", "cli-worker"], env=env,
                                 stdout=subprocess.PIPE, stderr=log_file)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.hq import main
 from edge.keys import parse_trust
-from hq.cli import main
 from provisioning.localbroker import Broker, free_port
 from sync.contract import DataKind, Envelope, OrderStatus, decode_orders, open_envelope
 from tests.hq_support import TOPICS, Hq, Inbox, hq_fixture, url, wait_until  # noqa: F401

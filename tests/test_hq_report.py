@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hq.cli import main
+from cli.hq import main
 from sync.contract import Presence, PresenceState
 from tests.hq_support import TOPICS, Hq, RawBox, event, hq_fixture, wait_until  # noqa: F401
 

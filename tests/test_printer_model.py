@@ -10,9 +10,10 @@ from pyzbar import pyzbar
 from drivers import escpos_decode, escpos_render
 from drivers.printer_profile import PrinterProfile, ProfileError, TextEncoding
 from edge import config as box_config
-from edge import daemon_config, slips, tokens
+from edge import slips, tokens
 from edge.config import ConfigError
-from edge.devices import check
+from edged import config as daemon_config
+from edged.devices import check
 
 
 def test_model_fills_width_dpi_and_qr_support(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from drivers.printqueue import INTERRUPTED, JobState, JobStateError, PrintQueue, QueueStorageError
 from edge import slips
 from edge.printdoc import Cut, Document, Text
-from edge.printqueue import INTERRUPTED, JobState, JobStateError, PrintQueue, QueueStorageError
 
 
 def doc(n: int) -> Document:
@@ -28,7 +28,7 @@ def test_jobs_survive_a_killed_process(tmp_path: Path) -> None:
         import os, signal
         from pathlib import Path
         from edge.printdoc import Document, Text, Cut
-        from edge.printqueue import PrintQueue
+        from drivers.printqueue import PrintQueue
         q = PrintQueue(Path({str(tmp_path / "printq.sqlite")!r}))
         for n in range(3):
             q.enqueue(Document("test", [Text(f"slip {{n}}"), Cut()]))

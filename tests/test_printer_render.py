@@ -9,15 +9,16 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pyzbar import pyzbar
 
+from cli import edge as cli
 from drivers import escpos_decode, escpos_render
 from drivers.escpos_decode import DecodeError, FeedDots, NativeQR
 from drivers.printer_profile import CJK_FONT, PrinterProfile, ProfileError, TextEncoding
-from edge import cli, slips, tokens
+from edge import slips, tokens
 from edge.box import Box
 from edge.printdoc import QR, Align, Cut, Document, DocumentError, Text
 from edge.qrfit import CARD_MAX_VERSION, qr_version
 from edge.verdict import Reason, Verdict
-from hq.issue import CardCheck, verify_card
+from hq.issuing.codes import CardCheck, verify_card
 
 HEADLINE = "扫码入群 领新人礼"
 HEADLINE_TRAD = "掃碼入群 領新人禮"

@@ -14,10 +14,10 @@ from drivers import escpos_decode
 from drivers.escpos_render import render, resync_bytes
 from drivers.printer import Printer, PrinterState, SerialTransport, TcpTransport
 from drivers.printer_profile import PrinterProfile, TextEncoding
+from drivers.printqueue import JobState, PrintQueue
 from drivers.spooler import Spooler
 from edge import slips
 from edge.printdoc import QR, Cut, Document, Text
-from edge.printqueue import JobState, PrintQueue
 from tests.printer_fakes import FakeNetworkPrinter, FakePtyPrinter
 
 URL = "HTTPS://Q.EDGE.CN/SEK1ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

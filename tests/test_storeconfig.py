@@ -24,7 +24,7 @@ from edge.storeconfig import (
     sync_policy,
 )
 from edge.verdict import Reason
-from hq.issue import sign_token
+from hq.issuing.codes import sign_token
 from sync.contract import DataKind
 from tests.sync_fixtures import (
     DEVICE,

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _edge(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "edge.cli", "--home", str(home), *args],
+    return subprocess.run([sys.executable, "-m", "cli.edge", "--home", str(home), *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -18,7 +18,7 @@ from edge.keys import SigningKey
 from edge.ledger import Ledger
 from edge.rules import Counter
 from edge.verdict import Reason
-from hq.issue import sign_token
+from hq.issuing.codes import sign_token
 from provisioning.localbroker import Broker, free_port
 from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
 from sync.service import SyncService, SyncState

@@ -10,7 +10,7 @@ from edge.config import DEFAULT_CARD_URL_BASE
 from edge.keys import SigningKey
 from edge.qrfit import CARD_MAX_VERSION, CODE_MAX_VERSION, build_qr
 from edge.rules import Identity
-from hq.issue import sign_token
+from hq.issuing.codes import sign_token
 from tests.factory import sample_coupon, sample_pickup
 
 KEY = SigningKey.generate("HQ2026A")

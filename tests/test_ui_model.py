@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge import cli
+from cli import edge as cli
 from ui.big_text import block_lines
 from ui.model import DeviceState, PickupRow, PickupState, RecentDecision, Status
 from ui.words import duration, source

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from textual.widgets import Static
 
-from edge.localapi import Topic, encode
+from edged.localapi import Topic, encode
 from tests.standin import StandIn
 from tests.uihelp import (
     FIXED_NOW,

@@ -10,7 +10,7 @@ from edge.box import init_home
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import Ledger
 from edge.orders import upsert_order
-from hq.issue import sign_token
+from hq.issuing.codes import sign_token
 from tests.uihelp import FIXED_NOW
 
 HQ_SEED = bytes(range(32))  # a fixed HQ key: the same codes in every run

@@ -1,16 +1,15 @@
 """The cashier's terminal: a Textual app over the daemon's local API.
 
 It holds no business logic: every verdict, list and figure comes from the daemon through
-:mod:`edge.localapi` (via :class:`ui.link.Link`), every word from :mod:`edge.i18n`.
+:mod:`edged.localapi` (via :class:`ui.link.Link`), every word from :mod:`edge.i18n`.
 Keyboard first: F1-F5 switch panes, F9 switches language, F10 (or Ctrl+C, Ctrl+Q) quits.
 Works at 80x24 on a Linux console (no mouse, box-drawing characters only).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Input, Static
 
 from edge import i18n
-from edge.localapi import ApiError, DaemonUnavailable, Op, Topic
+from edged.localapi import ApiError, DaemonUnavailable, Op, Topic
 from ui.base import Pane
 from ui.cards import CardsPane
 from ui.key_bar import KeyBar
@@ -237,13 +236,3 @@ class CashierApp(App[None]):
         """Note when a verdict reached the screen (after the next refresh), for bench/ui.py."""
         self.call_after_refresh(lambda: self.painted.append((time.perf_counter(), view)))
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ui.app``: the same as ``edge ui`` (see ``edge ui --help``)."""
-    from edge import cli
-
-    return cli.main(["ui", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

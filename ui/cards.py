@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Label, Static
 
-from edge.localapi import Op
+from edged.localapi import Op
 from ui.base import Pane
 from ui.model import DeviceState
 from ui.words import device, hhmm

@@ -1,6 +1,6 @@
 """The UI's one connection to the daemon: connect, subscribe, reconnect with backoff.
 
-:class:`Link` owns a :class:`edge.localapi.Client`. :meth:`Link.run` loops forever:
+:class:`Link` owns a :class:`edged.localapi.Client`. :meth:`Link.run` loops forever:
 connect, subscribe, hand every event to ``on_event``, and when the connection drops (daemon
 stopped or restarting) report it through ``on_state`` and try again after a capped,
 jittered backoff. Every request carries the client's timeout, so nothing in the UI can
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from edge.localapi import ApiError, Client, DaemonUnavailable, Op
+from edged.localapi import ApiError, Client, DaemonUnavailable, Op
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Link:
 
         Raises:
             DaemonUnavailable: not connected, or no answer in time.
-            edge.localapi.ApiError: the daemon refused or failed the request.
+            edged.localapi.ApiError: the daemon refused or failed the request.
         """
         client = self._client
         if client is None or not client.connected:

@@ -58,7 +58,7 @@ class DeviceState(enum.StrEnum):
         return self in (DeviceState.READY, DeviceState.ABSENT)
 
 
-# The daemon supervisor's part states (edge.supervisor.PartState) in the cashier's terms.
+# The daemon supervisor's part states (edged.supervisor.PartState) in the cashier's terms.
 _PART_STATES = {"running": "ready", "failed": "error", "stopped": "offline",
                 "connecting": "starting"}
 

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Input, Label
 
-from edge.localapi import Op
+from edged.localapi import Op
 from ui.base import Pane
 from ui.model import PickupRow, PickupState
 from ui.verdict_panel import VerdictPanel

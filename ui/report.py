@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Label, Static
 
 from edge.i18n import CATALOGUE
-from edge.localapi import Op
+from edged.localapi import Op
 from ui.base import Pane
 
 

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-from edge.localapi import Op
+from edged.localapi import Op
 from ui.base import Pane
 from ui.verdict_panel import VerdictPanel
 from ui.words import VerdictView

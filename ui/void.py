@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from edge import i18n
-from edge.localapi import Op
+from edged.localapi import Op
 from ui.base import Pane
 from ui.model import RecentDecision
 from ui.words import VerdictView, hhmm

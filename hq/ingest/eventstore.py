@@ -2,7 +2,7 @@
 
 One message, one transaction: an event batch's new events, the device's gaps, the coupon
 use counts, any conflict and the fan-out it causes (rows in ``hq_outbox``) are committed
-together, and only then does the ingest worker acknowledge the message (``hq.ingest``). A
+together, and only then does the ingest worker acknowledge the message (``hq.ingest.worker``). A
 redelivered batch is a no-op because ``hq_event`` has ``UNIQUE(device, seq)``.
 
 Fan-out rows get their version and signature only when they are sent
@@ -29,7 +29,7 @@ from typing import Any
 from edge.events import EventType
 from edge.keys import SigningKey
 from hq.db import Cursor, Database
-from hq.versions import next_version
+from hq.publishing.versions import next_version
 from sync.contract import (
     ContractError,
     DataKind,

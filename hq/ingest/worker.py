@@ -39,7 +39,7 @@ from hq.broker import (
     set_nodelay,
 )
 from hq.db import DbError
-from hq.eventstore import EventStore, Handled, Outcome
+from hq.ingest.eventstore import EventStore, Handled, Outcome
 from sync.contract import QOS
 
 log = logging.getLogger("hq.ingest")

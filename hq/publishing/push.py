@@ -17,8 +17,8 @@ from typing import Any
 from edge.keys import SigningKey
 from hq.broker import BrokerOptions, OneShot
 from hq.db import Database
+from hq.publishing.versions import next_version
 from hq.timeparse import parse_time
-from hq.versions import next_version
 from sync.contract import (
     ContractError,
     DataKind,
@@ -98,7 +98,7 @@ def sign_and_publish(db: Database, opts: BrokerOptions, key: SigningKey, store: 
     """Take the next version, sign, and publish (config retained, data not), QoS 1.
 
     Raises:
-        hq.versions.VersionError: ``version`` is not above the last one given.
+        hq.publishing.versions.VersionError: ``version`` is not above the last one given.
         hq.broker.BrokerError: the broker did not take the message.
         hq.db.DbError: the version counter could not be committed.
     """
@@ -125,7 +125,7 @@ def push_orders(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
     """Sign and publish new, changed or cancelled pickup orders to a store.
 
     The orders are kept first (``hq_order``): a box that comes without a session later
-    gets them in its catch-up (``hq.eventstore.EventStore.record_reported``).
+    gets them in its catch-up (``hq.ingest.eventstore.EventStore.record_reported``).
     """
     now = time.time()
     with db.tx() as cur:

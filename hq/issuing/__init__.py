@@ -1,0 +1,1 @@
+"""Issuing: HQ's signing keys (``keystore``) and the signed codes it issues (``codes``)."""

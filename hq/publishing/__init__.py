@@ -1,0 +1,1 @@
+"""Publishing: signed, versioned config and data pushed to stores (``push``, ``versions``)."""

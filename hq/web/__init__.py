@@ -1,0 +1,1 @@
+"""HQ's web service: customer pages and the operators' dashboard (to be built here)."""
