@@ -6,8 +6,8 @@ together, and only then does the ingest worker acknowledge the message (``hq.ing
 redelivered batch is a no-op because ``hq_event`` has ``UNIQUE(device, seq)``.
 
 Fan-out rows get their version and signature only when they are sent
-(:meth:`EventStore.seal_pending`, called by the one fan-out sender), so versions reach
-each store in the order they were given, whichever worker ingested the cause.
+(:func:`hq.publishing.fanout.seal_pending`, called by the one fan-out sender), so versions
+reach each store in the order they were given, whichever worker ingested the cause.
 
 A malformed message never raises out of :meth:`EventStore.handle`: it becomes a row in
 ``hq_reject`` with a :class:`RejectReason` and a short preview, and is acknowledged, so the
@@ -27,14 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.events import EventType
-from edge.keys import SigningKey
 from hq.db import Cursor, Database
-from hq.publishing.versions import next_version
+from hq.publishing import fanout
 from sync.contract import (
     ContractError,
     DataKind,
     EventBatch,
-    HqData,
     OrderStatus,
     OrderUpdate,
     Presence,
@@ -43,7 +41,6 @@ from sync.contract import (
     Topics,
     encode_orders,
     encode_remote_uses,
-    seal,
 )
 
 PREVIEW_BYTES = 120
@@ -75,15 +72,6 @@ class Handled(enum.StrEnum):
     PRESENCE = "presence"
     REPORTED = "reported"
     REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A signed envelope waiting in ``hq_outbox`` to be published."""
-
-    id: int
-    topic: str
-    payload: bytes
 
 
 @dataclass(slots=True)
@@ -289,48 +277,7 @@ class EventStore:
 
     def _enqueue(self, cur: Cursor, store: str, kind: DataKind, body: dict[str, Any],
                  now: float) -> None:
-        cur.execute("INSERT INTO hq_outbox(store, kind, topic, body, created_at)"
-                    " VALUES (?,?,?,?,?)",
-                    (store, kind.value, self.topics.data(store),
-                     json.dumps(body, ensure_ascii=False, separators=(",", ":")), now))
-
-    def seal_pending(self, signer: SigningKey, skip: Iterable[int] = (),
-                     limit: int = 500) -> list[Outgoing]:
-        """Unsent fan-out in creation order, versioned and signed now if not yet.
-
-        A row keeps the version and signature it got the first time, so a resend after a
-        lost connection is the same envelope (the box ignores a version it applied).
-        ``skip``: rows already in flight.
-
-        Raises:
-            hq.db.DbError: the database failed.
-        """
-        skipped = set(skip)
-        now = self.clock()
-        out = []
-        with self.db.tx() as cur:
-            cur.execute("SELECT id, store, kind, topic, body, payload FROM hq_outbox"
-                        " WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit + len(skipped),))
-            for row_id, store, kind, topic, body, payload in cur.fetchall():
-                if row_id in skipped:
-                    continue
-                if payload is None:
-                    data_kind = DataKind(kind)
-                    version = next_version(cur, store, data_kind, now)
-                    payload = seal(signer, HqData(data_kind, store, version, now,
-                                                  json.loads(body))).encode().decode()
-                    cur.execute("UPDATE hq_outbox SET version=?, payload=? WHERE id=?",
-                                (version, payload, row_id))
-                out.append(Outgoing(int(row_id), str(topic), str(payload).encode()))
-        return out[:limit]
-
-    def mark_sent(self, ids: Iterable[int]) -> None:
-        """Record the broker's PUBACK for these outbox rows."""
-        now = self.clock()
-        with self.db.tx() as cur:
-            for i in ids:
-                cur.execute("UPDATE hq_outbox SET sent_at=? WHERE id=? AND sent_at IS NULL",
-                            (now, i))
+        fanout.enqueue(cur, self.topics.data(store), store, kind, body, now)
 
     def add_stores(self, stores: Iterable[str]) -> None:
         """Make stores known (fan-out targets for coupons valid everywhere)."""

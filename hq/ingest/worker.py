@@ -40,6 +40,7 @@ from hq.broker import (
 )
 from hq.db import DbError
 from hq.ingest.eventstore import EventStore, Handled, Outcome
+from hq.publishing import fanout
 from sync.contract import QOS
 
 log = logging.getLogger("hq.ingest")
@@ -223,7 +224,8 @@ class IngestWorker:
             try:
                 with self._lock:
                     busy = list(self._inflight.values())
-                pending = self.store.seal_pending(self.signer, skip=busy)
+                pending = fanout.seal_pending(self.store.db, self.signer, self.store.clock(),
+                                                 skip=busy)
             except DbError as exc:  # rows stay in hq_outbox; try again next round
                 log.error("could not read fan-out to send: %s", exc)
                 continue
@@ -255,7 +257,7 @@ class IngestWorker:
 
     def _mark_sent(self, row: int) -> None:
         try:
-            self.store.mark_sent([row])
+            fanout.mark_sent(self.store.db, [row], self.store.clock())
             self.counters.fanout_sent += 1
         except DbError as exc:  # sent again later; the box ignores a repeated version
             log.error("could not mark fan-out %d sent: %s", row, exc)
