@@ -135,7 +135,7 @@ def seeds(name: str) -> list[bytes]:
     if name == "batch":
         ev = {"id": "e1", "seq": 1, "type": "decision", "at": NOW, "clock_trusted": True,
               "body": {"accepted": True, "code_id": "C:LIVE-0001"}}
-        plain, ptype = EventBatch(STORE, DEVICE, [ev]).encode()
+        plain, _ = EventBatch(STORE, DEVICE, [ev]).encode()
         packed, ztype = EventBatch(STORE, DEVICE, [ev] * 40).encode()
         return [b"j" + plain, (b"z" if ztype.endswith("zlib") else b"j") + packed]
     raise KeyError(name)
