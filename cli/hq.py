@@ -27,6 +27,7 @@ from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
 from hq.issuing import keystore
 from hq.issuing.codes import CardCheck, sign_token, verify_card
+from hq.issuing.registry import DeviceRegistry
 from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
 from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
@@ -166,8 +167,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                                      "--purposes config, or run with --no-fanout)") from None
     opts = options_from_args(args)
     db = _db(args)
-    store = EventStore(db, opts.topics)
-    store.add_stores({d["store"] for d in keystore.load_devices(args.home).values()})
+    devices = DeviceRegistry(args.home)  # whose signatures ingest believes
+    store = EventStore(db, opts.topics, devices)
+    store.add_stores(devices.stores())
     client_id = args.client_id or f"edge-hq-{args.group}-{socket.gethostname()}"
     worker = IngestWorker(store, opts, client_id, args.group, args.session_expiry, signer)
     stop = threading.Event()

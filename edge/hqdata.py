@@ -158,7 +158,7 @@ class OrderStatus(enum.StrEnum):
 
 _ORDER_FIELDS: Final = frozenset({"order_id", "number", "window_start", "window_end", "items",
                                   "customer", "status"})
-_USE_FIELDS: Final = frozenset({"code_id", "store", "uses", "last_at"})
+_USE_FIELDS: Final = frozenset({"code_id", "store", "uses", "last_at", "device"})
 _MAX_TIME: Final = 2**32
 
 
@@ -254,11 +254,23 @@ class RemoteUse:
     store: str
     uses: int
     last_at: float
+    # Set when the count is one device's of the receiving store itself (HQ counts uses per
+    # device): the store's other boxes count it, the device named skips it. Absent from
+    # the wire when empty, so a store-level line reads as it always did.
+    device: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object in an envelope body."""
-        return {"code_id": self.code_id, "store": self.store, "uses": self.uses,
-                "last_at": self.last_at}
+        out: dict[str, Any] = {"code_id": self.code_id, "store": self.store,
+                               "uses": self.uses, "last_at": self.last_at}
+        if self.device:
+            out["device"] = self.device
+        return out
+
+    @property
+    def place(self) -> str:
+        """Where the uses were: the store, or ``store/device`` for a device's own count."""
+        return f"{self.store}/{self.device}" if self.device else self.store
 
     @classmethod
     def from_dict(cls, obj: object, where: str = "use") -> RemoteUse:
@@ -273,7 +285,8 @@ class RemoteUse:
             raise ContractError(f"{where}.last_at must be a Unix time, not {last_at!r}")
         return cls(_text(item.get("code_id"), f"{where}.code_id", required=True),
                    _text(item.get("store"), f"{where}.store", required=True),
-                   _int(item.get("uses"), f"{where}.uses", 0, 1_000_000), float(last_at))
+                   _int(item.get("uses"), f"{where}.uses", 0, 1_000_000), float(last_at),
+                   _text(item.get("device", ""), f"{where}.device"))
 
 
 def encode_remote_uses(uses: list[RemoteUse]) -> dict[str, Any]:

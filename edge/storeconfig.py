@@ -431,11 +431,14 @@ def apply_remote_uses(ledger: Ledger, identity: Identity, data: HqData,
     """Record uses of codes at other stores from a verified ``remote_uses`` message.
 
     Each item states HQ's current count for one (code, store), so applying it twice gives
-    the same table; this store's own uses are skipped (the ledger already counts them).
+    the same table; this store's own total is skipped (the ledger already counts this
+    box's uses), but another box of this store's count (an item naming its ``device``) is
+    kept, under ``store/device``, so two tills of one store cannot both spend a code.
     """
     def write(conn: sqlite3.Connection, items: list[RemoteUse]) -> int:
-        rows = [(u.code_id, u.store, u.uses, u.last_at) for u in items
-                if u.store != identity.store_id]
+        rows = [(u.code_id, u.place, u.uses, u.last_at) for u in items
+                if u.store != identity.store_id
+                or (u.device and u.device != identity.device_id)]
         conn.executemany(
             "INSERT INTO remote_use(code_id, store_id, uses, last_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(code_id, store_id) DO UPDATE SET uses=excluded.uses,"

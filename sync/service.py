@@ -25,6 +25,7 @@ from typing import Final
 import paho.mqtt.client as mqtt
 
 from edge import clock
+from edge.keys import SigningKey
 from edge.ledger import Ledger
 from edge.rules import Identity
 from edge.storeconfig import (
@@ -35,7 +36,14 @@ from edge.storeconfig import (
     last_rejection,
     sync_policy,
 )
-from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
+from sync.contract import (
+    DataKind,
+    Presence,
+    PresenceState,
+    Reported,
+    Topics,
+    sign_device_message,
+)
 from sync.inbound import Inbound
 from sync.link import ConnectRefused, Link, LinkError, Will
 from sync.outbox import Batch, Outbox, OutboxThread
@@ -80,8 +88,14 @@ class SyncService:
     def __init__(self, ledger_path: Path | str, identity: Identity, settings: MqttSettings,
                  on_state: Callable[[SyncState], None] | None = None,
                  software: str | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
-        """Sync the ledger at ``ledger_path`` for ``identity`` through ``settings``' broker."""
+                 wall_clock: Callable[[], float] = time.time,
+                 device_key: SigningKey | None = None) -> None:
+        """Sync the ledger at ``ledger_path`` for ``identity`` through ``settings``' broker.
+
+        ``device_key`` (the box's, which HQ registered) signs every message published:
+        HQ refuses an unsigned one (``docs/security.md``, "Event authentication").
+        """
+        self.device_key = device_key
         self.ledger_path = Path(ledger_path)
         self.identity = identity
         self.settings = settings
@@ -174,8 +188,9 @@ class SyncService:
     async def _session(self) -> bool:
         """One connection, from CONNECT until it drops; returns whether CONNACK came."""
         s, ident = self.settings, self.identity
-        will = Will(self.topics.status(ident.store_id, ident.device_id),
-                    self._presence(PresenceState.OFFLINE).encode())
+        will_topic = self.topics.status(ident.store_id, ident.device_id)
+        will_payload = self._presence(PresenceState.OFFLINE).encode()
+        will = Will(will_topic, will_payload, self._sign(will_topic, None, will_payload))
         link = Link(s, s.client_id_for(ident.store_id, ident.device_id), will,
                     self._on_message, self._on_ack)
         self._link = link
@@ -214,8 +229,9 @@ class SyncService:
         if link.closed.is_set():
             return
         with contextlib.suppress(LinkError):
-            link.publish(self.topics.status(self.identity.store_id, self.identity.device_id),
-                         self._presence(PresenceState.OFFLINE).encode(), retain=True)
+            self._publish(link, self.topics.status(self.identity.store_id,
+                                                   self.identity.device_id),
+                          self._presence(PresenceState.OFFLINE).encode(), retain=True)
         with contextlib.suppress(Exception):
             await link.close(timeout=2.0)
 
@@ -253,7 +269,8 @@ class SyncService:
                         timeout = min(timeout, linger - (now - partial_since))
                         break
                 try:
-                    mid = link.publish(topic, batch.payload, content_type=batch.content_type)
+                    mid = self._publish(link, topic, batch.payload,
+                                        content_type=batch.content_type)
                 except LinkError:
                     break
                 self._inflight[mid] = batch
@@ -344,6 +361,20 @@ class SyncService:
             self._publish_presence(force=True)
         self.wake()  # the outcome's event is in the outbox
 
+    # -- signing ------------------------------------------------------------------------
+
+    def _sign(self, topic: str, content_type: str | None, payload: bytes) -> str | None:
+        """The device's signature over one message as sent (None without a device key)."""
+        if self.device_key is None:
+            return None
+        return sign_device_message(self.device_key, topic, content_type, payload)
+
+    def _publish(self, link: Link, topic: str, payload: bytes, retain: bool = False,
+                 content_type: str | None = None) -> int:
+        """Publish one message, signed: one signature per batch, over the bytes sent."""
+        return link.publish(topic, payload, retain=retain, content_type=content_type,
+                            signature=self._sign(topic, content_type, payload))
+
     # -- presence, report, state ----------------------------------------------------------
 
     @property
@@ -367,8 +398,9 @@ class SyncService:
         if not force and key == self._presence_sent:
             return
         with contextlib.suppress(LinkError):
-            link.publish(self.topics.status(self.identity.store_id, self.identity.device_id),
-                         p.encode(), retain=True)
+            self._publish(link, self.topics.status(self.identity.store_id,
+                                                   self.identity.device_id),
+                          p.encode(), retain=True)
             self._presence_sent = key
 
     def _publish_reported(self) -> None:
@@ -382,9 +414,9 @@ class SyncService:
                           str(rej.get("reason", "")) + (": " + rej["detail"] if rej else ""),
                           self.wall_clock(), data_versions(self._ledger), resync)
         with contextlib.suppress(LinkError):
-            mid = link.publish(self.topics.reported(self.identity.store_id,
-                                                    self.identity.device_id),
-                               report.encode(), retain=True)
+            mid = self._publish(link, self.topics.reported(self.identity.store_id,
+                                                           self.identity.device_id),
+                                report.encode(), retain=True)
             if report.resync:
                 self._resync_mid = mid
 

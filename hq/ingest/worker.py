@@ -41,7 +41,7 @@ from hq.broker import (
 from hq.db import DbError
 from hq.ingest.eventstore import EventStore, Handled, Outcome
 from hq.publishing import fanout
-from sync.contract import QOS
+from sync.contract import QOS, SIG_PROPERTY
 
 log = logging.getLogger("hq.ingest")
 
@@ -50,6 +50,15 @@ DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the bro
 FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
 DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
+
+
+def message_signature(properties: Properties | None) -> str | None:
+    """The device signature (``se-sig`` user property) a message carries, if any."""
+    pairs = getattr(properties, "UserProperty", None) if properties is not None else None
+    for name, value in pairs or ():
+        if name == SIG_PROPERTY:
+            return str(value)
+    return None
 
 
 @dataclass(slots=True)
@@ -185,13 +194,14 @@ class IngestWorker:
         the unacknowledged messages once paho reconnects. None: stopped before it worked.
         """
         content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        signature = message_signature(msg.properties)
         payload = bytes(msg.payload)
         delay = DB_RETRY_FIRST_S
         while True:
             try:
                 try:
                     return self.store.handle(msg.topic, payload, content_type,
-                                             bool(msg.retain))
+                                             bool(msg.retain), signature)
                 except DbError:
                     raise
                 except Exception as exc:  # a bug: keep the message whole, acknowledge it
