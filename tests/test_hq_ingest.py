@@ -201,11 +201,11 @@ def test_database_failure_is_retried_and_nothing_is_acknowledged_until_stored(
 
 
 def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
-    """GIVEN `edge-hq ingest` started as a process with a config key in its HQ home
+    """GIVEN `edge-hq ingest` started as a process with a data key in its HQ home
     WHEN a box registered after it started publishes a batch and the process gets SIGTERM
     THEN the events are in the database and the process exits 0 printing its counters."""
     home = tmp_path / "home"
-    assert main(["--home", str(home), "keygen", "--key-id", "cfg", "--purposes", "config"]) == 0
+    assert main(["--home", str(home), "keygen", "--key-id", "dat", "--purposes", "data"]) == 0
     db = tmp_path / "cli.sqlite"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     log = tmp_path / "ingest.log"
