@@ -12,10 +12,13 @@ Figures (events/s, each publish acknowledged by the broker, QoS 1):
     transaction (the drain's sent marks without the network)
   * prepare while offline: ``Outbox.seal``, what ``SyncService`` does with a backlog while
     the broker is out of reach (the work moved off the drain's path)
+  * sign only: the device signature over each batch as sent (``se-sig``), no network
   * the drain: ``SyncService`` from a fresh connect until every event is marked sent in the
     ledger, (a) with the backlog prepared while offline, as after a real outage, and (b)
     cold: encoded and compressed during the drain (events written while sync was not
-    running at all, e.g. the daemon stopped).
+    running at all, e.g. the daemon stopped). The drain signs every message with the
+    device key (one Ed25519 signature per batch); the floor sends the same payloads
+    unsigned, so the ratio includes the cost of signing.
 Each is run with zlib batches (the default) and plain JSON batches; floors and drains are
 interleaved and repeated, medians reported.
 Target: drain >= 0.5 x raw batched."""
@@ -42,9 +45,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import describe
+from edge.keys import SigningKey
 from edge.ledger import Ledger
 from provisioning.localbroker import MOSQUITTO, Broker
-from sync.contract import Topics
+from sync.contract import Topics, sign_device_message
 from sync.outbox import Outbox
 from sync.service import SyncService
 from sync.settings import MqttSettings
@@ -99,11 +103,15 @@ class Mode:
     name: str
     size: float  # bytes per message
     encode: float
+    sign: float
     mark: float
     floor: float
     cold: float
     seal: float
     prepared: float
+
+
+DEVICE_KEY = SigningKey.generate(IDENTITY.device_id)
 
 
 def _reset(ledger: Ledger) -> None:
@@ -119,7 +127,8 @@ def _reset(ledger: Ledger) -> None:
 async def _drain(path: Path, settings: MqttSettings, count: int) -> float:
     probe = Ledger(path)
     try:
-        service = SyncService(path, IDENTITY, settings, software="bench")
+        service = SyncService(path, IDENTITY, settings, software="bench",
+                              device_key=DEVICE_KEY)
         t = time.perf_counter()
         task = asyncio.create_task(service.run())
         while probe.backlog():
@@ -180,6 +189,14 @@ def main() -> None:
                     batches.append(b.payload)
                     cursor = b.last
                 rate_encode = args.count / (time.perf_counter() - t)
+                topic_box = Topics().events(IDENTITY.store_id, IDENTITY.device_id)
+                first = outbox.next_batch(0, args.batch)
+                assert first is not None
+                ctype = first.content_type
+                t = time.perf_counter()
+                for p in batches:
+                    sign_device_message(DEVICE_KEY, topic_box, ctype, p)
+                rate_sign = args.count / (time.perf_counter() - t)
                 ranges = [(first, first + args.batch - 1)
                           for first in range(1, args.count + 1, args.batch)]
                 t = time.perf_counter()
@@ -200,7 +217,7 @@ def main() -> None:
                     _reset(ledger)
                 results.append(Mode("zlib" if compress else "plain",
                                     sum(len(p) for p in batches) / len(batches), rate_encode,
-                                    rate_mark, *(args.count / statistics.median(x)
+                                    rate_sign, rate_mark, *(args.count / statistics.median(x)
                                                  for x in (floor, cold, seal, prepared))))
             raw20.close()
             ledger.close()
@@ -215,6 +232,8 @@ def main() -> None:
         print(f"   raw batched, prepared, inflight 20 : {m.floor:>10,.0f} events/s (floor)")
         print(f"   encode only (SQLite -> payloads)   : {m.encode:>10,.0f} events/s "
               "(reading and encoding, no network)")
+        print(f"   sign only (one signature a batch)  : {m.sign:>10,.0f} events/s "
+              f"({1e6 * args.batch / m.sign:.0f} us per batch, no network)")
         print(f"   marks only (20 batches a commit)   : {m.mark:>10,.0f} events/s "
               "(marking ranges sent, no network)")
         print(f"   prepare while offline (seal)       : {m.seal:>10,.0f} events/s "

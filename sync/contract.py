@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -307,13 +308,20 @@ __all__ += ["DEVICE_SIGN_DOMAIN", "MAX_BATCH_EVENTS", "MAX_MESSAGE_BYTES", "SIG_
 
 
 def device_signed_bytes(topic: str, content_type: str | None, payload: bytes) -> bytes:
-    """What a device signature covers: domain, topic, content type and the payload as sent.
+    """What a device signature covers: the domain and a SHA-256 of topic, type and payload.
 
     The topic binds a message to its device's own topic (a signed report cannot be moved to
-    another device or store); the content type, to how HQ will read the bytes.
+    another device or store); the content type, to how HQ will read the bytes. The payload
+    is hashed once here rather than twice inside Ed25519 (``bench/sync_drain.py``: a third
+    of the cost on a 36 KB plain batch); topic and type are length-prefixed, so no two
+    messages hash the same input.
     """
-    return b"".join((DEVICE_SIGN_DOMAIN, topic.encode("utf-8"), b"\n",
-                     (content_type or "").encode("utf-8"), b"\n", payload))
+    h = hashlib.sha256()
+    for part in (topic.encode("utf-8"), (content_type or "").encode("utf-8")):
+        h.update(len(part).to_bytes(2, "big"))
+        h.update(part)
+    h.update(payload)
+    return DEVICE_SIGN_DOMAIN + h.digest()
 
 
 def sign_device_message(key: SigningKey, topic: str, content_type: str | None,
