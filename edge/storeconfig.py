@@ -317,6 +317,16 @@ def announced_keys(env: Envelope, ledger: Ledger, identity: Identity,
     return list(trust.keys) if trust.version > applied else []
 
 
+def _listed_keys(obj: Any) -> list[TrustedKey]:
+    """The trust-root keys a trust list names (unverified: only to check its own signature)."""
+    try:
+        body = json_object(Envelope.from_object(obj).payload.encode("utf-8"), "trust")
+        listed = parse_trust((body.get("body") or {}).get("keys"))
+    except (ContractError, ConfigError, AttributeError):
+        return []
+    return [k for k in listed if k.purposes == frozenset({Purpose.TRUST})]
+
+
 def _same_keys(a: tuple[TrustedKey, ...] | list[TrustedKey], b: list[TrustedKey]) -> bool:
     return sorted(a, key=lambda k: k.key_id) == sorted(b, key=lambda k: k.key_id)
 
@@ -335,9 +345,18 @@ def _new_key_set(ledger: Ledger, identity: Identity, cfg: StoreConfig,
     (a box provisioned before them), else only if it changes nothing.
     """
     current = ledger.trusted_keys()
+    legacy = not any(Purpose.TRUST in k.purposes for k in current)
     if cfg.trust is not None:
         try:
-            tl = read_trust_list(cfg.trust, current, identity, now)
+            try:
+                tl = read_trust_list(cfg.trust, current, identity, now)
+            except UntrustedKeyError:
+                if not legacy:
+                    raise
+                # Provisioned before key roles: the config key that signed this config
+                # (one of the set in force) may change the set, so it vouches for the
+                # first list, which must still verify under the root it names.
+                tl = read_trust_list(cfg.trust, _listed_keys(cfg.trust), identity, now)
         except UntrustedKeyError as exc:
             return None, None, (Rejection.UNTRUSTED_KEY, f"trust: {exc}")
         except SignatureError as exc:
@@ -355,7 +374,7 @@ def _new_key_set(ledger: Ledger, identity: Identity, cfg: StoreConfig,
                             f"the applied v{applied}")
     if cfg.keys is None or _same_keys(cfg.keys, current):
         return None, None, None
-    if not any(Purpose.TRUST in k.purposes for k in current):
+    if legacy:
         return None, cfg.keys, None  # provisioned before key roles: config keys rule the set
     return None, None, (Rejection.UNTRUSTED_KEY, "keys: the trusted set changes only with a "
                         "trust list signed by a trust-root key")

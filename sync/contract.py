@@ -304,7 +304,18 @@ SIG_PROPERTY: Final = "se-sig"  # MQTT 5 user property: base64 Ed25519 signature
 MAX_BATCH_EVENTS: Final = 1000  # events in one batch (the box's batch_size is at most this)
 MAX_MESSAGE_BYTES: Final = 1 << 20  # a box message's payload as sent (compressed or not)
 __all__ += ["DEVICE_SIGN_DOMAIN", "MAX_BATCH_EVENTS", "MAX_MESSAGE_BYTES", "SIG_PROPERTY",
-            "device_signed_bytes", "sign_device_message", "verify_device_message"]
+            "device_digest", "device_signed_bytes", "sign_device_digest", "sign_device_message",
+            "verify_device_message"]
+
+
+def device_digest(topic: str, content_type: str | None, payload: bytes) -> bytes:
+    """The SHA-256 a device signature covers (see :func:`device_signed_bytes`)."""
+    h = hashlib.sha256()
+    for part in (topic.encode("utf-8"), (content_type or "").encode("utf-8")):
+        h.update(len(part).to_bytes(2, "big"))
+        h.update(part)
+    h.update(payload)
+    return h.digest()
 
 
 def device_signed_bytes(topic: str, content_type: str | None, payload: bytes) -> bytes:
@@ -316,19 +327,18 @@ def device_signed_bytes(topic: str, content_type: str | None, payload: bytes) ->
     of the cost on a 36 KB plain batch); topic and type are length-prefixed, so no two
     messages hash the same input.
     """
-    h = hashlib.sha256()
-    for part in (topic.encode("utf-8"), (content_type or "").encode("utf-8")):
-        h.update(len(part).to_bytes(2, "big"))
-        h.update(part)
-    h.update(payload)
-    return DEVICE_SIGN_DOMAIN + h.digest()
+    return DEVICE_SIGN_DOMAIN + device_digest(topic, content_type, payload)
 
 
 def sign_device_message(key: SigningKey, topic: str, content_type: str | None,
                         payload: bytes) -> str:
     """The ``se-sig`` user property value for a message the box publishes on ``topic``."""
-    return base64.b64encode(key.sign(device_signed_bytes(topic, content_type, payload))
-                            ).decode("ascii")
+    return sign_device_digest(key, device_digest(topic, content_type, payload))
+
+
+def sign_device_digest(key: SigningKey, digest: bytes) -> str:
+    """The ``se-sig`` value for a message whose :func:`device_digest` is ``digest``."""
+    return base64.b64encode(key.sign(DEVICE_SIGN_DOMAIN + digest)).decode("ascii")
 
 
 def verify_device_message(public_key: bytes, topic: str, content_type: str | None,

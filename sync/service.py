@@ -42,7 +42,8 @@ from sync.contract import (
     PresenceState,
     Reported,
     Topics,
-    sign_device_message,
+    device_digest,
+    sign_device_digest,
 )
 from sync.inbound import Inbound
 from sync.link import ConnectRefused, Link, LinkError, Will
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S: Final = 10.0  # outbox policy check, backlog recount, presence refresh
 SEAL_AFTER_S: Final = 5.0  # offline this long: the backlog's batches are prepared ahead
 ACK_FLUSH_S: Final = 0.05  # acknowledged batches are marked sent together within this
+PRESIGNED_MAX: Final = 20_000  # signatures of prepared batches kept for the drain (~3 MB)
 
 
 def software_version() -> str:
@@ -96,6 +98,10 @@ class SyncService:
         HQ refuses an unsigned one (``docs/security.md``, "Event authentication").
         """
         self.device_key = device_key
+        # Signatures of batches prepared while offline, made on the outbox thread and taken
+        # by the drain: keyed by what they sign (the digest), so a batch rebuilt otherwise
+        # meanwhile is simply signed afresh.
+        self._presigned: dict[bytes, str] = {}
         self.ledger_path = Path(ledger_path)
         self.identity = identity
         self.settings = settings
@@ -261,6 +267,7 @@ class SyncService:
                     if (not self._inflight and not self._acked and not self._marking
                             and self._state.backlog):
                         self._set_state(backlog=0)  # everything before the cursor is acked
+                        self._presigned.clear()  # any left were for batches rebuilt otherwise
                     break
                 if batch.count < policy.batch_size and linger > 0:
                     now = time.monotonic()
@@ -367,7 +374,19 @@ class SyncService:
         """The device's signature over one message as sent (None without a device key)."""
         if self.device_key is None:
             return None
-        return sign_device_message(self.device_key, topic, content_type, payload)
+        digest = device_digest(topic, content_type, payload)
+        return self._presigned.pop(digest, None) or sign_device_digest(self.device_key, digest)
+
+    def presign(self, payload: bytes, content_type: str) -> None:
+        """Sign a batch prepared ahead (``Outbox.seal``'s hook; runs on the outbox thread).
+
+        The drain then takes the signature instead of signing while it sends.
+        """
+        if self.device_key is None or len(self._presigned) >= PRESIGNED_MAX:
+            return
+        digest = device_digest(self.topics.events(self.identity.store_id,
+                                                  self.identity.device_id), content_type, payload)
+        self._presigned[digest] = sign_device_digest(self.device_key, digest)
 
     def _publish(self, link: Link, topic: str, payload: bytes, retain: bool = False,
                  content_type: str | None = None) -> int:
@@ -429,7 +448,7 @@ class SyncService:
             # Offline for a while: prepare the backlog's batches now, so the drain after
             # the outage sends stored bytes instead of encoding and compressing them then.
             sealed = await self._checks.seal(self.identity, self.settings.compress,
-                                             self._policy.batch_size)
+                                             self._policy.batch_size, self.presign)
             if sealed:
                 log.info("prepared %d batches of the backlog while offline", sealed)
         detail = health.why if health.alarm else self._state.detail

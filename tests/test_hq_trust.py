@@ -238,3 +238,46 @@ def test_attack_4_two_boxes_of_one_store_cannot_both_spend_a_single_use_coupon(
     inbox.close()
     for s in (a1, a2, a3):
         s.close()
+
+
+async def test_the_box_signs_what_it_sends_prepared_batches_included(
+        hq: Hq, tmp_path: Path) -> None:
+    """GIVEN a box registered at HQ with 250 events, 200 of them prepared and signed ahead
+    as the service does while offline (zlib batches of 100)
+    WHEN its real SyncService drains to HQ
+    THEN HQ stores all 250 with no reject: the prepared batches' signatures (taken from the
+    presigned ones) and those signed while sending verify, and so do presence and report."""
+    import asyncio
+    import contextlib
+
+    from edge.ledger import Ledger
+    from edge.rules import Identity
+    from sync.outbox import Outbox
+    from sync.service import SyncService
+    from sync.settings import MqttSettings
+    from tests.sync_fixtures import append_events
+
+    identity = Identity("S1", "S1-T1")
+    path = tmp_path / "box.sqlite"
+    ledger = Ledger(path)
+    append_events(ledger, 250)
+    with ledger.immediate() as conn:
+        ledger.put_setting(conn, "sync_policy", {"batch_size": 100, "linger_ms": 10})
+    hq.worker()
+    service = SyncService(path, identity, MqttSettings(port=hq.broker.port), software="t",
+                          device_key=hq.register("S1", "S1-T1"))
+    assert Outbox(ledger, identity).seal(100, presign=service.presign) == 2
+    assert len(service._presigned) == 2
+    task = asyncio.create_task(service.run())
+    try:
+        deadline = time.monotonic() + 20
+        while hq.count() < 250 or hq.count(
+                "SELECT COUNT(*) FROM hq_device WHERE state='online'") < 1:
+            assert time.monotonic() < deadline, f"{hq.count()} of 250 stored"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        ledger.close()
+    assert _rejects(hq) == [] and service._presigned == {}

@@ -163,9 +163,11 @@ def test_a_box_provisioned_before_key_roles_migrates_with_its_first_trust_list(
         tmp_path: Path) -> None:
     """GIVEN a box provisioned before key roles (one HQ key: coupon, pickup, config)
     WHEN that key signs remote uses THEN they apply, as before;
-    WHEN it signs a config carrying the root's first trust list (one key per role)
-    THEN the box applies it, and from then on the old all-purpose key signs no data and
-    cannot change the set."""
+    WHEN a stranger's key signs a config carrying a list its own root signed THEN it is
+    refused; WHEN the old key signs a config carrying the new root's first list (which
+    keeps the old key for coupons and config only)
+    THEN the box applies it, and from then on the old key signs no data and cannot
+    change the set."""
     legacy = SigningKey.generate("HQ1")
     ledger = Ledger(tmp_path / "box.sqlite")
     with ledger.immediate() as conn:
@@ -173,15 +175,25 @@ def test_a_box_provisioned_before_key_roles_migrates_with_its_first_trust_list(
             {Purpose.COUPON, Purpose.PICKUP, Purpose.CONFIG})))
     inbound = Inbound(ledger, IDENTITY, Topics("se"))
     assert _outcome(inbound, inbound.data_topic, _uses(legacy, 1))[0] is Outcome.APPLIED
+    evil = _keys("evil")
+    assert _outcome(inbound, inbound.config_topic,
+                    _config(evil["config"], 1, _trust_list(evil["trust"], evil, 1)))[1] is \
+        Rejection.UNTRUSTED_KEY
     roles = _keys("r")
-    assert _outcome(inbound, inbound.config_topic,
-                    _config(legacy, 1, _trust_list(roles["trust"], roles, 1)))[1] is \
-        Rejection.UNTRUSTED_KEY  # a root the box does not trust yet cannot sign it...
-    # ...so the migration list is signed by the legacy key, the only one it trusts.
-    assert _outcome(inbound, inbound.config_topic,
-                    _config(legacy, 1, _trust_list(legacy, roles, 1)))[0] is Outcome.APPLIED
-    assert {k.key_id for k in ledger.trusted_keys()} == {k.key_id for k in roles.values()}
+    first = {**roles, "coupon": legacy}
+    entries = _entries(first)
+    entries[0]["purposes"] = ["config", "coupon", "pickup"]  # the old key keeps its jobs
+    listed = seal(roles["trust"], HqData(DataKind.TRUST, "*", 1, time.time(),
+                                         {"keys": entries})).to_object()
+    assert _outcome(inbound, inbound.config_topic, _config(legacy, 1, listed))[0] is \
+        Outcome.APPLIED
+    assert {k.key_id for k in ledger.trusted_keys()} == {k.key_id for k in first.values()}
+    assert _outcome(inbound, inbound.data_topic, _uses(legacy, 2))[1] is \
+        Rejection.UNTRUSTED_KEY
     assert _outcome(inbound, inbound.data_topic, _uses(roles["data"], 2))[0] is Outcome.APPLIED
+    assert _outcome(inbound, inbound.config_topic,
+                    _config(legacy, 2, keys=_entries(evil))) == (
+        Outcome.REJECTED, Rejection.UNTRUSTED_KEY)
     ledger.close()
 
 
