@@ -281,3 +281,27 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
             await task
         ledger.close()
     assert _rejects(hq) == [] and service._presigned == {}
+
+
+def test_issue_coupon_records_what_hq_issued(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN an HQ home with a coupon key WHEN `edge-hq issue coupon` issues a coupon for
+    stores A and B, three uses THEN HQ's database records those limits under its code id
+    before the code is printed, and fan-out reads them back (hq.issuing.issued.issued)."""
+    from cli.hq import main
+    from hq.db import Database
+    from hq.issuing.issued import IssuedCode, issued
+
+    home = ["--home", str(tmp_path / "hq")]
+    assert main([*home, "keygen", "--key-id", "cpn", "--purposes", "coupon"]) == 0
+    capsys.readouterr()
+    db_url = f"sqlite:///{tmp_path / 'hq.sqlite'}"
+    assert main([*home, "issue", "coupon", "--id", "LIVE-7", "--campaign", "LIVE1",
+                 "--benefit", "free:coffee", "--stores", "A,B", "--max-uses", "3",
+                 "--db", db_url]) == 0
+    assert capsys.readouterr().out.startswith("SEC")
+    db = Database(db_url)
+    with db.tx() as cur:
+        assert issued(cur, "C:LIVE-7") == IssuedCode("C:LIVE-7", "LIVE1", ("A", "B"), 3)
+        assert issued(cur, "C:NEVER") == IssuedCode("C:NEVER", None, (), 1)
+    db.close()
