@@ -93,6 +93,15 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS hq_device_use_store ON hq_device_use (store, code_id)",
     # When each device was last answered a catch-up: at most one per interval.
     "CREATE TABLE IF NOT EXISTS hq_catch_up (device TEXT PRIMARY KEY, last_at {float} NOT NULL)",
+    # A database from before per-device counts: its coupon uses so far, once (both SQLite
+    # and PostgreSQL test the uncorrelated NOT EXISTS once, before any scan).
+    "INSERT INTO hq_device_use(code_id, device, store, uses, last_at) SELECT code_id, device,"
+    " MAX(store), SUM(CASE WHEN type='void' THEN -1 ELSE 1 END), MAX(at) FROM hq_event"
+    " WHERE kind='coupon' AND code_id IS NOT NULL AND ((type='decision' AND accepted=1)"
+    " OR type='void') AND NOT EXISTS (SELECT 1 FROM hq_meta WHERE key='device_use')"
+    " GROUP BY code_id, device",
+    "INSERT INTO hq_meta(key, value) VALUES ('device_use', 'counted') ON CONFLICT (key)"
+    " DO NOTHING",
     # -- trust between boxes and HQ ----------------------------------------------- end --
 )
 

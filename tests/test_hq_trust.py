@@ -305,3 +305,28 @@ def test_issue_coupon_records_what_hq_issued(tmp_path: Path,
         assert issued(cur, "C:LIVE-7") == IssuedCode("C:LIVE-7", "LIVE1", ("A", "B"), 3)
         assert issued(cur, "C:NEVER") == IssuedCode("C:NEVER", None, (), 1)
     db.close()
+
+
+def test_an_hq_database_from_before_counts_its_past_uses_per_device(tmp_path: Path) -> None:
+    """GIVEN an HQ database from before per-device counts, holding coupon uses (two
+    accepted at D1, one of them voided; one at D2) WHEN this version opens it THEN
+    hq_device_use holds those net counts, once: opening it again adds nothing."""
+    from hq.db import Database
+
+    url = f"sqlite:///{tmp_path / 'hq.sqlite'}"
+    db = Database(url)
+    with db.tx() as cur:  # as the old version left it
+        cur.execute("DELETE FROM hq_meta WHERE key='device_use'")
+        for device, seq, type_, accepted in (("D1", 1, "decision", 1), ("D1", 2, "decision", 1),
+                                             ("D1", 3, "void", None), ("D2", 1, "decision", 1),
+                                             ("D2", 2, "decision", 0)):
+            cur.execute("INSERT INTO hq_event(device, store, seq, event_id, type, at,"
+                        " clock_trusted, body, received_at, kind, code_id, accepted)"
+                        " VALUES (?, 'S1', ?, ?, ?, 1.0, 1, '{}', 1.0, 'coupon', 'C:X', ?)",
+                        (device, seq, f"{device}-{seq}", type_, accepted))
+    db.close()
+    for _ in range(2):
+        db = Database(url)
+        assert sorted(db.query("SELECT device, uses FROM hq_device_use")) == [("D1", 1),
+                                                                            ("D2", 1)]
+        db.close()
