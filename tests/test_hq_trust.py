@@ -246,7 +246,9 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
     as the service does while offline (zlib batches of 100)
     WHEN its real SyncService drains to HQ
     THEN HQ stores all 250 with no reject: the prepared batches' signatures (taken from the
-    presigned ones) and those signed while sending verify, and so do presence and report."""
+    presigned ones) and those signed while sending verify, and so do presence and report;
+    WHEN the connection dies THEN the broker's copy of the will, signed at connect, is
+    believed too (the device reads offline at HQ)."""
     import asyncio
     import contextlib
 
@@ -264,7 +266,8 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
     with ledger.immediate() as conn:
         ledger.put_setting(conn, "sync_policy", {"batch_size": 100, "linger_ms": 10})
     hq.worker()
-    service = SyncService(path, identity, MqttSettings(port=hq.broker.port), software="t",
+    settings = MqttSettings(port=hq.broker.port, backoff_min_s=5.0, backoff_max_s=10.0)
+    service = SyncService(path, identity, settings, software="t",
                           device_key=hq.register("S1", "S1-T1"))
     assert Outbox(ledger, identity).seal(100, presign=service.presign) == 2
     assert len(service._presigned) == 2
@@ -275,6 +278,11 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
                 "SELECT COUNT(*) FROM hq_device WHERE state='online'") < 1:
             assert time.monotonic() < deadline, f"{hq.count()} of 250 stored"
             await asyncio.sleep(0.05)
+        assert service._link is not None
+        service._link.abort("the test cuts the line")  # no DISCONNECT: the broker sends the will
+        while hq.count("SELECT COUNT(*) FROM hq_device WHERE state='offline'") < 1:
+            assert time.monotonic() < deadline + 10, "the will did not reach HQ"
+            await asyncio.sleep(0.02)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
