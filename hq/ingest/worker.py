@@ -39,7 +39,7 @@ from hq.broker import (
     set_nodelay,
 )
 from hq.db import DbError
-from hq.ingest.eventstore import EventStore, Handled, Outcome
+from hq.ingest.eventstore import CATCH_UP_EVERY_S, EventStore, Handled, Outcome
 from hq.publishing import fanout
 from sync.contract import QOS, SIG_PROPERTY
 
@@ -181,8 +181,11 @@ class IngestWorker:
         if outcome.handled is Handled.REJECTED:
             self.counters.rejected += 1
             log.warning("rejected a message on %s: %s", msg.topic, outcome.reject)
+        if outcome.catch_up_skipped:
+            log.info("resync asked again on %s within %.0f s of the last catch-up: not "
+                     "answered", msg.topic, CATCH_UP_EVERY_S)
         for code in outcome.conflicts:
-            log.warning("conflict: coupon %s used over its limit at several stores", code)
+            log.warning("conflict: coupon %s used over its limit (HQ's own record)", code)
         if outcome.fanout:
             self._wake.set()
 
