@@ -117,6 +117,8 @@ def test_attack_1_a_registered_box_cannot_flood_fanout_or_lie_about_limits(
     single-use (recorded when issued)
     WHEN A's box sends one batch of 2,000 accepted uses, then one over the size limit
     THEN both are rejected (too_many_events, too_large) with nothing queued;
+    WHEN it sends 1,000 uses of coupons valid everywhere in one batch
+    THEN B is told in 2 envelopes (500 lines each), not 1,000;
     WHEN A and B each report X accepted once, both claiming facts.max_uses 10^9
     THEN HQ records a conflict with max_uses 1 (its own number), not a hidden double use."""
     coupon_key = SigningKey.generate("cpn")
@@ -130,8 +132,11 @@ def test_attack_1_a_registered_box_cannot_flood_fanout_or_lie_about_limits(
     wait_until(lambda: len(_rejects(hq)) == 2, what="two rejects")
     assert [r for r, _t in _rejects(hq)] == ["too_many_events", "too_large"]
     assert hq.count("SELECT COUNT(*) FROM hq_outbox") == 0 and hq.count() == 0
+    box_a.send(many[:MAX_BATCH_EVENTS])
+    wait_until(lambda: hq.count() == MAX_BATCH_EVENTS, what="the full batch stored")
+    assert hq.dbs[0].query("SELECT store, COUNT(*) FROM hq_outbox GROUP BY store") == [("B", 2)]
     lie = {"max_uses": 10**9, "stores": []}
-    box_a.send([event("A", "A1", 1, body=_accepted("C:X", lie))])
+    box_a.send([event("A", "A1", MAX_BATCH_EVENTS + 1, body=_accepted("C:X", lie))])
     box_b.send([event("B", "B1", 1, body=_accepted("C:X", lie))])
     wait_until(lambda: hq.count("SELECT COUNT(*) FROM hq_conflict") == 1, what="the conflict")
     assert hq.dbs[0].query("SELECT code_id, stores, uses, max_uses FROM hq_conflict") == [

@@ -283,8 +283,18 @@ class EventStore:
                     " body, received_at, kind, code_id, campaign_id, accepted, reason)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
+            told: dict[str, dict[tuple[str, str], RemoteUse]] = {}
             for change in changes:
-                self._apply_use(cur, store, device, change, now, out)
+                self._apply_use(cur, store, device, change, now, out, told)
+            # One envelope per store told, whatever the batch held (a batch of 1,000 uses of
+            # codes valid everywhere is not 1,000 envelopes per store); the latest count of
+            # each (code, place) wins.
+            for target in sorted(told):
+                lines = list(told[target].values())
+                for i in range(0, len(lines), CATCH_UP_CHUNK):
+                    self._enqueue(cur, target, DataKind.REMOTE_USES,
+                                  encode_remote_uses(lines[i:i + CATCH_UP_CHUNK]), now)
+                    out.fanout += 1
         return out
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
@@ -305,12 +315,13 @@ class EventStore:
     # -- coupon uses, conflicts, fan-out ---------------------------------------------
 
     def _apply_use(self, cur: Cursor, store: str, device: str, c: _UseChange, now: float,
-                   out: Outcome) -> None:
+                   out: Outcome, told: dict[str, dict[tuple[str, str], RemoteUse]]) -> None:
         """Count a use (or void) per store and per device; conflicts and fan-out.
 
         The limits are HQ's own (``hq_issued``), never the facts the box reported. Over-use
-        is a conflict however few stores it took; the other stores get the store's count,
-        the store's other boxes this device's count (``RemoteUse.device``).
+        is a conflict however few stores it took; the other stores are told the store's
+        count, the store's other boxes this device's count (``RemoteUse.device``), in
+        ``told`` (store -> lines), sent once per batch by the caller.
         """
         rec = issued(cur, c.code_id)
         eligible = ",".join(rec.eligible)
@@ -343,14 +354,11 @@ class EventStore:
             out.conflicts.append(c.code_id)
         targets = rec.eligible or tuple(self._known_stores(cur))
         use = RemoteUse(c.code_id, store, here, c.at)
-        for target in sorted(set(targets) - {store}):
-            self._enqueue(cur, target, DataKind.REMOTE_USES, encode_remote_uses([use]), now)
-            out.fanout += 1
+        for target in set(targets) - {store}:
+            told.setdefault(target, {})[(use.code_id, use.place)] = use
         if any(d != device for d in self.devices.devices_of(store)):
-            self._enqueue(cur, store, DataKind.REMOTE_USES,
-                          encode_remote_uses([RemoteUse(c.code_id, store, mine, c.at, device)]),
-                          now)
-            out.fanout += 1
+            mine_use = RemoteUse(c.code_id, store, mine, c.at, device)
+            told.setdefault(store, {})[(mine_use.code_id, mine_use.place)] = mine_use
 
     def _known_stores(self, cur: Cursor) -> list[str]:
         cur.execute("SELECT store FROM hq_store ORDER BY store")
