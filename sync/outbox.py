@@ -136,7 +136,7 @@ class Outbox:
         return Batch(lo, hi, count, payload, ctype)
 
     def seal(self, limit: int, most: int = 2000,
-             presign: Callable[[bytes, str], None] | None = None) -> int:
+             presign: Callable[[Batch], None] | None = None) -> int:
         """Prepare the payloads of up to ``most`` batches of unsent events; how many.
 
         Run while the box is offline: the backlog it builds up is then sent after the
@@ -144,8 +144,8 @@ class Outbox:
         Only batches that cannot grow are made (``limit`` events, or a run that ends at an
         acknowledged range); the newest events stay for the drain. Batches made for
         another identity or compression, or over the size, are dropped first.
-        ``presign(payload, content_type)`` is called for each batch prepared (the service
-        signs it then, off the drain's path).
+        ``presign(batch)`` is called for each batch prepared (the service signs it then,
+        off the drain's path).
         """
         conn = self.ledger.conn
         with self.ledger.immediate():
@@ -165,7 +165,7 @@ class Outbox:
             rows.append((batch.first, batch.last, batch.count, self._made_for,
                          batch.content_type, batch.payload))
             if presign is not None:
-                presign(batch.payload, batch.content_type)
+                presign(batch)
             after = batch.last
             if len(rows) == SEAL_PER_COMMIT:
                 sealed += self._store_sealed(rows)
@@ -305,11 +305,11 @@ class OutboxThread:
                                                                 identity, policy, now)
 
     def _seal(self, identity: Identity, compress: bool, limit: int,
-              presign: Callable[[bytes, str], None] | None) -> int:
+              presign: Callable[[Batch], None] | None) -> int:
         return Outbox(self._own(), identity, compress).seal(limit, presign=presign)
 
     async def seal(self, identity: Identity, compress: bool, limit: int,
-                   presign: Callable[[bytes, str], None] | None = None) -> int:
+                   presign: Callable[[Batch], None] | None = None) -> int:
         """:meth:`Outbox.seal` on this thread."""
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self._seal, identity, compress, limit, presign)

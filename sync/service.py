@@ -17,6 +17,7 @@ import importlib.metadata
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +79,18 @@ class SyncState:
     detail: str = ""  # why offline, or why the alarm is on
 
 
+def _batch_mark(batch: Batch) -> tuple[int, int, str, int, int]:
+    """What names a prepared batch's exact bytes: its seq range, type, size and CRC-32.
+
+    The bytes of a range are a function of its events (stored once, never changed) and
+    the outbox's settings, so the range alone would do; size and CRC make a batch built
+    otherwise meanwhile (it would then fail HQ's check and be lost to it) certain to miss.
+    A CRC costs a third of a SHA-256 and is not the signature's guarantee, only a match.
+    """
+    return (batch.first, batch.last, batch.content_type, len(batch.payload),
+            zlib.crc32(batch.payload))
+
+
 def backoff_delay(attempt: int, low: float, high: float) -> float:
     """Capped exponential backoff with jitter: half fixed, half random (``attempt`` from 0)."""
     cap = min(high, low * 2 ** min(attempt, 30))
@@ -99,9 +112,8 @@ class SyncService:
         """
         self.device_key = device_key
         # Signatures of batches prepared while offline, made on the outbox thread and taken
-        # by the drain: keyed by what they sign (the digest), so a batch rebuilt otherwise
-        # meanwhile is simply signed afresh.
-        self._presigned: dict[bytes, str] = {}
+        # by the drain (see presign).
+        self._presigned: dict[tuple[int, int, str, int, int], str] = {}
         self.ledger_path = Path(ledger_path)
         self.identity = identity
         self.settings = settings
@@ -276,8 +288,8 @@ class SyncService:
                         timeout = min(timeout, linger - (now - partial_since))
                         break
                 try:
-                    mid = self._publish(link, topic, batch.payload,
-                                        content_type=batch.content_type)
+                    mid = link.publish(topic, batch.payload, content_type=batch.content_type,
+                                       signature=self._batch_signature(topic, batch))
                 except LinkError:
                     break
                 self._inflight[mid] = batch
@@ -374,19 +386,25 @@ class SyncService:
         """The device's signature over one message as sent (None without a device key)."""
         if self.device_key is None:
             return None
-        digest = device_digest(topic, content_type, payload)
-        return self._presigned.pop(digest, None) or sign_device_digest(self.device_key, digest)
+        return sign_device_digest(self.device_key, device_digest(topic, content_type, payload))
 
-    def presign(self, payload: bytes, content_type: str) -> None:
+    def presign(self, batch: Batch) -> None:
         """Sign a batch prepared ahead (``Outbox.seal``'s hook; runs on the outbox thread).
 
-        The drain then takes the signature instead of signing while it sends.
+        The drain then takes the signature instead of hashing and signing while it sends.
         """
         if self.device_key is None or len(self._presigned) >= PRESIGNED_MAX:
             return
-        digest = device_digest(self.topics.events(self.identity.store_id,
-                                                  self.identity.device_id), content_type, payload)
-        self._presigned[digest] = sign_device_digest(self.device_key, digest)
+        topic = self.topics.events(self.identity.store_id, self.identity.device_id)
+        self._presigned[_batch_mark(batch)] = sign_device_digest(
+            self.device_key, device_digest(topic, batch.content_type, batch.payload))
+
+    def _batch_signature(self, topic: str, batch: Batch) -> str | None:
+        """A batch's signature: made while it was prepared if it was, else now."""
+        if self.device_key is None:
+            return None
+        presigned = self._presigned.pop(_batch_mark(batch), None) if self._presigned else None
+        return presigned or self._sign(topic, batch.content_type, batch.payload)
 
     def _publish(self, link: Link, topic: str, payload: bytes, retain: bool = False,
                  content_type: str | None = None) -> int:

@@ -35,6 +35,7 @@ from sync.contract import (
     decode_remote_uses,
     encode_orders,
     open_envelope,
+    sign_device_message,
 )
 from tests.hq_support import (  # noqa: F401
     TOPICS,
@@ -261,6 +262,7 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
     from edge.rules import Identity
     from sync.outbox import Outbox
     from sync.service import SyncService
+    from sync.service import _batch_mark as _mark
     from sync.settings import MqttSettings
     from tests.sync_fixtures import append_events
 
@@ -272,10 +274,14 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
         ledger.put_setting(conn, "sync_policy", {"batch_size": 100, "linger_ms": 10})
     hq.worker()
     settings = MqttSettings(port=hq.broker.port, backoff_min_s=5.0, backoff_max_s=10.0)
-    service = SyncService(path, identity, settings, software="t",
-                          device_key=hq.register("S1", "S1-T1"))
-    assert Outbox(ledger, identity).seal(100, presign=service.presign) == 2
-    assert len(service._presigned) == 2
+    key = hq.register("S1", "S1-T1")
+    service = SyncService(path, identity, settings, software="t", device_key=key)
+    outbox = Outbox(ledger, identity)
+    assert outbox.seal(100, presign=service.presign) == 2
+    sealed = [outbox.next_batch(0, 100), outbox.next_batch(100, 100)]
+    assert [service._presigned[_mark(b)] for b in sealed if b is not None] == [
+        sign_device_message(key, TOPICS.events("S1", "S1-T1"), b.content_type, b.payload)
+        for b in sealed if b is not None]
     task = asyncio.create_task(service.run())
     try:
         deadline = time.monotonic() + 20
