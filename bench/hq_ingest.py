@@ -4,7 +4,9 @@
    ingested by one ``hq.ingest.worker.IngestWorker`` into SQLite (WAL, synchronous=FULL, one
    transaction per batch, PUBACK after COMMIT). Floor, measured in the same run: bare
    ``sqlite3`` inserts of the same rows into the same table, one transaction per batch,
-   same pragmas: what the database alone allows.
+   same pragmas: what the database alone allows. Every batch is signed by its device's
+   registered key and verified by ingest before it is stored (``docs/security.md``); the
+   verify cost per batch is printed apart.
 2. End to end: store A's real ``edge.rules.Counter`` accepts a single-use coupon, A's
    outbox is published (a minimal uplink: ``sync/service.py`` is not on main yet), HQ
    ingests it and fans out a signed ``remote_uses`` envelope, store B verifies and
@@ -41,11 +43,10 @@ from edge.verdict import Reason
 from hq.db import _SCHEMA, _TYPES
 from provisioning.localbroker import MOSQUITTO, Broker
 from provisioning.localpostgres import Postgres, fresh_database
-from sync.contract import EventBatch
+from sync.contract import SIG_PROPERTY, EventBatch, sign_device_message, verify_device_message
 from tests.hq_support import (
     TOPICS,
     Hq,
-    RawBox,
     StoreBox,
     client,
     coupon_code,
@@ -120,15 +121,19 @@ def ingest_rate(hq: Hq, batches: list[tuple[str, str, list[dict]]],
     """(events/s through broker + ingest into SQLite, publish-only events/s)."""
     payloads = [(TOPICS.events(s, d), EventBatch(s, d, ev).encode()) for s, d, ev in batches]
     total = sum(len(ev) for _, _, ev in batches)
+    keys = {d: hq.register(s, d) for s, d, _ev in batches}  # each device, registered at HQ
+    sigs = [sign_device_message(keys[d], topic, ctype, payload)
+            for (topic, (payload, ctype)), (_s, d, _ev) in zip(payloads, batches, strict=True)]
     # a fresh group per run: a stopped worker's persistent session keeps its share
     w = hq.worker(f"bench-{group}", group=group, fanout=False)
     pub = client(hq.broker, "bench-box")
     done = threading.Event()
     t0 = time.perf_counter()
     infos = []
-    for topic, (payload, ctype) in payloads:
+    for (topic, (payload, ctype)), sig in zip(payloads, sigs, strict=True):
         props = Properties(PacketTypes.PUBLISH)
         props.ContentType = ctype
+        props.UserProperty = (SIG_PROPERTY, sig)
         infos.append(pub.publish(topic, payload, qos=1, properties=props))
     for info in infos:
         info.wait_for_publish(60)
@@ -144,6 +149,20 @@ def ingest_rate(hq: Hq, batches: list[tuple[str, str, list[dict]]],
     return total / elapsed, total / t_pub
 
 
+def verify_cost(batches: list[tuple[str, str, list[dict]]]) -> float:
+    """Microseconds to verify one batch's device signature, as ingest does."""
+    key = SigningKey.generate("D0")
+    signed = []
+    for s, d, ev in batches:
+        topic = TOPICS.events(s, d)
+        payload, ctype = EventBatch(s, d, ev).encode()
+        signed.append((topic, ctype, payload, sign_device_message(key, topic, ctype, payload)))
+    t = time.perf_counter()
+    for topic, ctype, payload, sig in signed:
+        assert verify_device_message(key.public_key, topic, ctype, payload, sig)
+    return 1e6 * (time.perf_counter() - t) / len(signed)
+
+
 def end_to_end(hq: Hq, folder: Path, rounds: int) -> list[float]:
     """Seconds from A's redeem to B's rejection, both online, per round."""
     coupon_key = SigningKey.generate("cpn")
@@ -152,7 +171,7 @@ def end_to_end(hq: Hq, folder: Path, rounds: int) -> list[float]:
     b = StoreBox(folder, "B", "B1", trust)
     w = hq.worker("bench-e2e", group="e2e", fanout=True)  # the ingest group's session lingers
     w.store.add_stores(["A", "B"])
-    box_a = RawBox(hq.broker, "A", "A1")
+    box_a = hq.box("A", "A1")
     inbox: queue.Queue[bytes] = queue.Queue()
 
     def on_data(_c: object, _u: object, msg) -> None:  # paho thread: hand over, as a box does
@@ -246,6 +265,9 @@ def run_all(args: argparse.Namespace) -> None:
                   f"{floor_rate:,.0f} events/s (best of "
                   f"{', '.join(f'{r:,.0f}' for r in floors)}); ingest/floor = "
                   f"{rate / floor_rate:.2f}")
+            us = verify_cost(batches)
+            print(f"  verifying a batch's device signature: {us:.0f} us per batch of "
+                  f"{args.batch} ({us / args.batch:.2f} us per event)")
             hq.close()
             hq = Hq(broker, hq.key, f"sqlite:///{folder / 'hq2.sqlite'}")
             times = end_to_end(hq, folder, args.rounds)

@@ -10,12 +10,17 @@ Figures (events/s, each publish acknowledged by the broker, QoS 1):
   * encode only: reading and encoding the backlog into those payloads, no network
   * marks only: marking the whole backlog sent, one range per batch, 20 batches per
     transaction (the drain's sent marks without the network)
-  * prepare while offline: ``Outbox.seal``, what ``SyncService`` does with a backlog while
-    the broker is out of reach (the work moved off the drain's path)
+  * prepare while offline: ``Outbox.seal`` with ``SyncService.presign``, what the service
+    does with a backlog while the broker is out of reach (encoding, compressing and
+    signing moved off the drain's path)
+  * sign only: the device signature over each batch as sent (``se-sig``), no network
   * the drain: ``SyncService`` from a fresh connect until every event is marked sent in the
     ledger, (a) with the backlog prepared while offline, as after a real outage, and (b)
     cold: encoded and compressed during the drain (events written while sync was not
-    running at all, e.g. the daemon stopped).
+    running at all, e.g. the daemon stopped). The drain signs every message with the
+    device key (one Ed25519 signature per batch, made while offline for prepared
+    batches); the floor sends the same payloads unsigned, so the ratio includes the cost
+    of signing, and (a) is also run without a device key for the difference.
 Each is run with zlib batches (the default) and plain JSON batches; floors and drains are
 interleaved and repeated, medians reported.
 Target: drain >= 0.5 x raw batched."""
@@ -42,9 +47,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import describe
+from edge.keys import SigningKey
 from edge.ledger import Ledger
 from provisioning.localbroker import MOSQUITTO, Broker
-from sync.contract import Topics
+from sync.contract import Topics, sign_device_message
 from sync.outbox import Outbox
 from sync.service import SyncService
 from sync.settings import MqttSettings
@@ -99,11 +105,16 @@ class Mode:
     name: str
     size: float  # bytes per message
     encode: float
+    sign: float
     mark: float
     floor: float
     cold: float
     seal: float
     prepared: float
+    unsigned: float
+
+
+DEVICE_KEY = SigningKey.generate(IDENTITY.device_id)
 
 
 def _reset(ledger: Ledger) -> None:
@@ -116,10 +127,16 @@ def _reset(ledger: Ledger) -> None:
         raise RuntimeError(f"the drain pruned wire texts ({wire} left): figures would be off")
 
 
-async def _drain(path: Path, settings: MqttSettings, count: int) -> float:
+def _service(path: Path, settings: MqttSettings, signed: bool = True) -> SyncService:
+    return SyncService(path, IDENTITY, settings, software="bench",
+                       device_key=DEVICE_KEY if signed else None)
+
+
+async def _drain(path: Path, settings: MqttSettings, count: int,
+                 service: SyncService | None = None) -> float:
     probe = Ledger(path)
     try:
-        service = SyncService(path, IDENTITY, settings, software="bench")
+        service = service or _service(path, settings)
         t = time.perf_counter()
         task = asyncio.create_task(service.run())
         while probe.backlog():
@@ -180,6 +197,14 @@ def main() -> None:
                     batches.append(b.payload)
                     cursor = b.last
                 rate_encode = args.count / (time.perf_counter() - t)
+                topic_box = Topics().events(IDENTITY.store_id, IDENTITY.device_id)
+                first = outbox.next_batch(0, args.batch)
+                assert first is not None
+                ctype = first.content_type
+                t = time.perf_counter()
+                for p in batches:
+                    sign_device_message(DEVICE_KEY, topic_box, ctype, p)
+                rate_sign = args.count / (time.perf_counter() - t)
                 ranges = [(first, first + args.batch - 1)
                           for first in range(1, args.count + 1, args.batch)]
                 t = time.perf_counter()
@@ -188,20 +213,26 @@ def main() -> None:
                 rate_mark = args.count / (time.perf_counter() - t)
                 _reset(ledger)
                 settings = MqttSettings(host=broker.host, port=broker.port, compress=compress)
-                floor, cold, seal, prepared = [], [], [], []
+                floor, cold, seal, prepared, unsigned = [], [], [], [], []
                 for _ in range(args.repeat):  # interleaved, so a noisy moment hits all alike
                     floor.append(raw20.pipelined(topic, batches))
                     cold.append(asyncio.run(_drain(path, settings, args.count)))
                     _reset(ledger)
-                    t = time.perf_counter()
-                    outbox.seal(args.batch, most=args.count)
+                    service = _service(path, settings)
+                    t = time.perf_counter()  # prepared and signed, as the service does offline
+                    outbox.seal(args.batch, most=args.count, presign=service.presign)
                     seal.append(time.perf_counter() - t)
-                    prepared.append(asyncio.run(_drain(path, settings, args.count)))
+                    prepared.append(asyncio.run(_drain(path, settings, args.count, service)))
+                    _reset(ledger)
+                    outbox.seal(args.batch, most=args.count)  # the same, nothing signed
+                    unsigned.append(asyncio.run(_drain(path, settings, args.count,
+                                                       _service(path, settings, False))))
                     _reset(ledger)
                 results.append(Mode("zlib" if compress else "plain",
                                     sum(len(p) for p in batches) / len(batches), rate_encode,
-                                    rate_mark, *(args.count / statistics.median(x)
-                                                 for x in (floor, cold, seal, prepared))))
+                                    rate_sign, rate_mark, *(args.count / statistics.median(x)
+                                                 for x in (floor, cold, seal, prepared,
+                                                           unsigned))))
             raw20.close()
             ledger.close()
         finally:
@@ -215,14 +246,19 @@ def main() -> None:
         print(f"   raw batched, prepared, inflight 20 : {m.floor:>10,.0f} events/s (floor)")
         print(f"   encode only (SQLite -> payloads)   : {m.encode:>10,.0f} events/s "
               "(reading and encoding, no network)")
+        print(f"   sign only (one signature a batch)  : {m.sign:>10,.0f} events/s "
+              f"({1e6 * args.batch / m.sign:.0f} us per batch, no network)")
         print(f"   marks only (20 batches a commit)   : {m.mark:>10,.0f} events/s "
               "(marking ranges sent, no network)")
-        print(f"   prepare while offline (seal)       : {m.seal:>10,.0f} events/s "
+        print(f"   prepare + sign while offline (seal): {m.seal:>10,.0f} events/s "
               "(done before the outage ends)")
         print(f"   drain, backlog prepared offline    : {m.prepared:>10,.0f} events/s "
               f"= {m.prepared / m.floor:.2f} of the floor (target >= 0.50: "
               f"{'met' if m.prepared / m.floor >= 0.5 else 'MISSED'}); "
               f"{m.prepared / rate_pipe:.1f}x the pipelined per-message floor")
+        print(f"   same drain, unsigned (no device key): {m.unsigned:>9,.0f} events/s "
+              f"= {m.unsigned / m.floor:.2f} of the floor (signed / unsigned = "
+              f"{m.prepared / m.unsigned:.2f})")
         print(f"   drain, cold backlog (encoded now)  : {m.cold:>10,.0f} events/s "
               f"= {m.cold / m.floor:.2f} of the floor")
 

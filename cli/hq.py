@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
 from hq.issuing import keystore
 from hq.issuing.codes import CardCheck, sign_token, verify_card
+from hq.issuing.issued import record_issued
+from hq.issuing.registry import DeviceRegistry
+from hq.issuing.trust import load_trust_list, sign_trust_list
 from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
 from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
@@ -89,6 +93,18 @@ def cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign_trust(args: argparse.Namespace) -> int:
+    keys = None
+    if args.keys:
+        try:
+            keys = json.loads(args.keys.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{args.keys}: {exc}") from None
+    path, version = sign_trust_list(args.home, keys, args.key_id, args.version, args.out)
+    print(json.dumps({"trust_list": str(path), "version": version}))
+    return 0
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     keystore.register_device(args.home, args.device, args.store, bytes.fromhex(args.public_key))
     print(f"device {args.device} registered for store {args.store}")
@@ -100,7 +116,14 @@ def cmd_issue_coupon(args: argparse.Namespace) -> int:
     stores = tuple(s for s in args.stores.split(",") if s) if args.stores != "all" else ()
     coupon = tokens.Coupon(key.key_id, args.id, args.campaign, CHANNELS[args.channel],
                            args.benefit, args.valid_from, args.valid_until, args.max_uses, stores)
-    return _emit_code(sign_token(key, coupon), args)
+    code = sign_token(key, coupon)
+    db = _db(args)
+    try:  # HQ's own record of the limits, before the code leaves HQ (hq.issuing.issued)
+        with db.tx() as cur:
+            record_issued(cur, coupon, time.time())
+    finally:
+        db.close()
+    return _emit_code(code, args)
 
 
 def cmd_issue_pickup(args: argparse.Namespace) -> int:
@@ -132,6 +155,9 @@ def _db(args: argparse.Namespace) -> Database:
 
 def cmd_push_config(args: argparse.Namespace) -> int:
     body = read_body(args.file)
+    trust = load_trust_list(args.home)
+    if trust is not None and "trust" not in body:
+        body["trust"] = trust  # boxes learn the newest trusted set with each config
     key = keystore.signing_key(args.home, Purpose.CONFIG, args.key_id)
     db = _db(args)
     try:
@@ -145,7 +171,7 @@ def cmd_push_config(args: argparse.Namespace) -> int:
 
 def cmd_push_orders(args: argparse.Namespace) -> int:
     orders = orders_from_body(read_body(args.file))
-    key = keystore.signing_key(args.home, Purpose.CONFIG, args.key_id)
+    key = keystore.signing_key(args.home, Purpose.DATA, args.key_id)
     db = _db(args)
     try:
         done = push_orders(db, options_from_args(args), key, args.store, orders)
@@ -159,15 +185,20 @@ def cmd_push_orders(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        signer = None if args.no_fanout else keystore.signing_key(args.home, Purpose.CONFIG,
+        signer = None if args.no_fanout else keystore.signing_key(args.home, Purpose.DATA,
                                                                   args.key_id)
     except keystore.KeystoreError as exc:
         raise keystore.KeystoreError(f"{exc}: fan-out signs with it (make one with keygen "
-                                     "--purposes config, or run with --no-fanout)") from None
+                                     "--purposes data, or run with --no-fanout)") from None
+    if signer is not None and keystore.purposes_of(args.home, signer.key_id) != {Purpose.DATA}:
+        # The always-online worker must hold nothing that can sign config or trust.
+        raise keystore.KeystoreError(f"key {signer.key_id} has purposes other than data: the "
+                                     "ingest worker holds a data-only key (docs/security.md)")
     opts = options_from_args(args)
     db = _db(args)
-    store = EventStore(db, opts.topics)
-    store.add_stores({d["store"] for d in keystore.load_devices(args.home).values()})
+    devices = DeviceRegistry(args.home)  # whose signatures ingest believes
+    store = EventStore(db, opts.topics, devices)
+    store.add_stores(devices.stores())
     client_id = args.client_id or f"edge-hq-{args.group}-{socket.gethostname()}"
     worker = IngestWorker(store, opts, client_id, args.group, args.session_expiry, signer)
     stop = threading.Event()
@@ -208,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_keygen)
     sp = sub.add_parser("trust", help="print HQ public keys as a box's trust list")
     sp.set_defaults(func=cmd_trust)
+    sp = sub.add_parser("sign-trust", help="sign the set of trusted keys with the trust root "
+                                           "(push-config then carries it to the boxes)")
+    sp.add_argument("--keys", type=Path, help="the set to sign, as `trust` prints it "
+                                              "(default: every key in this HQ home)")
+    sp.add_argument("--key-id", help="trust-root key (default: newest)")
+    sp.add_argument("--version", type=int, help="explicit version (default: the last + 1)")
+    sp.add_argument("--out", type=Path, help="where to write it (default HOME/trust.json)")
+    sp.set_defaults(func=cmd_sign_trust)
     sp = sub.add_parser("register-device", help="record a box's public key")
     sp.add_argument("--device", required=True)
     sp.add_argument("--store", required=True)
@@ -235,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--until", dest="valid_until", type=_time, default=_time("+30d"))
             sp.add_argument("--stores", default="all", help="comma-separated store ids, or all")
             sp.add_argument("--max-uses", type=int, default=1)
+            sp.add_argument("--db", help="HQ database recording what was issued (default "
+                                         "sqlite in the HQ home)")
             sp.set_defaults(func=cmd_issue_coupon)
         else:
             sp.add_argument("--order", required=True)
@@ -251,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=f"sign and publish a store's {name[5:]} (JSON or TOML)")
         sp.add_argument("file", type=Path)
         sp.add_argument("--store", required=True)
-        sp.add_argument("--key-id", help="HQ config key (default: newest)")
+        sp.add_argument("--key-id", help=f"HQ {'config' if name == 'push-config' else 'data'}"
+                                         " key (default: newest)")
         sp.add_argument("--db", help=db_help)
         if name == "push-config":
             sp.add_argument("--version", type=int, help="explicit version (default: next)")
@@ -263,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--client-id", help="stable per worker (its session lives at the broker)")
     sp.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S,
                     help="seconds the broker keeps this worker's session (default a week)")
-    sp.add_argument("--key-id", help="HQ config key to sign fan-out with (default: newest)")
+    sp.add_argument("--key-id", help="HQ data key to sign fan-out with (default: newest)")
     sp.add_argument("--no-fanout", action="store_true",
                     help="do not send fan-out (exactly one worker per HQ sends it; every "
                          "worker records it)")

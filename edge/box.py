@@ -59,6 +59,22 @@ def init_home(home: Path, store_id: str, device_id: str, trust: list[TrustedKey]
     return key_path
 
 
+def load_device_key(cfg: BoxConfig) -> SigningKey:
+    """The box's Ed25519 device key (signs packaging cards and every message to HQ).
+
+    Raises:
+        ConfigError: the key file is missing, unreadable or not a 32-byte seed.
+    """
+    key_path = cfg.path(cfg.device_key_path)
+    try:
+        seed = bytes.fromhex(key_path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"device key {key_path}: {exc}") from None
+    if len(seed) != 32:
+        raise ConfigError(f"device key {key_path} is not a 32-byte seed")
+    return SigningKey(cfg.device_id, seed)
+
+
 @dataclass
 class Box:
     """An opened box home: its config, ledger, rules and device key."""
@@ -76,16 +92,10 @@ class Box:
             ConfigError: the home is missing, incomplete or unreadable.
         """
         cfg = config.load(home)
-        key_path = cfg.path(cfg.device_key_path)
-        try:
-            seed = bytes.fromhex(key_path.read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"device key {key_path}: {exc}") from None
-        if len(seed) != 32:
-            raise ConfigError(f"device key {key_path} is not a 32-byte seed")
+        device_key = load_device_key(cfg)
         ledger = Ledger(cfg.path(cfg.ledger_path))
         identity = Identity(cfg.store_id, cfg.device_id)
-        box = cls(cfg, ledger, Counter(ledger, identity), SigningKey(cfg.device_id, seed))
+        box = cls(cfg, ledger, Counter(ledger, identity), device_key)
         box.note_synchronised_clock()
         return box
 

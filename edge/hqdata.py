@@ -33,7 +33,7 @@ class UnsignedError(ContractError):
 
 
 class UntrustedKeyError(ContractError):
-    """Signed by a key the box does not trust for config (unknown, wrong purpose, expired)."""
+    """Signed by a key the box does not trust for this kind (unknown, wrong role, expired)."""
 
 
 class SignatureError(ContractError):
@@ -46,6 +46,35 @@ class DataKind(enum.StrEnum):
     CONFIG = "config"  # the store's whole configuration (retained on the config topic)
     ORDERS = "orders"  # pickup orders assigned to the store: new, changed, cancelled
     REMOTE_USES = "remote_uses"  # redemptions at other stores, fanned out by HQ
+    TRUST = "trust"  # the set of trusted keys, signed by the trust root (inside a config)
+
+
+def required_purpose(kind: DataKind) -> keys.Purpose:
+    """The key role that may sign ``kind``.
+
+    Config needs CONFIG, a trust list TRUST, and every other kind (remote uses, orders,
+    and any kind added later) DATA.
+    """
+    if kind is DataKind.CONFIG:
+        return keys.Purpose.CONFIG
+    if kind is DataKind.TRUST:
+        return keys.Purpose.TRUST
+    return keys.Purpose.DATA
+
+
+def may_sign(key: keys.TrustedKey, kind: DataKind, trusted: list[keys.TrustedKey],
+             now: float) -> bool:
+    """Whether ``key`` may sign ``kind`` under the trusted set ``trusted`` at ``now``.
+
+    A set without any trust-root key is a box provisioned before key roles (migration,
+    ``docs/security.md``): there a config key may also sign data and trust lists, as it
+    could then. The first trust list a box applies must name a trust root, and from then
+    on each role signs only its own kinds.
+    """
+    if key.usable_for(required_purpose(kind), now):
+        return True
+    legacy = not any(keys.Purpose.TRUST in k.purposes for k in trusted)
+    return legacy and key.usable_for(keys.Purpose.CONFIG, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +87,12 @@ class Envelope:
 
     def encode(self) -> bytes:
         """JSON bytes for the wire."""
-        return json.dumps({"key_id": self.key_id, "payload": self.payload,
-                           "sig": base64.b64encode(self.sig).decode()}).encode()
+        return json.dumps(self.to_object()).encode()
+
+    def to_object(self) -> dict[str, str]:
+        """The JSON object form (also how a trust list travels inside a config body)."""
+        return {"key_id": self.key_id, "payload": self.payload,
+                "sig": base64.b64encode(self.sig).decode()}
 
     @classmethod
     def decode(cls, raw: bytes) -> Envelope:
@@ -68,7 +101,17 @@ class Envelope:
         Raises:
             ContractError: not an envelope.
         """
-        obj = json_object(raw, "envelope")
+        return cls.from_object(json_object(raw, "envelope"))
+
+    @classmethod
+    def from_object(cls, obj: object) -> Envelope:
+        """Parse (not verify) an envelope's JSON object form.
+
+        Raises:
+            ContractError: not an envelope.
+        """
+        if not isinstance(obj, dict):
+            raise ContractError("an envelope must be a JSON object")
         if not obj.get("sig"):
             raise UnsignedError("envelope has no signature ('sig')")
         try:
@@ -104,25 +147,38 @@ def seal(key: keys.SigningKey, data: HqData) -> Envelope:
     return Envelope(key.key_id, payload, key.sign(env.signed_bytes()))
 
 
-def open_envelope(env: Envelope, trusted: list[keys.TrustedKey], now: float) -> HqData:
-    """Verify an envelope against the box's trusted config keys and parse its payload.
+def open_envelope(env: Envelope, trusted: list[keys.TrustedKey], now: float,
+                  candidates: list[keys.TrustedKey] | None = None) -> HqData:
+    """Verify an envelope against the box's trusted keys and parse its payload.
+
+    The signing key must hold the role its kind needs (:func:`may_sign`).
+    ``candidates``: the keys of a trust list being applied with this envelope (a config
+    carrying a new trusted set may already be signed by a key of that set); they are
+    tried after ``trusted``, and judged by their own set's roles.
 
     Raises:
-        ContractError: unknown or unusable key, bad signature, or malformed payload.
+        UntrustedKeyError: an unknown key, or one without the role or expired.
+        SignatureError: the signature does not verify.
+        ContractError: malformed payload.
     """
-    key = next((k for k in trusted if k.key_id == env.key_id), None)
-    if key is None:
+    sets = [trusted] + ([candidates] if candidates else [])
+    found = [(k, ks) for ks in sets for k in ks if k.key_id == env.key_id]
+    if not found:
         raise UntrustedKeyError(f"signed by unknown key {env.key_id!r}")
-    if not key.usable_for(keys.Purpose.CONFIG, now):
-        raise UntrustedKeyError(f"key {env.key_id!r} may not sign config or has expired")
-    if not keys.verify(key.public_key, env.signed_bytes(), env.sig):
+    verified = [(k, ks) for k, ks in found
+                if keys.verify(k.public_key, env.signed_bytes(), env.sig)]
+    if not verified:
         raise SignatureError("signature does not verify: tampered or forged")
     obj = json_object(env.payload.encode("utf-8"), "envelope payload")
     try:
-        return HqData(DataKind(obj["kind"]), str(obj["store"]), int(obj["version"]),
+        data = HqData(DataKind(obj["kind"]), str(obj["store"]), int(obj["version"]),
                       float(obj["issued_at"]), dict(obj.get("body") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ContractError(f"bad envelope payload: {exc}") from None
+    if not any(may_sign(k, data.kind, ks, now) for k, ks in verified):
+        raise UntrustedKeyError(f"key {env.key_id!r} may not sign {data.kind.value} (it needs "
+                                f"a {required_purpose(data.kind).value} key) or has expired")
+    return data
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -158,7 +214,7 @@ class OrderStatus(enum.StrEnum):
 
 _ORDER_FIELDS: Final = frozenset({"order_id", "number", "window_start", "window_end", "items",
                                   "customer", "status"})
-_USE_FIELDS: Final = frozenset({"code_id", "store", "uses", "last_at"})
+_USE_FIELDS: Final = frozenset({"code_id", "store", "uses", "last_at", "device"})
 _MAX_TIME: Final = 2**32
 
 
@@ -254,11 +310,23 @@ class RemoteUse:
     store: str
     uses: int
     last_at: float
+    # Set when the count is one device's of the receiving store itself (HQ counts uses per
+    # device): the store's other boxes count it, the device named skips it. Absent from
+    # the wire when empty, so a store-level line reads as it always did.
+    device: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object in an envelope body."""
-        return {"code_id": self.code_id, "store": self.store, "uses": self.uses,
-                "last_at": self.last_at}
+        out: dict[str, Any] = {"code_id": self.code_id, "store": self.store,
+                               "uses": self.uses, "last_at": self.last_at}
+        if self.device:
+            out["device"] = self.device
+        return out
+
+    @property
+    def place(self) -> str:
+        """Where the uses were: the store, or ``store/device`` for a device's own count."""
+        return f"{self.store}/{self.device}" if self.device else self.store
 
     @classmethod
     def from_dict(cls, obj: object, where: str = "use") -> RemoteUse:
@@ -273,7 +341,8 @@ class RemoteUse:
             raise ContractError(f"{where}.last_at must be a Unix time, not {last_at!r}")
         return cls(_text(item.get("code_id"), f"{where}.code_id", required=True),
                    _text(item.get("store"), f"{where}.store", required=True),
-                   _int(item.get("uses"), f"{where}.uses", 0, 1_000_000), float(last_at))
+                   _int(item.get("uses"), f"{where}.uses", 0, 1_000_000), float(last_at),
+                   _text(item.get("device", ""), f"{where}.device"))
 
 
 def encode_remote_uses(uses: list[RemoteUse]) -> dict[str, Any]:

@@ -17,11 +17,13 @@ from edge.config import ConfigError
 
 
 class Purpose(enum.StrEnum):
-    """What an HQ key may sign."""
+    """What an HQ key may sign (its role; ``docs/security.md``, "Keys and roles")."""
 
     COUPON = "coupon"
     PICKUP = "pickup"
-    CONFIG = "config"
+    CONFIG = "config"  # a store's config (retained on the config topic)
+    DATA = "data"  # every other HQ-to-box message: remote uses, orders, ... (the online worker)
+    TRUST = "trust"  # the trust root: the only key that can change the set of trusted keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,11 +35,16 @@ from edge.events import EventType
 from edge.hqdata import (
     ContractError,
     DataKind,
+    Envelope,
     HqData,
     OrderUpdate,
     RemoteUse,
+    SignatureError,
+    UntrustedKeyError,
     decode_orders,
     decode_remote_uses,
+    json_object,
+    open_envelope,
 )
 from edge.keys import Purpose, TrustedKey, parse_trust
 from edge.ledger import Ledger
@@ -53,6 +58,9 @@ MAX_TEXT: Final = 200  # printer texts: a line or two on a 58 mm card
 VERSION_SETTING: Final = {DataKind.CONFIG: "config_version", DataKind.ORDERS: "orders_version",
                           DataKind.REMOTE_USES: "remote_uses_version"}
 CONFIG_DIGEST_SETTING: Final = "config_digest"
+TRUST_VERSION_SETTING: Final = "trust_version"  # the trust list applied (0: provisioned set)
+TRUST_DIGEST_SETTING: Final = "trust_digest"
+ALL_STORES: Final = "*"  # a trust list's store: one list, signed once, for the whole chain
 LAST_REJECTION_SETTING: Final = "config_last_rejection"
 
 
@@ -140,13 +148,22 @@ class StoreConfig:
     store_name: str
     card: CardTexts
     campaigns: tuple[CampaignConfig, ...]
-    keys: tuple[TrustedKey, ...]
+    keys: tuple[TrustedKey, ...] | None  # None: the body names none (the trusted set stays)
     revoked: tuple[RevokedConfig, ...]
     void_window_s: int
     sync: SyncPolicy = field(default_factory=SyncPolicy)
+    trust: dict[str, Any] | None = None  # a trust list (Envelope object), checked on apply
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body form (what HQ signs); :func:`parse_config` reads it back."""
+        body = self._body()
+        if self.keys is None:
+            del body["keys"]
+        if self.trust is not None:
+            body["trust"] = self.trust
+        return body
+
+    def _body(self) -> dict[str, Any]:
         return {
             "schema": CONFIG_SCHEMA,
             "store": {"name": self.store_name},
@@ -156,14 +173,15 @@ class StoreConfig:
                           for c in self.campaigns],
             "keys": [{"key_id": k.key_id, "public_key": k.public_key.hex(),
                       "purposes": sorted(k.purposes), "not_after": k.not_after}
-                     for k in self.keys],
+                     for k in self.keys or ()],
             "revoked": [{"code_id": r.code_id, "reason": r.reason} for r in self.revoked],
             "void_window_s": self.void_window_s,
             "sync": asdict(self.sync),
         }
 
 
-_TOP = {"schema", "store", "printer", "campaigns", "keys", "revoked", "void_window_s", "sync"}
+_TOP = {"schema", "store", "printer", "campaigns", "keys", "revoked", "void_window_s", "sync",
+        "trust"}
 
 
 def parse_config(body: Any, identity: Identity, issued_at: float) -> StoreConfig:
@@ -194,13 +212,14 @@ def parse_config(body: Any, identity: Identity, issued_at: float) -> StoreConfig
     campaigns = tuple(_campaign(c, f"campaigns[{i}]")
                       for i, c in enumerate(_list(obj.get("campaigns", []), "campaigns")))
     _unique([c.campaign_id for c in campaigns], "campaigns", "id")
-    keys = _keys(obj.get("keys"), issued_at)
+    keys = _keys(obj["keys"], issued_at) if "keys" in obj else None
+    trust = _object(obj["trust"], "trust") if "trust" in obj else None
     revoked = tuple(_revoked(r, f"revoked[{i}]")
                     for i, r in enumerate(_list(obj.get("revoked", []), "revoked")))
     _unique([r.code_id for r in revoked], "revoked", "code_id")
     void_window = _int(obj.get("void_window_s", 15 * 60), "void_window_s", 0, 7 * 86400)
     return StoreConfig(_text(store.get("name", ""), "store.name"), card, campaigns, keys,
-                       revoked, void_window, SyncPolicy.parse(obj.get("sync", {})))
+                       revoked, void_window, SyncPolicy.parse(obj.get("sync", {})), trust)
 
 
 def _campaign(obj: Any, where: str) -> CampaignConfig:
@@ -237,6 +256,128 @@ def _keys(raw: Any, issued_at: float) -> tuple[TrustedKey, ...]:
         raise StoreConfigError("keys: no key usable for config at issued_at; the box could "
                                "never verify another config")
     return keys
+
+
+# -- the trusted key set: changed only by a trust list the trust root signed ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrustList:
+    """A verified trust list: the whole set of keys a box trusts, and its version."""
+
+    version: int
+    keys: tuple[TrustedKey, ...]
+    digest: str
+
+
+def read_trust_list(obj: Any, trusted: list[TrustedKey], identity: Identity,
+                    now: float) -> TrustList:
+    """Verify a config's ``trust`` member (an envelope of kind ``trust``) and parse it.
+
+    It must be signed by a trust-root key of ``trusted`` (the set in force), be for every
+    store (``*``) or this one, and name at least one trust root and one config key.
+
+    Raises:
+        UntrustedKeyError: not signed by a trust root the box trusts.
+        SignatureError: the signature does not verify.
+        ContractError: not an envelope, or a malformed payload.
+        StoreConfigError: not a trust list, another store's, or a bad key set.
+    """
+    env = Envelope.from_object(obj)
+    data = open_envelope(env, trusted, now)
+    if data.kind is not DataKind.TRUST:
+        raise StoreConfigError(f"trust: a {data.kind.value} envelope, not a trust list")
+    if data.store not in (ALL_STORES, identity.store_id):
+        raise StoreConfigError(f"trust: list v{data.version} is for store {data.store!r}")
+    _no_unknown(data.body, {"keys"}, "trust")
+    keys = _keys(data.body.get("keys"), data.issued_at)
+    if not any(k.usable_for(Purpose.TRUST, data.issued_at) for k in keys):
+        raise StoreConfigError("trust: names no trust-root key; nothing could change the "
+                               "set again")
+    return TrustList(data.version, keys, hashlib.sha256(env.payload.encode()).hexdigest())
+
+
+def announced_keys(env: Envelope, ledger: Ledger, identity: Identity,
+                   now: float) -> list[TrustedKey]:
+    """The keys of a newer trust list a config envelope carries (unverified config), if any.
+
+    A config bringing a new trusted set may be signed by a config key of that set (the old
+    one retired); the box tries them after its own (``open_envelope``'s ``candidates``)
+    once the list itself verifies under the set in force. Anything unreadable gives none:
+    the apply step explains the refusal.
+    """
+    try:
+        body = json_object(env.payload.encode("utf-8"), "config").get("body")
+        if not isinstance(body, dict) or "trust" not in body:
+            return []
+        trust = read_trust_list(body["trust"], ledger.trusted_keys(), identity, now)
+    except (ContractError, StoreConfigError):
+        return []
+    applied = int(ledger.setting(TRUST_VERSION_SETTING) or 0)
+    return list(trust.keys) if trust.version > applied else []
+
+
+def _listed_keys(obj: Any) -> list[TrustedKey]:
+    """The trust-root keys a trust list names (unverified: only to check its own signature)."""
+    try:
+        body = json_object(Envelope.from_object(obj).payload.encode("utf-8"), "trust")
+        listed = parse_trust((body.get("body") or {}).get("keys"))
+    except (ContractError, ConfigError, AttributeError):
+        return []
+    return [k for k in listed if k.purposes == frozenset({Purpose.TRUST})]
+
+
+def _same_keys(a: tuple[TrustedKey, ...] | list[TrustedKey], b: list[TrustedKey]) -> bool:
+    return sorted(a, key=lambda k: k.key_id) == sorted(b, key=lambda k: k.key_id)
+
+
+_KeySetChange = tuple[TrustList | None, tuple[TrustedKey, ...] | None,
+                      tuple[Rejection, str] | None]
+
+
+def _new_key_set(ledger: Ledger, identity: Identity, cfg: StoreConfig,
+                 now: float) -> _KeySetChange:
+    """What a config does to the trusted set: ``(trust list, new keys, refusal)``.
+
+    With a trust list: its keys, if newer than the applied one (the same list again
+    changes nothing; an older or a different one of the same version is refused). With
+    only ``keys`` (before key roles): accepted while the set in force has no trust root
+    (a box provisioned before them), else only if it changes nothing.
+    """
+    current = ledger.trusted_keys()
+    legacy = not any(Purpose.TRUST in k.purposes for k in current)
+    if cfg.trust is not None:
+        try:
+            try:
+                tl = read_trust_list(cfg.trust, current, identity, now)
+            except UntrustedKeyError:
+                if not legacy:
+                    raise
+                # Provisioned before key roles: the config key that signed this config
+                # (one of the set in force) may change the set, so it vouches for the
+                # first list, which must still verify under the root it names.
+                tl = read_trust_list(cfg.trust, _listed_keys(cfg.trust), identity, now)
+        except UntrustedKeyError as exc:
+            return None, None, (Rejection.UNTRUSTED_KEY, f"trust: {exc}")
+        except SignatureError as exc:
+            return None, None, (Rejection.BAD_SIGNATURE, f"trust: {exc}")
+        except (ContractError, StoreConfigError) as exc:
+            return None, None, (Rejection.INVALID, f"trust: {exc}")
+        applied = int(ledger.setting(TRUST_VERSION_SETTING) or 0)
+        if cfg.keys is not None and not _same_keys(cfg.keys, list(tl.keys)):
+            return None, None, (Rejection.INVALID, "keys differ from the trust list's")
+        if tl.version > applied:
+            return tl, tl.keys, None
+        if tl.version == applied and tl.digest == ledger.setting(TRUST_DIGEST_SETTING):
+            return None, None, None
+        return None, None, (Rejection.STALE, f"trust list v{tl.version} is not newer than "
+                            f"the applied v{applied}")
+    if cfg.keys is None or _same_keys(cfg.keys, current):
+        return None, None, None
+    if legacy:
+        return None, cfg.keys, None  # provisioned before key roles: config keys rule the set
+    return None, None, (Rejection.UNTRUSTED_KEY, "keys: the trusted set changes only with a "
+                        "trust list signed by a trust-root key")
 
 
 # -- results and recording ------------------------------------------------------------
@@ -350,11 +491,20 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
     except StoreConfigError as exc:
         return record_rejection(ledger, Rejection.INVALID, f"config v{data.version}: {exc}",
                                 DataKind.CONFIG, data.version, data.store, wall_clock)
+    trust, new_keys, refusal = _new_key_set(ledger, identity, cfg,
+                                            max(wall_clock(), data.issued_at))
+    if refusal is not None:
+        return record_rejection(ledger, refusal[0], f"config v{data.version}: {refusal[1]}",
+                                DataKind.CONFIG, data.version, data.store, wall_clock)
     with ledger.immediate() as conn:
         moved = ledger.advance_trusted_time(conn, data.issued_at, f"hq-config-v{data.version}")
-        conn.execute("DELETE FROM trusted_key")
-        for key in cfg.keys:
-            ledger.put_trusted_key(conn, key)
+        if new_keys is not None:
+            conn.execute("DELETE FROM trusted_key")
+            for key in new_keys:
+                ledger.put_trusted_key(conn, key)
+        if trust is not None:
+            ledger.put_setting(conn, TRUST_VERSION_SETTING, trust.version)
+            ledger.put_setting(conn, TRUST_DIGEST_SETTING, trust.digest)
         conn.execute("DELETE FROM campaign")
         conn.executemany("INSERT INTO campaign(campaign_id, state, name) VALUES (?, ?, ?)",
                          [(c.campaign_id, c.state.value, c.name) for c in cfg.campaigns])
@@ -368,13 +518,15 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
                            ("config_issued_at", data.issued_at)):
             ledger.put_setting(conn, name, value)
         reading = _reading(ledger, conn, wall_clock)
+        keys_now = new_keys if new_keys is not None else ledger.trusted_keys()
         seq, _ = ledger.append_event(
             conn, EventType.CONFIG_APPLIED, reading.now, reading.trusted,
             {"version": data.version, "previous_version": applied, "issued_at": data.issued_at,
-             "trusted_time_advanced": moved, "keys": sorted(k.key_id for k in cfg.keys),
+             "trusted_time_advanced": moved, "keys": sorted(k.key_id for k in keys_now),
+             "trust_version": None if trust is None else trust.version,
              "campaigns": len(cfg.campaigns), "revoked": len(cfg.revoked)})
     log.info("applied config v%s (was v%s): %d keys, %d campaigns, %d revoked codes",
-             data.version, applied, len(cfg.keys), len(cfg.campaigns), len(cfg.revoked))
+             data.version, applied, len(keys_now), len(cfg.campaigns), len(cfg.revoked))
     return ApplyResult(DataKind.CONFIG, data.version, Outcome.APPLIED, event_seq=seq, changed=1)
 
 
@@ -431,11 +583,14 @@ def apply_remote_uses(ledger: Ledger, identity: Identity, data: HqData,
     """Record uses of codes at other stores from a verified ``remote_uses`` message.
 
     Each item states HQ's current count for one (code, store), so applying it twice gives
-    the same table; this store's own uses are skipped (the ledger already counts them).
+    the same table; this store's own total is skipped (the ledger already counts this
+    box's uses), but another box of this store's count (an item naming its ``device``) is
+    kept, under ``store/device``, so two tills of one store cannot both spend a code.
     """
     def write(conn: sqlite3.Connection, items: list[RemoteUse]) -> int:
-        rows = [(u.code_id, u.store, u.uses, u.last_at) for u in items
-                if u.store != identity.store_id]
+        rows = [(u.code_id, u.place, u.uses, u.last_at) for u in items
+                if u.store != identity.store_id
+                or (u.device and u.device != identity.device_id)]
         conn.executemany(
             "INSERT INTO remote_use(code_id, store_id, uses, last_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(code_id, store_id) DO UPDATE SET uses=excluded.uses,"

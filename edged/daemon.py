@@ -335,7 +335,7 @@ class Daemon:
 
                 bc = self.cfg.box
                 self.sync = SyncService(bc.path(bc.ledger_path), self.box.identity, settings,
-                                        on_state=self._on_sync)
+                                        on_state=self._on_sync, device_key=self.box.device_key)
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pipeline(), name="pipeline"),
                          tg.create_task(self._checkpointer(), name="checkpointer"),

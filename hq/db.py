@@ -24,6 +24,8 @@ Schema (version 1):
 - ``hq_version``: the last version HQ gave per ``(store, kind)`` (config, orders, remote uses).
 - ``hq_outbox``: fan-out to publish: ``body`` at commit; ``version`` and the signed
   ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
+- ``hq_issued``, ``hq_device_use``, ``hq_catch_up``: HQ's own record of what it issued,
+  uses per device, and catch-ups given (``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,30 @@ _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS hq_order (store TEXT NOT NULL, order_id TEXT NOT NULL,"
     " body TEXT NOT NULL, window_end BIGINT NOT NULL, updated_at {float} NOT NULL,"
     " PRIMARY KEY (store, order_id))",
+    # -- trust between boxes and HQ (docs/security.md) ------------------------- begin --
+    # What HQ issued, recorded when issued (hq.issuing.issued.record_issued): fan-out and
+    # conflicts take a coupon's eligible stores and max uses from here, never from a box.
+    "CREATE TABLE IF NOT EXISTS hq_issued (code_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+    " campaign_id TEXT, eligible TEXT NOT NULL DEFAULT '', max_uses BIGINT NOT NULL,"
+    " valid_from BIGINT, valid_until BIGINT, key_id TEXT, issued_at {float} NOT NULL)",
+    # Net uses of a code per device (hq_code_use has them per store): the other boxes of
+    # the same store are told of one box's uses, and a conflict needs no second store.
+    "CREATE TABLE IF NOT EXISTS hq_device_use (code_id TEXT NOT NULL, device TEXT NOT NULL,"
+    " store TEXT NOT NULL, uses BIGINT NOT NULL, last_at {float},"
+    " PRIMARY KEY (code_id, device))",
+    "CREATE INDEX IF NOT EXISTS hq_device_use_store ON hq_device_use (store, code_id)",
+    # When each device was last answered a catch-up: at most one per interval.
+    "CREATE TABLE IF NOT EXISTS hq_catch_up (device TEXT PRIMARY KEY, last_at {float} NOT NULL)",
+    # A database from before per-device counts: its coupon uses so far, once (both SQLite
+    # and PostgreSQL test the uncorrelated NOT EXISTS once, before any scan).
+    "INSERT INTO hq_device_use(code_id, device, store, uses, last_at) SELECT code_id, device,"
+    " MAX(store), SUM(CASE WHEN type='void' THEN -1 ELSE 1 END), MAX(at) FROM hq_event"
+    " WHERE kind='coupon' AND code_id IS NOT NULL AND ((type='decision' AND accepted=1)"
+    " OR type='void') AND NOT EXISTS (SELECT 1 FROM hq_meta WHERE key='device_use')"
+    " GROUP BY code_id, device",
+    "INSERT INTO hq_meta(key, value) VALUES ('device_use', 'counted') ON CONFLICT (key)"
+    " DO NOTHING",
+    # -- trust between boxes and HQ ----------------------------------------------- end --
 )
 
 _TYPES: Final = {

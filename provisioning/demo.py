@@ -35,7 +35,6 @@ from edge.ledger import Ledger
 from edge.verdict import Reason, Verdict
 from edged.localapi import Op, call, socket_path
 from hq.db import Database
-from hq.issuing import keystore
 from provisioning.dev import STORE, ensure_demo_home, hq_home, samples
 from provisioning.localbroker import Broker
 
@@ -66,8 +65,11 @@ def set_mqtt(home: Path, host: str, port: int) -> None:
                     encoding="utf-8")
 
 
-def config_body(hq: Path) -> dict[str, object]:
-    """The store config HQ pushes: profile, card texts, campaigns, the whole trust set."""
+def config_body() -> dict[str, object]:
+    """The store config HQ pushes: profile, card texts, campaigns.
+
+    No key list: push-config adds the trust list the demo's trust root signed.
+    """
     return {
         "schema": 1,
         "store": {"name": "望京店"},
@@ -75,7 +77,6 @@ def config_body(hq: Path) -> dict[str, object]:
                     "gift": "新人礼: 到店免费咖啡一杯", "footer": "谢谢惠顾 · 望京店"},
         "campaigns": [{"id": "LIVE1125", "state": "active", "name": "双十一直播"},
                       {"id": "OLD0901", "state": "revoked", "name": "九月老活动"}],
-        "keys": keystore.public_keys(hq),
         "void_window_s": 900,
     }
 
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait(lambda: _ingest_subscribed(ingest_log, offset, ingest), 30, "HQ ingest")
             _say("HQ signs and pushes the store config (retained: the box gets it on connect)")
             cfg, orders = root / "config.json", root / "orders.json"
-            cfg.write_text(json.dumps(config_body(hq), ensure_ascii=False, indent=1))
+            cfg.write_text(json.dumps(config_body(), ensure_ascii=False, indent=1))
             _hq("--home", str(hq), "push-config", str(cfg), "--store", STORE, "--broker", url,
                 "--db", db)
             _say(f"The store daemon on simulated devices (log {logs / 'daemon.log'})")

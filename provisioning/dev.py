@@ -1,7 +1,8 @@
 """A demo box home for development, ``edge run --simulate`` and ``make demo``.
 
 What ``scripts/tour.sh`` does with the two command lines, done in Python in one folder:
-an HQ signing key (``<home>/hq``), a box for store BJ001 that trusts it, the device
+HQ's keys, one per role (``<home>/hq``: issuing, config, data, the trust root, and the
+trust list the root signed), a box for store BJ001 that trusts them, the device
 registered at HQ, sample coupons and pickup orders issued, the orders imported.
 ``<home>/samples.txt`` lists codes to type or pipe into the simulated scanner;
 ``<home>/samples.json`` holds the same for scripts.
@@ -21,9 +22,13 @@ from edge.keys import Purpose
 from edge.orders import learn_pickup_code
 from hq.issuing import keystore
 from hq.issuing.codes import sign_token
+from hq.issuing.trust import sign_trust_list
 
 STORE, DEVICE, NAME = "BJ001", "BJ001-T1", "望京店"
-HQ_KEY = "HQ1"
+HQ_KEY = "HQ1"  # issues coupons and pickup codes
+# One key per role (docs/security.md, "Keys and roles"): the ingest worker gets DATA_KEY only.
+ROLE_KEYS = {"HQ1": [Purpose.COUPON, Purpose.PICKUP], "CFG1": [Purpose.CONFIG],
+             "DATA1": [Purpose.DATA], "ROOT1": [Purpose.TRUST]}
 
 
 def hq_home(home: Path) -> Path:
@@ -43,8 +48,10 @@ def ensure_demo_home(home: Path) -> bool:
         raise ConfigError(f"{home} is not empty and has no edge.toml: give an empty folder "
                           "for a demo home")
     hq = hq_home(home)
-    trusted = keystore.create_key(hq, HQ_KEY, [Purpose.COUPON, Purpose.PICKUP, Purpose.CONFIG])
-    init_home(home, STORE, DEVICE, [trusted], NAME)
+    trusted = [keystore.create_key(hq, key_id, purposes)
+               for key_id, purposes in ROLE_KEYS.items()]
+    sign_trust_list(hq)  # push-config carries it; the box starts with the same set
+    init_home(home, STORE, DEVICE, trusted, NAME)
     box = Box.open(home)
     try:
         keystore.register_device(hq, DEVICE, STORE, box.device_key.public_key)

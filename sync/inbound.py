@@ -13,7 +13,14 @@ from collections.abc import Callable
 from edge import clock
 from edge.ledger import Ledger
 from edge.rules import Identity
-from edge.storeconfig import APPLY, ApplyResult, Outcome, Rejection, record_rejection
+from edge.storeconfig import (
+    APPLY,
+    ApplyResult,
+    Outcome,
+    Rejection,
+    announced_keys,
+    record_rejection,
+)
 from sync.contract import (
     ContractError,
     DataKind,
@@ -69,8 +76,11 @@ class Inbound:
             return self._refuse(Rejection.MALFORMED, str(exc), guess)
         now = clock.read(self.wall_clock(), self.ledger.trusted_time(),
                          self.ledger.setting("clock_skew_s")).now
+        # A config carrying a newer trust list may be signed by a key of that list.
+        announced = (announced_keys(env, self.ledger, self.identity, now)
+                     if topic == self.config_topic else [])
         try:
-            data = open_envelope(env, self.ledger.trusted_keys(), now)
+            data = open_envelope(env, self.ledger.trusted_keys(), now, announced)
         except UntrustedKeyError as exc:
             return self._refuse(Rejection.UNTRUSTED_KEY, str(exc), guess)
         except SignatureError as exc:

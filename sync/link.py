@@ -28,11 +28,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from sync.contract import QOS
+from sync.contract import QOS, SIG_PROPERTY
 from sync.settings import MqttSettings, SyncError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class Will:
 
     topic: str
     payload: bytes
+    signature: str | None = None  # the device's ``se-sig`` over the will (sync.contract)
 
 
 class _PackedProperties(Properties):
@@ -76,6 +77,41 @@ class _PackedProperties(Properties):
         """The bytes packed at construction."""
         packed: bytes = self.__dict__["_packed"]
         return packed
+
+
+class _RawProperties(Properties):
+    """PUBLISH properties given in their wire form: a signed message's, packed by hand.
+
+    A signature differs per message, so these are made per publish; paho's own
+    ``Properties()`` builds its name tables each time (more than the rest of a publish
+    costs), and paho only ever calls ``pack`` on PUBLISH properties.
+    """
+
+    def __init__(self, packed: bytes) -> None:
+        object.__setattr__(self, "_packed", packed)  # no tables: see the class docstring
+
+    def pack(self) -> bytes:
+        """The bytes given."""
+        packed: bytes = self.__dict__["_packed"]
+        return packed
+
+    def __repr__(self) -> str:
+        return f"<{len(self.__dict__['_packed'])} bytes of properties>"
+
+    __str__ = __repr__
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return len(data).to_bytes(2, "big") + data
+
+
+def signed_properties(content_type: str | None, signature: str) -> bytes:
+    """MQTT 5 PUBLISH properties: the content type (if any) and the ``se-sig`` user property."""
+    body = (b"\x03" + _utf8(content_type) if content_type else b"") + (
+        b"\x26" + _utf8(SIG_PROPERTY) + _utf8(signature))
+    packed: bytes = VariableByteIntegers.encode(len(body))  # type: ignore[no-untyped-call]
+    return packed + body
 
 
 Ack = Callable[[int, bool, str], None]  # (mid, ok, reason)
@@ -113,7 +149,11 @@ class Link:
         if settings.username is not None:
             c.username_pw_set(settings.username, settings.password)
         if will is not None:
-            c.will_set(will.topic, will.payload, qos=QOS, retain=True)
+            will_props = None
+            if will.signature:
+                will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+                will_props.UserProperty = (SIG_PROPERTY, will.signature)
+            c.will_set(will.topic, will.payload, qos=QOS, retain=True, properties=will_props)
         c.on_connect = self._handle_connect
         c.on_disconnect = self._handle_disconnect
         c.on_publish = self._handle_publish
@@ -173,14 +213,18 @@ class Link:
     # -- using -------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes, retain: bool = False,
-                content_type: str | None = None) -> int:
+                content_type: str | None = None, signature: str | None = None) -> int:
         """Queue a QoS 1 publish; returns its mid (``on_ack`` gets it at PUBACK).
+
+        ``signature``: the device's ``se-sig`` over this message (``sync.contract``).
 
         Raises:
             LinkError: not connected.
         """
-        props = None
-        if content_type:
+        props: Properties | None = None
+        if signature:
+            props = _RawProperties(signed_properties(content_type, signature))
+        elif content_type:
             props = self._props.get(content_type)
             if props is None:  # built once per content type: paho's Properties are costly
                 props = self._props[content_type] = _PackedProperties(content_type)

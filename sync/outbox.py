@@ -16,6 +16,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,8 @@ class Outbox:
                                       self.compress)
         return Batch(lo, hi, count, payload, ctype)
 
-    def seal(self, limit: int, most: int = 2000) -> int:
+    def seal(self, limit: int, most: int = 2000,
+             presign: Callable[[Batch], None] | None = None) -> int:
         """Prepare the payloads of up to ``most`` batches of unsent events; how many.
 
         Run while the box is offline: the backlog it builds up is then sent after the
@@ -142,6 +144,8 @@ class Outbox:
         Only batches that cannot grow are made (``limit`` events, or a run that ends at an
         acknowledged range); the newest events stay for the drain. Batches made for
         another identity or compression, or over the size, are dropped first.
+        ``presign(batch)`` is called for each batch prepared (the service signs it then,
+        off the drain's path).
         """
         conn = self.ledger.conn
         with self.ledger.immediate():
@@ -160,6 +164,8 @@ class Outbox:
                 break  # the newest events: more may join them
             rows.append((batch.first, batch.last, batch.count, self._made_for,
                          batch.content_type, batch.payload))
+            if presign is not None:
+                presign(batch)
             after = batch.last
             if len(rows) == SEAL_PER_COMMIT:
                 sealed += self._store_sealed(rows)
@@ -298,13 +304,15 @@ class OutboxThread:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._check,
                                                                 identity, policy, now)
 
-    def _seal(self, identity: Identity, compress: bool, limit: int) -> int:
-        return Outbox(self._own(), identity, compress).seal(limit)
+    def _seal(self, identity: Identity, compress: bool, limit: int,
+              presign: Callable[[Batch], None] | None) -> int:
+        return Outbox(self._own(), identity, compress).seal(limit, presign=presign)
 
-    async def seal(self, identity: Identity, compress: bool, limit: int) -> int:
+    async def seal(self, identity: Identity, compress: bool, limit: int,
+                   presign: Callable[[Batch], None] | None = None) -> int:
         """:meth:`Outbox.seal` on this thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._seal,
-                                                                identity, compress, limit)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._seal, identity, compress, limit, presign)
 
     async def mark(self, ranges: list[tuple[int, int]]) -> int:
         """Mark ``ranges`` sent; returns how many events were not marked before."""

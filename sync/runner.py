@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from edge.box import load_device_key
 from edge.config import BoxConfig
 from edge.rules import Identity
 from sync.service import SyncService, SyncState
@@ -58,7 +59,7 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
             drained.set()
 
     service = SyncService(cfg.path(cfg.ledger_path), Identity(cfg.store_id, cfg.device_id),
-                          settings, on_state)
+                          settings, on_state, device_key=load_device_key(cfg))
     task = asyncio.create_task(service.run(), name="sync")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ import importlib.metadata
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Final
 import paho.mqtt.client as mqtt
 
 from edge import clock
+from edge.keys import SigningKey
 from edge.ledger import Ledger
 from edge.rules import Identity
 from edge.storeconfig import (
@@ -35,7 +37,15 @@ from edge.storeconfig import (
     last_rejection,
     sync_policy,
 )
-from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
+from sync.contract import (
+    DataKind,
+    Presence,
+    PresenceState,
+    Reported,
+    Topics,
+    device_digest,
+    sign_device_digest,
+)
 from sync.inbound import Inbound
 from sync.link import ConnectRefused, Link, LinkError, Will
 from sync.outbox import Batch, Outbox, OutboxThread
@@ -46,6 +56,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S: Final = 10.0  # outbox policy check, backlog recount, presence refresh
 SEAL_AFTER_S: Final = 5.0  # offline this long: the backlog's batches are prepared ahead
 ACK_FLUSH_S: Final = 0.05  # acknowledged batches are marked sent together within this
+PRESIGNED_MAX: Final = 20_000  # signatures of prepared batches kept for the drain (~3 MB)
 
 
 def software_version() -> str:
@@ -68,6 +79,18 @@ class SyncState:
     detail: str = ""  # why offline, or why the alarm is on
 
 
+def _batch_mark(batch: Batch) -> tuple[int, int, str, int, int]:
+    """What names a prepared batch's exact bytes: its seq range, type, size and CRC-32.
+
+    The bytes of a range are a function of its events (stored once, never changed) and
+    the outbox's settings, so the range alone would do; size and CRC make a batch built
+    otherwise meanwhile (it would then fail HQ's check and be lost to it) certain to miss.
+    A CRC costs a third of a SHA-256 and is not the signature's guarantee, only a match.
+    """
+    return (batch.first, batch.last, batch.content_type, len(batch.payload),
+            zlib.crc32(batch.payload))
+
+
 def backoff_delay(attempt: int, low: float, high: float) -> float:
     """Capped exponential backoff with jitter: half fixed, half random (``attempt`` from 0)."""
     cap = min(high, low * 2 ** min(attempt, 30))
@@ -80,8 +103,17 @@ class SyncService:
     def __init__(self, ledger_path: Path | str, identity: Identity, settings: MqttSettings,
                  on_state: Callable[[SyncState], None] | None = None,
                  software: str | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
-        """Sync the ledger at ``ledger_path`` for ``identity`` through ``settings``' broker."""
+                 wall_clock: Callable[[], float] = time.time,
+                 device_key: SigningKey | None = None) -> None:
+        """Sync the ledger at ``ledger_path`` for ``identity`` through ``settings``' broker.
+
+        ``device_key`` (the box's, which HQ registered) signs every message published:
+        HQ refuses an unsigned one (``docs/security.md``, "Event authentication").
+        """
+        self.device_key = device_key
+        # Signatures of batches prepared while offline, made on the outbox thread and taken
+        # by the drain (see presign).
+        self._presigned: dict[tuple[int, int, str, int, int], str] = {}
         self.ledger_path = Path(ledger_path)
         self.identity = identity
         self.settings = settings
@@ -174,8 +206,9 @@ class SyncService:
     async def _session(self) -> bool:
         """One connection, from CONNECT until it drops; returns whether CONNACK came."""
         s, ident = self.settings, self.identity
-        will = Will(self.topics.status(ident.store_id, ident.device_id),
-                    self._presence(PresenceState.OFFLINE).encode())
+        will_topic = self.topics.status(ident.store_id, ident.device_id)
+        will_payload = self._presence(PresenceState.OFFLINE).encode()
+        will = Will(will_topic, will_payload, self._sign(will_topic, None, will_payload))
         link = Link(s, s.client_id_for(ident.store_id, ident.device_id), will,
                     self._on_message, self._on_ack)
         self._link = link
@@ -214,8 +247,9 @@ class SyncService:
         if link.closed.is_set():
             return
         with contextlib.suppress(LinkError):
-            link.publish(self.topics.status(self.identity.store_id, self.identity.device_id),
-                         self._presence(PresenceState.OFFLINE).encode(), retain=True)
+            self._publish(link, self.topics.status(self.identity.store_id,
+                                                   self.identity.device_id),
+                          self._presence(PresenceState.OFFLINE).encode(), retain=True)
         with contextlib.suppress(Exception):
             await link.close(timeout=2.0)
 
@@ -245,6 +279,7 @@ class SyncService:
                     if (not self._inflight and not self._acked and not self._marking
                             and self._state.backlog):
                         self._set_state(backlog=0)  # everything before the cursor is acked
+                        self._presigned.clear()  # any left were for batches rebuilt otherwise
                     break
                 if batch.count < policy.batch_size and linger > 0:
                     now = time.monotonic()
@@ -253,7 +288,8 @@ class SyncService:
                         timeout = min(timeout, linger - (now - partial_since))
                         break
                 try:
-                    mid = link.publish(topic, batch.payload, content_type=batch.content_type)
+                    mid = link.publish(topic, batch.payload, content_type=batch.content_type,
+                                       signature=self._batch_signature(topic, batch))
                 except LinkError:
                     break
                 self._inflight[mid] = batch
@@ -344,6 +380,38 @@ class SyncService:
             self._publish_presence(force=True)
         self.wake()  # the outcome's event is in the outbox
 
+    # -- signing ------------------------------------------------------------------------
+
+    def _sign(self, topic: str, content_type: str | None, payload: bytes) -> str | None:
+        """The device's signature over one message as sent (None without a device key)."""
+        if self.device_key is None:
+            return None
+        return sign_device_digest(self.device_key, device_digest(topic, content_type, payload))
+
+    def presign(self, batch: Batch) -> None:
+        """Sign a batch prepared ahead (``Outbox.seal``'s hook; runs on the outbox thread).
+
+        The drain then takes the signature instead of hashing and signing while it sends.
+        """
+        if self.device_key is None or len(self._presigned) >= PRESIGNED_MAX:
+            return
+        topic = self.topics.events(self.identity.store_id, self.identity.device_id)
+        self._presigned[_batch_mark(batch)] = sign_device_digest(
+            self.device_key, device_digest(topic, batch.content_type, batch.payload))
+
+    def _batch_signature(self, topic: str, batch: Batch) -> str | None:
+        """A batch's signature: made while it was prepared if it was, else now."""
+        if self.device_key is None:
+            return None
+        presigned = self._presigned.pop(_batch_mark(batch), None) if self._presigned else None
+        return presigned or self._sign(topic, batch.content_type, batch.payload)
+
+    def _publish(self, link: Link, topic: str, payload: bytes, retain: bool = False,
+                 content_type: str | None = None) -> int:
+        """Publish one message, signed: one signature per batch, over the bytes sent."""
+        return link.publish(topic, payload, retain=retain, content_type=content_type,
+                            signature=self._sign(topic, content_type, payload))
+
     # -- presence, report, state ----------------------------------------------------------
 
     @property
@@ -367,8 +435,9 @@ class SyncService:
         if not force and key == self._presence_sent:
             return
         with contextlib.suppress(LinkError):
-            link.publish(self.topics.status(self.identity.store_id, self.identity.device_id),
-                         p.encode(), retain=True)
+            self._publish(link, self.topics.status(self.identity.store_id,
+                                                   self.identity.device_id),
+                          p.encode(), retain=True)
             self._presence_sent = key
 
     def _publish_reported(self) -> None:
@@ -382,9 +451,9 @@ class SyncService:
                           str(rej.get("reason", "")) + (": " + rej["detail"] if rej else ""),
                           self.wall_clock(), data_versions(self._ledger), resync)
         with contextlib.suppress(LinkError):
-            mid = link.publish(self.topics.reported(self.identity.store_id,
-                                                    self.identity.device_id),
-                               report.encode(), retain=True)
+            mid = self._publish(link, self.topics.reported(self.identity.store_id,
+                                                           self.identity.device_id),
+                                report.encode(), retain=True)
             if report.resync:
                 self._resync_mid = mid
 
@@ -397,7 +466,7 @@ class SyncService:
             # Offline for a while: prepare the backlog's batches now, so the drain after
             # the outage sends stored bytes instead of encoding and compressing them then.
             sealed = await self._checks.seal(self.identity, self.settings.compress,
-                                             self._policy.batch_size)
+                                             self._policy.batch_size, self.presign)
             if sealed:
                 log.info("prepared %d batches of the backlog while offline", sealed)
         detail = health.why if health.alarm else self._state.detail

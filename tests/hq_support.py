@@ -21,8 +21,9 @@ from hq.broker import BrokerOptions
 from hq.db import Database
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
+from hq.issuing.registry import DeviceRegistry
 from provisioning.localbroker import Broker
-from sync.contract import EventBatch, Topics
+from sync.contract import SIG_PROPERTY, EventBatch, Topics, sign_device_message
 
 TOPICS = Topics()
 
@@ -69,11 +70,17 @@ def client(broker: Broker, client_id: str, clean: bool = True) -> mqtt.Client:
 
 
 class RawBox:
-    """Publishes event batches exactly as a box would, with QoS 1, waiting for PUBACK."""
+    """Publishes event batches exactly as a box would, with QoS 1, waiting for PUBACK.
 
-    def __init__(self, broker: Broker, store: str, device: str) -> None:
+    With a ``key`` every message is signed as a box signs it (``se-sig``); without one,
+    nothing is (a stranger on the broker).
+    """
+
+    def __init__(self, broker: Broker, store: str, device: str,
+                 key: SigningKey | None = None) -> None:
         self.store = store
         self.device = device
+        self.key = key
         self.client = client(broker, f"box-{store}-{device}-{uuid.uuid4().hex[:6]}")
 
     def send(self, events: list[dict[str, Any]]) -> None:
@@ -81,11 +88,15 @@ class RawBox:
         self.raw(TOPICS.events(self.store, self.device), payload, ctype)
 
     def raw(self, topic: str, payload: bytes, content_type: str | None = None,
-            retain: bool = False) -> None:
-        props = None
+            retain: bool = False, key: SigningKey | None = None) -> None:
+        """Publish one message, signed with ``key`` (default: this box's, if any)."""
+        props = Properties(PacketTypes.PUBLISH)
         if content_type:
-            props = Properties(PacketTypes.PUBLISH)
             props.ContentType = content_type
+        key = key or self.key
+        if key is not None:
+            props.UserProperty = (SIG_PROPERTY,
+                                  sign_device_message(key, topic, content_type, payload))
         info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
         info.wait_for_publish(10)
         assert info.is_published()
@@ -126,6 +137,20 @@ class Hq:
     db_url: str
     workers: list[IngestWorker] = field(default_factory=list)
     dbs: list[Database] = field(default_factory=list)
+    devices: DeviceRegistry = field(default_factory=DeviceRegistry)
+    boxes: list[RawBox] = field(default_factory=list)
+
+    def register(self, store: str, device: str) -> SigningKey:
+        """A device key for ``device``, registered for ``store`` (as register-device does)."""
+        key = SigningKey.generate(device)
+        self.devices.add(device, store, key.public_key)
+        return key
+
+    def box(self, store: str, device: str) -> RawBox:
+        """A registered box that signs what it publishes."""
+        b = RawBox(self.broker, store, device, self.register(store, device))
+        self.boxes.append(b)
+        return b
 
     @property
     def opts(self) -> BrokerOptions:
@@ -142,7 +167,7 @@ class Hq:
 
     def worker(self, client_id: str = "hq-ingest-1", group: str = "g",
                fanout: bool = True, wait: bool = True) -> IngestWorker:
-        store = EventStore(self.db(), TOPICS)
+        store = EventStore(self.db(), TOPICS, self.devices)
         w = IngestWorker(store, self.opts, client_id, group, session_expiry_s=600,
                          signer=self.key if fanout else None)
         w.start()
@@ -158,6 +183,8 @@ class Hq:
     def close(self) -> None:
         for w in self.workers:
             w.stop()
+        for b in self.boxes:
+            b.close()
         for d in self.dbs:
             d.close()
 
@@ -225,13 +252,19 @@ class StoreBox:
 
 
 def coupon_code(key: SigningKey, coupon_id: str, campaign: str = "live1",
-                stores: tuple[str, ...] = (), max_uses: int = 1) -> str:
-    """A signed coupon code valid now."""
+                stores: tuple[str, ...] = (), max_uses: int = 1,
+                record: Database | None = None) -> str:
+    """A signed coupon code valid now; recorded as issued in ``record`` (HQ's database)."""
     from edge import tokens
     from hq.issuing.codes import sign_token
+    from hq.issuing.issued import record_issued
 
     now = int(time.time())
-    return sign_token(key, tokens.Coupon(
+    coupon = tokens.Coupon(
         key.key_id, coupon_id, campaign, tokens.Channel.LIVESTREAM,
         tokens.Benefit(tokens.BenefitKind.FREE_ITEM, 1, "coffee"), now - 60, now + 3600,
-        max_uses, stores))
+        max_uses, stores)
+    if record is not None:
+        with record.tx() as cur:
+            record_issued(cur, coupon, now)
+    return sign_token(key, coupon)

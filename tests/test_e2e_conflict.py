@@ -41,6 +41,7 @@ class StoreBox:
 
     def __init__(self, folder: Path, store: str, hq: Hq, till: str = "T1") -> None:
         self.identity = Identity(store, f"{store}-{till}")
+        self.device_key = hq.register(store, self.identity.device_id)  # as provisioning does
         self.path = folder / f"{store}-{till}.sqlite"
         self.ledger = Ledger(self.path)
         with self.ledger.immediate() as conn:
@@ -56,7 +57,7 @@ class StoreBox:
 
     def start(self) -> None:
         service = SyncService(self.path, self.identity, self.settings, lambda s: None,
-                              software="e2e")
+                              software="e2e", device_key=self.device_key)
         self.task = asyncio.create_task(service.run())
 
     async def stop_sync(self) -> None:

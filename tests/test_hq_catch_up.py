@@ -8,17 +8,37 @@ import time
 import pytest
 
 from edge.hqdata import OrderStatus
+from edge.keys import SigningKey
 from hq.db import Database
-from hq.ingest.eventstore import EventStore, Handled
-from sync.contract import ContractError, OrderUpdate, Reported, Topics, decode_orders
+from hq.ingest.eventstore import EventStore, Handled, Outcome
+from hq.issuing.registry import DeviceRegistry
+from sync.contract import (
+    ContractError,
+    OrderUpdate,
+    Reported,
+    Topics,
+    decode_orders,
+    sign_device_message,
+)
 
 TOPICS = Topics()
 NOW = time.time()
+DEVICE_KEYS = {d: SigningKey.generate(d) for d in ("SN-T1", "SN-T2")}
+DEVICES = DeviceRegistry()
+for _device, _key in DEVICE_KEYS.items():
+    DEVICES.add(_device, "SN", _key.public_key)
+
+
+def _handle(store: EventStore, topic: str, payload: bytes, retained: bool = False) -> Outcome:
+    """``store.handle`` of a message signed by its device, as the box sends it."""
+    device = TOPICS.parse_device_topic(topic)[1]
+    return store.handle(topic, payload, None, retained,
+                        sign_device_message(DEVICE_KEYS[device], topic, None, payload))
 
 
 def _store(db_url: str) -> tuple[EventStore, Database]:
     db = Database(db_url)
-    store = EventStore(db, TOPICS, clock=lambda: NOW)
+    store = EventStore(db, TOPICS, DEVICES, clock=lambda: NOW)
     with db.tx() as cur:
         for o, end in ((OrderUpdate("O-1", "4001", int(NOW) - 60, int(NOW) + 600), NOW + 600),
                        (OrderUpdate("O-2", "4002", int(NOW) - 60, int(NOW) + 600), NOW + 600),
@@ -46,14 +66,14 @@ def test_a_live_resync_report_queues_open_orders_with_the_collected_marked(
                     " body, received_at, kind, code_id, accepted) VALUES ('SN-T1', 'SN', 1,"
                     " 'e1', 'decision', ?, 1, '{}', ?, 'pickup', 'P:O-1', 1)", (NOW, NOW))
     topic = TOPICS.reported("SN", "SN-T2")
-    out = store.handle(topic, _report(True))
+    out = _handle(store, topic, _report(True))
     assert out.handled is Handled.REPORTED and out.fanout == 1
     (kind, body), = db.query("SELECT kind, body FROM hq_outbox WHERE store='SN'")
     assert kind == "orders"
     statuses = {o.order_id: o.status for o in decode_orders(json.loads(body))}
     assert statuses == {"O-1": OrderStatus.COLLECTED, "O-2": OrderStatus.WAITING}
-    assert store.handle(topic, _report(True), retained=True).fanout == 0
-    assert store.handle(topic, _report(False)).fanout == 0
+    assert _handle(store, topic, _report(True), retained=True).fanout == 0
+    assert _handle(store, topic, _report(False)).fanout == 0
     assert db.query("SELECT COUNT(*) FROM hq_outbox")[0][0] == 1
     db.close()
 

@@ -46,7 +46,7 @@ def test_offline_double_spend_is_a_conflict_and_a_third_store_refuses(
     assert a.counter.redeem(code).accepted and b.counter.redeem(code).accepted
     w = hq.worker()
     w.store.add_stores(["A", "B", "C"])
-    box_a, box_b = RawBox(hq.broker, "A", "A1"), RawBox(hq.broker, "B", "B1")
+    box_a, box_b = hq.box("A", "A1"), hq.box("B", "B1")
     assert a.drain(box_a) == 1 and b.drain(box_b) == 1
     wait_until(lambda: len(inbox_c.messages) == 2, what="two fan-outs to C")
     assert hq.dbs[0].query("SELECT code_id, stores, uses, max_uses FROM hq_conflict") == [
@@ -82,13 +82,13 @@ def test_fanout_goes_only_to_listed_stores_and_a_void_lowers_the_count(
     THEN B gets two envelopes (uses 1, then uses 0), C gets none, and no conflict exists."""
     coupon_key = SigningKey.generate("cpn")
     trust = _trust(hq, coupon_key)
-    code = coupon_code(coupon_key, "Y1", stores=("A", "B"))
+    code = coupon_code(coupon_key, "Y1", stores=("A", "B"), record=hq.db())
     a = StoreBox(tmp_path, "A", "A1", trust)
     inbox_b = Inbox(hq.broker, TOPICS.data("B"))
     inbox_c = Inbox(hq.broker, TOPICS.data("C"))
     w = hq.worker()
     w.store.add_stores(["A", "B", "C"])
-    box_a = RawBox(hq.broker, "A", "A1")
+    box_a = hq.box("A", "A1")
     verdict = a.counter.redeem(code)
     assert verdict.accepted and verdict.decision_id is not None
     a.drain(box_a)
@@ -115,7 +115,7 @@ def test_fanout_recorded_by_a_non_sending_worker_is_sent_by_the_sender(
     w.store.add_stores(["A", "B"])
     coupon_key = SigningKey.generate("cpn")
     a = StoreBox(tmp_path, "A", "A1", _trust(hq, coupon_key))
-    box_a = RawBox(hq.broker, "A", "A1")
+    box_a = hq.box("A", "A1")
     a.counter.redeem(coupon_code(coupon_key, "Z1"))
     a.drain(box_a)
     wait_until(lambda: w.counters.messages == 1)
@@ -144,7 +144,7 @@ def test_versions_reach_a_store_in_order_whichever_worker_ingested(
     coupon_key = SigningKey.generate("cpn")
     a = StoreBox(tmp_path, "A", "A1", _trust(hq, coupon_key))
     inbox_c = Inbox(hq.broker, TOPICS.data("C"))
-    box_a = RawBox(hq.broker, "A", "A1")
+    box_a = hq.box("A", "A1")
     for i in range(20):
         assert a.counter.redeem(coupon_code(coupon_key, f"V{i}")).accepted
         a.drain(box_a)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli.hq import main
+from edge.keys import SigningKey
 from hq.db import Database
 from sync.contract import CONTENT_JSON_ZLIB, Presence, PresenceState, Reported
 from tests.hq_support import TOPICS, Hq, RawBox, event, hq_fixture, url, wait_until  # noqa: F401
@@ -26,7 +27,7 @@ def test_batch_ingested_once_and_redelivery_is_a_no_op(hq: Hq) -> None:
     WHEN the box publishes a batch of 5 events, then the very same batch again
     THEN HQ stores 5 events once, counts 5 duplicates, and keeps each event's id and seq."""
     w = hq.worker()
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     batch = [event("S1", "D1", s) for s in range(1, 6)]
     box.send(batch)
     box.send(batch)
@@ -44,7 +45,7 @@ def test_gap_reported_then_healed(hq: Hq) -> None:
     WHEN seq 3-4 arrive later
     THEN HQ opened a gap 3-4 with 2 missing, and marks it filled once both arrived."""
     w = hq.worker()
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     box.send([event("S1", "D1", s) for s in (1, 2)])
     box.send([event("S1", "D1", s) for s in (5, 6)])
     wait_until(lambda: w.counters.messages == 2)
@@ -69,7 +70,7 @@ def test_malformed_messages_recorded_and_ingest_keeps_running(hq: Hq) -> None:
     THEN each bad one is a reject row with its reason and its whole payload, and the good
     batch is stored."""
     w = hq.worker()
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     first = event("S1", "D1", 1)
     box.send([first])
     box.raw(TOPICS.events("S1", "D1"), b"\xff\xfenot json")
@@ -108,7 +109,7 @@ def test_presence_and_reported_are_recorded(hq: Hq) -> None:
     versions; a worker that
     subscribes later gets them as retained replays, which do not move "last seen"."""
     w = hq.worker()
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     box.raw(TOPICS.status("S1", "D1"), Presence(PresenceState.ONLINE, "0.1.0", 4, 17, True,
                                                 1.0e9, alarm=True).encode(), retain=True)
     box.raw(TOPICS.reported("S1", "D1"), Reported(4, 5, "tampered", 1.0e9,
@@ -133,7 +134,7 @@ def test_two_workers_split_the_load_and_the_union_is_complete(hq: Hq) -> None:
     stored once with no gap."""
     w1 = hq.worker("hq-ingest-1")
     w2 = hq.worker("hq-ingest-2")
-    boxes = [RawBox(hq.broker, "S1", f"D{i}") for i in range(4)]
+    boxes = [hq.box("S1", f"D{i}") for i in range(4)]
     for b in range(30):
         for box in boxes:
             box.send([event("S1", box.device, b * 10 + s) for s in range(1, 11)])
@@ -156,7 +157,7 @@ def test_events_published_while_ingest_is_down_arrive_after_restart(hq: Hq) -> N
     w = hq.worker("hq-ingest-1")
     w.stop()
     hq.workers.remove(w)
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     for b in range(3):
         box.send([event("S1", "D1", b * 2 + s) for s in (1, 2)])
     box.close()
@@ -183,7 +184,7 @@ def test_database_failure_is_retried_and_nothing_is_acknowledged_until_stored(
                  " RAISE EXCEPTION 'disk on fire'; END $$ LANGUAGE plpgsql")
         db.query("CREATE TRIGGER refuse BEFORE INSERT ON hq_event"
                  " FOR EACH ROW EXECUTE FUNCTION refuse()")
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     box.send([event("S1", "D1", 1), event("S1", "D1", 2)])
     wait_until(lambda: w.counters.db_errors >= 2, what="retries")
     assert hq.count() == 0 and w.counters.messages == 0
@@ -200,11 +201,11 @@ def test_database_failure_is_retried_and_nothing_is_acknowledged_until_stored(
 
 
 def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
-    """GIVEN `edge-hq ingest` started as a process with a config key in its HQ home
-    WHEN a box publishes a batch and the process gets SIGTERM
+    """GIVEN `edge-hq ingest` started as a process with a data key in its HQ home
+    WHEN a box registered after it started publishes a batch and the process gets SIGTERM
     THEN the events are in the database and the process exits 0 printing its counters."""
     home = tmp_path / "home"
-    assert main(["--home", str(home), "keygen", "--key-id", "cfg", "--purposes", "config"]) == 0
+    assert main(["--home", str(home), "keygen", "--key-id", "dat", "--purposes", "data"]) == 0
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     log = tmp_path / "ingest.log"
     with log.open("wb") as log_file:
@@ -215,7 +216,11 @@ def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
     try:
         wait_until(lambda: b"subscribed (group" in log.read_bytes(),
                    what="the ingest process subscribed")
-        box = RawBox(hq.broker, "S1", "D1")
+        # Registered after the process started: the worker reads the registry again.
+        key = SigningKey.generate("D1")
+        assert main(["--home", str(home), "register-device", "--device", "D1", "--store", "S1",
+                     "--public-key", key.public_key.hex()]) == 0
+        box = RawBox(hq.broker, "S1", "D1", key)
         box.send([event("S1", "D1", s) for s in (1, 2, 3)])
         check = Database(hq.db_url)
         wait_until(lambda: check.query("SELECT COUNT(*) FROM hq_event")[0][0] == 3,

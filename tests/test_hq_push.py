@@ -20,6 +20,7 @@ pytestmark = pytest.mark.network
 def _hq(tmp_path: Path, broker: Broker) -> list[str]:
     home = tmp_path / "hqhome"
     assert main(["--home", str(home), "keygen", "--key-id", "cfg1", "--purposes", "config"]) == 0
+    assert main(["--home", str(home), "keygen", "--key-id", "data1", "--purposes", "data"]) == 0
     return ["--home", str(home)]
 
 

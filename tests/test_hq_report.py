@@ -28,7 +28,7 @@ def test_report_counts_match_the_events(hq: Hq, capsys: pytest.CaptureFixture[st
     THEN each figure is exactly what was sent, the old events are left out, the gap and
     the conflict are listed, and a malformed message shows under ingest rejects."""
     w = hq.worker(fanout=False)
-    s1, s2 = RawBox(hq.broker, "S1", "D1"), RawBox(hq.broker, "S2", "D2")
+    s1, s2 = hq.box("S1", "D1"), hq.box("S2", "D2")
     old = time.time() - 365 * 86400
     bodies = [("card_issued", {"serial": 1}), ("card_issued", {"serial": 2}),
               ("card_issued", {"serial": 3}),

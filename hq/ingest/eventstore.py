@@ -28,8 +28,12 @@ from typing import Any
 
 from edge.events import EventType
 from hq.db import Cursor, Database
+from hq.issuing.issued import issued
+from hq.issuing.registry import DeviceRegistry
 from hq.publishing import fanout
 from sync.contract import (
+    MAX_BATCH_EVENTS,
+    MAX_MESSAGE_BYTES,
     ContractError,
     DataKind,
     EventBatch,
@@ -41,6 +45,7 @@ from sync.contract import (
     Topics,
     encode_orders,
     encode_remote_uses,
+    verify_device_message,
 )
 
 PREVIEW_BYTES = 120
@@ -49,6 +54,9 @@ MAX_SEQ = 2**62
 MAX_ID_CHARS = 128
 CATCH_UP_CHUNK = 500  # orders or uses per catch-up envelope
 CATCH_UP_USES_S = 90 * 86400  # remote uses older than this are left out of a catch-up
+# At most one catch-up per device per this long: each costs HQ a scan and the store a
+# burst of envelopes, and a report asking for one can be replayed by anyone who can publish.
+CATCH_UP_EVERY_S = 60.0
 
 
 class RejectReason(enum.StrEnum):
@@ -63,6 +71,13 @@ class RejectReason(enum.StrEnum):
     BAD_PRESENCE = "bad_presence"
     BAD_REPORTED = "bad_reported"
     INTERNAL_ERROR = "internal_error"  # HQ failed on it (a bug): kept whole to re-ingest
+    # Authentication (docs/security.md): checked before anything is parsed or stored.
+    TOO_LARGE = "too_large"  # payload over MAX_MESSAGE_BYTES
+    UNKNOWN_DEVICE = "unknown_device"  # no device registered under the topic's device id
+    WRONG_STORE = "wrong_store"  # the device is registered for another store than the topic's
+    UNSIGNED = "unsigned"  # no se-sig user property
+    BAD_SIGNATURE = "bad_signature"  # not signed by the device's registered key
+    TOO_MANY_EVENTS = "too_many_events"  # a batch over MAX_BATCH_EVENTS
 
 
 class Handled(enum.StrEnum):
@@ -86,14 +101,13 @@ class Outcome:
     conflicts: list[str] = field(default_factory=list)
     fanout: int = 0  # fan-out rows committed to hq_outbox
     reject: RejectReason | None = None
+    catch_up_skipped: bool = False  # a resync asked again within CATCH_UP_EVERY_S
 
 
 @dataclass(slots=True)
 class _UseChange:
     code_id: str
     campaign_id: str | None
-    stores: tuple[str, ...]  # eligible stores; empty = all stores HQ knows
-    max_uses: int | None
     delta: int
     at: float
     event_id: str
@@ -102,21 +116,26 @@ class _UseChange:
 class EventStore:
     """HQ's handling of box messages over one :class:`~hq.db.Database`."""
 
-    def __init__(self, db: Database, topics: Topics,
+    def __init__(self, db: Database, topics: Topics, devices: DeviceRegistry,
                  clock: Callable[[], float] = time.time) -> None:
-        """Store into ``db``, with ``topics`` naming the stores' data topics."""
+        """Store into ``db``, with ``topics`` naming the stores' data topics.
+
+        ``devices``: the registry a message's signature is checked against.
+        """
         self.db = db
         self.topics = topics
+        self.devices = devices
         self.clock = clock
 
     # -- dispatch ------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes, content_type: str | None = None,
-               retained: bool = False) -> Outcome:
+               retained: bool = False, signature: str | None = None) -> Outcome:
         """Store one message from a box, or record why it was rejected.
 
         ``retained`` (a retained status or report replayed on subscribe) is stored but does
-        not count as the device being seen now.
+        not count as the device being seen now. ``signature``: the message's ``se-sig``
+        user property; nothing is parsed or stored unless it is the registered device's.
 
         Raises:
             hq.db.DbError: the database failed (the caller must not acknowledge).
@@ -125,12 +144,22 @@ class EventStore:
             store, device, leaf = self.topics.parse_device_topic(topic)
         except ContractError as exc:
             return self._reject(topic, None, None, RejectReason.BAD_TOPIC, str(exc), payload)
+        if leaf not in ("events", "status", "reported"):
+            return self._reject(topic, store, device, RejectReason.BAD_TOPIC,
+                                f"unknown device topic leaf {leaf!r}", payload)
+        refused = self._authenticate(topic, store, device, content_type, payload, signature)
+        if refused is not None:
+            return refused
         if leaf == "events":
             try:
                 batch = EventBatch.decode(payload, content_type)
             except ContractError as exc:
                 return self._reject(topic, store, device, RejectReason.BAD_BATCH, str(exc),
                                     payload)
+            if len(batch.events) > MAX_BATCH_EVENTS:
+                return self._reject(topic, store, device, RejectReason.TOO_MANY_EVENTS,
+                                    f"{len(batch.events)} events in one batch; at most "
+                                    f"{MAX_BATCH_EVENTS}", payload)
             mismatch = _mismatch(batch, store, device)
             if mismatch:
                 return self._reject(topic, store, device, RejectReason.TOPIC_MISMATCH, mismatch,
@@ -159,11 +188,49 @@ class EventStore:
             except ContractError as exc:
                 return self._reject(topic, store, device, RejectReason.BAD_REPORTED, str(exc),
                                     payload)
-            return Outcome(Handled.REPORTED,
-                           fanout=self.record_reported(store, device, reported,
-                                                       seen=not retained))
-        return self._reject(topic, store, device, RejectReason.BAD_TOPIC,
-                            f"unknown device topic leaf {leaf!r}", payload)
+            queued = self.record_reported(store, device, reported, seen=not retained)
+            return Outcome(Handled.REPORTED, fanout=max(queued, 0),
+                           catch_up_skipped=queued < 0)
+        raise AssertionError(f"unhandled leaf {leaf!r}")  # the leaves are checked above
+
+    def _authenticate(self, topic: str, store: str, device: str, content_type: str | None,
+                      payload: bytes, signature: str | None) -> Outcome | None:
+        """Reject (recorded) a message not signed by the device registered for its store.
+
+        Checked before anything is parsed or decompressed, so a stranger's message costs
+        one dictionary lookup and, at most, one signature check.
+        """
+        if len(payload) > MAX_MESSAGE_BYTES:
+            return self._reject(topic, store, device, RejectReason.TOO_LARGE,
+                                f"{len(payload)} bytes; a box message is at most "
+                                f"{MAX_MESSAGE_BYTES}", payload)
+        for fresh in (False, True):  # refused: look again if the registry file changed
+            if fresh and not self.devices.refresh():
+                break
+            reason, detail = self._check_signature(topic, store, device, content_type, payload,
+                                                   signature)
+            if reason is None:
+                return None
+        assert reason is not None
+        return self._reject(topic, store, device, reason, detail, payload)
+
+    def _check_signature(self, topic: str, store: str, device: str, content_type: str | None,
+                         payload: bytes, signature: str | None
+                         ) -> tuple[RejectReason | None, str]:
+        registered = self.devices.lookup(device)
+        if registered is None:
+            return (RejectReason.UNKNOWN_DEVICE,
+                    f"device {device!r} is not registered at HQ (edge-hq register-device)")
+        if registered.store != store:
+            return (RejectReason.WRONG_STORE, f"device {device!r} is registered for store "
+                    f"{registered.store!r}, not {store!r}")
+        if not signature:
+            return RejectReason.UNSIGNED, "no se-sig user property: not signed"
+        if not verify_device_message(registered.public_key, topic, content_type, payload,
+                                     signature):
+            return (RejectReason.BAD_SIGNATURE,
+                    f"not signed by the key registered for device {device!r}")
+        return None, ""
 
     # -- events --------------------------------------------------------------------
 
@@ -216,8 +283,18 @@ class EventStore:
                     " body, received_at, kind, code_id, campaign_id, accepted, reason)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
+            told: dict[str, dict[tuple[str, str], RemoteUse]] = {}
             for change in changes:
-                self._apply_use(cur, store, change, now, out)
+                self._apply_use(cur, store, device, change, now, out, told)
+            # One envelope per store told, whatever the batch held (a batch of 1,000 uses of
+            # codes valid everywhere is not 1,000 envelopes per store); the latest count of
+            # each (code, place) wins.
+            for target in sorted(told):
+                lines = list(told[target].values())
+                for i in range(0, len(lines), CATCH_UP_CHUNK):
+                    self._enqueue(cur, target, DataKind.REMOTE_USES,
+                                  encode_remote_uses(lines[i:i + CATCH_UP_CHUNK]), now)
+                    out.fanout += 1
         return out
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
@@ -237,39 +314,51 @@ class EventStore:
 
     # -- coupon uses, conflicts, fan-out ---------------------------------------------
 
-    def _apply_use(self, cur: Cursor, store: str, c: _UseChange, now: float,
-                   out: Outcome) -> None:
+    def _apply_use(self, cur: Cursor, store: str, device: str, c: _UseChange, now: float,
+                   out: Outcome, told: dict[str, dict[tuple[str, str], RemoteUse]]) -> None:
+        """Count a use (or void) per store and per device; conflicts and fan-out.
+
+        The limits are HQ's own (``hq_issued``), never the facts the box reported. Over-use
+        is a conflict however few stores it took; the other stores are told the store's
+        count, the store's other boxes this device's count (``RemoteUse.device``), in
+        ``told`` (store -> lines), sent once per batch by the caller.
+        """
+        rec = issued(cur, c.code_id)
+        eligible = ",".join(rec.eligible)
         cur.execute(
             "INSERT INTO hq_code_use(code_id, store, campaign_id, uses, max_uses, last_at,"
             " last_event, eligible) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (code_id, store)"
             " DO UPDATE SET uses=hq_code_use.uses+excluded.uses, last_at=excluded.last_at,"
-            " last_event=excluded.last_event",
-            (c.code_id, store, c.campaign_id, c.delta, c.max_uses or 1, c.at, c.event_id,
-             ",".join(c.stores)))
-        cur.execute("SELECT store, uses, max_uses FROM hq_code_use WHERE code_id=?"
-                    " ORDER BY store", (c.code_id,))
-        rows = cur.fetchall()
-        max_uses = max(int(r[2]) for r in rows)
-        total = sum(max(int(r[1]), 0) for r in rows)
-        users = [str(r[0]) for r in rows if int(r[1]) > 0]
-        here = next(max(int(r[1]), 0) for r in rows if r[0] == store)
-        if len(users) >= 2 and total > max_uses:
+            " last_event=excluded.last_event, max_uses=excluded.max_uses,"
+            " eligible=excluded.eligible",
+            (c.code_id, store, c.campaign_id, c.delta, rec.max_uses, c.at, c.event_id,
+             eligible))
+        cur.execute(
+            "INSERT INTO hq_device_use(code_id, device, store, uses, last_at) VALUES"
+            " (?,?,?,?,?) ON CONFLICT (code_id, device) DO UPDATE SET"
+            " uses=hq_device_use.uses+excluded.uses, store=excluded.store,"
+            " last_at=excluded.last_at", (c.code_id, device, store, c.delta, c.at))
+        cur.execute("SELECT store, device, uses FROM hq_device_use WHERE code_id=?"
+                    " ORDER BY store, device", (c.code_id,))
+        rows = [(str(r[0]), str(r[1]), max(int(r[2]), 0)) for r in cur.fetchall()]
+        total = sum(u for _s, _d, u in rows)
+        here = sum(u for s, _d, u in rows if s == store)
+        mine = next(u for s, d, u in rows if d == device and s == store)
+        if total > rec.max_uses:
+            users = sorted({s for s, _d, u in rows if u > 0})
             cur.execute("INSERT INTO hq_conflict(code_id, stores, uses, max_uses, found_at,"
                         " updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (code_id) DO UPDATE SET"
                         " stores=excluded.stores, uses=excluded.uses,"
-                        " updated_at=excluded.updated_at",
-                        (c.code_id, ",".join(users), total, max_uses, now, now))
+                        " max_uses=excluded.max_uses, updated_at=excluded.updated_at",
+                        (c.code_id, ",".join(users), total, rec.max_uses, now, now))
             out.conflicts.append(c.code_id)
-        # A void carries no store list: the coupon's first accepted use told us.
-        cur.execute("SELECT eligible FROM hq_code_use WHERE code_id=? AND eligible<>'' LIMIT 1",
-                    (c.code_id,))
-        row = cur.fetchone()
-        eligible = c.stores or (tuple(str(row[0]).split(",")) if row else ())
-        targets = eligible or tuple(self._known_stores(cur))
+        targets = rec.eligible or tuple(self._known_stores(cur))
         use = RemoteUse(c.code_id, store, here, c.at)
-        for target in sorted(set(targets) - {store}):
-            self._enqueue(cur, target, DataKind.REMOTE_USES, encode_remote_uses([use]), now)
-            out.fanout += 1
+        for target in set(targets) - {store}:
+            told.setdefault(target, {})[(use.code_id, use.place)] = use
+        if any(d != device for d in self.devices.devices_of(store)):
+            mine_use = RemoteUse(c.code_id, store, mine, c.at, device)
+            told.setdefault(store, {})[(mine_use.code_id, mine_use.place)] = mine_use
 
     def _known_stores(self, cur: Cursor) -> list[str]:
         cur.execute("SELECT store FROM hq_store ORDER BY store")
@@ -305,7 +394,8 @@ class EventStore:
 
         A live report asking for a resync (the broker held no session for the box) queues
         its catch-up in the same transaction; a retained one replayed on subscribe does
-        not (it was answered when it was new). Returns the catch-up rows queued.
+        not (it was answered when it was new), nor does one within ``CATCH_UP_EVERY_S`` of
+        the device's last catch-up. Returns the catch-up rows queued, -1 when skipped so.
         """
         now = self.clock()
         with self.db.tx() as cur:
@@ -315,13 +405,22 @@ class EventStore:
                         " reported_error=?, reported_at=?, data_versions=? WHERE device=?",
                         (r.applied_version, r.last_rejected_version, r.last_error,
                          r.at or now, json.dumps(r.data_versions), device))
-            return self._enqueue_catch_up(cur, store, now) if r.resync and seen else 0
+            if not (r.resync and seen):
+                return 0
+            cur.execute("SELECT last_at FROM hq_catch_up WHERE device=?", (device,))
+            last = cur.fetchone()
+            if last is not None and now - float(last[0]) < CATCH_UP_EVERY_S:
+                return -1
+            cur.execute("INSERT INTO hq_catch_up(device, last_at) VALUES (?,?) ON CONFLICT"
+                        " (device) DO UPDATE SET last_at=excluded.last_at", (device, now))
+            return self._enqueue_catch_up(cur, store, device, now)
 
-    def _enqueue_catch_up(self, cur: Cursor, store: str, now: float) -> int:
+    def _enqueue_catch_up(self, cur: Cursor, store: str, device: str, now: float) -> int:
         """Queue what a box without a session missed; returns the envelopes queued.
 
         The store's orders whose window has not ended (those HQ saw collected there marked
-        so), and the uses at other stores of codes valid there (last 90 days).
+        so), the uses at other stores of codes valid there, and the uses by the store's
+        other boxes (last 90 days).
         """
         cur.execute("SELECT code_id FROM hq_event WHERE store=? AND kind='pickup' AND"
                     " code_id IS NOT NULL AND ((type=? AND accepted=1) OR type=?)"
@@ -344,6 +443,11 @@ class EventStore:
                     (store, now - CATCH_UP_USES_S))
         uses = [RemoteUse(str(c), str(s), int(u), float(at)) for c, s, u, at, eligible
                 in cur.fetchall() if not eligible or store in str(eligible).split(",")]
+        cur.execute("SELECT code_id, device, uses, last_at FROM hq_device_use WHERE store=?"
+                    " AND device<>? AND uses>0 AND last_at>=? ORDER BY code_id, device",
+                    (store, device, now - CATCH_UP_USES_S))
+        uses += [RemoteUse(str(c), store, int(u), float(at), str(d))
+                 for c, d, u, at in cur.fetchall()]
         queued = 0
         for i in range(0, len(orders), CATCH_UP_CHUNK):
             self._enqueue(cur, store, DataKind.ORDERS,
@@ -438,16 +542,12 @@ def _use_change(e: dict[str, Any]) -> _UseChange | None:
     body = e["body"]
     if body.get("kind") != "coupon" or not isinstance(body.get("code_id"), str):
         return None
-    facts = body.get("facts") if isinstance(body.get("facts"), dict) else {}
     if e["type"] == EventType.DECISION and body.get("accepted") is True:
         delta = 1
     elif e["type"] == EventType.VOID:
         delta = -1
     else:
         return None
-    stores = facts.get("stores")
-    max_uses = facts.get("max_uses")
-    return _UseChange(body["code_id"], _text(body.get("campaign_id")),
-                      tuple(str(s) for s in stores) if isinstance(stores, list) else (),
-                      int(max_uses) if isinstance(max_uses, int) else None, delta,
+    # The coupon's limits are not taken from the event's facts: see hq.issuing.issued.
+    return _UseChange(body["code_id"], _text(body.get("campaign_id")), delta,
                       float(e["at"]), str(e["id"]))

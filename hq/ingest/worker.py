@@ -39,9 +39,9 @@ from hq.broker import (
     set_nodelay,
 )
 from hq.db import DbError
-from hq.ingest.eventstore import EventStore, Handled, Outcome
+from hq.ingest.eventstore import CATCH_UP_EVERY_S, EventStore, Handled, Outcome
 from hq.publishing import fanout
-from sync.contract import QOS
+from sync.contract import QOS, SIG_PROPERTY
 
 log = logging.getLogger("hq.ingest")
 
@@ -50,6 +50,15 @@ DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the bro
 FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
 DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
+
+
+def message_signature(properties: Properties | None) -> str | None:
+    """The device signature (``se-sig`` user property) a message carries, if any."""
+    pairs = getattr(properties, "UserProperty", None) if properties is not None else None
+    for name, value in pairs or ():
+        if name == SIG_PROPERTY:
+            return str(value)
+    return None
 
 
 @dataclass(slots=True)
@@ -172,8 +181,11 @@ class IngestWorker:
         if outcome.handled is Handled.REJECTED:
             self.counters.rejected += 1
             log.warning("rejected a message on %s: %s", msg.topic, outcome.reject)
+        if outcome.catch_up_skipped:
+            log.info("resync asked again on %s within %.0f s of the last catch-up: not "
+                     "answered", msg.topic, CATCH_UP_EVERY_S)
         for code in outcome.conflicts:
-            log.warning("conflict: coupon %s used over its limit at several stores", code)
+            log.warning("conflict: coupon %s used over its limit (HQ's own record)", code)
         if outcome.fanout:
             self._wake.set()
 
@@ -185,13 +197,14 @@ class IngestWorker:
         the unacknowledged messages once paho reconnects. None: stopped before it worked.
         """
         content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        signature = message_signature(msg.properties)
         payload = bytes(msg.payload)
         delay = DB_RETRY_FIRST_S
         while True:
             try:
                 try:
                     return self.store.handle(msg.topic, payload, content_type,
-                                             bool(msg.retain))
+                                             bool(msg.retain), signature)
                 except DbError:
                     raise
                 except Exception as exc:  # a bug: keep the message whole, acknowledge it

@@ -35,6 +35,12 @@ def create_key(home: Path, key_id: str, purposes: list[Purpose],
     """
     if not KEY_ID.fullmatch(key_id):
         raise KeystoreError(f"key id {key_id!r} must be 1-16 letters, digits, '_' or '-'")
+    if not purposes:
+        raise KeystoreError("a key needs at least one purpose")
+    if Purpose.TRUST in purposes and len(set(purposes)) > 1:
+        # The trust root alone changes the trusted set: a key that also signs something
+        # day to day would be online, and its theft would hand over every role.
+        raise KeystoreError("a trust-root key has the trust purpose alone")
     (home / "keys").mkdir(parents=True, exist_ok=True)
     path = home / "keys" / f"{key_id}.json"
     key = SigningKey.generate(key_id)
@@ -76,6 +82,18 @@ def signing_key(home: Path, purpose: Purpose, key_id: str | None = None) -> Sign
     record = max(candidates, key=lambda r: os.path.getmtime(home / "keys" /
                                                             f"{r['key_id']}.json"))
     return SigningKey(record["key_id"], bytes.fromhex(record["seed"]))
+
+
+def purposes_of(home: Path, key_id: str) -> frozenset[Purpose]:
+    """The purposes of HQ key ``key_id``.
+
+    Raises:
+        KeystoreError: no such key.
+    """
+    for r in _records(home):
+        if r["key_id"] == key_id:
+            return frozenset(Purpose(p) for p in r["purposes"])
+    raise KeystoreError(f"no HQ key {key_id} in {home}/keys")
 
 
 def public_keys(home: Path) -> list[dict[str, Any]]:
