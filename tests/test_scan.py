@@ -77,6 +77,10 @@ async def test_cancelling_stops_the_worker() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert stopped.is_set()
+    # The task ends when the worker has returned; its thread may still be unwinding.
+    for t in threading.enumerate():
+        if t.name == "blocking-worker":
+            t.join(5)
     assert not any(t.name == "blocking-worker" for t in threading.enumerate())
 
 

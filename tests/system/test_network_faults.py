@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.box import Box
 from edge.keys import SigningKey
 from edged.localapi import Client
 from provisioning.dev import issue_coupons
@@ -48,6 +49,10 @@ async def test_a_faulty_link_delivers_every_event_once_in_order(tmp_path: Path) 
         f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {proxy.port}\nkeepalive_s = 1\n'
                 "backoff_min_s = 0.05\nbackoff_max_s = 0.5\nconnect_timeout_s = 1.0\n")
     hq = Hq(broker, SigningKey.generate("hqcfg"), f"sqlite:///{tmp_path / 'hq.sqlite'}")
+    opened = Box.open(home)  # HQ believes only registered devices: register this one
+    hq.devices.add(opened.identity.device_id, opened.identity.store_id,
+                   opened.device_key.public_key)
+    opened.close()
     hq.worker()
     codes = issue_coupons(home, scans // 2, prefix="N")
     rng = random.Random(5)
