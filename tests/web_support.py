@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -119,3 +124,33 @@ def make_web_hq(root: Path, *, claim_limit: int = 1000, check_limit: int = 1000,
                                  now + 365 * 86400, 30, (), True, 0, 0))
     settings = WebSettings(home, db.url.target, card_days, check_limit, claim_limit)
     return WebHq(home, db, box, build_app(settings, db), root / "printer.bin")
+
+
+def loopback_socket() -> socket.socket:
+    """A listening-ready socket on a free 127.0.0.1 port (bound now, so the port is known)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serving(app: Starlette, sock: socket.socket | None = None) -> Iterator[str]:
+    """``app`` under a real uvicorn on loopback (``sock``, or a free port);
+    yields ``http://127.0.0.1:PORT``."""
+    sock = sock or loopback_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn",
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not (server.started and server.servers):
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
