@@ -15,6 +15,7 @@ from edge.events import EventType
 from hq.ingest.eventstore import EventStore
 from hq.web.app import ROUTES
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
+from hq.web.words import WORDS
 from sync.contract import EventBatch, Topics
 from tests.factory import DEVICE, STORE
 from tests.web_support import (
@@ -320,3 +321,8 @@ def test_routes_are_documented_once() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "web.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `(?:GET|POST|GET, POST) (/[^`]*)`", doc, re.M))
     assert listed == {path for path, *_ in ROUTES}
+
+
+def test_every_word_is_in_chinese_and_english() -> None:
+    """GIVEN the pages' catalogue WHEN each entry is read THEN it has zh and en texts."""
+    assert all(set(entry) == {"zh", "en"} and all(entry.values()) for entry in WORDS.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import socket
 import threading
@@ -33,6 +34,7 @@ from hq.web.app import WebSettings, build_app
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
 from hq.web.stores import Store, put_store
 from tests.factory import DEVICE, STORE, Hq
+from tests.hq_support import fresh_postgres
 
 GIFT = tokens.Benefit(tokens.BenefitKind.FREE_ITEM, 1, "咖啡一杯")
 JOIN_URL = "https://work.weixin.qq.com/ca/cawcde1234"
@@ -48,6 +50,7 @@ class WebHq:
     box: Box
     app: Starlette
     printer: Path
+    db_url: str
 
     def client(self, lang: str = "zh-CN,zh;q=0.9") -> TestClient:
         """A phone: its own cookie jar; does not follow redirects (tests look at them)."""
@@ -110,20 +113,26 @@ def make_card_box(home: Path, hq: Hq, url_base: str) -> Box:
 def make_web_hq(root: Path, *, claim_limit: int = 1000, check_limit: int = 1000,
                 card_days: int = 30, db_url: str | None = None,
                 url_base: str = "HTTP://TESTSERVER/") -> WebHq:
-    """A ready HQ: coupon key, the box's device registered, the store, a welcome gift."""
+    """A ready HQ: coupon key, the box's device registered, the store, a welcome gift.
+
+    SQLite in ``root``; with ``HQ_TEST_POSTGRES`` set, a fresh PostgreSQL database instead.
+    """
     home = root / "hq"
+    if db_url is None and os.environ.get("HQ_TEST_POSTGRES"):
+        db_url = fresh_postgres(os.environ["HQ_TEST_POSTGRES"])  # the same tests on PostgreSQL
     keystore.create_key(home, "HQC", [Purpose.COUPON, Purpose.PICKUP, Purpose.CONFIG])
     key = keystore.signing_key(home, Purpose.COUPON)
     box = make_card_box(root / "box", Hq(key), url_base)
     keystore.register_device(home, DEVICE, STORE, box.device_key.public_key)
-    db = Database(db_url or f"sqlite:///{home / 'hq.sqlite'}")
+    db_url = db_url or f"sqlite:///{home / 'hq.sqlite'}"
+    db = Database(db_url)
     put_store(db, Store(STORE, "望京店", "望京街1号", 39.99, 116.47, JOIN_URL))
     put_store(db, Store("SH002", "静安店", "南京西路2号", 31.23, 121.45, ""))
     now = int(time.time())
     create_campaign(db, Campaign("WELCOME", CampaignKind.CARD, "新人礼", GIFT, now - 60,
                                  now + 365 * 86400, 30, (), True, 0, 0))
-    settings = WebSettings(home, db.url.target, card_days, check_limit, claim_limit)
-    return WebHq(home, db, box, build_app(settings, db), root / "printer.bin")
+    settings = WebSettings(home, db_url, card_days, check_limit, claim_limit)
+    return WebHq(home, db, box, build_app(settings, db), root / "printer.bin", db_url)
 
 
 def loopback_socket() -> socket.socket:
