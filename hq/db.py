@@ -95,7 +95,7 @@ _SCHEMA: Final = (
     # Claims of a link campaign per customer: the per-customer limit holds in one UPDATE.
     "CREATE TABLE IF NOT EXISTS web_campaign_customer (campaign_id TEXT NOT NULL,"
     " customer TEXT NOT NULL, claims BIGINT NOT NULL, PRIMARY KEY (campaign_id, customer))",
-    # An anonymous customer (the first-party cookie id); a phone only with its consent.
+    # A customer (the first-party cookie id) who gave a phone; consent only when ticked.
     "CREATE TABLE IF NOT EXISTS web_customer (customer TEXT PRIMARY KEY,"
     " created_at {float} NOT NULL, phone TEXT, marketing_consent INTEGER NOT NULL DEFAULT 0,"
     " consent_at {float})",

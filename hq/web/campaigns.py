@@ -18,8 +18,8 @@ from edge import tokens
 from hq.db import Cursor, Database
 
 CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{1,24}")
-_COLUMNS = ("campaign_id, kind, name, benefit_kind, benefit_value, benefit_item, starts, ends,"
-            " coupon_days, stores, claim_store_only, per_customer, budget, issued")
+CAMPAIGN_COLUMNS = ("campaign_id, kind, name, benefit_kind, benefit_value, benefit_item, starts,"
+                    " ends, coupon_days, stores, claim_store_only, per_customer, budget, issued")
 
 
 class CampaignKind(enum.StrEnum):
@@ -63,7 +63,8 @@ class Campaign:
         return not self.stores or store in self.stores
 
 
-def _from_row(row: tuple[object, ...]) -> Campaign:
+def campaign_from_row(row: tuple[object, ...]) -> Campaign:
+    """A campaign from a row of :data:`CAMPAIGN_COLUMNS`."""
     (cid, kind, name, bkind, bvalue, bitem, starts, ends, days, stores, only, per, budget,
      issued) = row
     return Campaign(str(cid), CampaignKind(str(kind)), str(name),
@@ -89,7 +90,7 @@ def create_campaign(db: Database, c: Campaign) -> None:
         raise CampaignError("coupon days must be >= 1; limits >= 0 (0: none)")
     with db.tx() as cur:
         cur.execute(
-            f"INSERT INTO web_campaign({_COLUMNS}, created_at) VALUES"
+            f"INSERT INTO web_campaign({CAMPAIGN_COLUMNS}, created_at) VALUES"
             " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (campaign_id) DO NOTHING",
             (c.campaign_id, c.kind.value, c.name, int(c.benefit.kind), c.benefit.value,
              c.benefit.item, c.starts, c.ends, c.coupon_days, ",".join(c.stores),
@@ -100,23 +101,23 @@ def create_campaign(db: Database, c: Campaign) -> None:
 
 def get_campaign(cur: Cursor, campaign_id: str) -> Campaign | None:
     """One campaign, read on ``cur``."""
-    cur.execute(f"SELECT {_COLUMNS} FROM web_campaign WHERE campaign_id=?", (campaign_id,))
+    cur.execute(f"SELECT {CAMPAIGN_COLUMNS} FROM web_campaign WHERE campaign_id=?", (campaign_id,))
     row = cur.fetchone()
-    return None if row is None else _from_row(tuple(row))
+    return None if row is None else campaign_from_row(tuple(row))
 
 
 def list_campaigns(db: Database) -> list[Campaign]:
     """Every campaign, newest first."""
-    rows = db.query(f"SELECT {_COLUMNS} FROM web_campaign ORDER BY created_at DESC")
-    return [_from_row(r) for r in rows]
+    rows = db.query(f"SELECT {CAMPAIGN_COLUMNS} FROM web_campaign ORDER BY created_at DESC")
+    return [campaign_from_row(r) for r in rows]
 
 
 def card_campaign(cur: Cursor, store: str, now: float) -> Campaign | None:
     """The welcome gift a card of ``store`` claims at ``now``: the newest active one."""
-    cur.execute(f"SELECT {_COLUMNS} FROM web_campaign WHERE kind=? AND starts<=? AND ends>?"
+    cur.execute(f"SELECT {CAMPAIGN_COLUMNS} FROM web_campaign WHERE kind=? AND starts<=? AND ends>?"
                 " ORDER BY created_at DESC", (CampaignKind.CARD.value, int(now), int(now)))
     for row in cur.fetchall():
-        c = _from_row(tuple(row))
+        c = campaign_from_row(tuple(row))
         if c.covers(store):
             return c
     return None

@@ -19,7 +19,14 @@ from edge import tokens
 from edge.keys import SigningKey
 from hq.db import Cursor, Database
 from hq.issuing.minting import mint_coupon, new_coupon_id
-from hq.web.campaigns import Campaign, CampaignKind, card_campaign, get_campaign
+from hq.web.campaigns import (
+    CAMPAIGN_COLUMNS,
+    Campaign,
+    CampaignKind,
+    campaign_from_row,
+    card_campaign,
+    get_campaign,
+)
 
 IDEM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -154,7 +161,6 @@ class Claims:
                 mine = _by_idem(cur, customer, idem_key)
                 if mine is not None:
                     return Claim(Outcome.ALREADY_YOURS, mine, mine.issued_at)
-                _customer(cur, customer, now)
                 cur.execute(
                     "INSERT INTO web_card_claim(device, serial, store, issued_at, receipt_ref,"
                     " claimed_at, customer) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -190,12 +196,8 @@ class Claims:
                 mine = _by_idem(cur, customer, idem_key)
                 if mine is not None:
                     return Claim(Outcome.ALREADY_YOURS, mine, mine.issued_at)
-                campaign = get_campaign(cur, campaign_id)
-                if (campaign is None or campaign.kind is not CampaignKind.LINK
-                        or not campaign.active(now)):
-                    raise _Refused(Outcome.NOT_ACTIVE)
-                _customer(cur, customer, now)
-                _spend(cur, campaign, customer)
+                campaign = _take_link(cur, campaign_id, now)
+                _per_customer(cur, campaign, customer)
                 issued = self._mint(cur, campaign, customer, idem_key, now, "L",
                                     campaign.stores, "", None)
                 return Claim(Outcome.CLAIMED, issued, now)
@@ -264,6 +266,26 @@ def _spend(cur: Cursor, campaign: Campaign, customer: str) -> None:
                 " AND (budget=0 OR issued<budget)", (campaign.campaign_id,))
     if cur.rowcount == 0:
         raise _Refused(Outcome.BUDGET_SPENT)
+    _per_customer(cur, campaign, customer)
+
+
+def _take_link(cur: Cursor, campaign_id: str, now: float) -> Campaign:
+    """Take one from a running link campaign's budget (one statement), or refuse."""
+    cur.execute(f"UPDATE web_campaign SET issued=issued+1 WHERE campaign_id=? AND kind=?"
+                " AND starts<=? AND ends>? AND (budget=0 OR issued<budget)"
+                f" RETURNING {CAMPAIGN_COLUMNS}",
+                (campaign_id, CampaignKind.LINK.value, int(now), int(now)))
+    row = cur.fetchone()
+    if row is not None:
+        return campaign_from_row(tuple(row))
+    campaign = get_campaign(cur, campaign_id)  # why not: the rare path reads once more
+    if campaign is None or campaign.kind is not CampaignKind.LINK or not campaign.active(now):
+        raise _Refused(Outcome.NOT_ACTIVE)
+    raise _Refused(Outcome.BUDGET_SPENT)
+
+
+def _per_customer(cur: Cursor, campaign: Campaign, customer: str) -> None:
+    """Count one claim against the customer's limit for ``campaign``, or refuse."""
     if campaign.per_customer:
         cur.execute("INSERT INTO web_campaign_customer(campaign_id, customer, claims)"
                     " VALUES (?, ?, 1) ON CONFLICT (campaign_id, customer) DO UPDATE"
