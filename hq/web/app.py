@@ -219,16 +219,9 @@ class Web:
 
     async def _claim_card(self, request: Request, card: tokens.Card, cid: str,
                           lang: str) -> Response:
-        fields = await self._form(request, cid)
-        if fields is None:
-            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
-        idem = fields.get("idem", "")
-        if not IDEM_KEY.fullmatch(idem):
-            idem = secrets.token_urlsafe(16)  # a form without one still claims, once per card
-        try:
-            claim = await run_in_threadpool(self.claims.claim_card, card, cid, idem)
-        except DbError:
-            return self._problem(request, words.t("error.busy", lang), status=503, cid=cid)
+        claim = await self._posted_claim(request, cid, lang, self.claims.claim_card, card)
+        if not isinstance(claim, Claim):
+            return claim
         if claim.outcome is Outcome.TAKEN:
             return self._taken(request, claim.claimed_at or 0.0, lang, cid)
         if claim.outcome is Outcome.NO_GIFT or (claim.coupon is None
@@ -238,6 +231,21 @@ class Web:
                                  words.t("landing.no_gift", lang), status=200, cid=cid,
                                  join=store)
         return self._after_claim(request, claim, lang, cid)
+
+    async def _posted_claim(self, request: Request, cid: str, lang: str,
+                            claim: Callable[[Any, str, str], Claim],
+                            what: Any) -> Claim | Response:
+        """A posted claim form, checked (CSRF) and claimed; or the page saying why not."""
+        fields = await self._form(request, cid)
+        if fields is None:
+            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
+        idem = fields.get("idem", "")
+        if not IDEM_KEY.fullmatch(idem):
+            idem = secrets.token_urlsafe(16)  # a form without one still claims, once per card
+        try:
+            return await run_in_threadpool(claim, what, cid, idem)
+        except DbError:
+            return self._problem(request, words.t("error.busy", lang), status=503, cid=cid)
 
     def _after_claim(self, request: Request, claim: Claim, lang: str, cid: str) -> Response:
         if claim.coupon is not None:
@@ -254,17 +262,10 @@ class Web:
             return self._too_many(request)
         campaign_id = request.path_params["campaign_id"]
         if request.method == "POST":
-            fields = await self._form(request, cid)
-            if fields is None:
-                return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
-            idem = fields.get("idem", "")
-            if not IDEM_KEY.fullmatch(idem):
-                idem = secrets.token_urlsafe(16)
-            try:
-                claim = await run_in_threadpool(self.claims.claim_link, campaign_id, cid, idem)
-            except DbError:
-                return self._problem(request, words.t("error.busy", lang), status=503, cid=cid)
-            return self._after_claim(request, claim, lang, cid)
+            claim = await self._posted_claim(request, cid, lang, self.claims.claim_link,
+                                             campaign_id)
+            return claim if not isinstance(claim, Claim) else self._after_claim(
+                request, claim, lang, cid)
         campaign: Campaign | None = await run_in_threadpool(self.claims.campaign, campaign_id)
         if campaign is None or campaign.kind.value != "link" or not campaign.active(time.time()):
             return self._problem(request, words.t("campaign.not_active", lang), status=404,

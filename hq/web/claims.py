@@ -154,33 +154,27 @@ class Claims:
             ValueError: a malformed customer id or idempotency key.
             DbError: the database failed (nothing was claimed).
         """
-        _check_ids(customer, idem_key)
-        now = self.clock()
-        try:
-            with self.db.tx() as cur:
-                mine = _by_idem(cur, customer, idem_key)
-                if mine is not None:
-                    return Claim(Outcome.ALREADY_YOURS, mine, mine.issued_at)
-                cur.execute(
-                    "INSERT INTO web_card_claim(device, serial, store, issued_at, receipt_ref,"
-                    " claimed_at, customer) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (device, serial) DO NOTHING",
-                    (card.device_id, card.serial, card.store_id, card.issued_at,
-                     card.receipt_ref, now, customer))
-                if cur.rowcount == 0:
-                    return self._claimed_before(cur, card, customer)
-                campaign = card_campaign(cur, card.store_id, now)
-                if campaign is None:
-                    raise _Refused(Outcome.NO_GIFT)
-                _spend(cur, campaign, customer)
-                stores = (card.store_id,) if campaign.claim_store_only else campaign.stores
-                issued = self._mint(cur, campaign, customer, idem_key, now, "W", stores,
-                                    card.store_id, card)
-                cur.execute("UPDATE web_card_claim SET coupon_id=? WHERE device=? AND serial=?",
-                            (issued.coupon_id, card.device_id, card.serial))
-                return Claim(Outcome.CLAIMED, issued, now)
-        except _Refused as refused:
-            return Claim(refused.outcome)
+        def claim(cur: Cursor, now: float) -> Claim:
+            cur.execute(
+                "INSERT INTO web_card_claim(device, serial, store, issued_at, receipt_ref,"
+                " claimed_at, customer) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (device, serial) DO NOTHING",
+                (card.device_id, card.serial, card.store_id, card.issued_at,
+                 card.receipt_ref, now, customer))
+            if cur.rowcount == 0:
+                return self._claimed_before(cur, card, customer)
+            campaign = card_campaign(cur, card.store_id, now)
+            if campaign is None:
+                raise _Refused(Outcome.NO_GIFT)
+            _spend(cur, campaign, customer)
+            stores = (card.store_id,) if campaign.claim_store_only else campaign.stores
+            issued = self._mint(cur, campaign, customer, idem_key, now, "W", stores,
+                                card.store_id, card)
+            cur.execute("UPDATE web_card_claim SET coupon_id=? WHERE device=? AND serial=?",
+                        (issued.coupon_id, card.device_id, card.serial))
+            return Claim(Outcome.CLAIMED, issued, now)
+
+        return self._once(customer, idem_key, claim)
 
     def claim_link(self, campaign_id: str, customer: str, idem_key: str) -> Claim:
         """Claim a personal coupon of a link campaign, within its budget and limit.
@@ -189,6 +183,21 @@ class Claims:
             ValueError: a malformed customer id or idempotency key.
             DbError: the database failed (nothing was claimed).
         """
+        def claim(cur: Cursor, now: float) -> Claim:
+            campaign = _take_link(cur, campaign_id, now)
+            _per_customer(cur, campaign, customer)
+            issued = self._mint(cur, campaign, customer, idem_key, now, "L", campaign.stores,
+                                "", None)
+            return Claim(Outcome.CLAIMED, issued, now)
+
+        return self._once(customer, idem_key, claim)
+
+    def _once(self, customer: str, idem_key: str,
+              claim: Callable[[Cursor, float], Claim]) -> Claim:
+        """Run ``claim`` in one transaction unless this idempotency key minted already.
+
+        A refusal inside ``claim`` rolls back everything it did and becomes the outcome.
+        """
         _check_ids(customer, idem_key)
         now = self.clock()
         try:
@@ -196,11 +205,7 @@ class Claims:
                 mine = _by_idem(cur, customer, idem_key)
                 if mine is not None:
                     return Claim(Outcome.ALREADY_YOURS, mine, mine.issued_at)
-                campaign = _take_link(cur, campaign_id, now)
-                _per_customer(cur, campaign, customer)
-                issued = self._mint(cur, campaign, customer, idem_key, now, "L",
-                                    campaign.stores, "", None)
-                return Claim(Outcome.CLAIMED, issued, now)
+                return claim(cur, now)
         except _Refused as refused:
             return Claim(refused.outcome)
 
