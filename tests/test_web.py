@@ -30,8 +30,9 @@ from tests.web_support import (
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Iterator[WebHq]:
-    w = make_web_hq(tmp_path)
+def web(tmp_path: Path, hq_db_url: str) -> Iterator[WebHq]:
+    """The pages over HQ's database: each test runs on SQLite and on PostgreSQL."""
+    w = make_web_hq(tmp_path, db_url=hq_db_url)
     yield w
     w.box.close()
     w.db.close()
@@ -167,11 +168,11 @@ def test_every_form_needs_its_csrf_token(web: WebHq) -> None:
     assert web.coupons() == [] and web.db.query("SELECT phone FROM web_customer") == []
 
 
-def test_rate_limits_per_ip_and_per_customer(tmp_path: Path) -> None:
+def test_rate_limits_per_ip_and_per_customer(tmp_path: Path, hq_db_url: str) -> None:
     """GIVEN limits of 3 card checks and 2 claims a minute
     WHEN one phone opens a card 4 times, or posts 3 claims
     THEN the 4th view and the 3rd claim get 429 with Retry-After."""
-    web = make_web_hq(tmp_path, check_limit=3, claim_limit=2)
+    web = make_web_hq(tmp_path, check_limit=3, claim_limit=2, db_url=hq_db_url)
     url = web.print_card()
     phone = web.client()
     pages = [phone.get(path_of(url)) for _ in range(4)]
@@ -297,11 +298,11 @@ def test_phone_is_optional_and_consent_unticked(web: WebHq) -> None:
     assert bad.status_code == 400 and "格式不正确" in bad.text
 
 
-def test_no_gift_still_offers_the_group(tmp_path: Path) -> None:
+def test_no_gift_still_offers_the_group(tmp_path: Path, hq_db_url: str) -> None:
     """GIVEN a store with no welcome-gift campaign running
     WHEN its card is opened and claimed
     THEN the page says there is no gift now, links the group, and mints nothing."""
-    web = make_web_hq(tmp_path)
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
     web.db.query("DELETE FROM web_campaign")
     url = web.print_card()
     phone = web.client()

@@ -19,12 +19,12 @@ from tests.web_support import form_fields, make_web_hq, path_of, serving
 RACERS = 50
 
 
-def test_fifty_phones_race_for_one_card_one_coupon(tmp_path: Path) -> None:
+def test_fifty_phones_race_for_one_card_one_coupon(tmp_path: Path, hq_db_url: str) -> None:
     """GIVEN a printed card and two web workers (each its own database connection) on uvicorn
     WHEN 50 phones, each with its own cookie, open the card and then post the claim at once
     THEN exactly one gets the coupon (303), the other 49 are told it is taken (409), and
     HQ's database holds one claim and one coupon."""
-    web = make_web_hq(tmp_path)
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
     url = web.print_card()
     second_db = Database(web.db_url)
     second = build_app(WebSettings(web.home, "", claim_limit=1000, check_limit=1000), second_db)
@@ -50,11 +50,11 @@ def test_fifty_phones_race_for_one_card_one_coupon(tmp_path: Path) -> None:
     web.db.close()
 
 
-def test_budget_and_per_customer_limit_hold_under_a_race(tmp_path: Path) -> None:
+def test_budget_and_per_customer_limit_hold_under_a_race(tmp_path: Path, hq_db_url: str) -> None:
     """GIVEN a link campaign with a budget of 10 and 2 per customer, two web workers
     WHEN 30 phones each post 3 claims at once (fresh idempotency keys: 90 tries)
     THEN exactly 10 coupons are minted, no phone has more than 2, and the campaign counts 10."""
-    web = make_web_hq(tmp_path)
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
     now = int(time.time())
     create_campaign(web.db, Campaign("LIVE", CampaignKind.LINK, "直播", tokens.Benefit(
         tokens.BenefitKind.AMOUNT_OFF, 500), now - 60, now + 3600, 7, (), False, 2, 10))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import socket
 import threading
@@ -34,7 +33,6 @@ from hq.web.app import WebSettings, build_app
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
 from hq.web.stores import Store, put_store
 from tests.factory import DEVICE, STORE, Hq
-from tests.hq_support import fresh_postgres
 
 GIFT = tokens.Benefit(tokens.BenefitKind.FREE_ITEM, 1, "咖啡一杯")
 JOIN_URL = "https://work.weixin.qq.com/ca/cawcde1234"
@@ -115,11 +113,9 @@ def make_web_hq(root: Path, *, claim_limit: int = 1000, check_limit: int = 1000,
                 url_base: str = "HTTP://TESTSERVER/") -> WebHq:
     """A ready HQ: coupon key, the box's device registered, the store, a welcome gift.
 
-    SQLite in ``root``; with ``HQ_TEST_POSTGRES`` set, a fresh PostgreSQL database instead.
+    ``db_url``: the ``hq_db_url`` fixture's (SQLite or PostgreSQL); SQLite in ``root`` if None.
     """
     home = root / "hq"
-    if db_url is None and os.environ.get("HQ_TEST_POSTGRES"):
-        db_url = fresh_postgres(os.environ["HQ_TEST_POSTGRES"])  # the same tests on PostgreSQL
     keystore.create_key(home, "HQC", [Purpose.COUPON, Purpose.PICKUP, Purpose.CONFIG])
     key = keystore.signing_key(home, Purpose.COUPON)
     box = make_card_box(root / "box", Hq(key), url_base)
