@@ -327,3 +327,18 @@ def test_routes_are_documented_once() -> None:
 def test_every_word_is_in_chinese_and_english() -> None:
     """GIVEN the pages' catalogue WHEN each entry is read THEN it has zh and en texts."""
     assert all(set(entry) == {"zh", "en"} and all(entry.values()) for entry in WORDS.values())
+
+
+def test_a_failing_database_gets_a_busy_page_and_claims_nothing(web: WebHq) -> None:
+    """GIVEN a card page opened, then HQ's coupon table failing (dropped)
+    WHEN the phone claims and opens its coupons
+    THEN both get the "busy, try again" page (503), and the card is still unclaimed."""
+    url = web.print_card()
+    phone = web.client()
+    fields = form_fields(phone.get(path_of(url)).text)
+    web.db.query("DROP TABLE web_coupon")
+    claimed = phone.post(path_of(url), data=fields)
+    assert claimed.status_code == 503 and "系统繁忙" in claimed.text
+    listed = phone.get("/me")
+    assert listed.status_code == 503 and "系统繁忙" in listed.text
+    assert web.db.query("SELECT * FROM web_card_claim") == []

@@ -30,7 +30,7 @@ from hq.db import Database, DbError
 from hq.issuing import keystore
 from hq.issuing.codes import CardCheck, CardResult, verify_card
 from hq.web import words
-from hq.web.campaigns import Campaign
+from hq.web.campaigns import Campaign, CampaignKind
 from hq.web.claims import CUSTOMER_ID, IDEM_KEY, Claim, Claims, IssuedCoupon, Outcome, set_phone
 from hq.web.qrimage import qr_image
 from hq.web.security import RateLimiter, SecurityHeaders, csrf_ok, csrf_token, load_secret, nonce_of
@@ -208,10 +208,9 @@ class Web:
             return self._taken(request, at, lang, cid)
         store = await run_in_threadpool(self._store, card.store_id)
         gift = await run_in_threadpool(self.claims.gift_for, card.store_id)
-        response = self._page(request, "landing.html", script=True, cid=cid, store=store,
-                              gift=gift, action=f"/{code}", idem=secrets.token_urlsafe(16),
-                              headline=words.t("landing.headline", lang), new=new)
-        return response
+        return self._page(request, "landing.html", script=True, cid=cid, store=store,
+                          gift=gift, action=f"/{code}", idem=secrets.token_urlsafe(16),
+                          headline=words.t("landing.headline", lang), new=new)
 
     def _taken(self, request: Request, at: float, lang: str, cid: str) -> HTMLResponse:
         return self._problem(request, words.t("card.taken", lang, when=words.date(at)),
@@ -267,25 +266,27 @@ class Web:
             return claim if not isinstance(claim, Claim) else self._after_claim(
                 request, claim, lang, cid)
         campaign: Campaign | None = await run_in_threadpool(self.claims.campaign, campaign_id)
-        if campaign is None or campaign.kind.value != "link" or not campaign.active(time.time()):
+        if (campaign is None or campaign.kind is not CampaignKind.LINK
+                or not campaign.active(time.time())):
             return self._problem(request, words.t("campaign.not_active", lang), status=404,
                                  cid=cid, new=new)
         if campaign.spent():
             return self._problem(request, words.t("campaign.budget_spent", lang), status=410,
                                  cid=cid, new=new)
-        response = self._page(request, "landing.html", script=True, cid=cid, store=None,
-                              gift=campaign, action=f"/c/{campaign_id}",
-                              idem=secrets.token_urlsafe(16), headline=campaign.name, new=new)
-        return response
+        return self._page(request, "landing.html", script=True, cid=cid, store=None,
+                          gift=campaign, action=f"/c/{campaign_id}",
+                          idem=secrets.token_urlsafe(16), headline=campaign.name, new=new)
 
     async def mine(self, request: Request) -> Response:
         """The customer's coupons, each with its status."""
-        cid, _new = self._who(request)
-        coupons = await run_in_threadpool(self.claims.coupons_of, cid)
-        rows = [(c, await run_in_threadpool(self._status, c, self._lang(request)))
-                for c in coupons]
-        return self._page(request, "mine.html", rows=rows, saved="saved" in request.query_params,
-                          phone_error="")
+        cid, new = self._who(request)
+        rows = await run_in_threadpool(self._rows, cid, self._lang(request))
+        return self._page(request, "mine.html", cid=cid, new=new, rows=rows,
+                          saved="saved" in request.query_params, phone_error="")
+
+    def _rows(self, cid: str, lang: str) -> list[tuple[IssuedCoupon, str]]:
+        """The customer's coupons with their status, for the my-coupons page."""
+        return [(c, self._status(c, lang)) for c in self.claims.coupons_of(cid)]
 
     async def phone(self, request: Request) -> Response:
         """Keep the optional phone number and, only if ticked, the marketing consent."""
@@ -300,8 +301,7 @@ class Web:
             await run_in_threadpool(set_phone, self.db, cid, fields.get("phone", "").strip(),
                                     fields.get("marketing") == "yes")
         except ValueError:
-            coupons = await run_in_threadpool(self.claims.coupons_of, cid)
-            rows = [(c, await run_in_threadpool(self._status, c, lang)) for c in coupons]
+            rows = await run_in_threadpool(self._rows, cid, lang)
             return self._page(request, "mine.html", 400, cid=cid, rows=rows, saved=False,
                               phone_error=words.t("phone.bad", lang))
         return RedirectResponse("/me?saved=1", 303, headers=NO_STORE)
@@ -403,7 +403,12 @@ def build_app(settings: WebSettings, db: Database | None = None) -> Starlette:
         KeystoreError: there is no HQ key for coupons.
     """
     web = Web(settings, db)
-    app = Starlette(routes=routes(web))
+
+    async def busy(request: Request, exc: Exception) -> Response:
+        # the database failed mid-page: say so plainly; a claim was rolled back whole
+        return web._problem(request, words.t("error.busy", web._lang(request)), status=503)
+
+    app = Starlette(routes=routes(web), exception_handlers={DbError: busy})
     app.state.web = web
     app.add_middleware(SecurityHeaders)
     return app
