@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from edge import tokens
 from edge.keys import SigningKey
+from hq.web.campaigns import Campaign, CampaignKind, create_campaign
 from tests.factory import DEVICE, STORE
 from tests.web_support import WebHq, loopback_socket, make_web_hq, read_qr, serving
 
@@ -166,3 +167,27 @@ def test_landing_is_light_local_and_paints_fast_on_slow_4g(
     assert 0 < sum(wire.values()) <= LANDING_MAX_BYTES
     assert 0 < float(lcp) < LCP_MAX_MS
     page.context.close()
+
+
+def test_nearest_store_first_after_a_tap_on_geolocation(browser: Browser,
+                                                        site: tuple[WebHq, str]) -> None:
+    """GIVEN a link campaign good at every store, and a phone in Shanghai that allows location
+    WHEN it claims, and taps "nearest first" on the coupon (the page's script, under its CSP)
+    THEN the position is asked only then, and the Shanghai store comes before Beijing's."""
+    web, base = site
+    now = int(time.time())
+    create_campaign(web.db, Campaign("NEAR", CampaignKind.LINK, "全店通用", tokens.Benefit(
+        tokens.BenefitKind.PERCENT_PRICE, 90), now - 60, now + 3600, 7, (), False, 0, 0))
+    context = browser.new_context(viewport=PHONE, locale="zh-CN",
+                                  geolocation={"latitude": 31.2, "longitude": 121.5})
+    page = context.new_page()
+    page.goto(base + "/c/NEAR")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/me/*")
+    assert "lat=" not in page.url
+    context.grant_permissions(["geolocation"])
+    page.click("[data-near]")
+    page.wait_for_url("**lat=31.2*")
+    stores = page.locator("#stores li").all_inner_texts()
+    assert stores[0].startswith("静安店") and stores[1].startswith("望京店")
+    context.close()
