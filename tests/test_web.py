@@ -342,3 +342,18 @@ def test_a_failing_database_gets_a_busy_page_and_claims_nothing(web: WebHq) -> N
     listed = phone.get("/me")
     assert listed.status_code == 503 and "系统繁忙" in listed.text
     assert web.db.query("SELECT * FROM web_card_claim") == []
+
+
+def test_one_welcome_gift_per_customer_when_the_campaign_says_so(web: WebHq) -> None:
+    """GIVEN a welcome gift limited to one per customer
+    WHEN one phone claims two cards
+    THEN the first gives a coupon, the second says the gift was had and leaves that card
+    unclaimed for someone else."""
+    web.db.query("UPDATE web_campaign SET per_customer=1 WHERE campaign_id='WELCOME'")
+    phone = web.client()
+    first, second = web.print_card(), web.print_card()
+    assert claim(web, phone, first)[1].status_code == 303  # type: ignore[attr-defined]
+    _page, refused = claim(web, phone, second)
+    assert refused.status_code == 409 and "已领取过" in refused.text  # type: ignore[attr-defined]
+    assert len(web.coupons()) == 1
+    assert claim(web, web.client(), second)[1].status_code == 303  # type: ignore[attr-defined]
