@@ -232,7 +232,8 @@ def cmd_store_list(args: argparse.Namespace) -> int:
         db.close()
     if args.json:
         print(json.dumps([dataclasses.asdict(s) for s in found], ensure_ascii=False, indent=1))
-    for s in [] if args.json else found:
+        return 0
+    for s in found:
         place = "" if s.lat is None else f" ({s.lat},{s.lon})"
         print(f"{s.store}  {s.name}  {s.address}{place}  {s.join_link()}".rstrip())
     return 0

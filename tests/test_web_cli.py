@@ -37,6 +37,8 @@ def test_store_registry_commands(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run(tmp_path, "store", "set", "--id", "X", "--name", "X", "--lat", "99",
                "--lon", "0") == 2
     assert "out of range" in capsys.readouterr().err
+    assert run(tmp_path, "store", "set", "--id", "望京", "--name", "X") == 2
+    assert "store id" in capsys.readouterr().err
     assert run(tmp_path, "store", "remove", "--id", "BJ001") == 0
     assert run(tmp_path, "store", "remove", "--id", "BJ001") == 2
     assert "no store BJ001" in capsys.readouterr().err

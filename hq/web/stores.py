@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from edge.config import check_id
 from hq.db import Database
 
 EARTH_RADIUS_KM = 6371.0
@@ -50,8 +51,9 @@ def put_store(db: Database, store: Store) -> None:
     """Add or replace a store's record.
 
     Raises:
-        ValueError: bad coordinates or a join link that is not http(s).
+        ValueError: a bad store id or coordinates, or a join link that is not http(s).
     """
+    check_id("store id", store.store)
     check_place(store.lat, store.lon)
     if store.join_url and urlsplit(store.join_url).scheme not in ("http", "https"):
         raise ValueError(f"join link {store.join_url!r} must be an http(s) URL")
