@@ -34,6 +34,8 @@ from hq.issuing.trust import load_trust_list, sign_trust_list
 from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
 from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
+from hq.web import campaigns as web_campaigns
+from hq.web import stores as web_stores
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}
 
@@ -226,6 +228,96 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    import uvicorn  # only this command serves HTTP
+
+    from hq.web.app import WebSettings, build_app
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--listen {args.listen!r}: use HOST:PORT")
+    settings = WebSettings(args.home, args.db or default_url(args.home), args.card_days,
+                           args.check_limit, args.claim_limit, args.secure_cookies)
+    app = build_app(settings)
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info",
+                proxy_headers=True, server_header=False)
+    return 0
+
+
+def cmd_store_set(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        web_stores.put_store(db, web_stores.Store(args.id, args.name, args.address, args.lat,
+                                                  args.lon, args.join_url))
+    finally:
+        db.close()
+    print(f"store {args.id} saved")
+    return 0
+
+
+def cmd_store_list(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        found = web_stores.list_stores(db)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(s) for s in found], ensure_ascii=False, indent=1))
+        return 0
+    for s in found:
+        place = "" if s.lat is None else f" ({s.lat},{s.lon})"
+        print(f"{s.store}  {s.name}  {s.address}{place}  {s.join_link()}".rstrip())
+    return 0
+
+
+def cmd_store_remove(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        gone = web_stores.remove_store(db, args.id)
+    finally:
+        db.close()
+    if not gone:
+        raise ValueError(f"no store {args.id} in the registry")
+    print(f"store {args.id} removed")
+    return 0
+
+
+def cmd_campaign_create(args: argparse.Namespace) -> int:
+    kind = web_campaigns.CampaignKind(args.kind)
+    stores = tuple(s for s in args.stores.split(",") if s) if args.stores != "all" else ()
+    campaign = web_campaigns.Campaign(
+        args.id, kind, args.name or args.id, args.benefit, args.starts, args.ends,
+        args.coupon_days, stores, args.claim_store_only, args.per_customer, args.budget)
+    db = _db(args)
+    try:
+        web_campaigns.create_campaign(db, campaign)
+    finally:
+        db.close()
+    if kind is web_campaigns.CampaignKind.CARD:
+        print(f"campaign {args.id}: the welcome gift of cards printed at "
+              f"{args.stores if stores else 'every store'}")
+        return 0
+    link = args.base_url.rstrip("/") + f"/c/{args.id}"
+    qr = build_qr(link, border=2)
+    if args.png:
+        build_qr(link, border=4, box_size=8).make_image().save(args.png)
+    print(link)
+    qr.print_ascii(out=sys.stdout, invert=True)
+    return 0
+
+
+def cmd_campaign_list(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        found = web_campaigns.list_campaigns(db)
+    finally:
+        db.close()
+    for c in found:
+        budget = f"{c.issued}/{c.budget}" if c.budget else f"{c.issued}/-"
+        print(f"{c.campaign_id}  {c.kind.value}  {c.name}  issued {budget}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge-hq`` argument parser."""
     p = argparse.ArgumentParser(prog="edge-hq", description="store-edge HQ tool")
@@ -316,6 +408,63 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--since", type=_time, help="only events from then (Unix, ISO, -7d)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("web", help="serve the customer pages (card landing, claims, coupons)")
+    sp.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
+    sp.add_argument("--db", help=db_help)
+    sp.add_argument("--card-days", type=int, default=30,
+                    help="a card can be claimed this many days after printing")
+    sp.add_argument("--check-limit", type=int, default=60,
+                    help="card and campaign page views per IP and per customer a minute")
+    sp.add_argument("--claim-limit", type=int, default=10,
+                    help="claims per IP and per customer a minute")
+    sp.add_argument("--secure-cookies", action="store_true", help="behind HTTPS")
+    sp.set_defaults(func=cmd_web)
+    store = sub.add_parser("store", help="HQ's store registry (the customer pages show it)"
+                           ).add_subparsers(dest="action", required=True)
+    sp = store.add_parser("set", help="add or replace a store")
+    sp.add_argument("--id", required=True)
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--address", default="")
+    sp.add_argument("--lat", type=float)
+    sp.add_argument("--lon", type=float)
+    sp.add_argument("--join-url", default="", help="the store group's join link (WeCom "
+                    "channel code: state=STORE is added)")
+    sp.set_defaults(func=cmd_store_set)
+    sp = store.add_parser("list")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_store_list)
+    sp = store.add_parser("remove")
+    sp.add_argument("--id", required=True)
+    sp.set_defaults(func=cmd_store_remove)
+    for sp in store.choices.values():
+        sp.add_argument("--db", help=db_help)
+    camp = sub.add_parser("campaign", help="campaigns the customer pages hand out"
+                          ).add_subparsers(dest="action", required=True)
+    sp = camp.add_parser("create", help="define a campaign; a link campaign prints its link "
+                         "and QR")
+    sp.add_argument("--id", required=True)
+    sp.add_argument("--kind", choices=[k.value for k in web_campaigns.CampaignKind],
+                    default="link", help="link (livestream, group) or card (welcome gift)")
+    sp.add_argument("--name", default="")
+    sp.add_argument("--benefit", type=_benefit, required=True,
+                    help="free:ITEM[:COUNT] | percent:95 | off:500 (fen)")
+    sp.add_argument("--from", dest="starts", type=_time, default=_time("now"))
+    sp.add_argument("--until", dest="ends", type=_time, default=_time("+30d"))
+    sp.add_argument("--coupon-days", type=int, default=30, help="each coupon's validity")
+    sp.add_argument("--stores", default="all", help="comma-separated store ids, or all")
+    sp.add_argument("--claim-store-only", action="store_true",
+                    help="a card's coupon is good only at the store that printed the card")
+    sp.add_argument("--per-customer", type=int, default=1, help="0: no limit")
+    sp.add_argument("--budget", type=int, default=0, help="coupons in all (0: no limit)")
+    sp.add_argument("--base-url", default="http://127.0.0.1:8080/",
+                    help="where edge-hq web is reached")
+    sp.add_argument("--png", help="also write the link's QR to this PNG file")
+    sp.set_defaults(func=cmd_campaign_create)
+    sp = camp.add_parser("list")
+    sp.set_defaults(func=cmd_campaign_list)
+    for sp in camp.choices.values():
+        sp.add_argument("--db", help=db_help)
     return p
 
 

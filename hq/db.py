@@ -26,6 +26,8 @@ Schema (version 1):
   ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
 - ``hq_issued``, ``hq_device_use``, ``hq_catch_up``: HQ's own record of what it issued,
   uses per device, and catch-ups given (``docs/security.md``).
+- ``web_*``: the customer pages' stores, campaigns, customers, card claims and coupons
+  (``docs/web.md``).
 """
 
 from __future__ import annotations
@@ -103,6 +105,40 @@ _SCHEMA: Final = (
     "INSERT INTO hq_meta(key, value) VALUES ('device_use', 'counted') ON CONFLICT (key)"
     " DO NOTHING",
     # -- trust between boxes and HQ ----------------------------------------------- end --
+    # -- web: HQ's customer pages (hq/web/, docs/web.md) ------------------------------
+    # The store registry the pages show (name, address, coordinates, group join link).
+    "CREATE TABLE IF NOT EXISTS web_store (store TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    " address TEXT NOT NULL DEFAULT '', lat {float}, lon {float},"
+    " join_url TEXT NOT NULL DEFAULT '', updated_at {float} NOT NULL)",
+    # A campaign whose coupons the pages hand out: kind 'card' (the packaging-card welcome
+    # gift) or 'link' (a livestream or group link). issued counts against budget (0: none).
+    "CREATE TABLE IF NOT EXISTS web_campaign (campaign_id TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL, name TEXT NOT NULL, benefit_kind INTEGER NOT NULL,"
+    " benefit_value BIGINT NOT NULL, benefit_item TEXT NOT NULL, starts BIGINT NOT NULL,"
+    " ends BIGINT NOT NULL, coupon_days BIGINT NOT NULL, stores TEXT NOT NULL,"
+    " claim_store_only INTEGER NOT NULL, per_customer BIGINT NOT NULL,"
+    " budget BIGINT NOT NULL, issued BIGINT NOT NULL DEFAULT 0, created_at {float} NOT NULL)",
+    # Claims of a link campaign per customer: the per-customer limit holds in one UPDATE.
+    "CREATE TABLE IF NOT EXISTS web_campaign_customer (campaign_id TEXT NOT NULL,"
+    " customer TEXT NOT NULL, claims BIGINT NOT NULL, PRIMARY KEY (campaign_id, customer))",
+    # A customer (the first-party cookie id) who gave a phone; consent only when ticked.
+    "CREATE TABLE IF NOT EXISTS web_customer (customer TEXT PRIMARY KEY,"
+    " created_at {float} NOT NULL, phone TEXT, marketing_consent INTEGER NOT NULL DEFAULT 0,"
+    " consent_at {float})",
+    # A packaging card claimed once: PRIMARY KEY (device, serial) is the once.
+    "CREATE TABLE IF NOT EXISTS web_card_claim (device TEXT NOT NULL, serial BIGINT NOT NULL,"
+    " store TEXT NOT NULL, issued_at BIGINT NOT NULL, receipt_ref TEXT NOT NULL,"
+    " claimed_at {float} NOT NULL, customer TEXT NOT NULL, coupon_id TEXT,"
+    " PRIMARY KEY (device, serial))",
+    # Every coupon the pages minted, with its attribution (card or campaign link) and the
+    # idempotency key of the request that minted it (a retry finds it instead of minting).
+    "CREATE TABLE IF NOT EXISTS web_coupon (coupon_id TEXT PRIMARY KEY,"
+    " code TEXT NOT NULL, customer TEXT NOT NULL, campaign_id TEXT NOT NULL,"
+    " source TEXT NOT NULL, store TEXT NOT NULL, card_device TEXT, card_serial BIGINT,"
+    " idem_key TEXT NOT NULL UNIQUE, issued_at {float} NOT NULL,"
+    " valid_until BIGINT NOT NULL, stores TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS web_coupon_customer ON web_coupon (customer, issued_at)",
+    # -- end web ----------------------------------------------------------------------
 )
 
 _TYPES: Final = {

@@ -5,26 +5,32 @@ It starts, each in its own process and all on loopback:
 * a mosquitto broker on a free 127.0.0.1 port (config, persistence and log in the demo
   folder; the system's mosquitto service is not used),
 * HQ's ingest worker (``edge-hq ingest``, SQLite database in the demo folder, with fan-out),
+* HQ's customer pages (``edge-hq web``, same database) on a free loopback port, the store
+  and its welcome gift registered, and the box's card URL base pointed at it,
 * the store daemon on simulated devices (``edge run --simulate``: a pseudo-terminal
   scanner, a file printer), its ``[mqtt]`` pointed at that broker,
 
 pushes a signed store config and today's pickup orders from HQ, then opens the cashier's
 terminal (``edge ui``) in front. Without a terminal (a pipe, CI, ``--scripted``) it plays
 the counter instead: sample codes go through the scanner line, a card is printed and
-rendered to a PNG. On the way out it stops the daemon cleanly, waits for the store's
-events to reach HQ, and prints HQ's report. Everything lives under ``--root``
-(default ``demo-home/``); a second run reuses it.
+rendered to a PNG, and the card's URL is printed (and fetched once, to show HQ's page
+answers) so a person can open it in a browser. On the way out it stops the daemon
+cleanly, waits for the store's events to reach HQ, and prints HQ's report. Everything
+lives under ``--root`` (default ``demo-home/``); a second run reuses it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,10 +38,13 @@ from typing import IO
 
 from edge import config, i18n
 from edge.ledger import Ledger
+from edge.tokens import Benefit, BenefitKind
 from edge.verdict import Reason, Verdict
 from edged.localapi import Op, call, socket_path
 from hq.db import Database
-from provisioning.dev import STORE, ensure_demo_home, hq_home, samples
+from hq.web.campaigns import Campaign, CampaignError, CampaignKind, create_campaign
+from hq.web.stores import Store, put_store
+from provisioning.dev import NAME, STORE, ensure_demo_home, hq_home, samples
 from provisioning.localbroker import Broker
 
 BIN = Path(sys.executable).parent
@@ -65,7 +74,7 @@ def set_mqtt(home: Path, host: str, port: int) -> None:
                     encoding="utf-8")
 
 
-def config_body() -> dict[str, object]:
+def config_body(url_base: str = "HTTPS://Q.EDGE.CN/") -> dict[str, object]:
     """The store config HQ pushes: profile, card texts, campaigns.
 
     No key list: push-config adds the trust list the demo's trust root signed.
@@ -73,7 +82,7 @@ def config_body() -> dict[str, object]:
     return {
         "schema": 1,
         "store": {"name": "望京店"},
-        "printer": {"url_base": "HTTPS://Q.EDGE.CN/", "headline": "扫码入群 领新人礼",
+        "printer": {"url_base": url_base, "headline": "扫码入群 领新人礼",
                     "gift": "新人礼: 到店免费咖啡一杯", "footer": "谢谢惠顾 · 望京店"},
         "campaigns": [{"id": "LIVE1125", "state": "active", "name": "双十一直播"},
                       {"id": "OLD0901", "state": "revoked", "name": "九月老活动"}],
@@ -160,6 +169,54 @@ def _orders_known(home: Path, prefix: str) -> int:
     return sum(o["order_id"].startswith(prefix) for o in json.loads(out))
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_web(db_url: str) -> None:
+    """The demo store in HQ's store registry, and its welcome gift (once)."""
+    db = Database(db_url)
+    try:
+        put_store(db, Store(STORE, NAME, "北京市朝阳区望京街1号", 39.9925, 116.4707,
+                            "https://work.weixin.qq.com/ca/demo-bj001"))
+        now = int(time.time())
+        with contextlib.suppress(CampaignError):  # a second run keeps the first one's
+            create_campaign(db, Campaign("WELCOME", CampaignKind.CARD, "新人礼", Benefit(
+                BenefitKind.FREE_ITEM, 1, "咖啡一杯"), now - 60, now + 365 * 86400, 30, (),
+                True, 1, 0))
+    finally:
+        db.close()
+
+
+def _web_up(base: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
+    if proc.poll() is not None:
+        raise SystemExit(f"demo: HQ web stopped; see {log}")
+    try:
+        with urllib.request.urlopen(base + "/me", timeout=2) as r:
+            return int(r.status) == 200
+    except OSError:
+        return False
+
+
+def show_card(url: str) -> None:
+    """Say where the printed card leads, and that HQ's page answers there."""
+    _say(f"The card's page (open it in a browser while the demo runs): {url}")
+    with urllib.request.urlopen(url, timeout=10) as r:
+        page = r.read().decode("utf-8")
+    gift = "新人礼" in page and "立即领取" in page
+    print(f"  HQ's page answers {r.status}: {NAME if NAME in page else '?'}, "
+          f"{'welcome gift offered' if gift else 'no gift offered'}")
+
+
+def print_card(home: Path) -> str:
+    """Print a packaging card at the box; its URL."""
+    out = _edge(home, "print-card", "--json", stdout=subprocess.PIPE).stdout
+    return str(json.loads(out)["url"])
+
+
 def play_counter(home: Path, root: Path) -> None:
     """Without a terminal: scan the sample codes through the simulated scanner line."""
     data = samples(home)
@@ -181,7 +238,7 @@ def play_counter(home: Path, root: Path) -> None:
         print(f"  {head}  {what}  {advice}".rstrip())
     _edge(home, "status")
     _say("A packaging card is printed; the paper is rendered to a PNG")
-    _edge(home, "print-card")
+    show_card(print_card(home))
     time.sleep(2.0)
     png = root / "paper.png"
     _edge(home, "preview", str(home / "printer-sim.bin"), "--png", str(png), "--last", "3")
@@ -202,10 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     hq = hq_home(home)
     broker = Broker(root / "broker")
     broker.start()
+    stack = contextlib.ExitStack()
     url = f"mqtt://{broker.host}:{broker.port}"
     db = f"sqlite:///{root / 'hq.sqlite'}"
+    web_port = free_port()
+    web_base = f"http://127.0.0.1:{web_port}"
     try:
         set_mqtt(home, broker.host, broker.port)
+        prepare_web(db)
+        web_log = logs / "hq-web.log"
+        web = stack.enter_context(_process(
+            [str(BIN / "edge-hq"), "--home", str(hq), "web", "--listen", f"127.0.0.1:{web_port}",
+             "--db", db], web_log, "HQ web"))
+        _wait(lambda: _web_up(web_base, web, web_log), 30, "HQ web")
+        _say(f"HQ's customer pages on {web_base} (log {web_log})")
         _say(f"Broker on {broker.host}:{broker.port}; HQ ingest with fan-out "
              f"(log {logs / 'hq-ingest.log'})")
         ingest_log = logs / "hq-ingest.log"
@@ -216,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             _wait(lambda: _ingest_subscribed(ingest_log, offset, ingest), 30, "HQ ingest")
             _say("HQ signs and pushes the store config (retained: the box gets it on connect)")
             cfg, orders = root / "config.json", root / "orders.json"
-            cfg.write_text(json.dumps(config_body(), ensure_ascii=False, indent=1))
+            cfg.write_text(json.dumps(config_body(web_base.upper() + "/"), ensure_ascii=False,
+                                      indent=1))
             _hq("--home", str(hq), "push-config", str(cfg), "--store", STORE, "--broker", url,
                 "--db", db)
             _say(f"The store daemon on simulated devices (log {logs / 'daemon.log'})")
@@ -232,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 _wait(lambda: _orders_known(home, "LIVE-") >= 3, 20, "the orders at the store")
                 interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.scripted
                 if interactive:
+                    show_card(print_card(home))
                     print(f"Scan from another terminal: echo CODE > {home / 'run/scanner'} "
                           f"(codes in {home / 'samples.txt'}). F10 or Ctrl+C quits.")
                     time.sleep(1.5)
@@ -244,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             _say("HQ's report")
             _hq("--home", str(hq), "report", "--db", db)
     finally:
+        stack.close()
         broker.stop()
     return 0
 

@@ -3,8 +3,9 @@
 # Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
 set -euo pipefail
 # postgresql: the server binaries the HQ tests start on loopback (provisioning/localpostgres.py).
+# chromium + chromium-driver: the customer pages' browser tests (Playwright drives this one).
 PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei
-          postgresql)
+          postgresql chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

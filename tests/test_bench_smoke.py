@@ -28,6 +28,7 @@ SCRIPTS = {
     "signing": ([], "ratio cryptography/PyNaCl"),
     "assign_orders": (["--stores", "200", "--orders", "2000", "--repeat", "1"],
                       "same assignment for every order: yes"),
+    "web_claims": (["--n", "100", "--concurrency", "8", "--repeat", "1"], "claims/floor"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.network
 
 def test_scripted_demo_runs_the_store_and_hq_sees_it(tmp_path: Path) -> None:
     """GIVEN no terminal WHEN the demo runs THEN the daemon decides the scripted scans (an
-    accept, a duplicate, a typed pickup number pushed by HQ), prints a card rendered to PNG,
+    accept, a duplicate, a typed pickup number pushed by HQ), prints a card rendered to PNG
+    whose URL opens HQ's customer page (started by the demo),
     and HQ's report counts the store's events, config applied and the card; everything
     it started has stopped (the command returns)."""
     out = subprocess.run([sys.executable, "-m", "provisioning.demo", "--root", str(tmp_path),
@@ -30,3 +32,6 @@ def test_scripted_demo_runs_the_store_and_hq_sees_it(tmp_path: Path) -> None:
     assert "store BJ001: 8 events, 1 cards printed, 2 pickups collected" in report
     assert "config applied 1" in report
     assert (tmp_path / "paper.png").stat().st_size > 1000
+    # the card leads to HQ's customer pages, which the demo started on loopback
+    assert re.search(r"The card's page .*: HTTP://127\.0\.0\.1:\d+/SEK1", out.stdout)
+    assert "HQ's page answers 200: 望京店, welcome gift offered" in out.stdout

@@ -1,1 +1,1 @@
-"""HQ's web service: customer pages and the operators' dashboard (to be built here)."""
+"""HQ's web service for customers: card landing, claims, campaign links, my coupons."""

@@ -1,0 +1,111 @@
+"""The customer pages' words: Chinese by default, English available.
+
+Same shape as the box's catalogue (``edge/i18n.py``): a key with a ``zh`` and an ``en``
+text; benefits are worded by ``edge.i18n.benefit_text`` so the page and the till agree.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from edge import i18n, tokens
+
+LANGS = ("zh", "en")
+DEFAULT_LANG = "zh"
+
+WORDS: dict[str, dict[str, str]] = {
+    "lang.switch": {"zh": "English", "en": "中文"},
+    "landing.headline": {"zh": "扫码入群 领新人礼", "en": "Join the group, claim your gift"},
+    "landing.gift": {"zh": "新人礼：{gift}", "en": "Welcome gift: {gift}"},
+    "landing.no_gift": {"zh": "本店暂时没有新人礼，欢迎加入门店社群。",
+                        "en": "No welcome gift here right now; do join the store's group."},
+    "landing.claim": {"zh": "立即领取", "en": "Claim it"},
+    "landing.once": {"zh": "每张卡只能领取一次", "en": "Each card can be claimed once"},
+    "card.bad_format": {"zh": "无法识别这张卡", "en": "This card cannot be read"},
+    "card.not_a_card": {"zh": "这不是门店卡片", "en": "This is not a store card"},
+    "card.unknown_device": {"zh": "这张卡来自未登记的设备",
+                            "en": "This card comes from an unregistered device"},
+    "card.wrong_store": {"zh": "这张卡与门店不符", "en": "This card does not match its store"},
+    "card.forged": {"zh": "这张卡未通过校验", "en": "This card did not pass the check"},
+    "card.expired": {"zh": "这张卡已过期（打印后{days}天内有效）",
+                     "en": "This card has expired (good for {days} days after printing)"},
+    "card.nothing": {"zh": "没有领取任何礼品。如有疑问，请咨询门店店员。",
+                     "en": "Nothing was claimed. Ask the store's staff if in doubt."},
+    "card.taken": {"zh": "这张卡已于 {when} 被领取", "en": "This card was already claimed on {when}"},
+    "card.taken_hint": {"zh": "每张卡只能领取一次。如果是您领取的，请在“我的券”中查看。",
+                        "en": "Each card can be claimed once. If it was you, see My coupons."},
+    "campaign.claim": {"zh": "领取优惠券", "en": "Claim the coupon"},
+    "campaign.not_active": {"zh": "活动未开始或已结束", "en": "This campaign is not running"},
+    "campaign.budget_spent": {"zh": "本次活动的券已经领完了",
+                              "en": "All of this campaign's coupons are gone"},
+    "campaign.limit_reached": {"zh": "您已领取过本活动的券",
+                               "en": "You have had this campaign's coupons already"},
+    "campaign.no_gift": {"zh": "本店暂时没有新人礼", "en": "No welcome gift here right now"},
+    "coupon.title": {"zh": "您的优惠券", "en": "Your coupon"},
+    "coupon.bright": {"zh": "出示时请把屏幕亮度调高", "en": "Turn the brightness up to show it"},
+    "coupon.valid": {"zh": "有效期至 {date}", "en": "Valid until {date}"},
+    "coupon.code": {"zh": "券号 {id}", "en": "Coupon {id}"},
+    "coupon.where": {"zh": "可用门店", "en": "Where it works"},
+    "coupon.everywhere": {"zh": "全部门店可用", "en": "Good at every store"},
+    "coupon.nearest": {"zh": "按离我最近排序", "en": "Nearest to me first"},
+    "coupon.km": {"zh": "{km} 公里", "en": "{km} km"},
+    "status.unused": {"zh": "未使用", "en": "Unused"},
+    "status.used": {"zh": "{date} 已在{store}使用", "en": "Used at {store} on {date}"},
+    "status.expired": {"zh": "已过期", "en": "Expired"},
+    "group.join": {"zh": "加入{store}社群", "en": "Join {store}'s group"},
+    "group.hint": {"zh": "长按识别二维码，或点此链接入群", "en": "Long-press the QR, or tap the link"},
+    "mine.title": {"zh": "我的券", "en": "My coupons"},
+    "mine.empty": {"zh": "还没有优惠券", "en": "No coupons yet"},
+    "phone.label": {"zh": "手机号（选填，用于找回优惠券）",
+                    "en": "Phone (optional, to recover your coupons)"},
+    "phone.consent": {"zh": "我愿意接收门店优惠信息", "en": "Send me the stores' offers"},
+    "phone.save": {"zh": "保存", "en": "Save"},
+    "phone.saved": {"zh": "已保存", "en": "Saved"},
+    "phone.bad": {"zh": "手机号格式不正确", "en": "That phone number is not valid"},
+    "error.csrf": {"zh": "页面已过期，请返回刷新后重试", "en": "This page expired: reload it and try again"},
+    "error.rate": {"zh": "操作太频繁，请一分钟后再试", "en": "Too many tries: wait a minute"},
+    "error.not_found": {"zh": "页面不存在", "en": "Page not found"},
+    "error.busy": {"zh": "系统繁忙，请稍后再试，不会重复领取",
+                   "en": "Busy: try again shortly (nothing is claimed twice)"},
+}
+
+
+def t(key: str, lang: str = DEFAULT_LANG, **values: Any) -> str:
+    """The text for ``key`` in ``lang`` (falling back to Chinese), formatted with ``values``."""
+    entry = WORDS[key]
+    text = entry.get(lang) or entry[DEFAULT_LANG]
+    return text.format(**values) if values else text
+
+
+def benefit(b: tokens.Benefit, lang: str) -> str:
+    """A benefit in words, as the till says it."""
+    return i18n.benefit_text({"kind": b.kind.name.lower(), "value": b.value, "item": b.item},
+                             lang if lang in i18n.LANGS else i18n.DEFAULT_LANG)
+
+
+def date(ts: float | int) -> str:
+    """A local ``YYYY-MM-DD HH:MM``."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(ts)))
+
+
+def pick_lang(chosen: str | None, accept_language: str) -> str:
+    """The page language: the customer's switch, else ``Accept-Language``, else Chinese.
+
+    Of ``zh`` and ``en``, the one ``Accept-Language`` ranks higher wins; neither: Chinese.
+    """
+    if chosen in LANGS:
+        return str(chosen)
+    best, best_q = DEFAULT_LANG, 0.0
+    for part in accept_language.split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGS and q > best_q:
+            best, best_q = primary, q
+    return best
