@@ -224,6 +224,8 @@ class _Reader:
             b = self._take(1)[0]
             n |= (b & 0x7F) << shift
             if not b & 0x80:
+                if b == 0 and shift:  # an overlong form: the writer never makes it
+                    raise ValueError("varint not in its shortest form")
                 return n
             shift += 7
             if shift > 35:

@@ -93,6 +93,10 @@ def test_claim_gives_a_coupon_the_box_accepts_once(web: WebHq) -> None:
     assert token.token.stores == (STORE,) and token.token.channel is tokens.Channel.WELCOME
     assert "state=" + STORE in page.text  # the group join link carries the store
     assert RECEIPT not in page.text
+    # HQ's own record of the coupon's limits, which fan-out and conflicts go by.
+    assert web.db.query("SELECT kind, campaign_id, eligible, max_uses FROM hq_issued"
+                        " WHERE code_id=?", (token.token.code_id,)) == [
+        ("coupon", token.token.campaign_id, STORE, 1)]
 
 
 def test_reload_retry_and_a_second_phone_mint_nothing_more(web: WebHq) -> None:
