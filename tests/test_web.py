@@ -13,10 +13,11 @@ import pytest
 from edge import tokens
 from edge.events import EventType
 from hq.ingest.eventstore import EventStore
+from hq.issuing.registry import DeviceRegistry
 from hq.web.app import ROUTES
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
 from hq.web.words import WORDS
-from sync.contract import EventBatch, Topics
+from sync.contract import EventBatch, Topics, sign_device_message
 from tests.factory import DEVICE, STORE
 from tests.web_support import (
     JOIN_URL,
@@ -250,7 +251,12 @@ def test_my_coupons_status_follows_ingested_events(web: WebHq) -> None:
     events = [e for e in web.box.ledger.pending_events(1000)]
     assert any(e.type == EventType.DECISION for e in events)
     payload, ctype = EventBatch(STORE, DEVICE, [e.to_wire(STORE, DEVICE) for e in events]).encode()
-    EventStore(web.db, Topics()).handle(Topics().events(STORE, DEVICE), payload, ctype)
+    topic = Topics().events(STORE, DEVICE)
+    # As ingest does: HQ believes the batch because the registered box signed it.
+    out = EventStore(web.db, Topics(), DeviceRegistry(web.home)).handle(
+        topic, payload, ctype, signature=sign_device_message(web.box.device_key, topic, ctype,
+                                                             payload))
+    assert out.new == len(events)
     listed = phone.get("/me").text
     assert "已在望京店使用" in listed and "未使用" not in listed
 
