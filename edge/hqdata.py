@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from edge import keys
+from edge import keys, wire
 from edge.rules import PICKUP_NUMBER
 
 SIGN_DOMAIN: Final = b"store-edge/hq-envelope/v1\n"
@@ -26,6 +26,10 @@ SIGN_DOMAIN: Final = b"store-edge/hq-envelope/v1\n"
 
 class ContractError(ValueError):
     """A message does not follow the contract; the message says how."""
+
+
+class TooLargeError(ContractError):
+    """A message is over its byte limit (before or after inflating): refused unread."""
 
 
 class UnsignedError(ContractError):
@@ -125,16 +129,20 @@ def open_envelope(env: Envelope, trusted: list[keys.TrustedKey], now: float) -> 
         raise ContractError(f"bad envelope payload: {exc}") from None
 
 
-def json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """Parse bytes that must hold one JSON object.
+def json_object(raw: bytes, what: str, limit: int = wire.MAX_HQ_MESSAGE) -> dict[str, Any]:
+    """Parse bytes that must hold one JSON object, within ``edge.wire``'s bounds.
 
     Raises:
-        ContractError: not JSON, or not an object; the message names ``what``.
+        TooLargeError: over ``limit`` bytes (nothing was parsed).
+        ContractError: not JSON, nested too deep, or not an object; the message names
+            ``what``.
     """
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ContractError(f"{what} is not JSON: {exc}") from None
+        obj = wire.loads(raw, what, limit)
+    except wire.WireError as exc:
+        if exc.reason is wire.Bound.TOO_LARGE:
+            raise TooLargeError(str(exc)) from None
+        raise ContractError(str(exc)) from None
     if not isinstance(obj, dict):
         raise ContractError(f"{what} must be a JSON object")
     return obj

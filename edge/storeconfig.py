@@ -71,6 +71,7 @@ class Rejection(enum.StrEnum):
     WRONG_STORE = "wrong_store"  # meant for another store
     STALE = "stale"  # a version at or below the applied one (replayed or out of order)
     INVALID = "invalid"  # signed and fresh, but the body breaks the schema
+    TOO_LARGE = "too_large"  # over the byte limit (edge.wire): refused unread
 
 
 class CampaignState(enum.StrEnum):
@@ -278,20 +279,25 @@ def _reading(ledger: Ledger, conn: sqlite3.Connection,
 def record_rejection(ledger: Ledger, reason: Rejection, detail: str,
                      kind: DataKind | None = None, version: int | None = None,
                      store: str | None = None,
-                     wall_clock: Callable[[], float] = time.time) -> ApplyResult:
+                     wall_clock: Callable[[], float] = time.time,
+                     count: int = 1) -> ApplyResult:
     """Record a refused HQ message: a ``config_rejected`` event and a log line.
 
     Used by ``sync`` for refusals found before a payload can be read (unsigned, tampered)
-    and by the ``apply_*`` functions for the rest.
+    and by the ``apply_*`` functions for the rest. ``count`` > 1: one event standing for
+    that many refusals of this reason (``sync.inbound`` coalesces junk); the body then
+    carries ``count``.
     """
     log.warning("refused HQ %s v%s: %s: %s", kind.value if kind else "message", version,
                 reason.value, detail)
+    body: dict[str, object] = {"kind": kind.value if kind else None, "version": version,
+                               "store": store, "reason": reason.value, "detail": detail[:500]}
+    if count != 1:
+        body["count"] = count
     with ledger.immediate() as conn:
         reading = _reading(ledger, conn, wall_clock)
         seq, _ = ledger.append_event(
-            conn, EventType.CONFIG_REJECTED, reading.now, reading.trusted,
-            {"kind": kind.value if kind else None, "version": version, "store": store,
-             "reason": reason.value, "detail": detail[:500]})
+            conn, EventType.CONFIG_REJECTED, reading.now, reading.trusted, body)
         if kind in (None, DataKind.CONFIG):
             ledger.put_setting(conn, LAST_REJECTION_SETTING,
                                {"version": version, "reason": reason.value,

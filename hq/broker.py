@@ -19,6 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.wire import HQ_MAX_PACKET
 from sync.contract import CONTENT_JSON, DEFAULT_ROOT, QOS, Topics
 
 DEFAULT_HOST = "127.0.0.1"
@@ -117,9 +118,14 @@ def set_nodelay(client: mqtt.Client) -> None:
 
 
 def connect_properties(session_expiry_s: int) -> Properties:
-    """CONNECT properties: a session that outlives the connection by ``session_expiry_s``."""
+    """CONNECT properties: a session that outlives the connection by ``session_expiry_s``.
+
+    Also the MQTT 5 Maximum Packet Size (``edge.wire.HQ_MAX_PACKET``): the broker drops a
+    bigger message for HQ rather than sending it (``docs/security.md``, "Inbound limits").
+    """
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry_s
+    props.MaximumPacketSize = HQ_MAX_PACKET
     return props
 
 

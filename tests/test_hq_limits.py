@@ -1,0 +1,31 @@
+"""HQ ingest against a real mosquitto: a zlib bomb and a deep batch are refused and recorded."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from sync.contract import CONTENT_JSON_ZLIB
+from tests.hq_support import TOPICS, Hq, RawBox, event, hq_fixture, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.network
+
+DEEP = b"[" * 50_000 + b"]" * 50_000  # ~100 KB: RecursionError in a bare json.loads
+
+
+def test_hq_ingest_records_a_bomb_and_a_deep_batch_and_goes_on(hq: Hq) -> None:
+    """GIVEN an HQ ingest worker on a real broker WHEN a box publishes a zlib bomb and a
+    ~100 KB deeply nested batch, then a good batch THEN both bad ones are `bad_batch` rejects
+    saying why (acknowledged, not redelivered) and the good batch is stored."""
+    w = hq.worker()
+    box = RawBox(hq.broker, "S1", "D1")
+    box.raw(TOPICS.events("S1", "D1"), zlib.compress(b" " * (64 << 20), 9), CONTENT_JSON_ZLIB)
+    box.raw(TOPICS.events("S1", "D1"), DEEP)
+    box.send([event("S1", "D1", 1)])
+    wait_until(lambda: w.counters.messages == 3, what="three messages handled")
+    rows = hq.dbs[0].query("SELECT reason, detail FROM hq_reject ORDER BY id")
+    assert [r[0] for r in rows] == ["bad_batch", "bad_batch"]
+    assert "inflates past" in rows[0][1] and "nested deeper" in rows[1][1]
+    assert hq.count() == 1
+    box.close()
