@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge import tokens
+from edge.credentials import has_password, read_secret, redact
 from edge.keys import Purpose
 from edge.qrfit import CODE_MAX_VERSION, build_qr, qr_version
 from edge.rules import PICKUP_NUMBER
@@ -126,8 +127,20 @@ def cmd_verify_card(args: argparse.Namespace) -> int:
     return 0 if result.outcome is CardCheck.VALID else 1
 
 
+DB_URL_ENV = "HQ_DB_URL"
+
+
 def _db(args: argparse.Namespace) -> Database:
-    return Database(args.db or default_url(args.home))
+    """The database from --db, HQ_DB_URL or --db-url-file, else SQLite in the HQ home.
+
+    A URL with a password only from the last two: ps shows a command line to every user.
+    """
+    if args.db and has_password(args.db):
+        raise ValueError(f"--db {redact(args.db)} carries a password, which ps shows to every "
+                         f"user: set {DB_URL_ENV} or use --db-url-file")
+    url = args.db or os.environ.get(DB_URL_ENV) or (
+        read_secret(args.db_url_file, "--db-url-file") if args.db_url_file else None)
+    return Database(url or default_url(args.home))
 
 
 def cmd_push_config(args: argparse.Namespace) -> int:
@@ -195,6 +208,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_arguments(sp: argparse.ArgumentParser, db_help: str) -> None:
+    sp.add_argument("--db", help=db_help + f"; with a password: {DB_URL_ENV} or --db-url-file")
+    sp.add_argument("--db-url-file", help="file holding the database URL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge-hq`` argument parser."""
     p = argparse.ArgumentParser(prog="edge-hq", description="store-edge HQ tool")
@@ -252,13 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("file", type=Path)
         sp.add_argument("--store", required=True)
         sp.add_argument("--key-id", help="HQ config key (default: newest)")
-        sp.add_argument("--db", help=db_help)
+        _db_arguments(sp, db_help)
         if name == "push-config":
             sp.add_argument("--version", type=int, help="explicit version (default: next)")
         add_arguments(sp)
         sp.set_defaults(func=func)
     sp = sub.add_parser("ingest", help="store events from the broker (shared subscription)")
-    sp.add_argument("--db", help=db_help)
+    _db_arguments(sp, db_help)
     sp.add_argument("--group", default=DEFAULT_GROUP, help="shared-subscription group")
     sp.add_argument("--client-id", help="stable per worker (its session lives at the broker)")
     sp.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S,
@@ -270,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(sp)
     sp.set_defaults(func=cmd_ingest)
     sp = sub.add_parser("report", help="per-store figures from the HQ database")
-    sp.add_argument("--db", help=db_help)
+    _db_arguments(sp, db_help)
     sp.add_argument("--since", type=_time, help="only events from then (Unix, ISO, -7d)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_report)
