@@ -27,7 +27,7 @@ from hq.db import Database, DbError, default_url
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
 from hq.issuing import keystore
-from hq.issuing.codes import CardCheck, sign_token, verify_card
+from hq.issuing.codes import CardCheck, random_pickup_number, sign_token, verify_card
 from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
 from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
@@ -105,6 +105,9 @@ def cmd_issue_coupon(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_pickup(args: argparse.Namespace) -> int:
+    if args.number is None:  # HQ's default: random, 6 digits
+        args.number = random_pickup_number()
+        print(f"edge-hq: pickup number {args.number}", file=sys.stderr)
     if not PICKUP_NUMBER.fullmatch(args.number):
         raise ValueError(f"pickup number {args.number!r} must be 3-8 digits")
     key = keystore.signing_key(args.home, Purpose.PICKUP, args.key_id)
@@ -257,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--order", required=True)
             sp.add_argument("--store", required=True)
-            sp.add_argument("--number", required=True, help="short pickup number, 3-8 digits")
+            sp.add_argument("--number", help="short pickup number, 3-8 digits (default: 6 "
+                                              "random digits, printed on stderr)")
             sp.add_argument("--window-start", type=_time, default=_time("now"))
             sp.add_argument("--window-end", type=_time, default=_time("+4h"))
             sp.add_argument("--items", default="")

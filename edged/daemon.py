@@ -421,7 +421,8 @@ class Daemon:
                 raise ApiError(ErrorCode.INTERNAL, f"not recorded: {exc}") from None
             return v.to_dict()
         if op is Op.CHECK:
-            return self.box.counter.check(_arg(args, "code", str)).to_dict()
+            return self.box.counter.check(_arg(args, "code", str),
+                                          _arg(args, "till", str, "")).to_dict()
         if op is Op.VOID:
             try:
                 return self.box.counter.void(_arg(args, "decision_id", int),

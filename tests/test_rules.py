@@ -80,6 +80,11 @@ def _forged(hq: Hq, box: Box) -> str:
     return tokens.assemble(other, parsed.signature)  # a real signature over other bytes
 
 
+def _five_misses_at_t1(hq: Hq, box: Box) -> None:
+    for n in range(5):
+        box.counter.redeem(f"90000{n}", till="T1", source="keyboard")
+
+
 def _card(hq: Hq, box: Box) -> str:
     return tokens.code_from_url(box.issue_card().url)
 
@@ -105,6 +110,7 @@ CASES = [
     Case(Reason.OUTSIDE_PICKUP_WINDOW,
          lambda hq, box: hq.pickup(window_end=int(NOW - 3 * 3600))),  # past the 2 h grace
     Case(Reason.UNKNOWN_PICKUP_NUMBER, lambda hq, box: "4242"),
+    Case(Reason.TOO_MANY_ATTEMPTS, lambda hq, box: "4242", _five_misses_at_t1),
     Case(Reason.NOT_REDEEMABLE, _card),
 ]
 
