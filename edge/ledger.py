@@ -343,6 +343,20 @@ class Ledger:
         row = self.conn.execute("SELECT at FROM trusted_time WHERE id=1").fetchone()
         return float(row[0]) if row else 0.0
 
+    def trusted_time_source(self, conn: sqlite3.Connection) -> tuple[float, str]:
+        """``(at, source)`` of the trusted time (``(0.0, "")`` if never set)."""
+        row = conn.execute("SELECT at, source FROM trusted_time WHERE id=1").fetchone()
+        return (float(row[0]), str(row[1])) if row else (0.0, "")
+
+    def correct_trusted_time(self, conn: sqlite3.Connection, at: float, source: str) -> None:
+        """Set the trusted time to ``at``, even if earlier.
+
+        Only for HQ-signed time correcting one that ran ahead (``edge.storeconfig``).
+        """
+        conn.execute("INSERT INTO trusted_time(id, at, source) VALUES (1, ?, ?)"
+                     " ON CONFLICT(id) DO UPDATE SET at=excluded.at, source=excluded.source",
+                     (at, source))
+
     def advance_trusted_time(self, conn: sqlite3.Connection, at: float, source: str) -> bool:
         """Move the trusted time forward to ``at`` (never back). Returns whether it moved."""
         cur = conn.execute(

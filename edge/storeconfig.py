@@ -358,6 +358,8 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
                                 DataKind.CONFIG, data.version, data.store, wall_clock)
     with ledger.immediate() as conn:
         moved = ledger.advance_trusted_time(conn, data.issued_at, f"hq-config-v{data.version}")
+        if not moved:
+            _correct_time_ahead(ledger, conn, data, wall_clock)
         conn.execute("DELETE FROM trusted_key")
         for key in cfg.keys:
             ledger.put_trusted_key(conn, key)
@@ -382,6 +384,26 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
     log.info("applied config v%s (was v%s): %d keys, %d campaigns, %d revoked codes",
              data.version, applied, len(cfg.keys), len(cfg.campaigns), len(cfg.revoked))
     return ApplyResult(DataKind.CONFIG, data.version, Outcome.APPLIED, event_seq=seq, changed=1)
+
+
+def _correct_time_ahead(ledger: Ledger, conn: sqlite3.Connection, data: HqData,
+                        wall_clock: Callable[[], float]) -> None:
+    """Pull back a trusted time NTP set too far past this config's ``issued_at``.
+
+    More than ``clock.CORRECT_AHEAD_S`` ahead: a forged or broken time server. A ``clock``
+    event records the correction.
+    """
+    trusted, source = ledger.trusted_time_source(conn)
+    if source != "ntp" or trusted - data.issued_at <= clock.CORRECT_AHEAD_S:
+        return
+    ledger.correct_trusted_time(conn, data.issued_at, f"hq-config-v{data.version}")
+    reading = _reading(ledger, conn, wall_clock)
+    ledger.append_event(conn, EventType.CLOCK, reading.now, reading.trusted,
+                        {"corrected": True, "from": trusted, "to": data.issued_at,
+                         "source": f"hq-config-v{data.version}"})
+    log.warning("trusted time %.0f (set by NTP) was %.0f s ahead of HQ's signed config v%s: "
+                "corrected to %.0f", trusted, trusted - data.issued_at, data.version,
+                data.issued_at)
 
 
 def _apply_data(ledger: Ledger, identity: Identity, data: HqData, kind: DataKind,

@@ -396,6 +396,7 @@ class Daemon:
             "printer": printer, "scanner": scanner, "camera": self.parts["camera"].to_dict(),
             "sync": self.parts["sync"].to_dict(),
             "clock_trusted": reading.trusted, "clock": reading.now,
+            "clock_jump": self.box.clock_jump,
             "config_version": self.box.ledger.setting("config_version"),
             "software_version": software_version(),
             "simulate": self.cfg.simulate, "started_at": self.started, "scans": self.scans,
