@@ -47,9 +47,14 @@ def init_home(home: Path, store_id: str, device_id: str, trust: list[TrustedKey]
     key_path = home / "device.key"
     if key_path.exists():
         raise ConfigError(f"{key_path} already exists: this home is initialised")
-    (home / config.CONFIG_NAME).write_text(
-        f'[store]\nid = "{store_id}"\ndevice = "{device_id}"\nname = {json.dumps(store_name)}\n'
-        f"\n[card]\nurl_base = {json.dumps(url_base)}\n", encoding="utf-8")
+    # The service user's alone: edge.toml may hold the broker password, the ledger every
+    # decision (the cashier reaches the daemon through the API socket, not these files).
+    os.chmod(home, 0o700)
+    fd = os.open(home / config.CONFIG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f'[store]\nid = "{store_id}"\ndevice = "{device_id}"\n'
+                f"name = {json.dumps(store_name)}\n"
+                f"\n[card]\nurl_base = {json.dumps(url_base)}\n")
     key = SigningKey.generate(device_id)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -38,6 +38,10 @@ AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL at most, if nothing else checkpoi
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "void_window_s": 15 * 60,
+    # Voids per box in the last void_shift_s, then refused (HQ config void_shift_limit;
+    # docs/security.md, "On the box"): bounds redeem-void-redeem-again at the counter.
+    "void_shift_limit": 5,
+    "void_shift_s": 8 * 3600,
     "pickup_late_grace_s": 2 * 3600,
     "clock_skew_s": 120,
     "config_version": 0,

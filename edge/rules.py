@@ -324,6 +324,13 @@ class Counter:
         if now - row[2] > window:
             return ("window_passed",
                     f"decision {decision_id} is older than the {window // 60}-minute void window")
+        limit, shift = int(self.ledger.setting("void_shift_limit")), self.ledger.setting(
+            "void_shift_s")
+        done = conn.execute("SELECT COUNT(*) FROM decision WHERE voided_at > ?",
+                            (now - shift,)).fetchone()[0]
+        if limit and done >= limit:
+            return ("shift_limit", f"{done} voids in the last {shift / 3600:g} h, the limit at "
+                                   "this store: a manager asks HQ (HQ sees every void)")
         return None
 
 

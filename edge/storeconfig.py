@@ -42,7 +42,7 @@ from edge.hqdata import (
     decode_remote_uses,
 )
 from edge.keys import Purpose, TrustedKey, parse_trust
-from edge.ledger import Ledger
+from edge.ledger import DEFAULT_SETTINGS, Ledger
 from edge.orders import upsert_order
 from edge.rules import Identity
 
@@ -54,6 +54,7 @@ VERSION_SETTING: Final = {DataKind.CONFIG: "config_version", DataKind.ORDERS: "o
                           DataKind.REMOTE_USES: "remote_uses_version"}
 CONFIG_DIGEST_SETTING: Final = "config_digest"
 LAST_REJECTION_SETTING: Final = "config_last_rejection"
+DEFAULT_VOID_SHIFT_LIMIT: Final = int(DEFAULT_SETTINGS["void_shift_limit"])
 
 
 class StoreConfigError(ValueError):
@@ -145,6 +146,7 @@ class StoreConfig:
     revoked: tuple[RevokedConfig, ...]
     void_window_s: int
     sync: SyncPolicy = field(default_factory=SyncPolicy)
+    void_shift_limit: int = DEFAULT_VOID_SHIFT_LIMIT  # voids per box per shift (0: none)
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body form (what HQ signs); :func:`parse_config` reads it back."""
@@ -161,10 +163,14 @@ class StoreConfig:
             "revoked": [{"code_id": r.code_id, "reason": r.reason} for r in self.revoked],
             "void_window_s": self.void_window_s,
             "sync": asdict(self.sync),
+            # Only when not the default: a box older than the field refuses it (upgrade first).
+            **({"void_shift_limit": self.void_shift_limit}
+               if self.void_shift_limit != DEFAULT_VOID_SHIFT_LIMIT else {}),
         }
 
 
-_TOP = {"schema", "store", "printer", "campaigns", "keys", "revoked", "void_window_s", "sync"}
+_TOP = {"schema", "store", "printer", "campaigns", "keys", "revoked", "void_window_s", "sync",
+        "void_shift_limit"}
 
 
 def parse_config(body: Any, identity: Identity, issued_at: float) -> StoreConfig:
@@ -200,8 +206,10 @@ def parse_config(body: Any, identity: Identity, issued_at: float) -> StoreConfig
                     for i, r in enumerate(_list(obj.get("revoked", []), "revoked")))
     _unique([r.code_id for r in revoked], "revoked", "code_id")
     void_window = _int(obj.get("void_window_s", 15 * 60), "void_window_s", 0, 7 * 86400)
+    void_limit = _int(obj.get("void_shift_limit", DEFAULT_VOID_SHIFT_LIMIT), "void_shift_limit",
+                      0, 1000)
     return StoreConfig(_text(store.get("name", ""), "store.name"), card, campaigns, keys,
-                       revoked, void_window, SyncPolicy.parse(obj.get("sync", {})))
+                       revoked, void_window, SyncPolicy.parse(obj.get("sync", {})), void_limit)
 
 
 def _campaign(obj: Any, where: str) -> CampaignConfig:
@@ -371,6 +379,7 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
                          [(r.code_id, r.reason) for r in cfg.revoked])
         for name, value in (("store_name", cfg.store_name), ("card_texts", asdict(cfg.card)),
                            ("void_window_s", cfg.void_window_s),
+                           ("void_shift_limit", cfg.void_shift_limit),
                            ("sync_policy", asdict(cfg.sync)),
                            ("config_version", data.version), (CONFIG_DIGEST_SETTING, digest),
                            ("config_issued_at", data.issued_at)):
