@@ -57,12 +57,22 @@ class Coalescer(Generic[K]):
         return False
 
     def due(self, now: float, force: bool = False) -> list[tuple[K, Tally]]:
-        """The counts whose interval has ended (every count with ``force``), removed."""
+        """The counts whose interval has ended (every count with ``force``), removed.
+
+        Keys whose interval ended are forgotten, so memory follows the keys seen lately.
+        """
         out = [(k, t) for k, t in self._tallies.items()
                if force or now - self._opened[k] >= self.interval_s]
         for k, _ in out:
             del self._tallies[k]
+        for k in [k for k, at in self._opened.items()
+                  if now - at >= self.interval_s and k not in self._tallies]:
+            del self._opened[k]
         return out
+
+    def __len__(self) -> int:
+        """How many keys have an open interval."""
+        return len(self._opened)
 
     @property
     def pending(self) -> int:

@@ -29,3 +29,19 @@ def test_hq_ingest_records_a_bomb_and_a_deep_batch_and_goes_on(hq: Hq) -> None:
     assert "inflates past" in rows[0][1] and "nested deeper" in rows[1][1]
     assert hq.count() == 1
     box.close()
+
+
+def test_a_flooding_device_gets_rows_but_not_copies(hq: Hq) -> None:
+    """GIVEN an ingest worker WHEN one device publishes 50 junk batches of 100 KB in a row
+    THEN each is a reject row (acknowledged), the first keeps the whole payload and the
+    rest only a preview, so the flood costs rows, not 5 MB of copies."""
+    w = hq.worker()
+    box = RawBox(hq.broker, "S1", "D1")
+    for i in range(50):
+        box.raw(TOPICS.events("S1", "D1"), b"%d" % i + b"x" * 100_000)
+    wait_until(lambda: w.counters.messages == 50, what="50 messages handled")
+    rows = hq.dbs[0].query("SELECT raw, detail FROM hq_reject ORDER BY id")
+    assert len(rows) == 50
+    assert rows[0][0] is not None and all(raw is None or len(raw) < 200 for raw, _ in rows[1:])
+    assert all("payload not kept" in detail for _, detail in rows[1:])
+    box.close()
