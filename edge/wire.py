@@ -106,22 +106,30 @@ def loads(raw: bytes | str, what: str, limit: int = MAX_HQ_MESSAGE,
         raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise WireError(Bound.NOT_JSON, f"{what} is not JSON: {exc}") from None
-    if not _depth_within(obj, max_depth):
+    # Fewer openers than the bound cannot nest past it: small messages skip the walk.
+    openers = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else (
+        raw.count("[") + raw.count("{"))
+    if openers > max_depth and not _depth_within(obj, max_depth):
         raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}")
     return obj
 
 
 def _depth_within(obj: object, max_depth: int) -> bool:
-    """Whether ``obj``'s containers nest at most ``max_depth`` deep (breadth first)."""
-    level: list[dict[str, Any] | list[Any]] = [obj] if isinstance(obj, (dict, list)) else []
+    """Whether ``obj``'s containers nest at most ``max_depth`` deep (breadth first).
+
+    ``type() is`` rather than ``isinstance``: JSON gives exact dicts and lists, and this runs
+    over every value of every event batch HQ ingests (half the cost of an isinstance walk).
+    """
+    level: list[Any] = [obj] if type(obj) is dict or type(obj) is list else []
     depth = 0
     while level:
         depth += 1
         if depth > max_depth:
             return False
-        deeper: list[dict[str, Any] | list[Any]] = []
+        deeper: list[Any] = []
+        more = deeper.extend
         for o in level:
-            values = o.values() if isinstance(o, dict) else o
-            deeper.extend(v for v in values if isinstance(v, (dict, list)))
+            more([v for v in (o.values() if type(o) is dict else o)
+                  if type(v) is dict or type(v) is list])
         level = deeper
     return True
