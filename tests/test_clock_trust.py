@@ -4,7 +4,6 @@ pulls a trusted time that ran ahead back (the recovery through a real mosquitto)
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,9 +29,10 @@ from tests.sync_fixtures import (
     new_ledger,
     sealed,
 )
-from tests.test_sync_service import HQ1, _settings, until
+from tests.test_sync_service import HQ1, until
 from tests.test_sync_service import Box as SyncBox
 
+pytest_plugins = ["tests.sync_service_fixtures"]  # hq_listener, sync_box
 YEAR = 365 * 86400.0
 
 
@@ -86,25 +86,6 @@ def test_repeated_small_jumps_cannot_add_up(box: Box) -> None:
     assert box.note_synchronised_clock(lambda: True, lambda: NOW + step, mono)
     assert not box.note_synchronised_clock(lambda: True, lambda: NOW + 2 * step, mono)
     assert box.ledger.trusted_time() == NOW + step
-
-
-@pytest.fixture
-def hq_listener(broker: Broker) -> Iterator[HqListener]:
-    """HQ's raw client publishing the store's config."""
-    h = HqListener(broker)
-    h.start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-async def sync_box(tmp_path: Path, broker: Broker) -> AsyncIterator[SyncBox]:
-    """A box ledger and its sync service (started by the test)."""
-    b = SyncBox(tmp_path / "box.sqlite", _settings(broker.port))
-    yield b
-    if b.task is not None:
-        await b.stop()
-    b.ledger.close()
 
 
 @pytest.mark.network

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,9 @@ from tests.sync_fixtures import (
     new_ledger,
     sealed,
 )
-from tests.test_sync_service import HQ1, Box, _settings, until
+from tests.test_sync_service import HQ1, Box, until
+
+pytest_plugins = ["tests.sync_service_fixtures"]  # hq_listener, sync_box
 
 pytestmark = pytest.mark.network
 
@@ -44,86 +45,67 @@ TOPICS = Topics("se")
 DEEP = b"[" * 50_000 + b"]" * 50_000  # ~100 KB: RecursionError in json.loads
 
 
-@pytest.fixture
-def hq(broker: Broker) -> Iterator[HqListener]:
-    """HQ's raw client, publishing to the box's topics."""
-    h = HqListener(broker)
-    h.start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-async def box(tmp_path: Path, broker: Broker) -> AsyncIterator[Box]:
-    """A box's ledger and sync service (started by the test)."""
-    b = Box(tmp_path / "box.sqlite", _settings(broker.port))
-    yield b
-    if b.task is not None:
-        await b.stop()
-    b.ledger.close()
-
-
 def _rejections(ledger: Ledger) -> list[dict[str, object]]:
     return events_of(ledger, EventType.CONFIG_REJECTED)
 
 
 async def test_deep_json_on_config_and_data_is_refused_acknowledged_once(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: Broker, hq_listener: HqListener, sync_box: Box) -> None:
     """GIVEN a running box WHEN a ~100 KB deeply nested JSON is published, retained, on its
     config topic and on its data topic THEN each is one recorded `malformed` refusal naming
     the depth, the connection never drops (no redelivery loop), and a good config published
     afterwards is applied."""
-    box.start()
-    await until(lambda: bool(box.states) and box.states[-1].online, what="online")
-    hq.publish(TOPICS.config(STORE), DEEP, retain=True)
-    hq.publish(TOPICS.data(STORE), DEEP)
-    await until(lambda: len(_rejections(box.ledger)) >= 2, what="two refusals")
-    hq.publish(TOPICS.config(STORE), sealed(HQ1, DataKind.CONFIG, 3, config_body(HQ1)),
+    sync_box.start()
+    await until(lambda: bool(sync_box.states) and sync_box.states[-1].online, what="online")
+    hq_listener.publish(TOPICS.config(STORE), DEEP, retain=True)
+    hq_listener.publish(TOPICS.data(STORE), DEEP)
+    await until(lambda: len(_rejections(sync_box.ledger)) >= 2, what="two refusals")
+    hq_listener.publish(TOPICS.config(STORE), sealed(HQ1, DataKind.CONFIG, 3, config_body(HQ1)),
                retain=True)
-    await until(lambda: box.ledger.setting("config_version") == 3, what="good config applied")
-    refused = _rejections(box.ledger)
+    await until(lambda: sync_box.ledger.setting("config_version") == 3, what="good config applied")
+    refused = _rejections(sync_box.ledger)
     assert [(r["reason"], r["kind"]) for r in refused] == [("malformed", "config"),
                                                            ("malformed", None)]
     assert all("nested deeper than" in str(r["detail"]) for r in refused)
-    first_online = next(i for i, s in enumerate(box.states) if s.online)
-    assert all(s.online for s in box.states[first_online:]), "the link dropped"
+    first_online = next(i for i, s in enumerate(sync_box.states) if s.online)
+    assert all(s.online for s in sync_box.states[first_online:]), "the link dropped"
 
 
 async def test_junk_flood_is_coalesced_into_a_count(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: Broker, hq_listener: HqListener, sync_box: Box) -> None:
     """GIVEN a running box WHEN 2,000 junk messages arrive on its config topic THEN the first
     is recorded at once and the rest as one event whose count makes 2,000 in all, after the
     box stops (nothing counted is lost); the box stayed online throughout."""
-    box.start()
-    await until(lambda: bool(box.states) and box.states[-1].online, what="online")
+    sync_box.start()
+    await until(lambda: bool(sync_box.states) and sync_box.states[-1].online, what="online")
     for i in range(2000):
-        hq.client.publish(TOPICS.config(STORE), b"junk %d" % i, qos=1)
-    hq.publish(TOPICS.config(STORE), sealed(HQ1, DataKind.CONFIG, 3, config_body(HQ1)))
-    await until(lambda: box.ledger.setting("config_version") == 3, timeout=60,
+        hq_listener.client.publish(TOPICS.config(STORE), b"junk %d" % i, qos=1)
+    hq_listener.publish(TOPICS.config(STORE), sealed(HQ1, DataKind.CONFIG, 3, config_body(HQ1)))
+    await until(lambda: sync_box.ledger.setting("config_version") == 3, timeout=60,
                 what="the good config after the junk")
-    assert len(_rejections(box.ledger)) == 1
-    first_online = next(i for i, s in enumerate(box.states) if s.online)
-    assert all(s.online for s in box.states[first_online:]), "the link dropped"
-    await box.stop()
-    refused = _rejections(box.ledger)
+    assert len(_rejections(sync_box.ledger)) == 1
+    first_online = next(i for i, s in enumerate(sync_box.states) if s.online)
+    assert all(s.online for s in sync_box.states[first_online:]), "the link dropped"
+    await sync_box.stop()
+    refused = _rejections(sync_box.ledger)
     assert [r["reason"] for r in refused] == ["malformed", "malformed"]
     assert 1 + int(str(refused[1]["count"])) == 2000
     assert "1999 more refused" in str(refused[1]["detail"])
 
 
 async def test_oversized_message_never_reaches_the_box(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: Broker, hq_listener: HqListener, sync_box: Box) -> None:
     """GIVEN a running box (it announces the MQTT 5 Maximum Packet Size) WHEN a 3 MB message
     is published, retained, on its config topic THEN the broker never delivers it (nothing is
     recorded, the box stays online), and a good config published next is applied."""
-    box.start()
-    await until(lambda: bool(box.states) and box.states[-1].online, what="online")
-    hq.publish(TOPICS.config(STORE), b"[" + b"1," * (3 << 19) + b"1]", retain=True)
-    hq.publish(TOPICS.data(STORE), sealed(HQ1, DataKind.CONFIG, 3, config_body(HQ1)))
-    await until(lambda: len(_rejections(box.ledger)) == 1, what="the marker refused")
-    assert _rejections(box.ledger)[0]["reason"] == "wrong_kind"  # the marker, not the 3 MB
-    first_online = next(i for i, s in enumerate(box.states) if s.online)
-    assert all(s.online for s in box.states[first_online:]), "the link dropped"
+    sync_box.start()
+    await until(lambda: bool(sync_box.states) and sync_box.states[-1].online, what="online")
+    hq_listener.publish(TOPICS.config(STORE), b"[" + b"1," * (3 << 19) + b"1]", retain=True)
+    hq_listener.publish(TOPICS.data(STORE), sealed(HQ1, DataKind.CONFIG, 3, config_body(HQ1)))
+    await until(lambda: len(_rejections(sync_box.ledger)) == 1, what="the marker refused")
+    assert _rejections(sync_box.ledger)[0]["reason"] == "wrong_kind"  # the marker, not the 3 MB
+    first_online = next(i for i, s in enumerate(sync_box.states) if s.online)
+    assert all(s.online for s in sync_box.states[first_online:]), "the link dropped"
 
 
 def test_inbound_refuses_an_oversized_payload_unread(tmp_path: Path) -> None:

@@ -6,6 +6,9 @@ password; their /proc/PID/cmdline and every line they log are searched for the s
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from edge.box import Box, init_home
-from edge.keys import SigningKey
 from hq.db import Database
 from provisioning import brokerauth
 from provisioning.brokerauth import HQ_INGEST_USER, DeviceAccount
 from provisioning.localbroker import Broker, free_port
 from sync.contract import EventBatch, Topics
 from sync.settings import MqttSettings, SettingsError
+from tests.daemon_fixtures import make_home, running
 from tests.hq_support import event, wait_until
-from tests.sync_fixtures import DEVICE, STORE, trusted
+from tests.sync_fixtures import DEVICE, STORE
 from tests.test_broker_acl import connect
+from tests.test_sync_cli import _home
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,19 +72,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _box_home(tmp_path: Path, mqtt: str) -> Path:
-    home = tmp_path / "box"
-    init_home(home, STORE, DEVICE, [trusted(SigningKey.generate("HQ1"))])
-    with (home / "edge.toml").open("a", encoding="utf-8") as f:
-        f.write(f"\n[mqtt]\n{mqtt}\n")
-    box = Box.open(home)
-    try:
-        box.issue_card("R-1")
-    finally:
-        box.close()
-    return home
-
-
 @pytest.mark.parametrize("source", ["env", "file"])
 def test_edge_sync_takes_its_password_from_env_or_file_and_never_shows_it(
         tmp_path: Path, auth_broker: tuple[Broker, int], source: str) -> None:
@@ -100,7 +90,7 @@ def test_edge_sync_takes_its_password_from_env_or_file_and_never_shows_it(
         mqtt += f'\npassword_file = "{secret}"'
     else:
         extra["EDGE_MQTT_PASSWORD"] = BOX_PW
-    home = _box_home(tmp_path, mqtt)
+    home = _home(tmp_path, mqtt)
     out, err = tmp_path / "out.log", tmp_path / "err.log"
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen([sys.executable, "-m", "cli.edge", "--home", str(home), "sync",
@@ -193,3 +183,26 @@ def test_mqtt_settings_resolve_the_password_and_never_print_it(tmp_path: Path) -
     secret.write_text("")
     with pytest.raises(SettingsError, match="empty"):
         MqttSettings.from_mapping(table, environ={})
+
+
+async def test_edge_status_and_the_daemon_log_hold_no_password(
+        tmp_path: Path, auth_broker: tuple[Broker, int], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN the real daemon syncing to a broker that requires the box's password, given
+    in EDGE_MQTT_PASSWORD WHEN it is online and asked for its status THEN neither the status
+    the local API returns (what `edge status` prints) nor any line it logged holds it."""
+    broker, _hq_port = auth_broker
+    home = make_home(tmp_path)
+    with (home / "edge.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "{DEVICE}"\n'
+                "keepalive_s = 5\nbackoff_min_s = 0.05\nbackoff_max_s = 0.5\n")
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", BOX_PW)
+    caplog.set_level(logging.DEBUG)
+    async with running(home) as r:
+        for _ in range(200):
+            status = await r.client.request("status")
+            if status["online"]:
+                break
+            await asyncio.sleep(0.05)
+    assert status["online"], status["sync"]
+    assert BOX_PW not in json.dumps(status) and BOX_PW not in caplog.text
