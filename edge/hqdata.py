@@ -79,8 +79,11 @@ class Envelope:
             sig = base64.b64decode(obj["sig"], validate=True)
             if not isinstance(obj["payload"], str) or not isinstance(obj["key_id"], str):
                 raise TypeError("key_id and payload must be strings")
+            # JSON may escape a lone surrogate (\udddd): such a payload has no UTF-8 bytes
+            # to verify, so it is malformed rather than an exception later.
+            obj["payload"].encode("utf-8")
             return cls(obj["key_id"], obj["payload"], sig)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise ContractError(f"unsigned or malformed envelope: {exc}") from None
 
     def signed_bytes(self) -> bytes:
