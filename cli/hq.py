@@ -31,6 +31,7 @@ from hq.issuing.codes import CardCheck, random_pickup_number, sign_token, verify
 from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
 from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
+from provisioning import brokerauth
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}
 
@@ -114,6 +115,28 @@ def cmd_issue_pickup(args: argparse.Namespace) -> int:
     pickup = tokens.Pickup(key.key_id, args.order, args.store, args.number, args.window_start,
                            args.window_end, args.items, args.customer)
     return _emit_code(sign_token(key, pickup), args)
+
+
+def cmd_broker_auth(args: argparse.Namespace) -> int:
+    passwords = json.loads(read_secret(args.passwords, "--passwords"))
+    if not isinstance(passwords, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in passwords.items()):
+        raise ValueError(f"{args.passwords}: a JSON object of user -> non-empty password")
+    registry = keystore.load_devices(args.home)
+    missing = sorted(set(registry) - set(passwords))
+    if missing:
+        raise ValueError(f"no broker password for registered device(s) {missing}")
+    hq_users = {u: pw for u, pw in passwords.items()
+                if u in (brokerauth.HQ_INGEST_USER, brokerauth.HQ_PUBLISH_USER)}
+    unknown = sorted(set(passwords) - set(registry) - set(hq_users))
+    if unknown:
+        raise ValueError(f"{unknown}: neither a registered device nor an HQ user")
+    devices = [brokerauth.DeviceAccount(d["store"], device, passwords[device])
+               for device, d in sorted(registry.items())]
+    pw_file, acl_file = brokerauth.write_files(args.out, devices, hq_users, args.topic_root)
+    print(json.dumps({"devices": len(devices), "hq_users": sorted(hq_users),
+                      "password_file": str(pw_file), "acl_file": str(acl_file)}))
+    return 0
 
 
 def cmd_verify_card(args: argparse.Namespace) -> int:
@@ -234,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--store", required=True)
     sp.add_argument("--public-key", required=True)
     sp.set_defaults(func=cmd_register)
+    sp = sub.add_parser("broker-auth", help="mosquitto password file and ACL for the "
+                                            "registered devices (docs/security.md)")
+    sp.add_argument("--out", type=Path, required=True, help="folder for passwords and acl")
+    sp.add_argument("--passwords", type=Path, required=True,
+                    help="JSON file {user: password} for every device and HQ user")
+    sp.add_argument("--topic-root", default="se")
+    sp.set_defaults(func=cmd_broker_auth)
     sp = sub.add_parser("verify-card", help="check a packaging-card URL as the landing page does")
     sp.add_argument("url")
     sp.add_argument("--json", action="store_true")

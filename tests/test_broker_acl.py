@@ -6,6 +6,7 @@ HQ's workers use a listener of their own.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -20,6 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cli import hq as hq_cli
+from edge.keys import SigningKey
 from hq.broker import BrokerOptions, OneShot
 from hq.db import Database
 from hq.ingest.eventstore import EventStore
@@ -260,3 +263,34 @@ async def test_the_real_box_and_hq_workers_run_under_their_own_credentials(
         box.ledger.close()
         worker.stop()
         db.close()
+
+
+def test_edge_hq_broker_auth_writes_working_files_from_the_registry(tmp_path: Path) -> None:
+    """GIVEN two devices registered at HQ and a passwords file WHEN `edge-hq broker-auth`
+    runs THEN mosquitto started on its files admits BJ001-T1 with its password to its own
+    topics only; a registered device without a password is an error naming it."""
+    home = tmp_path / "hq"
+    for acct in (BJ, SH):
+        assert hq_cli.main(["--home", str(home), "register-device", "--device", acct.device,
+                            "--store", acct.store, "--public-key",
+                            SigningKey.generate(acct.device).public_key.hex()]) == 0
+    secrets_file = tmp_path / "broker-passwords.json"
+    secrets_file.write_text(json.dumps({BJ.device: BJ.password, **HQ_PASSWORDS}))
+    out = tmp_path / "auth"
+    assert hq_cli.main(["--home", str(home), "broker-auth", "--out", str(out),
+                        "--passwords", str(secrets_file)]) == 2  # SH002-T1 has none
+    secrets_file.write_text(json.dumps({BJ.device: BJ.password, SH.device: SH.password,
+                                        **HQ_PASSWORDS}))
+    assert hq_cli.main(["--home", str(home), "broker-auth", "--out", str(out),
+                        "--passwords", str(secrets_file)]) == 0
+    b = Broker(tmp_path / "broker", anonymous=False, listener_options=brokerauth.mosquitto_lines(
+        out / "passwords", out / "acl"))
+    b.start()
+    try:
+        bj, rc = connect(b.port, BJ.device, BJ.password)
+        assert not rc.is_failure
+        assert not bj.publish(T.events(BJ.store, BJ.device), b"mine").is_failure
+        assert bj.publish(T.events(SH.store, SH.device), b"theirs").is_failure
+        bj.close()
+    finally:
+        b.stop()
