@@ -45,3 +45,18 @@ def test_a_flooding_device_gets_rows_but_not_copies(hq: Hq) -> None:
     assert rows[0][0] is not None and all(raw is None or len(raw) < 200 for raw, _ in rows[1:])
     assert all("payload not kept" in detail for _, detail in rows[1:])
     box.close()
+
+
+def test_hq_announces_its_maximum_packet_size(hq: Hq) -> None:
+    """GIVEN an ingest worker (it announces the MQTT 5 Maximum Packet Size) WHEN a 9 MB
+    message is published on a device's events topic, then a good batch THEN the broker never
+    delivers the 9 MB one to HQ (no reject row, no message handled for it) and the good
+    batch is stored."""
+    w = hq.worker()
+    box = RawBox(hq.broker, "S1", "D1")
+    box.raw(TOPICS.events("S1", "D1"), b"x" * (9 << 20))
+    box.send([event("S1", "D1", 1)])
+    wait_until(lambda: hq.count() == 1, what="the good batch stored")
+    assert w.counters.messages == 1
+    assert hq.dbs[0].query("SELECT COUNT(*) FROM hq_reject")[0][0] == 0
+    box.close()
