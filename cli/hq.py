@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge import tokens
+from edge.credentials import has_password, read_secret, redact
 from edge.keys import Purpose
 from edge.qrfit import CODE_MAX_VERSION, build_qr, qr_version
 from edge.rules import PICKUP_NUMBER
@@ -27,7 +28,7 @@ from hq.db import Database, DbError, default_url
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import DEFAULT_GROUP, DEFAULT_SESSION_EXPIRY_S, IngestWorker
 from hq.issuing import keystore
-from hq.issuing.codes import CardCheck, sign_token, verify_card
+from hq.issuing.codes import CardCheck, random_pickup_number, sign_token, verify_card
 from hq.issuing.issued import record_issued
 from hq.issuing.registry import DeviceRegistry
 from hq.issuing.trust import load_trust_list, sign_trust_list
@@ -36,6 +37,7 @@ from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
 from hq.web import campaigns as web_campaigns
 from hq.web import stores as web_stores
+from provisioning import brokerauth
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}
 
@@ -129,12 +131,37 @@ def cmd_issue_coupon(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_pickup(args: argparse.Namespace) -> int:
+    if args.number is None:  # HQ's default: random, 6 digits
+        args.number = random_pickup_number()
+        print(f"edge-hq: pickup number {args.number}", file=sys.stderr)
     if not PICKUP_NUMBER.fullmatch(args.number):
         raise ValueError(f"pickup number {args.number!r} must be 3-8 digits")
     key = keystore.signing_key(args.home, Purpose.PICKUP, args.key_id)
     pickup = tokens.Pickup(key.key_id, args.order, args.store, args.number, args.window_start,
                            args.window_end, args.items, args.customer)
     return _emit_code(sign_token(key, pickup), args)
+
+
+def cmd_broker_auth(args: argparse.Namespace) -> int:
+    passwords = json.loads(read_secret(args.passwords, "--passwords"))
+    if not isinstance(passwords, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in passwords.items()):
+        raise ValueError(f"{args.passwords}: a JSON object of user -> non-empty password")
+    registry = keystore.load_devices(args.home)
+    missing = sorted(set(registry) - set(passwords))
+    if missing:
+        raise ValueError(f"no broker password for registered device(s) {missing}")
+    hq_users = {u: pw for u, pw in passwords.items()
+                if u in (brokerauth.HQ_INGEST_USER, brokerauth.HQ_PUBLISH_USER)}
+    unknown = sorted(set(passwords) - set(registry) - set(hq_users))
+    if unknown:
+        raise ValueError(f"{unknown}: neither a registered device nor an HQ user")
+    devices = [brokerauth.DeviceAccount(d["store"], device, passwords[device])
+               for device, d in sorted(registry.items())]
+    pw_file, acl_file = brokerauth.write_files(args.out, devices, hq_users, args.topic_root)
+    print(json.dumps({"devices": len(devices), "hq_users": sorted(hq_users),
+                      "password_file": str(pw_file), "acl_file": str(acl_file)}))
+    return 0
 
 
 def cmd_verify_card(args: argparse.Namespace) -> int:
@@ -151,8 +178,25 @@ def cmd_verify_card(args: argparse.Namespace) -> int:
     return 0 if result.outcome is CardCheck.VALID else 1
 
 
+DB_URL_ENV = "HQ_DB_URL"
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    """The database URL from --db, HQ_DB_URL or --db-url-file, else SQLite in the HQ home.
+
+    A URL with a password only from the last two: ps shows a command line to every user.
+    """
+    if args.db and has_password(args.db):
+        raise ValueError(f"--db {redact(args.db)} carries a password, which ps shows to every "
+                         f"user: set {DB_URL_ENV} or use --db-url-file")
+    url = args.db or os.environ.get(DB_URL_ENV) or (
+        read_secret(args.db_url_file, "--db-url-file") if args.db_url_file else None)
+    return url or default_url(args.home)
+
+
 def _db(args: argparse.Namespace) -> Database:
-    return Database(args.db or default_url(args.home))
+    """The database :func:`_db_url` names, opened."""
+    return Database(_db_url(args))
 
 
 def cmd_push_config(args: argparse.Namespace) -> int:
@@ -236,7 +280,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"--listen {args.listen!r}: use HOST:PORT")
-    settings = WebSettings(args.home, args.db or default_url(args.home), args.card_days,
+    settings = WebSettings(args.home, _db_url(args), args.card_days,
                            args.check_limit, args.claim_limit, args.secure_cookies)
     app = build_app(settings)
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info",
@@ -318,6 +362,11 @@ def cmd_campaign_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_arguments(sp: argparse.ArgumentParser, db_help: str) -> None:
+    sp.add_argument("--db", help=db_help + f"; with a password: {DB_URL_ENV} or --db-url-file")
+    sp.add_argument("--db-url-file", help="file holding the database URL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edge-hq`` argument parser."""
     p = argparse.ArgumentParser(prog="edge-hq", description="store-edge HQ tool")
@@ -344,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--store", required=True)
     sp.add_argument("--public-key", required=True)
     sp.set_defaults(func=cmd_register)
+    sp = sub.add_parser("broker-auth", help="mosquitto password file and ACL for the "
+                                            "registered devices (docs/security.md)")
+    sp.add_argument("--out", type=Path, required=True, help="folder for passwords and acl")
+    sp.add_argument("--passwords", type=Path, required=True,
+                    help="JSON file {user: password} for every device and HQ user")
+    sp.add_argument("--topic-root", default="se")
+    sp.set_defaults(func=cmd_broker_auth)
     sp = sub.add_parser("verify-card", help="check a packaging-card URL as the landing page does")
     sp.add_argument("url")
     sp.add_argument("--json", action="store_true")
@@ -366,13 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--until", dest="valid_until", type=_time, default=_time("+30d"))
             sp.add_argument("--stores", default="all", help="comma-separated store ids, or all")
             sp.add_argument("--max-uses", type=int, default=1)
-            sp.add_argument("--db", help="HQ database recording what was issued (default "
-                                         "sqlite in the HQ home)")
+            _db_arguments(sp, "HQ database recording what was issued (default sqlite in "
+                              "the HQ home)")
             sp.set_defaults(func=cmd_issue_coupon)
         else:
             sp.add_argument("--order", required=True)
             sp.add_argument("--store", required=True)
-            sp.add_argument("--number", required=True, help="short pickup number, 3-8 digits")
+            sp.add_argument("--number", help="short pickup number, 3-8 digits (default: 6 "
+                                              "random digits, printed on stderr)")
             sp.add_argument("--window-start", type=_time, default=_time("now"))
             sp.add_argument("--window-end", type=_time, default=_time("+4h"))
             sp.add_argument("--items", default="")
@@ -386,13 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--store", required=True)
         sp.add_argument("--key-id", help=f"HQ {'config' if name == 'push-config' else 'data'}"
                                          " key (default: newest)")
-        sp.add_argument("--db", help=db_help)
+        _db_arguments(sp, db_help)
         if name == "push-config":
             sp.add_argument("--version", type=int, help="explicit version (default: next)")
         add_arguments(sp)
         sp.set_defaults(func=func)
     sp = sub.add_parser("ingest", help="store events from the broker (shared subscription)")
-    sp.add_argument("--db", help=db_help)
+    _db_arguments(sp, db_help)
     sp.add_argument("--group", default=DEFAULT_GROUP, help="shared-subscription group")
     sp.add_argument("--client-id", help="stable per worker (its session lives at the broker)")
     sp.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S,
@@ -404,14 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(sp)
     sp.set_defaults(func=cmd_ingest)
     sp = sub.add_parser("report", help="per-store figures from the HQ database")
-    sp.add_argument("--db", help=db_help)
+    _db_arguments(sp, db_help)
     sp.add_argument("--since", type=_time, help="only events from then (Unix, ISO, -7d)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("web", help="serve the customer pages (card landing, claims, coupons)")
     sp.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
-    sp.add_argument("--db", help=db_help)
+    _db_arguments(sp, db_help)
     sp.add_argument("--card-days", type=int, default=30,
                     help="a card can be claimed this many days after printing")
     sp.add_argument("--check-limit", type=int, default=60,
@@ -438,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--id", required=True)
     sp.set_defaults(func=cmd_store_remove)
     for sp in store.choices.values():
-        sp.add_argument("--db", help=db_help)
+        _db_arguments(sp, db_help)
     camp = sub.add_parser("campaign", help="campaigns the customer pages hand out"
                           ).add_subparsers(dest="action", required=True)
     sp = camp.add_parser("create", help="define a campaign; a link campaign prints its link "
@@ -464,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = camp.add_parser("list")
     sp.set_defaults(func=cmd_campaign_list)
     for sp in camp.choices.values():
-        sp.add_argument("--db", help=db_help)
+        _db_arguments(sp, db_help)
     return p
 
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge import clock, config, storeconfig
 from edge.cards import IssuedCard, check_url_base, issue_card
 from edge.config import BoxConfig, CardTexts, ConfigError
+from edge.events import EventType
 from edge.keys import SigningKey, TrustedKey
 from edge.ledger import Ledger
 from edge.rules import Counter, Identity
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOME_ENV = "EDGE_HOME"
 
@@ -42,9 +47,14 @@ def init_home(home: Path, store_id: str, device_id: str, trust: list[TrustedKey]
     key_path = home / "device.key"
     if key_path.exists():
         raise ConfigError(f"{key_path} already exists: this home is initialised")
-    (home / config.CONFIG_NAME).write_text(
-        f'[store]\nid = "{store_id}"\ndevice = "{device_id}"\nname = {json.dumps(store_name)}\n'
-        f"\n[card]\nurl_base = {json.dumps(url_base)}\n", encoding="utf-8")
+    # The service user's alone: edge.toml may hold the broker password, the ledger every
+    # decision (the cashier reaches the daemon through the API socket, not these files).
+    os.chmod(home, 0o700)
+    fd = os.open(home / config.CONFIG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f'[store]\nid = "{store_id}"\ndevice = "{device_id}"\n'
+                f"name = {json.dumps(store_name)}\n"
+                f"\n[card]\nurl_base = {json.dumps(url_base)}\n")
     key = SigningKey.generate(device_id)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -83,6 +93,9 @@ class Box:
     ledger: Ledger
     counter: Counter
     device_key: SigningKey
+    # An NTP jump not believed (edge.clock.ntp_limit), as recorded; None when in bounds.
+    clock_jump: dict[str, Any] | None = field(default=None, init=False)
+    _clock_anchor: tuple[float, float] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, home: Path) -> Box:
@@ -105,15 +118,40 @@ class Box:
         return self.counter.identity
 
     def note_synchronised_clock(
-            self, synchronised: Callable[[], bool] = clock.kernel_synchronised) -> bool:
+            self, synchronised: Callable[[], bool] = clock.kernel_synchronised,
+            wall: Callable[[], float] = time.time,
+            monotonic: Callable[[], float] = time.monotonic) -> bool:
         """Advance the trusted time to now if the kernel says NTP has synchronised it.
 
         Called when the box opens and periodically by the daemon. Returns whether it moved.
+        A jump past :func:`edge.clock.ntp_limit` (the last HQ-signed time, or the trusted
+        time when this process first looked, plus the time elapsed since, plus one step) is
+        not believed: the trusted time stays, the jump is logged and recorded once as a
+        ``clock`` event, and :attr:`clock_jump` says so until a sync is in bounds again.
         """
         if not synchronised():
             return False
+        now, mono = wall(), monotonic()
         with self.ledger.immediate() as conn:
-            return self.ledger.advance_trusted_time(conn, time.time(), "ntp")
+            trusted, source = self.ledger.trusted_time_source(conn)
+            anchor = self._clock_anchor
+            if anchor is None or (source != "ntp" and trusted != anchor[0]):
+                # First look in this process, or HQ moved it: the new reference.
+                anchor = self._clock_anchor = (trusted, mono)
+            limit = clock.ntp_limit(anchor[0], anchor[1], mono)
+            if trusted > 0 and now > limit:
+                if self.clock_jump is None:
+                    self.clock_jump = {"jump": True, "wall": now, "trusted": trusted,
+                                       "ahead_s": round(now - limit + clock.NTP_MAX_STEP_S),
+                                       "max_step_s": clock.NTP_MAX_STEP_S}
+                    log.warning("NTP moved the clock %.0f s past what the box can vouch for; "
+                                "trusted time kept at %.0f until HQ's signed time",
+                                self.clock_jump["ahead_s"], trusted)
+                    self.ledger.append_event(conn, EventType.CLOCK, trusted, False,
+                                             dict(self.clock_jump))
+                return False
+            self.clock_jump = None
+            return self.ledger.advance_trusted_time(conn, now, "ntp")
 
     def card_texts(self) -> CardTexts:
         """The card texts and URL base HQ last pushed, else ``edge.toml``'s."""

@@ -3,6 +3,13 @@
 The box never trusts a time earlier than the latest time it knew to be right (an HQ-signed
 timestamp, or the moment the kernel said NTP had synchronised). When the wall clock reads
 earlier than that, decisions use the trusted time instead and say the clock was unsure.
+
+NTP is not believed blindly: a sync may move the trusted time at most :data:`NTP_MAX_STEP_S`
+past the last reference (an HQ-signed time, or what the box knew when it started) plus the
+time elapsed since on the monotonic clock (:func:`ntp_limit`); a jump beyond that is
+flagged (a ``clock`` event) and the trusted time stays. One forged sync can therefore push
+it at most that step ahead, and HQ can pull a trusted time that NTP set ahead back with a
+new signed config (:data:`CORRECT_AHEAD_S`; ``edge.storeconfig.apply_config``).
 """
 
 from __future__ import annotations
@@ -10,8 +17,16 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from dataclasses import dataclass
+from typing import Final
 
 _TIME_ERROR = 5  # adjtimex() result when the kernel clock is not synchronised
+# How far past the reference (plus elapsed time) an NTP sync may move the trusted time. A box
+# back from days off also exceeds it: flagged, and its trusted time waits for HQ's next
+# signed time (decisions meanwhile use the wall clock, which is ahead of the trusted time).
+NTP_MAX_STEP_S: Final = 3600.0
+# A trusted time set by NTP this far ahead of a new HQ-signed config's issued_at is moved
+# back to it (HQ's signed time outranks NTP's; a config's version makes it fresh).
+CORRECT_AHEAD_S: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +50,15 @@ def read(wall: float, last_trusted: float, skew_s: float) -> Reading:
     if wall < last_trusted - skew_s:
         return Reading(last_trusted, wall, False)
     return Reading(max(wall, last_trusted), wall, True)
+
+
+def ntp_limit(reference: float, reference_mono: float, mono_now: float,
+              step: float = NTP_MAX_STEP_S) -> float:
+    """The latest wall time an NTP sync may make trusted.
+
+    ``reference`` is a trusted time the box had at monotonic time ``reference_mono``.
+    """
+    return reference + max(0.0, mono_now - reference_mono) + step
 
 
 def kernel_synchronised() -> bool:

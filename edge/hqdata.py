@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from edge import keys
+from edge import keys, wire
 from edge.rules import PICKUP_NUMBER
 
 SIGN_DOMAIN: Final = b"store-edge/hq-envelope/v1\n"
@@ -26,6 +26,10 @@ SIGN_DOMAIN: Final = b"store-edge/hq-envelope/v1\n"
 
 class ContractError(ValueError):
     """A message does not follow the contract; the message says how."""
+
+
+class TooLargeError(ContractError):
+    """A message is over its byte limit (before or after inflating): refused unread."""
 
 
 class UnsignedError(ContractError):
@@ -118,8 +122,11 @@ class Envelope:
             sig = base64.b64decode(obj["sig"], validate=True)
             if not isinstance(obj["payload"], str) or not isinstance(obj["key_id"], str):
                 raise TypeError("key_id and payload must be strings")
+            # JSON may escape a lone surrogate (\udddd): such a payload has no UTF-8 bytes
+            # to verify, so it is malformed rather than an exception later.
+            obj["payload"].encode("utf-8")
             return cls(obj["key_id"], obj["payload"], sig)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise ContractError(f"unsigned or malformed envelope: {exc}") from None
 
     def signed_bytes(self) -> bytes:
@@ -181,16 +188,20 @@ def open_envelope(env: Envelope, trusted: list[keys.TrustedKey], now: float,
     return data
 
 
-def json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """Parse bytes that must hold one JSON object.
+def json_object(raw: bytes, what: str, limit: int = wire.MAX_HQ_MESSAGE) -> dict[str, Any]:
+    """Parse bytes that must hold one JSON object, within ``edge.wire``'s bounds.
 
     Raises:
-        ContractError: not JSON, or not an object; the message names ``what``.
+        TooLargeError: over ``limit`` bytes (nothing was parsed).
+        ContractError: not JSON, nested too deep, or not an object; the message names
+            ``what``.
     """
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ContractError(f"{what} is not JSON: {exc}") from None
+        obj = wire.loads(raw, what, limit)
+    except wire.WireError as exc:
+        if exc.reason is wire.Bound.TOO_LARGE:
+            raise TooLargeError(str(exc)) from None
+        raise ContractError(str(exc)) from None
     if not isinstance(obj, dict):
         raise ContractError(f"{what} must be a JSON object")
     return obj

@@ -148,6 +148,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.short.already_collected": {"zh": "已取货", "en": "collected"},
     "ui.short.outside_pickup_window": {"zh": "不在取货时间", "en": "outside window"},
     "ui.short.unknown_pickup_number": {"zh": "无此取货号", "en": "unknown number"},
+    "ui.short.too_many_attempts": {"zh": "输错过多", "en": "too many misses"},
     "ui.short.not_redeemable": {"zh": "包装卡码", "en": "card QR"},
     # reasons: what happened, then what to do
     "reason.bad_format": {"zh": "无法识别的码（{detail}）", "en": "Not a code we know ({detail})"},
@@ -178,12 +179,22 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                      "en": "Outside the pickup window ({window})"},
     "reason.unknown_pickup_number": {"zh": "本店没有取货号 {number}",
                                      "en": "No pickup number {number} at this store"},
+    "reason.unknown_pickup_number.left": {
+        "zh": "本店没有取货号 {number}（再输错 {left} 次将暂停输入）",
+        "en": "No pickup number {number} at this store ({left} more misses, then a pause)"},
+    "reason.unknown_pickup_number.locked": {
+        "zh": "本店没有取货号 {number}；输错过多，手动输入暂停 {retry} 秒",
+        "en": "No pickup number {number} at this store; too many misses: typing paused {retry} s"},
+    "reason.too_many_attempts": {"zh": "取货号输错过多，请 {retry} 秒后再输入",
+                                 "en": "Too many wrong pickup numbers: type again in {retry} s"},
     "reason.not_redeemable": {"zh": "这是包装卡二维码，请顾客用手机扫码入群",
                               "en": "This is a packaging-card QR: the customer scans it with a phone"},
     "advice.bad_format": {"zh": "请重扫，或手动输入取货号", "en": "Scan again, or type the pickup number"},
     "advice.call_manager": {"zh": "请勿给予优惠，必要时联系店长",
                             "en": "Do not give the benefit; call the manager if needed"},
     "advice.none": {"zh": "", "en": ""},
+    "advice.too_many_attempts": {"zh": "请扫描顾客的取货码（扫码不受限制），或联系店长",
+                                 "en": "Scan the customer's pickup code (scans still work), or call the manager"},
     # printed slips (edge.slips)
     "slip.card.serial": {"zh": "卡号 {serial}  {date}", "en": "Card {serial}  {date}"},
     "slip.pickup.title": {"zh": "取货单", "en": "PICKUP SLIP"},
@@ -213,7 +224,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
 }
 
 _ADVICE = {Reason.BAD_FORMAT: "advice.bad_format", Reason.UNKNOWN_PICKUP_NUMBER:
-           "advice.bad_format", Reason.NOT_REDEEMABLE: "advice.none"}
+           "advice.bad_format", Reason.NOT_REDEEMABLE: "advice.none",
+           Reason.TOO_MANY_ATTEMPTS: "advice.too_many_attempts"}
 
 
 def t(key: str, lang: str = DEFAULT_LANG, **values: Any) -> str:
@@ -264,11 +276,17 @@ def verdict_lines(v: Verdict, lang: str = DEFAULT_LANG) -> tuple[str, str, str]:
         "stores": ", ".join(f.get("stores", [])), "used_at": when(f.get("used_at")),
         "used_till": f.get("used_till") or "-", "used_store": f.get("used_store", ""),
         "number": f.get("number", ""),
+        "retry": f.get("retry_after_s") or f.get("locked_for_s") or "",
+        "left": f.get("misses_left", ""),
         "window": f"{when(f.get('window_start'))} - {when(f.get('window_end'))}",
     }
     key = "reason." + v.reason.value
     if v.reason is Reason.ALREADY_COLLECTED and f.get("collected_per_hq"):
         key += ".hq"  # collected before this box knew the order: no time or till here
+    elif v.reason is Reason.UNKNOWN_PICKUP_NUMBER and f.get("locked_for_s"):
+        key += ".locked"  # this miss started the cool-down: say so at once
+    elif v.reason is Reason.UNKNOWN_PICKUP_NUMBER and f.get("misses_left") in (1, 2):
+        key += ".left"  # warn before the pause, not on every miss
     what = t(key, lang, **values)
     advice = t(_ADVICE.get(v.reason, "advice.call_manager"), lang)
     return t("rejected", lang), what, advice

@@ -38,6 +38,10 @@ AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL at most, if nothing else checkpoi
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "void_window_s": 15 * 60,
+    # Voids per box in the last void_shift_s, then refused (HQ config void_shift_limit;
+    # docs/security.md, "On the box"): bounds redeem-void-redeem-again at the counter.
+    "void_shift_limit": 5,
+    "void_shift_s": 8 * 3600,
     "pickup_late_grace_s": 2 * 3600,
     "clock_skew_s": 120,
     "config_version": 0,
@@ -342,6 +346,20 @@ class Ledger:
         """The latest time known to be right (0 if never)."""
         row = self.conn.execute("SELECT at FROM trusted_time WHERE id=1").fetchone()
         return float(row[0]) if row else 0.0
+
+    def trusted_time_source(self, conn: sqlite3.Connection) -> tuple[float, str]:
+        """``(at, source)`` of the trusted time (``(0.0, "")`` if never set)."""
+        row = conn.execute("SELECT at, source FROM trusted_time WHERE id=1").fetchone()
+        return (float(row[0]), str(row[1])) if row else (0.0, "")
+
+    def correct_trusted_time(self, conn: sqlite3.Connection, at: float, source: str) -> None:
+        """Set the trusted time to ``at``, even if earlier.
+
+        Only for HQ-signed time correcting one that ran ahead (``edge.storeconfig``).
+        """
+        conn.execute("INSERT INTO trusted_time(id, at, source) VALUES (1, ?, ?)"
+                     " ON CONFLICT(id) DO UPDATE SET at=excluded.at, source=excluded.source",
+                     (at, source))
 
     def advance_trusted_time(self, conn: sqlite3.Connection, at: float, source: str) -> bool:
         """Move the trusted time forward to ``at`` (never back). Returns whether it moved."""

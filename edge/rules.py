@@ -9,6 +9,7 @@ on SQLite's write lock: exactly one of them sees the use count below the limit.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import clock, keys, tokens
+from edge.attempts import MissGuard
 from edge.events import EventType
 from edge.ledger import Ledger
 from edge.tokens import Card, Coupon, Pickup
@@ -65,21 +67,31 @@ class Counter:
         self.ledger = ledger
         self.identity = identity
         self.wall_clock = wall_clock
+        self.number_guard = MissGuard()  # typed pickup numbers: misses per till
 
     # -- public --------------------------------------------------------------------
 
-    def check(self, text: str | bytes) -> Verdict:
-        """What :meth:`redeem` would decide now, recording nothing."""
+    def check(self, text: str | bytes, till: str = "") -> Verdict:
+        """What :meth:`redeem` would decide now, recording nothing.
+
+        Except for a typed pickup number that misses or is refused for too many misses:
+        that counts as an attempt at ``till`` and is recorded (source ``check``) like a
+        scan, so walking numbers through ``check`` leaves the same trail.
+        """
         conn = self.ledger.conn
         reading = self._clock(conn)
-        j = self._judge(conn, text, reading.now)
+        j = self._judge(conn, text, reading.now, till)
+        if j.reason in (Reason.UNKNOWN_PICKUP_NUMBER, Reason.TOO_MANY_ATTEMPTS):
+            with self.ledger.immediate() as wconn:
+                decision_id, event_id = self._record(wconn, j, reading, till, "check")
+            return self._verdict(j, reading, decision_id, event_id)
         return self._verdict(j, reading, None, None)
 
     def redeem(self, text: str | bytes, till: str = "", source: str = "") -> Verdict:
         """Decide on a scanned or typed code and record the decision durably."""
         with self.ledger.immediate() as conn:
             reading = self._clock(conn)
-            j = self._judge(conn, text, reading.now)
+            j = self._judge(conn, text, reading.now, till)
             decision_id, event_id = self._record(conn, j, reading, till, source)
         return self._verdict(j, reading, decision_id, event_id)
 
@@ -124,9 +136,10 @@ class Counter:
         skew = self.ledger.setting("clock_skew_s")
         return clock.read(self.wall_clock(), float(row[0]) if row else 0.0, skew)
 
-    def _judge(self, conn: sqlite3.Connection, text: str | bytes, now: float) -> _Judgement:
+    def _judge(self, conn: sqlite3.Connection, text: str | bytes, now: float,
+               till: str = "") -> _Judgement:
         if isinstance(text, str) and PICKUP_NUMBER.fullmatch(text.strip()):
-            return self._judge_number(conn, text.strip(), now)
+            return self._judge_typed(conn, text.strip(), now, till)
         parsed = tokens.parse(text)
         if isinstance(parsed, tokens.FormatError):
             return _Judgement(Reason.BAD_FORMAT, facts={"detail": parsed.detail,
@@ -204,6 +217,23 @@ class Counter:
                 j.facts["collected_per_hq"] = True
             elif j.reason is None and now > p.window_end:
                 j.facts["late"] = True
+        return j
+
+    def _judge_typed(self, conn: sqlite3.Connection, number: str, now: float,
+                     till: str) -> _Judgement:
+        """A typed number, unless this till (or the box) is cooling down after misses."""
+        wait = self.number_guard.locked_for(till)
+        if wait > 0:
+            return _Judgement(Reason.TOO_MANY_ATTEMPTS, "pickup",
+                              facts={"number": number, "retry_after_s": math.ceil(wait)})
+        j = self._judge_number(conn, number, now)
+        if j.reason is Reason.UNKNOWN_PICKUP_NUMBER:
+            assert j.facts is not None
+            locked = self.number_guard.miss(till)
+            if locked:
+                j.facts["locked_for_s"] = math.ceil(locked)
+            else:
+                j.facts["misses_left"] = self.number_guard.misses_left(till)
         return j
 
     def _judge_number(self, conn: sqlite3.Connection, number: str, now: float) -> _Judgement:
@@ -294,6 +324,13 @@ class Counter:
         if now - row[2] > window:
             return ("window_passed",
                     f"decision {decision_id} is older than the {window // 60}-minute void window")
+        limit, shift = int(self.ledger.setting("void_shift_limit")), self.ledger.setting(
+            "void_shift_s")
+        done = conn.execute("SELECT COUNT(*) FROM decision WHERE voided_at > ?",
+                            (now - shift,)).fetchone()[0]
+        if limit and done >= limit:
+            return ("shift_limit", f"{done} voids in the last {shift / 3600:g} h, the limit at "
+                                   "this store: a manager asks HQ (HQ sees every void)")
         return None
 
 

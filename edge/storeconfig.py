@@ -47,7 +47,7 @@ from edge.hqdata import (
     open_envelope,
 )
 from edge.keys import Purpose, TrustedKey, parse_trust
-from edge.ledger import Ledger
+from edge.ledger import DEFAULT_SETTINGS, Ledger
 from edge.orders import upsert_order
 from edge.rules import Identity
 
@@ -62,6 +62,7 @@ TRUST_VERSION_SETTING: Final = "trust_version"  # the trust list applied (0: pro
 TRUST_DIGEST_SETTING: Final = "trust_digest"
 ALL_STORES: Final = "*"  # a trust list's store: one list, signed once, for the whole chain
 LAST_REJECTION_SETTING: Final = "config_last_rejection"
+DEFAULT_VOID_SHIFT_LIMIT: Final = int(DEFAULT_SETTINGS["void_shift_limit"])
 
 
 class StoreConfigError(ValueError):
@@ -79,6 +80,7 @@ class Rejection(enum.StrEnum):
     WRONG_STORE = "wrong_store"  # meant for another store
     STALE = "stale"  # a version at or below the applied one (replayed or out of order)
     INVALID = "invalid"  # signed and fresh, but the body breaks the schema
+    TOO_LARGE = "too_large"  # over the byte limit (edge.wire): refused unread
 
 
 class CampaignState(enum.StrEnum):
@@ -153,6 +155,7 @@ class StoreConfig:
     void_window_s: int
     sync: SyncPolicy = field(default_factory=SyncPolicy)
     trust: dict[str, Any] | None = None  # a trust list (Envelope object), checked on apply
+    void_shift_limit: int = DEFAULT_VOID_SHIFT_LIMIT  # voids per box per shift (0: none)
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body form (what HQ signs); :func:`parse_config` reads it back."""
@@ -177,11 +180,14 @@ class StoreConfig:
             "revoked": [{"code_id": r.code_id, "reason": r.reason} for r in self.revoked],
             "void_window_s": self.void_window_s,
             "sync": asdict(self.sync),
+            # Only when not the default: a box older than the field refuses it (upgrade first).
+            **({"void_shift_limit": self.void_shift_limit}
+               if self.void_shift_limit != DEFAULT_VOID_SHIFT_LIMIT else {}),
         }
 
 
 _TOP = {"schema", "store", "printer", "campaigns", "keys", "revoked", "void_window_s", "sync",
-        "trust"}
+        "trust", "void_shift_limit"}
 
 
 def parse_config(body: Any, identity: Identity, issued_at: float) -> StoreConfig:
@@ -218,8 +224,11 @@ def parse_config(body: Any, identity: Identity, issued_at: float) -> StoreConfig
                     for i, r in enumerate(_list(obj.get("revoked", []), "revoked")))
     _unique([r.code_id for r in revoked], "revoked", "code_id")
     void_window = _int(obj.get("void_window_s", 15 * 60), "void_window_s", 0, 7 * 86400)
+    void_limit = _int(obj.get("void_shift_limit", DEFAULT_VOID_SHIFT_LIMIT), "void_shift_limit",
+                      0, 1000)
     return StoreConfig(_text(store.get("name", ""), "store.name"), card, campaigns, keys,
-                       revoked, void_window, SyncPolicy.parse(obj.get("sync", {})), trust)
+                       revoked, void_window, SyncPolicy.parse(obj.get("sync", {})), trust,
+                       void_limit)
 
 
 def _campaign(obj: Any, where: str) -> CampaignConfig:
@@ -419,20 +428,25 @@ def _reading(ledger: Ledger, conn: sqlite3.Connection,
 def record_rejection(ledger: Ledger, reason: Rejection, detail: str,
                      kind: DataKind | None = None, version: int | None = None,
                      store: str | None = None,
-                     wall_clock: Callable[[], float] = time.time) -> ApplyResult:
+                     wall_clock: Callable[[], float] = time.time,
+                     count: int = 1) -> ApplyResult:
     """Record a refused HQ message: a ``config_rejected`` event and a log line.
 
     Used by ``sync`` for refusals found before a payload can be read (unsigned, tampered)
-    and by the ``apply_*`` functions for the rest.
+    and by the ``apply_*`` functions for the rest. ``count`` > 1: one event standing for
+    that many refusals of this reason (``sync.inbound`` coalesces junk); the body then
+    carries ``count``.
     """
     log.warning("refused HQ %s v%s: %s: %s", kind.value if kind else "message", version,
                 reason.value, detail)
+    body: dict[str, object] = {"kind": kind.value if kind else None, "version": version,
+                               "store": store, "reason": reason.value, "detail": detail[:500]}
+    if count != 1:
+        body["count"] = count
     with ledger.immediate() as conn:
         reading = _reading(ledger, conn, wall_clock)
         seq, _ = ledger.append_event(
-            conn, EventType.CONFIG_REJECTED, reading.now, reading.trusted,
-            {"kind": kind.value if kind else None, "version": version, "store": store,
-             "reason": reason.value, "detail": detail[:500]})
+            conn, EventType.CONFIG_REJECTED, reading.now, reading.trusted, body)
         if kind in (None, DataKind.CONFIG):
             ledger.put_setting(conn, LAST_REJECTION_SETTING,
                                {"version": version, "reason": reason.value,
@@ -498,6 +512,8 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
                                 DataKind.CONFIG, data.version, data.store, wall_clock)
     with ledger.immediate() as conn:
         moved = ledger.advance_trusted_time(conn, data.issued_at, f"hq-config-v{data.version}")
+        if not moved:
+            _correct_time_ahead(ledger, conn, data, wall_clock)
         if new_keys is not None:
             conn.execute("DELETE FROM trusted_key")
             for key in new_keys:
@@ -513,6 +529,7 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
                          [(r.code_id, r.reason) for r in cfg.revoked])
         for name, value in (("store_name", cfg.store_name), ("card_texts", asdict(cfg.card)),
                            ("void_window_s", cfg.void_window_s),
+                           ("void_shift_limit", cfg.void_shift_limit),
                            ("sync_policy", asdict(cfg.sync)),
                            ("config_version", data.version), (CONFIG_DIGEST_SETTING, digest),
                            ("config_issued_at", data.issued_at)):
@@ -528,6 +545,26 @@ def apply_config(ledger: Ledger, identity: Identity, data: HqData,
     log.info("applied config v%s (was v%s): %d keys, %d campaigns, %d revoked codes",
              data.version, applied, len(keys_now), len(cfg.campaigns), len(cfg.revoked))
     return ApplyResult(DataKind.CONFIG, data.version, Outcome.APPLIED, event_seq=seq, changed=1)
+
+
+def _correct_time_ahead(ledger: Ledger, conn: sqlite3.Connection, data: HqData,
+                        wall_clock: Callable[[], float]) -> None:
+    """Pull back a trusted time NTP set too far past this config's ``issued_at``.
+
+    More than ``clock.CORRECT_AHEAD_S`` ahead: a forged or broken time server. A ``clock``
+    event records the correction.
+    """
+    trusted, source = ledger.trusted_time_source(conn)
+    if source != "ntp" or trusted - data.issued_at <= clock.CORRECT_AHEAD_S:
+        return
+    ledger.correct_trusted_time(conn, data.issued_at, f"hq-config-v{data.version}")
+    reading = _reading(ledger, conn, wall_clock)
+    ledger.append_event(conn, EventType.CLOCK, reading.now, reading.trusted,
+                        {"corrected": True, "from": trusted, "to": data.issued_at,
+                         "source": f"hq-config-v{data.version}"})
+    log.warning("trusted time %.0f (set by NTP) was %.0f s ahead of HQ's signed config v%s: "
+                "corrected to %.0f", trusted, trusted - data.issued_at, data.version,
+                data.issued_at)
 
 
 def _apply_data(ledger: Ledger, identity: Identity, data: HqData, kind: DataKind,

@@ -26,6 +26,7 @@ class Reason(enum.StrEnum):
     ALREADY_COLLECTED = "already_collected"
     OUTSIDE_PICKUP_WINDOW = "outside_pickup_window"
     UNKNOWN_PICKUP_NUMBER = "unknown_pickup_number"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"  # typed numbers locked at this till for a while
     NOT_REDEEMABLE = "not_redeemable"  # a packaging card shown at the till
 
 

@@ -396,6 +396,7 @@ class Daemon:
             "printer": printer, "scanner": scanner, "camera": self.parts["camera"].to_dict(),
             "sync": self.parts["sync"].to_dict(),
             "clock_trusted": reading.trusted, "clock": reading.now,
+            "clock_jump": self.box.clock_jump,
             "config_version": self.box.ledger.setting("config_version"),
             "software_version": software_version(),
             "simulate": self.cfg.simulate, "started_at": self.started, "scans": self.scans,
@@ -421,7 +422,8 @@ class Daemon:
                 raise ApiError(ErrorCode.INTERNAL, f"not recorded: {exc}") from None
             return v.to_dict()
         if op is Op.CHECK:
-            return self.box.counter.check(_arg(args, "code", str)).to_dict()
+            return self.box.counter.check(_arg(args, "code", str),
+                                          _arg(args, "till", str, "")).to_dict()
         if op is Op.VOID:
             try:
                 return self.box.counter.void(_arg(args, "decision_id", int),

@@ -30,7 +30,7 @@ class Op(enum.StrEnum):
     """Every request the daemon serves, with the arguments it takes."""
 
     SCAN = "scan"  # {code, till?, source?} -> Verdict.to_dict()
-    CHECK = "check"  # {code} -> Verdict.to_dict(), nothing recorded
+    CHECK = "check"  # {code, till?} -> Verdict.to_dict(); records only a typed-number miss
     VOID = "void"  # {decision_id, reason, till?} -> {decision_id, code_id, voided_at, ...}
     RECENT = "recent"  # {limit?} -> {"decisions": [...]} newest first
     PRINT_CARD = "print_card"  # {receipt_ref?} -> {serial, url, job_id}

@@ -7,11 +7,12 @@ content type) as EMQX, HiveMQ and VerneMQ clusters also speak it.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import ssl
 import threading
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -19,8 +20,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.credentials import SecretError, has_password, read_secret, redact
+from edge.wire import HQ_MAX_PACKET
 from sync.contract import CONTENT_JSON, DEFAULT_ROOT, QOS, Topics
 
+PASSWORD_ENV = "HQ_MQTT_PASSWORD"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
 CONNECT_TIMEOUT_S = 10.0
@@ -39,7 +43,7 @@ class BrokerOptions:
     tls: bool = False
     ca_file: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed
     cert_file: str | None = None
     key_file: str | None = None
     root: str = DEFAULT_ROOT
@@ -58,12 +62,13 @@ class BrokerOptions:
         """
         parts = urllib.parse.urlsplit(url if "://" in url else f"mqtt://{url}")
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise BrokerError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
+            raise BrokerError(f"broker URL {redact(url)!r}: use mqtt://host:port or "
+                              "mqtts://host:port")
         tls = parts.scheme == "mqtts"
         try:
             port = parts.port or (8883 if tls else DEFAULT_PORT)
         except ValueError as exc:
-            raise BrokerError(f"broker URL {url!r}: {exc}") from None
+            raise BrokerError(f"broker URL {redact(url)!r}: {exc}") from None
         return cls(host=parts.hostname or DEFAULT_HOST, port=port,
                    tls=tls or bool(extra.get("ca_file")),
                    ca_file=extra.get("ca_file"),
@@ -79,16 +84,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mqtt://host:port or mqtts://host:port (default %(default)s)")
     p.add_argument("--ca-file", help="CA certificate for TLS")
     p.add_argument("--username")
-    p.add_argument("--password")
+    p.add_argument("--password-file", help=f"file holding the broker password (or set "
+                                           f"{PASSWORD_ENV}; never on the command line)")
     p.add_argument("--cert-file", help="client certificate (instead of a password)")
     p.add_argument("--key-file", help="client certificate's private key")
     p.add_argument("--topic-root", default=DEFAULT_ROOT, help="default %(default)s")
 
 
 def options_from_args(args: argparse.Namespace) -> BrokerOptions:
-    """:class:`BrokerOptions` from :func:`add_arguments`' options."""
+    """:class:`BrokerOptions` from :func:`add_arguments`' options.
+
+    The password comes from ``HQ_MQTT_PASSWORD`` or ``--password-file``: a command line is
+    readable by every user of the machine (``ps``).
+
+    Raises:
+        BrokerError: a password in ``--broker``, or an unreadable password file.
+    """
+    if has_password(args.broker):
+        raise BrokerError(f"--broker {redact(args.broker)} carries a password, which ps shows "
+                          f"to every user: set {PASSWORD_ENV} or use --password-file")
+    try:
+        password = os.environ.get(PASSWORD_ENV) or (
+            read_secret(args.password_file, "--password-file") if args.password_file else None)
+    except SecretError as exc:
+        raise BrokerError(str(exc)) from None
     return BrokerOptions.from_url(args.broker, ca_file=args.ca_file, username=args.username,
-                                  password=args.password, cert_file=args.cert_file,
+                                  password=password, cert_file=args.cert_file,
                                   key_file=args.key_file, root=args.topic_root)
 
 
@@ -117,9 +138,14 @@ def set_nodelay(client: mqtt.Client) -> None:
 
 
 def connect_properties(session_expiry_s: int) -> Properties:
-    """CONNECT properties: a session that outlives the connection by ``session_expiry_s``."""
+    """CONNECT properties: a session that outlives the connection by ``session_expiry_s``.
+
+    Also the MQTT 5 Maximum Packet Size (``edge.wire.HQ_MAX_PACKET``): the broker drops a
+    bigger message for HQ rather than sending it (``docs/security.md``, "Inbound limits").
+    """
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry_s
+    props.MaximumPacketSize = HQ_MAX_PACKET
     return props
 
 

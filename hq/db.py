@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from edge.credentials import redact
+
 SCHEMA_VERSION: Final = 1
 
 _SCHEMA: Final = (
@@ -198,11 +200,11 @@ class DbUrl:
         if url.startswith("sqlite:///"):
             path = url[len("sqlite:///"):]
             if not path:
-                raise DbError(f"database URL {url!r} names no file")
+                raise DbError(f"database URL {redact(url)!r} names no file")
             return cls("sqlite", path)
         if url.startswith(("postgresql://", "postgres://")):
             return cls("postgresql", url)
-        raise DbError(f"database URL {url!r}: use sqlite:///PATH or postgresql://...")
+        raise DbError(f"database URL {redact(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
 def default_url(home: Path) -> str:

@@ -42,6 +42,7 @@ from edge.tokens import Benefit, BenefitKind
 from edge.verdict import Reason, Verdict
 from edged.localapi import Op, call, socket_path
 from hq.db import Database
+from hq.issuing.codes import random_pickup_number
 from hq.web.campaigns import Campaign, CampaignError, CampaignKind, create_campaign
 from hq.web.stores import Store, put_store
 from provisioning.dev import NAME, STORE, ensure_demo_home, hq_home, samples
@@ -90,13 +91,31 @@ def config_body(url_base: str = "HTTPS://Q.EDGE.CN/") -> dict[str, object]:
     }
 
 
-def orders_body(now: int) -> dict[str, object]:
-    """Today's pickup orders HQ assigns to the demo store."""
-    items = (("4001", "奶油蛋糕 6寸x1", "赵*"), ("4002", "全麦吐司x2", "钱*"),
-             ("4003", "蛋挞x6 咖啡x2", "孙*"))
-    return {"orders": [{"order_id": f"LIVE-{n}", "number": n, "window_start": now - 1800,
-                        "window_end": now + 6 * 3600, "items": it, "customer": who}
-                       for n, it, who in items]}
+def orders_body(now: int, home: Path) -> dict[str, object]:
+    """Today's pickup orders HQ assigns to the demo store (numbers: :func:`hq_orders`)."""
+    return {"orders": [{"order_id": f"LIVE-{o['number']}", "number": o["number"],
+                        "window_start": now - 1800, "window_end": now + 6 * 3600,
+                        "items": o["items"], "customer": o["customer"]}
+                       for o in hq_orders(home)]}
+
+
+def hq_orders(home: Path) -> list[dict[str, str]]:
+    """The livestream orders HQ pushes in the demo: random 6-digit numbers, chosen once.
+
+    Kept in ``<home>/hq/demo-orders.json`` and listed in ``samples.txt``.
+    """
+    path = hq_home(home) / "demo-orders.json"
+    if path.exists():
+        listed: list[dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+        return listed
+    orders = [{"number": random_pickup_number(), "items": items, "customer": who}
+              for items, who in (("奶油蛋糕 6寸x1", "赵*"), ("全麦吐司x2", "钱*"),
+                                 ("蛋挞x6 咖啡x2", "孙*"))]
+    path.write_text(json.dumps(orders, ensure_ascii=False), encoding="utf-8")
+    with (home / "samples.txt").open("a", encoding="utf-8") as f:
+        f.writelines(f"number  {o['number']}  (HQ pushes it over MQTT in the demo)  "
+                     f"{o['items']}\n" for o in orders)
+    return orders
 
 
 @contextmanager
@@ -220,7 +239,8 @@ def print_card(home: Path) -> str:
 def play_counter(home: Path, root: Path) -> None:
     """Without a terminal: scan the sample codes through the simulated scanner line."""
     data = samples(home)
-    codes = [data["coupons"][0], data["coupons"][0], data["pickups"][0]["code"], "4001",
+    codes = [data["coupons"][0], data["coupons"][0], data["pickups"][0]["code"],
+             hq_orders(home)[0]["number"],
              "6901234567892", data["coupons"][1][:-1] + "0"]
     _say("The cashier scans: a coupon, the same coupon, a pickup code, a typed pickup "
          "number pushed by HQ, a shelf EAN-13, a damaged code")
@@ -255,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     home, logs = root / "store", root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if ensure_demo_home(home):
+        hq_orders(home)  # the numbers HQ will push, listed in samples.txt
         print(f"demo: new store home {home} (sample codes in {home / 'samples.txt'})")
     hq = hq_home(home)
     broker = Broker(root / "broker")
@@ -294,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                 if daemon.poll() is not None:
                     raise SystemExit(f"demo: the daemon stopped; see {logs / 'daemon.log'}")
                 _say("HQ assigns today's livestream pickup orders to the store")
-                orders.write_text(json.dumps(orders_body(int(time.time())), ensure_ascii=False))
+                orders.write_text(json.dumps(orders_body(int(time.time()), home),
+                                             ensure_ascii=False))
                 _hq("--home", str(hq), "push-orders", str(orders), "--store", STORE,
                     "--broker", url, "--db", db)
                 _wait(lambda: _orders_known(home, "LIVE-") >= 3, 20, "the orders at the store")

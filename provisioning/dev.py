@@ -21,7 +21,7 @@ from edge.config import ConfigError
 from edge.keys import Purpose
 from edge.orders import learn_pickup_code
 from hq.issuing import keystore
-from hq.issuing.codes import sign_token
+from hq.issuing.codes import random_pickup_number, sign_token
 from hq.issuing.trust import sign_trust_list
 
 STORE, DEVICE, NAME = "BJ001", "BJ001-T1", "望京店"
@@ -60,7 +60,7 @@ def ensure_demo_home(home: Path) -> bool:
         pickups = []
         for i, (items, customer) in enumerate((("吐司x2 牛角包x1", "王*"),
                                                ("蛋糕x1", "李*"), ("法棍x3", "张*"))):
-            number = f"{815 + i:04d}"
+            number = random_pickup_number()
             code = issue_pickup(home, f"ORD-{88 + i}", number, items, customer,
                                 now - 600, now + 4 * 3600)
             learn_pickup_code(box.ledger, STORE, code)

@@ -30,6 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from edge import wire
 from edge.events import SCHEMA_VERSION as EVENT_SCHEMA_VERSION
 
 # The signed HQ-to-box data is defined in the domain (edge/hqdata.py); re-exported here so
@@ -44,6 +45,7 @@ from edge.hqdata import (
     OrderUpdate,
     RemoteUse,
     SignatureError,
+    TooLargeError,
     UnsignedError,
     UntrustedKeyError,
     decode_orders,
@@ -60,7 +62,7 @@ __all__ = [
     "COMPRESS_LEVEL", "COMPRESS_OVER", "CONTENT_JSON", "CONTENT_JSON_ZLIB", "CONTRACT_VERSION",
     "DEFAULT_ROOT", "QOS", "SIGN_DOMAIN", "ContractError", "DataKind", "Envelope", "EventBatch",
     "HqData", "OrderStatus", "OrderUpdate", "Presence", "PresenceState", "RemoteUse",
-    "Reported", "SignatureError", "Topics", "UnsignedError", "UntrustedKeyError",
+    "Reported", "SignatureError", "TooLargeError", "Topics", "UnsignedError", "UntrustedKeyError",
     "batch_head", "decode_orders", "decode_remote_uses", "encode_batch_text", "encode_orders",
     "encode_remote_uses", "finish_batch", "open_envelope", "seal",
 ]
@@ -155,14 +157,18 @@ class EventBatch:
         """Parse a batch; HQ calls this on every message it ingests.
 
         Raises:
+            TooLargeError: over ``edge.wire``'s batch limits, as sent or inflated.
             ContractError: bad compression, JSON, version or shape.
         """
-        if content_type == CONTENT_JSON_ZLIB:
-            try:
-                payload = zlib.decompress(payload, bufsize=len(payload) * 4)
-            except zlib.error as exc:
-                raise ContractError(f"bad zlib batch: {exc}") from None
-        obj = json_object(payload, "event batch")
+        # Bounded (edge.wire): size before anything, zlib to a limit, JSON depth.
+        try:
+            wire.check_size(payload, wire.MAX_BATCH_WIRE, "event batch")
+            if content_type == CONTENT_JSON_ZLIB:
+                payload = wire.inflate(payload, wire.MAX_BATCH_JSON, "event batch")
+        except wire.WireError as exc:
+            raise (TooLargeError if exc.reason is wire.Bound.TOO_LARGE
+                   else ContractError)(str(exc)) from None
+        obj = json_object(payload, "event batch", wire.MAX_BATCH_JSON)
         if obj.get("v") != EVENT_SCHEMA_VERSION:
             raise ContractError(f"event batch version {obj.get('v')!r} is not "
                                 f"{EVENT_SCHEMA_VERSION}")

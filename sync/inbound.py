@@ -1,7 +1,15 @@
 """HQ-to-box messages: verify the envelope, then hand the payload to ``edge.storeconfig``.
 
 Each refusal gets its :class:`~edge.storeconfig.Rejection`, recorded as a
-``config_rejected`` event; what passes is applied by the domain functions.
+``config_rejected`` event; what passes is applied by the domain functions. Parsing is
+bounded (``edge.wire``, through ``Envelope.decode``): a message too large, too deep or not
+JSON is a refusal like any other, never an exception that would leave it unacknowledged.
+
+Refusals found before the signature is known good (anyone with broker access can cause
+them) are coalesced: the first of each reason and kind per minute is recorded at once, the
+rest are counted and recorded as one event with ``count`` when the minute ends
+(:meth:`Inbound.flush`, from the sync service's housekeeping and at stop). Refusals of
+signed messages are recorded one by one (they need HQ's key).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from edge import clock
+from edge.coalesce import Coalescer
 from edge.ledger import Ledger
 from edge.rules import Identity
 from edge.storeconfig import (
@@ -26,6 +35,7 @@ from sync.contract import (
     DataKind,
     Envelope,
     SignatureError,
+    TooLargeError,
     Topics,
     UnsignedError,
     UntrustedKeyError,
@@ -39,11 +49,14 @@ class Inbound:
     """Judges and applies what HQ publishes to one store's config and data topics."""
 
     def __init__(self, ledger: Ledger, identity: Identity, topics: Topics,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         """Handle messages for ``identity`` on ``ledger``."""
         self.ledger = ledger
         self.identity = identity
         self.wall_clock = wall_clock
+        self.monotonic = monotonic
+        self.junk: Coalescer[tuple[Rejection, DataKind | None]] = Coalescer()
         self.config_topic = topics.config(identity.store_id)
         self.data_topic = topics.data(identity.store_id)
 
@@ -53,9 +66,11 @@ class Inbound:
         return [self.config_topic, self.data_topic]
 
     def handle(self, topic: str, payload: bytes) -> ApplyResult | None:
-        """Verify and apply one message; ``None`` for a message that is not for us.
+        """Verify and apply one message.
 
-        Never raises for bad input: every refusal is recorded and returned.
+        ``None`` for a message that is not for us, and for a refusal counted into the next
+        coalesced event (nothing new to report). Never raises for bad input: every refusal
+        is recorded (or counted) and the message may be acknowledged.
         """
         if topic == self.config_topic:
             expected: tuple[DataKind, ...] = (DataKind.CONFIG,)
@@ -70,6 +85,8 @@ class Inbound:
         guess = DataKind.CONFIG if topic == self.config_topic else None
         try:
             env = Envelope.decode(payload)
+        except TooLargeError as exc:
+            return self._refuse(Rejection.TOO_LARGE, str(exc), guess)
         except UnsignedError as exc:
             return self._refuse(Rejection.UNSIGNED, str(exc), guess)
         except ContractError as exc:
@@ -88,13 +105,35 @@ class Inbound:
         except ContractError as exc:
             return self._refuse(Rejection.MALFORMED, str(exc), guess)
         if data.kind not in expected:
-            return record_rejection(self.ledger, Rejection.WRONG_KIND,
-                                    f"a {data.kind.value} message on {topic}", data.kind,
-                                    data.version, data.store, self.wall_clock)
+            return self._refuse(Rejection.WRONG_KIND, f"a {data.kind.value} message on {topic}",
+                                data.kind, data.version, data.store)
         result = APPLY[data.kind](self.ledger, self.identity, data, self.wall_clock)
         if result.outcome is Outcome.DUPLICATE:
             log.debug("%s v%s: already applied", data.kind.value, data.version)
         return result
 
-    def _refuse(self, reason: Rejection, detail: str, kind: DataKind | None) -> ApplyResult:
-        return record_rejection(self.ledger, reason, detail, kind, None, None, self.wall_clock)
+    def flush(self, force: bool = False) -> int:
+        """Record the coalesced counts whose minute ended (all of them with ``force``).
+
+        Returns how many refusals the written events stand for.
+
+        Raises:
+            sqlite3.Error: the ledger could not be written (the counts are lost, logged).
+        """
+        folded = 0
+        for (reason, kind), tally in self.junk.due(self.monotonic(), force):
+            record_rejection(self.ledger, reason,
+                             f"{tally.count} more refused within "
+                             f"{tally.last_at - tally.first_at:.0f} s; last: {tally.detail}",
+                             kind, None, None, self.wall_clock, count=tally.count)
+            folded += tally.count
+        return folded
+
+    def _refuse(self, reason: Rejection, detail: str, kind: DataKind | None,
+                version: int | None = None, store: str | None = None) -> ApplyResult | None:
+        self.flush()  # an ended minute's count goes before the refusal that opens the next
+        if not self.junk.admit((reason, kind), self.monotonic(), detail):
+            log.debug("refused HQ message (counted): %s: %s", reason.value, detail)
+            return None
+        return record_rejection(self.ledger, reason, detail, kind, version, store,
+                                self.wall_clock)

@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge import wire
 from sync.contract import QOS, SIG_PROPERTY
 from sync.settings import MqttSettings, SyncError
 
@@ -176,6 +177,9 @@ class Link:
         s = self.settings
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.session_expiry_s
+        # The broker never sends us a bigger packet (it drops it for this client): a 60 MB
+        # message on the config topic must not reach a box with 200 MB of memory.
+        props.MaximumPacketSize = wire.BOX_MAX_PACKET
         connect = partial(self.client.connect, s.host, s.port, s.keepalive_s,
                           clean_start=False, properties=props)
         try:

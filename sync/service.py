@@ -173,6 +173,7 @@ class SyncService:
                 tg.create_task(self._connect_forever(), name="sync-connect")
                 tg.create_task(self._housekeeping(), name="sync-housekeeping")
         finally:
+            self._flush_refusals(force=True)
             self._acks.close()
             self._checks.close()
             self._ledger.close()
@@ -412,6 +413,17 @@ class SyncService:
         return link.publish(topic, payload, retain=retain, content_type=content_type,
                             signature=self._sign(topic, content_type, payload))
 
+    def _flush_refusals(self, force: bool = False) -> None:
+        """Record the junk refusals counted in a minute that ended (all of them at stop)."""
+        inbound: Inbound | None = getattr(self, "_inbound", None)  # set by run()
+        if inbound is None:
+            return
+        try:
+            if inbound.flush(force):
+                self.wake()
+        except Exception:  # a full disk: the counts are lost, the log says so
+            log.exception("could not record the coalesced refusals")
+
     # -- presence, report, state ----------------------------------------------------------
 
     @property
@@ -480,6 +492,7 @@ class SyncService:
         while True:
             try:
                 await self._housekeep()
+                self._flush_refusals()
                 self._publish_presence()
             except Exception:  # a full disk or locked ledger: try again next round
                 log.exception("sync housekeeping failed")

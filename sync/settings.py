@@ -7,13 +7,18 @@ broker is, how to authenticate, and the session the broker keeps for the box.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from edge.credentials import SecretError, credential, read_secret
 from sync.contract import DEFAULT_ROOT
 
 DEFAULT_SESSION_EXPIRY_S: Final = 7 * 86400  # how long the broker queues data for a box that is off
+PASSWORD_ENV: Final = "EDGE_MQTT_PASSWORD"
+PASSWORD_CREDENTIAL: Final = "mqtt-password"  # systemd: LoadCredential=mqtt-password:PATH
 
 
 class SyncError(Exception):
@@ -33,7 +38,10 @@ class MqttSettings:
     root: str = DEFAULT_ROOT  # topic root; the contract's topics hang under it
     client_id: str = ""  # default: se-{store}-{device}, stable so the broker keeps the session
     username: str | None = None
-    password: str | None = None
+    # Never printed (repr=False). Better than here: password_file, a systemd credential
+    # named PASSWORD_CREDENTIAL, or EDGE_MQTT_PASSWORD (see resolve order in from_mapping).
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
     tls: bool = False
     ca_file: Path | None = None  # CA bundle for the broker's certificate (TLS)
     cert_file: Path | None = None  # client certificate (per device), with key_file
@@ -51,12 +59,18 @@ class MqttSettings:
         return replace(self, **changes)
 
     @classmethod
-    def from_mapping(cls, section: Any, home: Path | None = None) -> MqttSettings:
+    def from_mapping(cls, section: Any, home: Path | None = None,
+                     environ: Mapping[str, str] | None = None) -> MqttSettings:
         """Settings from the ``[mqtt]`` table; relative file paths resolve against ``home``.
 
+        The password, first found: ``EDGE_MQTT_PASSWORD`` in ``environ`` (default
+        ``os.environ``), ``password_file``, the systemd credential ``mqtt-password``,
+        ``password``.
+
         Raises:
-            SettingsError: unknown key, wrong type, a missing certificate file, or a
-                client certificate without its key.
+            SettingsError: unknown key, wrong type, a missing certificate or password file,
+                a client certificate without its key, or both ``password`` and
+                ``password_file``.
         """
         if not isinstance(section, dict):
             raise SettingsError("[mqtt] must be a table")
@@ -89,6 +103,12 @@ class MqttSettings:
             else:
                 values[name] = value
         settings = cls(**values)
+        if settings.password is not None and settings.password_file is not None:
+            raise SettingsError("give mqtt.password or mqtt.password_file, not both")
+        try:
+            settings = settings.with_(password=_password(settings, environ))
+        except SecretError as exc:
+            raise SettingsError(str(exc)) from None
         if (settings.cert_file is None) != (settings.key_file is None):
             raise SettingsError("mqtt.cert_file and mqtt.key_file go together")
         if settings.cert_file and not settings.tls:
@@ -105,3 +125,12 @@ class MqttSettings:
     def client_id_for(self, store_id: str, device_id: str) -> str:
         """The MQTT client id: stable per device, so its session survives reconnects."""
         return self.client_id or f"se-{store_id}-{device_id}"
+
+
+def _password(settings: MqttSettings, environ: Mapping[str, str] | None) -> str | None:
+    env = os.environ if environ is None else environ
+    if env.get(PASSWORD_ENV):
+        return env[PASSWORD_ENV]
+    if settings.password_file is not None:
+        return read_secret(settings.password_file, "mqtt.password_file")
+    return credential(PASSWORD_CREDENTIAL, env) or settings.password

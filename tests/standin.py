@@ -213,7 +213,8 @@ class StandIn:
         return verdict.to_dict()
 
     def _op_check(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._box.counter.check(str(args.get("code", ""))).to_dict()
+        return self._box.counter.check(str(args.get("code", "")),
+                                       str(args.get("till", ""))).to_dict()
 
     def _op_void(self, args: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -26,6 +26,7 @@ SCRIPTS = {
     "printer": (["--n", "5", "--runs", "1"], "escpos's own cost"),
     "ui": (["--n", "20"], "first paint"),
     "signing": ([], "ratio cryptography/PyNaCl"),
+    "wire_decode": (["--n", "50"], "bounded/floor"),
     "assign_orders": (["--stores", "200", "--orders", "2000", "--repeat", "1"],
                       "same assignment for every order: yes"),
     "web_claims": (["--n", "100", "--concurrency", "8", "--repeat", "1"], "claims/floor"),

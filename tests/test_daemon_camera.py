@@ -9,7 +9,7 @@ import pytest
 
 from drivers import synthetic
 from drivers.synthetic import Kind, Symbol
-from provisioning.dev import issue_coupons
+from provisioning.dev import issue_coupons, samples
 from tests.daemon_fixtures import make_home, next_event, running, wait_scanner, write_scanner
 
 
@@ -37,7 +37,7 @@ async def test_coupon_in_view_is_redeemed_once(home: Path, tmp_path: Path) -> No
         await asyncio.sleep(1.5)  # the video replays: the code is seen again
         recent = (await r.client.request("recent", limit=10))["decisions"]
         await wait_scanner(r.client)
-        write_scanner(home, b"0815\n")
+        write_scanner(home, samples(home)["pickups"][0]["number"].encode() + b"\n")
         while (serial := await next_event(r.client, "verdict"))["source"] == first["source"]:
             pass
     assert first["source"] == f"camera:{video}" and first["accepted"] is True

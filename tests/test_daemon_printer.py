@@ -87,7 +87,7 @@ async def test_reprint_and_report_slips(home: Path) -> None:
         card = await r.client.request("print_card")
         await printer_settles(r.client, 0)
         again = await r.client.request("reprint", count=1)
-        await r.client.request("scan", code="0815")
+        await r.client.request("scan", code=samples(home)["pickups"][0]["number"])
         rep = await r.client.request("print_report")
         await printer_settles(r.client, 0)
     assert again["job_ids"] and again["job_ids"][0] != card["job_id"] and rep["job_id"]

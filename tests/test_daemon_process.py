@@ -157,9 +157,10 @@ def test_scan_command_falls_back_to_ledger_and_says_so(home: Path) -> None:
 
 async def test_cli_commands_use_running_daemon(home: Path) -> None:
     """GIVEN a running daemon
-    WHEN `edge scan 0815` and `edge status --json` run
+    WHEN `edge scan` of a sample pickup number and `edge status --json` run
     THEN the scan is decided by the daemon (its log shows source=cli) and status reports the
     scanner running; `edge print-card` queues a card on the simulated printer (exit 0)."""
+    number = samples(home)["pickups"][0]["number"]
     proc = start_process(home)
     client = await wait_socket(home, proc)
     await client.close()
@@ -171,13 +172,13 @@ async def test_cli_commands_use_running_daemon(home: Path) -> None:
                               timeout=30)
 
     try:
-        scan = await asyncio.to_thread(run, "scan", "0815")
+        scan = await asyncio.to_thread(run, "scan", number)
         status = await asyncio.to_thread(run, "status", "--json")
         card = await asyncio.to_thread(run, "print-card")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
-    assert scan.returncode == 0 and "Pickup #0815" in scan.stdout and not scan.stderr
+    assert scan.returncode == 0 and f"Pickup #{number}" in scan.stdout and not scan.stderr
     assert "source=cli" in out
     assert '"scanner":{"name":"scanner","state":"running"' in status.stdout
     assert card.returncode == 0 and "queued as job" in card.stdout, card.stderr

@@ -90,7 +90,7 @@ async def test_scans_reach_hq_and_status_follows_the_link(home: Path, broker: Br
             await sync_state(r.client, True, 0, 0)  # the outage's backlog was sent
             hq.close()
             hq = HqListener(broker.port)  # HQ back on the restarted broker
-            third = await r.client.request("scan", code="0815")
+            third = await r.client.request("scan", code=samples(home)["pickups"][0]["number"])
             async with asyncio.timeout(20):
                 while third["event_id"] not in hq.ids:
                     await asyncio.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -26,7 +27,10 @@ def test_scripted_demo_runs_the_store_and_hq_sees_it(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert any("通过  免费咖啡一杯" in line for line in lines)
-    assert any("取货 4001号" in line for line in lines)  # an order HQ pushed over MQTT
+    pushed = json.loads((tmp_path / "store" / "hq" / "demo-orders.json").read_text())
+    number = pushed[0]["number"]
+    assert len(number) == 6 and number.isdigit()
+    assert any(f"取货 {number}号" in line for line in lines)  # an order HQ pushed over MQTT
     assert any("已于" in line and "使用" in line for line in lines)  # the duplicate
     report = out.stdout[out.stdout.index("HQ's report"):]
     assert "store BJ001: 8 events, 1 cards printed, 2 pickups collected" in report

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.coalesce import Coalescer
 from edge.events import EventType
 from hq.db import Cursor, Database
 from hq.issuing.issued import issued
@@ -49,6 +50,7 @@ from sync.contract import (
 )
 
 PREVIEW_BYTES = 120
+MAX_REJECT_KEYS = 10_000  # (device, reason) pairs remembered for keeping payloads
 RAW_KEEP_BYTES = 1 << 20  # a rejected payload up to 1 MiB is kept whole (base64)
 MAX_SEQ = 2**62
 MAX_ID_CHARS = 128
@@ -126,6 +128,9 @@ class EventStore:
         self.topics = topics
         self.devices = devices
         self.clock = clock
+        # Every rejection keeps its row; the payload itself only for the first of a device
+        # and reason each minute (a flooding device cannot fill the disk with copies).
+        self._raw_kept: Coalescer[tuple[str, RejectReason]] = Coalescer()
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -476,8 +481,16 @@ class EventStore:
 
     def _reject(self, topic: str, store: str | None, device: str | None, reason: RejectReason,
                 detail: str, payload: bytes) -> Outcome:
+        now = self.clock()
+        if reason is not RejectReason.INTERNAL_ERROR:  # those are kept whole to re-ingest
+            self._raw_kept.due(now)  # forget ended minutes (memory stays bounded)
+            if len(self._raw_kept) > MAX_REJECT_KEYS:
+                self._raw_kept = Coalescer()
+            if not self._raw_kept.admit((device or topic[:300], reason), now):
+                detail = f"{detail[:400]} (payload not kept: repeated within a minute)"
+                payload = payload[:PREVIEW_BYTES]
         with self.db.tx() as cur:
-            self._insert_reject(cur, self.clock(), topic, store, device, reason, detail, payload)
+            self._insert_reject(cur, now, topic, store, device, reason, detail, payload)
         return Outcome(Handled.REJECTED, reject=reason)
 
     @staticmethod

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
+from typing import Final
 
 from edge import keys, tokens
 from edge.keys import SigningKey
+
+PICKUP_DIGITS: Final = 6  # a typed number: 10^6 to guess from, 5 misses a minute per till
+
+
+def random_pickup_number(digits: int = PICKUP_DIGITS) -> str:
+    """A pickup number to type at the till: random, never sequential; leading zeros kept.
+
+    One order's number says nothing about another's.
+
+    Raises:
+        ValueError: ``digits`` outside the contract's 3-8.
+    """
+    if not 3 <= digits <= 8:
+        raise ValueError(f"a pickup number has 3-8 digits, not {digits}")
+    return f"{secrets.randbelow(10 ** digits):0{digits}d}"
 
 
 def sign_token(key: SigningKey, token: tokens.Coupon | tokens.Pickup) -> str:

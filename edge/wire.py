@@ -1,0 +1,135 @@
+"""Bounded decoding of what arrives from the network: size first, then zlib, then JSON.
+
+One pure module (no I/O) used by both ends of the MQTT contract: the box, for what HQ
+publishes to its config and data topics (``edge.hqdata.json_object``, called by
+``sync.inbound``), and HQ, for every event batch, presence and report
+(``sync.contract.EventBatch.decode``). Anyone who can publish to a topic can send any bytes,
+so nothing here trusts its input:
+
+* the size is checked before anything is parsed or inflated;
+* zlib inflates to at most a limit (``max_length``; ``bufsize`` is only a first guess and
+  lets a 1 MB bomb grow to gigabytes);
+* JSON nesting is bounded: CPython's parser raises ``RecursionError`` (not ``ValueError``)
+  on a deep document, which a caller catching ``ValueError`` lets escape.
+
+Every failure is a :class:`WireError` whose :attr:`~WireError.reason` says which bound was
+broken, so callers record a specific reason and acknowledge the message (a raised error in
+an MQTT handler means no PUBACK, and the broker would deliver the poison again forever).
+The limits, and the MQTT 5 Maximum Packet Size each side announces, are documented in
+``docs/security.md`` ("Inbound limits").
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import zlib
+from typing import Any, Final
+
+# HQ -> box: one signed envelope (config, orders, remote uses). A config with 10,000
+# revoked codes is ~0.7 MB; a catch-up envelope of 500 orders ~0.2 MB.
+MAX_HQ_MESSAGE: Final = 2 << 20
+# Box -> HQ: an event batch as published (zlib or plain) and inflated. A box's batch is at
+# most 1,000 events; these leave room for 8 KB events uncompressed.
+MAX_BATCH_WIRE: Final = 8 << 20
+MAX_BATCH_JSON: Final = 16 << 20
+# Nesting: the deepest contract message (an event batch: batch, events, event, body, facts,
+# a list in facts) is 6 levels.
+MAX_DEPTH: Final = 32
+# MQTT 5 Maximum Packet Size (CONNECT property): the broker does not deliver a bigger packet
+# to the client at all. The headroom covers the topic and properties around the payload.
+PACKET_HEADROOM: Final = 64 << 10
+BOX_MAX_PACKET: Final = MAX_HQ_MESSAGE + PACKET_HEADROOM
+HQ_MAX_PACKET: Final = MAX_BATCH_WIRE + PACKET_HEADROOM
+
+
+class Bound(enum.StrEnum):
+    """Which bound a message broke (a recorded reason's detail starts with it)."""
+
+    TOO_LARGE = "too_large"  # over the byte limit, before or after inflating
+    TOO_DEEP = "too_deep"  # JSON nested deeper than MAX_DEPTH
+    BAD_ZLIB = "bad_zlib"  # not a complete zlib stream
+    NOT_JSON = "not_json"  # not UTF-8 JSON
+
+
+class WireError(ValueError):
+    """A message broke a bound or is not what it claims to be; ``reason`` says which."""
+
+    def __init__(self, reason: Bound, message: str) -> None:
+        """Carry the broken bound and a sentence naming the message."""
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_size(raw: bytes, limit: int, what: str) -> None:
+    """Refuse ``raw`` over ``limit`` bytes before anything reads it.
+
+    Raises:
+        WireError: ``too_large``.
+    """
+    if len(raw) > limit:
+        raise WireError(Bound.TOO_LARGE, f"{what} is {len(raw)} bytes, over the limit of "
+                                         f"{limit}")
+
+
+def inflate(raw: bytes, limit: int, what: str) -> bytes:
+    """A zlib stream inflated to at most ``limit`` bytes.
+
+    Raises:
+        WireError: ``too_large`` (it would inflate past ``limit``: the rest is never
+            inflated), ``bad_zlib`` (corrupt or truncated).
+    """
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise WireError(Bound.BAD_ZLIB, f"{what}: bad zlib: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise WireError(Bound.TOO_LARGE, f"{what} inflates past the limit of {limit} bytes")
+    if not inflater.eof:
+        raise WireError(Bound.BAD_ZLIB, f"{what}: zlib stream is truncated")
+    return out
+
+
+def loads(raw: bytes | str, what: str, limit: int = MAX_HQ_MESSAGE,
+          max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON of at most ``limit`` bytes nested at most ``max_depth`` deep.
+
+    Raises:
+        WireError: ``too_large``, ``not_json`` (invalid UTF-8 or JSON), ``too_deep``.
+    """
+    check_size(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"),
+               limit, what)
+    try:
+        obj = json.loads(raw)
+    except RecursionError:  # deeper than the interpreter's recursion limit
+        raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WireError(Bound.NOT_JSON, f"{what} is not JSON: {exc}") from None
+    # Fewer openers than the bound cannot nest past it: small messages skip the walk.
+    openers = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else (
+        raw.count("[") + raw.count("{"))
+    if openers > max_depth and not _depth_within(obj, max_depth):
+        raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}")
+    return obj
+
+
+def _depth_within(obj: object, max_depth: int) -> bool:
+    """Whether ``obj``'s containers nest at most ``max_depth`` deep (breadth first).
+
+    ``type() is`` rather than ``isinstance``: JSON gives exact dicts and lists, and this runs
+    over every value of every event batch HQ ingests (half the cost of an isinstance walk).
+    """
+    level: list[Any] = [obj] if type(obj) is dict or type(obj) is list else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return False
+        deeper: list[Any] = []
+        more = deeper.extend
+        for o in level:
+            more([v for v in (o.values() if type(o) is dict else o)
+                  if type(v) is dict or type(v) is list])
+        level = deeper
+    return True
