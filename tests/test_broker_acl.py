@@ -27,6 +27,7 @@ from hq.broker import BrokerOptions, OneShot
 from hq.db import Database
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
+from hq.issuing.registry import DeviceRegistry
 from provisioning import brokerauth
 from provisioning.brokerauth import HQ_INGEST_USER, HQ_PUBLISH_USER, DeviceAccount
 from provisioning.localbroker import Broker, free_port
@@ -240,11 +241,14 @@ async def test_the_real_box_and_hq_workers_run_under_their_own_credentials(
     db = Database(f"sqlite:///{tmp_path / 'hq.sqlite'}")
     hq_opts = BrokerOptions(port=acl_broker.hq_port, username=HQ_INGEST_USER,
                             password=HQ_PASSWORDS[HQ_INGEST_USER])
-    worker = IngestWorker(EventStore(db, T), hq_opts, "hq-ingest-1", "g", 600)
+    device_key = SigningKey.generate(BJ.device)
+    devices = DeviceRegistry()  # HQ believes only what a registered box signed
+    devices.add(BJ.device, BJ.store, device_key.public_key)
+    worker = IngestWorker(EventStore(db, T, devices), hq_opts, "hq-ingest-1", "g", 600)
     worker.start()
     box = Box(tmp_path / "box.sqlite", MqttSettings(
         port=acl_broker.broker.port, username=BJ.device, password=BJ.password, keepalive_s=2,
-        backoff_min_s=0.05, backoff_max_s=0.5, connect_timeout_s=2.0))
+        backoff_min_s=0.05, backoff_max_s=0.5, connect_timeout_s=2.0), device_key)
     try:
         assert worker.wait_subscribed()
         pub = BrokerOptions(port=acl_broker.hq_port, username=HQ_PUBLISH_USER,

@@ -65,17 +65,19 @@ async def until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "")
 class Box:
     """A ledger plus a running SyncService (started and stopped by the test)."""
 
-    def __init__(self, path: Path, settings: MqttSettings) -> None:
+    def __init__(self, path: Path, settings: MqttSettings,
+                 device_key: SigningKey | None = None) -> None:
         self.path = path
         self.ledger = new_ledger(path, HQ1)
         self.settings = settings
+        self.device_key = device_key  # signs what the box publishes, where HQ checks
         self.states: list[SyncState] = []
         self.task: asyncio.Task[None] | None = None
         self.service: SyncService | None = None
 
     def start(self) -> None:
         self.service = SyncService(self.path, IDENTITY, self.settings, self.states.append,
-                                   software="test-1.0")
+                                   software="test-1.0", device_key=self.device_key)
         self.task = asyncio.create_task(self.service.run())
 
     async def stop(self) -> None:
