@@ -84,7 +84,8 @@ class Client:
         assert done.wait(10), "no SUBACK"
         return self.suback
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> ReasonCode:
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                properties: Properties | None = None) -> ReasonCode:
         """Publish at QoS 1; the PUBACK's reason code."""
         result: list[ReasonCode] = []
         done = threading.Event()
@@ -93,7 +94,7 @@ class Client:
             result.append(rc)
             done.set()
         self.c.on_publish = on_publish
-        self.c.publish(topic, payload, qos=1, retain=retain)
+        self.c.publish(topic, payload, qos=1, retain=retain, properties=properties)
         assert done.wait(10), "no PUBACK"
         return result[0]
 

@@ -19,7 +19,7 @@ def test_hq_ingest_records_a_bomb_and_a_deep_batch_and_goes_on(hq: Hq) -> None:
     ~100 KB deeply nested batch, then a good batch THEN both bad ones are `bad_batch` rejects
     saying why (acknowledged, not redelivered) and the good batch is stored."""
     w = hq.worker()
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")  # registered and signing: what is refused is the content
     box.raw(TOPICS.events("S1", "D1"), zlib.compress(b" " * (64 << 20), 9), CONTENT_JSON_ZLIB)
     box.raw(TOPICS.events("S1", "D1"), DEEP)
     box.send([event("S1", "D1", 1)])
@@ -53,7 +53,7 @@ def test_hq_announces_its_maximum_packet_size(hq: Hq) -> None:
     delivers the 9 MB one to HQ (no reject row, no message handled for it) and the good
     batch is stored."""
     w = hq.worker()
-    box = RawBox(hq.broker, "S1", "D1")
+    box = hq.box("S1", "D1")
     box.raw(TOPICS.events("S1", "D1"), b"x" * (9 << 20))
     box.send([event("S1", "D1", 1)])
     # Messages on one topic arrive in order: had the broker sent the 9 MB one, it would

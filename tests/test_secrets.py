@@ -17,12 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from cli import hq as hq_cli
+from edge.keys import SigningKey
 from hq.db import Database
 from provisioning import brokerauth
 from provisioning.brokerauth import HQ_INGEST_USER, DeviceAccount
 from provisioning.localbroker import Broker, free_port
-from sync.contract import EventBatch, Topics
+from sync.contract import SIG_PROPERTY, EventBatch, Topics, sign_device_message
 from sync.settings import MqttSettings, SettingsError
 from tests.daemon_fixtures import make_home, running
 from tests.hq_support import event, wait_until
@@ -118,6 +122,9 @@ def test_edge_hq_ingest_reads_broker_and_database_secrets_from_env(
     db_path = tmp_path / DB_NAME
     log = tmp_path / "ingest.log"
     env = _env(HQ_MQTT_PASSWORD=INGEST_PW, HQ_DB_URL=f"sqlite:///{db_path}")
+    key = SigningKey.generate("D1")  # HQ believes only what a registered box signed
+    assert hq_cli.main(["--home", str(home), "register-device", "--device", "D1", "--store",
+                        "S1", "--public-key", key.public_key.hex()]) == 0
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli.hq", "--home", str(home), "ingest", "--no-fanout",
@@ -128,8 +135,12 @@ def test_edge_hq_ingest_reads_broker_and_database_secrets_from_env(
         wait_until(lambda: b"subscribed (group" in log.read_bytes(), what="ingest subscribed")
         cmdline = _cmdline(proc.pid)
         box, _rc = connect(broker.port, "D1", "d1-pw")
-        payload, _ctype = EventBatch("S1", "D1", [event("S1", "D1", 1)]).encode()
-        assert not box.publish(T.events("S1", "D1"), payload).is_failure
+        payload, ctype = EventBatch("S1", "D1", [event("S1", "D1", 1)]).encode()
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = ctype
+        props.UserProperty = (SIG_PROPERTY, sign_device_message(key, T.events("S1", "D1"),
+                                                                ctype, payload))
+        assert not box.publish(T.events("S1", "D1"), payload, properties=props).is_failure
         box.close()
         wait_until(lambda: b"ingesting as" in log.read_bytes(), what="ingest logged")
         check = Database(f"sqlite:///{db_path}")
