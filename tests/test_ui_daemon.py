@@ -10,6 +10,7 @@ other ``test_ui_*`` files, where a test can pull the paper or the broker.)
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,24 @@ pytest_plugins = ["tests.ui_fixtures"]  # shanghai (broker: tests/conftest.py)
 
 
 @pytest.fixture
-def live_store(tmp_path: Path, shanghai: None) -> Store:
+def midday() -> Iterator[None]:
+    """Local time is a fixed zone in which it is about noon now (for this process and the
+    daemon it starts): the store's orders span hours either side of now, and "today" must
+    hold them all whenever the suite runs (at 23:00 in Shanghai it would not)."""
+    old = os.environ.get("TZ")
+    east = 12 - time.gmtime().tm_hour  # hours to add to UTC for local noon, -11..12
+    os.environ["TZ"] = f"NOON{-east:+d}"  # POSIX: the sign is west of Greenwich
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+@pytest.fixture
+def live_store(tmp_path: Path, midday: None) -> Store:
     """A store whose codes and pickup windows are valid now (the daemon reads the clock)."""
     return make_store(tmp_path / "box", now=time.time())
 
