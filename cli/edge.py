@@ -261,7 +261,7 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
     from sync.settings import SettingsError
     try:
         return runner.main(box.config, args.host, args.port, args.root, args.until_drained,
-                           args.timeout, args.json, args.verbose)
+                           args.timeout, args.json, args.verbose, args.until_confirmed)
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -345,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--root", help="topic root")
     sp.add_argument("--until-drained", action="store_true",
                     help="exit once online with nothing left to send")
+    sp.add_argument("--until-confirmed", action="store_true",
+                    help="exit once HQ has confirmed every event (nothing unsent or unconfirmed)")
     sp.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
     sp.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     sp = command("ui", "the cashier's terminal (talks to the running daemon)")

@@ -5,8 +5,9 @@ Batches are read in ``seq`` order from a run of unsent rows after a cursor
 marking it sent adds that range to the ledger's acknowledged ranges, done only once the
 broker has acknowledged the message that carried it (``sync.service``).
 
-Growth: sent rows are pruned by age (event time) and count (``SyncPolicy``); unsent rows
-are never dropped. When the unsent backlog crosses the policy's limits an ``outbox_alarm``
+Growth: rows HQ confirmed are pruned by age (event time) and count (``SyncPolicy``);
+unsent rows, and sent rows HQ has not confirmed, are never dropped. When the unsent
+backlog crosses the policy's limits an ``outbox_alarm``
 event is recorded (and again when it clears) and the service's state carries the flag.
 """
 
@@ -76,6 +77,7 @@ class Health:
     alarm: bool
     pruned: int
     why: str = ""
+    unconfirmed: int = 0  # sent (the broker acknowledged them), not yet confirmed by HQ
 
 
 class Outbox:
@@ -224,18 +226,23 @@ class Outbox:
                 self.ledger.put_setting(conn, ALARM_SETTING, bool(why))
             (log.warning if why else log.info)(
                 "outbox alarm %s: %s", "ON" if why else "off", why or f"backlog {backlog}")
-        return Health(backlog, age, bool(why), pruned, why)
+        return Health(backlog, age, bool(why), pruned, why, self.ledger.unconfirmed())
 
 
 def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
-    """Delete acknowledged rows older than ``cutoff`` or past ``max_rows``; rows deleted.
+    """Delete confirmed rows older than ``cutoff`` or past ``max_rows``; rows deleted.
 
-    Only rows inside acknowledged ranges are touched. Within each range the oldest rows go
+    Only rows inside acknowledged ranges and confirmed by HQ are touched. Within each range
+    the oldest rows go
     first, up to the first one younger than the cutoff (event times only go backwards when
     the clock does; a row behind a younger one waits for it), so a check costs what it
     deletes, not what the outbox holds.
     """
-    ranges = conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
+    acked = conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
+    # Only what HQ confirmed it committed may go: the broker's PUBACK is not enough (a
+    # broker may lose what it acknowledged; then the box must still hold it to resend).
+    confirmed = conn.execute("SELECT seq FROM outbox_confirmed WHERE id = 1").fetchone()[0]
+    ranges = [(first, min(last, confirmed)) for first, last in acked if first <= confirmed]
     pruned = 0
     for first, last in ranges:
         young = conn.execute("SELECT seq FROM outbox WHERE seq >= ? AND seq <= ? AND at >= ?"
@@ -255,9 +262,10 @@ def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
             if first <= count_over[0]:
                 pruned += conn.execute("DELETE FROM outbox WHERE seq >= ? AND seq <= ?",
                                        (first, min(last, count_over[0]))).rowcount
-    # Stored wire texts and prepared batches are needed only until their events are sent.
+    # Stored wire texts are needed until their events are confirmed (a resend sends them),
+    # prepared batches only until their events are sent.
     conn.executemany("DELETE FROM outbox_wire WHERE seq >= ? AND seq <= ?", ranges)
-    conn.executemany("DELETE FROM outbox_batch WHERE first >= ? AND first <= ?", ranges)
+    conn.executemany("DELETE FROM outbox_batch WHERE first >= ? AND first <= ?", acked)
     # The ranges stay: they say the pruned seqs were sent (and coalesced, they are few).
     return pruned
 
