@@ -28,6 +28,8 @@ from typing import Any
 
 from edge.events import EventType
 from hq.db import Cursor, Database
+from hq.ingest import delivery
+from hq.ingest.delivery import DeliveryTiming
 from hq.publishing import fanout
 from sync.contract import (
     ContractError,
@@ -103,11 +105,16 @@ class EventStore:
     """HQ's handling of box messages over one :class:`~hq.db.Database`."""
 
     def __init__(self, db: Database, topics: Topics,
-                 clock: Callable[[], float] = time.time) -> None:
-        """Store into ``db``, with ``topics`` naming the stores' data topics."""
+                 clock: Callable[[], float] = time.time,
+                 timing: DeliveryTiming | None = None) -> None:
+        """Store into ``db``, with ``topics`` naming the stores' data topics.
+
+        ``timing``: how fast confirmations go out and missing events are asked for.
+        """
         self.db = db
         self.topics = topics
         self.clock = clock
+        self.timing = timing or DeliveryTiming()
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -218,6 +225,8 @@ class EventStore:
             cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
             for change in changes:
                 self._apply_use(cur, store, change, now, out)
+            # Even a batch of duplicates (a resend) owes the device a confirmation.
+            delivery.note_events(cur, store, device, max_seq, now, self.timing)
         return out
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
@@ -293,7 +302,11 @@ class EventStore:
         """Keep a device's latest presence (online/offline, versions, backlog)."""
         now = self.clock()
         with self.db.tx() as cur:
-            self._touch_device(cur, store, device, now, seen)
+            max_seq = self._touch_device(cur, store, device, now, seen)
+            # A retained presence counts too: after a restore from a backup it is how HQ
+            # learns what each box wrote since.
+            delivery.note_last_seq(cur, store, device, p.last_seq, max_seq, now, self.timing,
+                                   p.unconfirmed)
             # ``alarm`` came after v1; Presence.decode reads an older message as False.
             cur.execute("UPDATE hq_device SET state=?, software=?, config_version=?, backlog=?,"
                         " clock_trusted=?, presence_at=?, alarm=? WHERE device=?",
@@ -309,7 +322,8 @@ class EventStore:
         """
         now = self.clock()
         with self.db.tx() as cur:
-            self._touch_device(cur, store, device, now, seen)
+            max_seq = self._touch_device(cur, store, device, now, seen)
+            delivery.note_last_seq(cur, store, device, r.last_seq, max_seq, now, self.timing)
             # ``data_versions`` came after v1; Reported.decode reads an older message as {}.
             cur.execute("UPDATE hq_device SET reported_version=?, reported_rejected=?,"
                         " reported_error=?, reported_at=?, data_versions=? WHERE device=?",

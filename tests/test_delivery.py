@@ -1,0 +1,111 @@
+"""Nothing lost between box and HQ: HQ confirms what it committed, the box resends the rest.
+
+Real mosquitto (which forgets shared subscriptions across a restart, so it acknowledges
+and drops batches until ingest subscribes again), real ``edge sync`` processes, HQ's ingest
+worker and its SQLite database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.box import Box, init_home
+from edge.ledger import Ledger
+from hq.ingest.delivery import DeliveryTiming
+from provisioning.localbroker import Broker
+from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
+from tests.sync_fixtures import DEVICE, STORE
+
+pytestmark = pytest.mark.network
+ROOT = Path(__file__).resolve().parent.parent
+FAST = DeliveryTiming(confirm_every_s=0.1, ask_after_s=0.3, ask_max_s=2.0)
+
+
+def _home(tmp_path: Path, hq: Hq) -> Path:
+    home = tmp_path / "box"
+    init_home(home, STORE, DEVICE, hq.trusted)
+    with (home / "edge.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {hq.broker.port}\nkeepalive_s = 5\n'
+                "backoff_max_s = 0.5\nresend_after_s = 3\n")
+    return home
+
+
+def _events(home: Path, n: int = 1) -> None:
+    box = Box.open(home)
+    try:
+        for i in range(n):
+            box.issue_card(f"R-{i}")
+    finally:
+        box.close()
+
+
+def _edge(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "cli.edge", "--home", str(home), *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _sync(home: Path, *flags: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(_edge(home, "sync", *flags, "--timeout", str(timeout)),
+                          capture_output=True, text=True, timeout=timeout + 30, env=_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _seqs(hq: Hq) -> list[int]:
+    db = sqlite3.connect(hq.db_path)
+    try:
+        return [r[0] for r in db.execute(
+            "SELECT seq FROM hq_event WHERE device=? ORDER BY seq", (DEVICE,))]
+    finally:
+        db.close()
+
+
+def _box(home: Path) -> tuple[int, int, int, int]:
+    """``(newest seq, unsent, sent but unconfirmed, confirmed seq)`` of the box's ledger."""
+    ledger = Ledger(home / "ledger.sqlite")
+    try:
+        return (ledger.newest_seq(), ledger.backlog(), ledger.unconfirmed(),
+                ledger.confirmed()[0])
+    finally:
+        ledger.close()
+
+
+def test_the_five_steps_of_issue_10_end_with_hq_holding_every_seq(tmp_path: Path,
+                                                                  hq: Hq) -> None:
+    """GIVEN broker and ingest up, a box home WHEN (1) an event is synced; (2) ingest stops
+    (its session kept) and an event is synced; (3) mosquitto restarts cleanly (forgetting
+    ingest's shared subscription), ingest still down, and an event is synced (the broker
+    acknowledges and drops it); (4) ingest starts again; (5) an event is synced THEN HQ
+    ends with every seq 1-4 exactly once, no open gap, and the box has nothing unsent or
+    unconfirmed (`edge sync --until-confirmed` exits 0)."""
+    home = _home(tmp_path, hq)
+    hq.worker(timing=FAST)
+    _events(home)
+    _sync(home, "--until-drained")
+    wait_until(lambda: _seqs(hq) == [1], what="seq 1 at HQ")
+    hq.workers.pop().stop()
+    _events(home)
+    _sync(home, "--until-drained")
+    hq.broker.restart()
+    _events(home)
+    done = _sync(home, "--until-drained")
+    assert "backlog=0" in done.stdout
+    assert _box(home)[2] >= 1  # acknowledged by the broker, and not confirmed by HQ
+    hq.worker(timing=FAST)
+    wait_until(lambda: _seqs(hq) == [1, 2], what="seq 2 delivered from ingest's session")
+    _events(home)
+    _sync(home, "--until-confirmed")
+    assert _seqs(hq) == [1, 2, 3, 4]
+    assert hq.count("SELECT COUNT(*) FROM hq_gap WHERE missing>0") == 0
+    assert _box(home) == (4, 0, 0, 4)
