@@ -20,9 +20,8 @@ import pytest
 from edge.box import Box, init_home
 from edge.ledger import Ledger
 from hq.ingest.delivery import DeliveryTiming
-from provisioning.localbroker import Broker
 from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
-from tests.sync_fixtures import DEVICE, STORE
+from tests.sync_fixtures import DEVICE, STORE, append_events
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,3 +108,85 @@ def test_the_five_steps_of_issue_10_end_with_hq_holding_every_seq(tmp_path: Path
     assert _seqs(hq) == [1, 2, 3, 4]
     assert hq.count("SELECT COUNT(*) FROM hq_gap WHERE missing>0") == 0
     assert _box(home) == (4, 0, 0, 4)
+
+
+def _backlog(home: Path, n: int) -> None:
+    ledger = Ledger(home / "ledger.sqlite")
+    try:
+        append_events(ledger, n)
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("ingest_down", [False, True], ids=["ingest-up", "ingest-down"])
+def test_mosquitto_killed_mid_drain_costs_a_resend_not_an_event(tmp_path: Path, hq: Hq,
+                                                               ingest_down: bool) -> None:
+    """GIVEN 3000 events draining through `edge sync --until-confirmed` WHEN mosquitto is
+    SIGKILLed mid-drain (losing every message and session it held) and started again
+    (with ingest down across the restart, in one variant) THEN the box exits 0 and HQ holds
+    every seq exactly once, with nothing unsent or unconfirmed left on the box."""
+    home = _home(tmp_path, hq)
+    worker = hq.worker(timing=FAST)
+    _backlog(home, 3000)
+    sync = subprocess.Popen(_edge(home, "sync", "--until-confirmed", "--timeout", "90"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    try:
+        if ingest_down:
+            worker.stop()
+            hq.workers.remove(worker)
+            wait_until(lambda: _box(home)[1] < 3000, what="the drain started")
+        else:
+            wait_until(lambda: len(_seqs(hq)) > 0, what="HQ ingesting")
+        hq.broker.kill()
+        hq.broker.start()
+        if ingest_down:
+            time.sleep(0.5)  # the box reconnects and sends into a broker nobody reads
+            hq.worker(timing=FAST)
+        out, err = sync.communicate(timeout=120)
+        assert sync.returncode == 0, out[-2000:] + err[-2000:]
+    finally:
+        if sync.poll() is None:
+            sync.kill()
+            sync.wait()
+    assert _seqs(hq) == list(range(1, 3001))
+    assert _box(home) == (3000, 0, 0, 3000)
+
+
+def test_an_hq_database_rolled_back_to_a_backup_gets_every_event_again(tmp_path: Path,
+                                                                      hq: Hq) -> None:
+    """GIVEN HQ confirmed events 1-20, its database copied, then 21-50 confirmed too WHEN
+    HQ's database is put back to the copy and ingest restarts THEN HQ, learning the box's
+    newest seq from its retained presence, asks for 21-50; the box (which still holds them
+    though they were confirmed) sends them again, and HQ ends with 1-50 once each."""
+    home = _home(tmp_path, hq)
+    hq.worker(timing=FAST)
+    _backlog(home, 20)
+    _sync(home, "--until-confirmed")
+    backup = tmp_path / "hq-backup.sqlite"
+    src = sqlite3.connect(hq.db_path)
+    dst = sqlite3.connect(backup)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    _backlog(home, 30)
+    _sync(home, "--until-confirmed")
+    assert _seqs(hq) == list(range(1, 51)) and _box(home) == (50, 0, 0, 50)
+    hq.workers.pop().stop()
+    for db in hq.dbs:
+        db.close()
+    hq.dbs.clear()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{hq.db_path}{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, hq.db_path)
+    assert _seqs(hq) == list(range(1, 21))
+    hq.worker(timing=FAST)
+    sync = subprocess.Popen(_edge(home, "sync"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=_env())
+    try:
+        wait_until(lambda: _seqs(hq) == list(range(1, 51)) and _box(home) == (50, 0, 0, 50),
+                   timeout_s=60, what="HQ holding 1-50 again, confirmed")
+    finally:
+        sync.terminate()
+        sync.wait(10)
+    assert hq.count("SELECT COUNT(*) FROM hq_event") == 50
