@@ -102,10 +102,12 @@ def cmd_events(args: argparse.Namespace, box: Box) -> int:
     events = box.ledger.pending_events(limit=args.limit)
     if args.json:
         _print_json({"backlog": box.ledger.backlog(),
+                     "unconfirmed": box.ledger.unconfirmed(),
                      "events": [e.to_wire(box.identity.store_id, box.identity.device_id)
                                 for e in events]})
     else:
-        print(f"{box.ledger.backlog()} events waiting to sync")
+        print(f"{box.ledger.backlog()} events waiting to sync, "
+              f"{box.ledger.unconfirmed()} sent awaiting HQ's confirmation")
         for e in events:
             body = json.dumps(e.body, ensure_ascii=False)[:100]
             print(f"{e.seq:>8} {i18n.when(e.at)} {e.type:<16} {body}")
@@ -189,7 +191,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     online = "online" if st.get("online") else "offline"
     print(f"{st['store_id']} {st['store_name']} / {st['device_id']}  {online}, "
-          f"{st['backlog']} events to sync, clock {'ok' if st['clock_trusted'] else 'UNSURE'}")
+          f"{st['backlog']} events to sync, {st.get('unconfirmed', 0)} sent awaiting HQ's "
+          f"confirmation, clock {'ok' if st['clock_trusted'] else 'UNSURE'}")
     for part in ("scanner", "camera", "printer", "sync"):
         p = st.get(part) or {}
         extra = f", {p['jobs_waiting']} jobs waiting" if part == "printer" else ""

@@ -1,3 +1,5 @@
-"""Publishing: signed, versioned config and data for stores: pushed by HQ (``push``), fanned out
-after ingest (``fanout``), numbered per store and kind (``versions``).
+"""Publishing: signed, versioned config and data for stores.
+
+Pushed by HQ (``push``), fanned out after ingest (``fanout``), numbered per store and kind
+(``versions``).
 """
