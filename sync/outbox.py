@@ -212,7 +212,8 @@ class Outbox:
                            (self.ledger.unsent_run()[0],)).fetchone()
         oldest = None if row is None else row[0]
         age = max(0.0, now - oldest) if oldest is not None else 0.0
-        why = _alarm_reason(policy, backlog, age)
+        unconfirmed = self.ledger.unconfirmed()
+        why = _alarm_reason(policy, backlog, age, unconfirmed)
         if bool(why) != bool(self.ledger.setting(ALARM_SETTING)):
             with self.ledger.immediate():
                 reading = clock.read(now, self.ledger.trusted_time(),
@@ -226,7 +227,7 @@ class Outbox:
                 self.ledger.put_setting(conn, ALARM_SETTING, bool(why))
             (log.warning if why else log.info)(
                 "outbox alarm %s: %s", "ON" if why else "off", why or f"backlog {backlog}")
-        return Health(backlog, age, bool(why), pruned, why, self.ledger.unconfirmed())
+        return Health(backlog, age, bool(why), pruned, why, unconfirmed)
 
 
 def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
@@ -328,9 +329,12 @@ class OutboxThread:
         self._pool.shutdown(wait=True)
 
 
-def _alarm_reason(policy: SyncPolicy, backlog: int, age: float) -> str:
+def _alarm_reason(policy: SyncPolicy, backlog: int, age: float, unconfirmed: int = 0) -> str:
     if backlog >= policy.outbox_max_rows:
         return f"{backlog} unsent events reach the outbox limit of {policy.outbox_max_rows}"
+    if backlog + unconfirmed >= policy.outbox_max_rows:  # kept: HQ has not confirmed them
+        return (f"{backlog + unconfirmed} events not confirmed by HQ reach the outbox limit "
+                f"of {policy.outbox_max_rows}")
     if backlog >= policy.alarm_backlog:
         return f"{backlog} unsent events reach the alarm threshold of {policy.alarm_backlog}"
     if backlog and age > policy.outbox_max_age_s:

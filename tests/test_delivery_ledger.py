@@ -193,3 +193,21 @@ def test_delivery_bodies_and_last_seq_are_strict_and_optional() -> None:
     for bad in (b'{"state": "online", "last_seq": -1}', b'{"state": "online", "last_seq": 1.5}'):
         with pytest.raises(ContractError, match="last_seq"):
             Presence.decode(bad)
+
+
+def test_events_hq_never_confirms_are_kept_and_raise_the_alarm_at_the_row_limit(
+        tmp_path: Path) -> None:
+    """GIVEN a policy of 1000 rows WHEN 1200 events are sent and HQ confirms none (an HQ
+    that does not confirm) THEN nothing is pruned and the alarm goes on, naming events not
+    confirmed by HQ; WHEN HQ confirms them THEN the alarm goes off and rows are pruned."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    append_events(ledger, 1200)
+    ledger.mark_sent([(1, 1200)])
+    outbox = Outbox(ledger, IDENTITY)
+    policy = SyncPolicy(outbox_max_rows=1000)
+    health = outbox.check(policy)
+    assert health.pruned == 0 and health.alarm and "not confirmed by HQ" in health.why
+    apply_delivery(ledger, IDENTITY, hq_data(DataKind.CONFIRMED, 1, _confirmed(1201)))
+    health = outbox.check(policy)
+    assert not health.alarm and health.pruned >= 200
+    ledger.close()
