@@ -17,10 +17,11 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from edge import clock
 from edge.events import ORIGIN_MARK, Event, EventType, origin_text
@@ -53,6 +54,7 @@ _FALLBACK_SQL = (
     " WHERE o.seq >= ?2 AND o.seq < ?3 ORDER BY o.seq LIMIT ?4)")
 _FALLBACK_FORMAT = (f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d{ORIGIN_MARK},'
                     '"type":"%s","at":%!.17g,"clock_trusted":%s,"body":%s}')
+T = TypeVar("T")
 _NO_STOP: Final = 1 << 62
 SEAL_PER_COMMIT: Final = 50  # prepared batches written per transaction
 
@@ -314,6 +316,11 @@ class OutboxThread:
         """:meth:`Outbox.seal` on this thread."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._seal,
                                                                 identity, compress, limit)
+
+    async def run(self, fn: Callable[[Ledger], T]) -> T:
+        """``fn(ledger)`` on this thread and its connection (after the marks queued before)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(
+            self._own()))
 
     async def mark(self, ranges: list[tuple[int, int]]) -> int:
         """Mark ``ranges`` sent; returns how many events were not marked before."""

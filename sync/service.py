@@ -108,6 +108,7 @@ class SyncService:
         self._ack_failure = ""
         self._presence_sent: tuple[int, int, bool, bool, int, int] | None = None
         self._marking: set[asyncio.Future[None]] = set()
+        self._delivering: set[asyncio.Future[None]] = set()  # HQ's delivery messages
         self._offline_since: float | None = None  # monotonic; None: online or not tried yet
         # The broker had no session for us: ask HQ for a catch-up until a report saying so
         # is acknowledged (a connection lost before that asks again on the next one).
@@ -220,8 +221,9 @@ class SyncService:
             if not link.closed.is_set():
                 link.abort("session ended")
             self._flush_acks(force=True)
-            if self._marking:
-                await asyncio.gather(*self._marking, return_exceptions=True)
+            if self._marking or self._delivering:
+                await asyncio.gather(*self._marking, *self._delivering,
+                                     return_exceptions=True)
 
     async def _goodbye(self, link: Link) -> None:
         """A clean stop: say offline ourselves (a clean disconnect sends no will)."""
@@ -379,6 +381,17 @@ class SyncService:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         self._contact(online=True)
+        if msg.topic == self._inbound.hq_topic:
+            # A confirmation or resend request is applied on the marks' thread, in order
+            # with the marks: on the loop its commit (an fsync) would stall the drain, and
+            # its write would wait on the marks' lock. It is acknowledged on receipt: one
+            # lost to a crash is sent again by HQ (a confirmation after the next batch or
+            # presence, a request after its wait), and the box resends what stays
+            # unconfirmed.
+            task = asyncio.ensure_future(self._deliver(bytes(msg.payload)))
+            self._delivering.add(task)
+            task.add_done_callback(self._delivering.discard)
+            return
         result = self._inbound.handle(msg.topic, bytes(msg.payload))
         if result is None or result.outcome is Outcome.DUPLICATE:
             return
@@ -396,6 +409,19 @@ class SyncService:
             self._set_state(config_version=int(self._ledger.setting("config_version")))
             self._publish_presence(force=True)
         self.wake()  # the outcome's event is in the outbox
+
+    async def _deliver(self, payload: bytes) -> None:
+        topic, identity, wall_clock = self._inbound.hq_topic, self.identity, self.wall_clock
+        topics = self.topics
+        try:
+            result = await self._acks.run(
+                lambda ledger: Inbound(ledger, identity, topics, wall_clock).handle(topic,
+                                                                                   payload))
+        except Exception:  # a ledger error: HQ sends another; unconfirmed events are resent
+            log.exception("could not apply a message from HQ on %s", topic)
+            return
+        if result is not None and result.outcome is not Outcome.DUPLICATE:
+            self._after_inbound(result)
 
     def _after_delivery(self, result: ApplyResult) -> None:
         """A confirmation (prune may go on) or a resend request (the drain goes back)."""
