@@ -8,7 +8,9 @@ event sent; only HQ's signed confirmation (``edge.delivery``) makes it confirmed
 events HQ does not confirm in time, or asks for, are sent again.
 
 It opens its own ledger connection (the daemon keeps its own; SQLite WAL serialises the
-writers) and runs every ledger call on the event-loop thread, between awaits.
+writers) and runs its ledger calls on the event-loop thread, between awaits, except the
+sent marks, the policy check and HQ's confirmations and resend requests, which run on
+threads of their own (``sync.outbox.OutboxThread``).
 """
 
 from __future__ import annotations
