@@ -11,13 +11,22 @@ import contextlib
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from edge.ledger import Ledger
 from provisioning.dev import issue_coupons
-from tests.daemon_fixtures import make_home, start_process, wait_scanner, wait_socket, write_scanner
+from tests.daemon_fixtures import (
+    ROOT,
+    make_home,
+    start_process,
+    wait_scanner,
+    wait_socket,
+    write_scanner,
+)
 from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
 from tests.sync_fixtures import DEVICE
 from tests.test_delivery import FAST
@@ -53,7 +62,7 @@ async def test_storm_ends_with_every_event_at_hq_once_and_nothing_unconfirmed(
     coupons are scanned while at random the daemon is SIGKILLed, mosquitto is SIGKILLed
     and started again, or ingest is stopped and started again THEN, once all are up, HQ
     holds every event of the box's outbox exactly once (same seq, same event id, no
-    other), and the box has nothing unsent or unconfirmed."""
+    other), and the box has nothing unsent or unconfirmed (as `edge status` says)."""
     rng = random.Random(SEED)
     home = make_home(tmp_path)
     ledger = Ledger(home / "ledger.sqlite")
@@ -96,6 +105,15 @@ async def test_storm_ends_with_every_event_at_hq_once_and_nothing_unconfirmed(
             return unsent == 0 and unconfirmed == 0 and _hq_events(hq) == rows
 
         wait_until(settled, timeout_s=60, what="HQ holding every box event, all confirmed")
+
+        def status() -> str:
+            return subprocess.run([sys.executable, "-m", "cli.edge", "--home", str(home),
+                                   "status"], capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+
+        # The daemon's sync state follows the ledger within its half-second throttle.
+        wait_until(lambda: "0 events to sync, 0 sent awaiting HQ's confirmation" in status(),
+                   timeout_s=20, what="edge status saying nothing waits")
     finally:
         if proc.poll() is None:
             proc.terminate()
