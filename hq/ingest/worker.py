@@ -238,7 +238,6 @@ class IngestWorker:
             except DbError as exc:  # rows stay in hq_outbox; try again next round
                 log.error("could not read fan-out to send: %s", exc)
                 continue
-            self._send_delivery()
             for o in pending:
                 # Not under self._lock: paho calls on_publish holding its own mutex, which
                 # publish() takes too. A PUBACK may beat the bookkeeping: see _acked_early.
@@ -255,6 +254,8 @@ class IngestWorker:
                         self._inflight[info.mid] = o.id
                 if early:
                     self._mark_sent(o.id)
+            # After the fan-out: a remote use is what a till waits for, a confirmation not.
+            self._send_delivery()
 
     def _send_delivery(self) -> None:
         """Publish the confirmations and resend requests due (``hq.ingest.delivery``).
