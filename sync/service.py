@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import logging
 import random
 import time
@@ -40,7 +41,15 @@ from edge.storeconfig import (
     last_rejection,
     sync_policy,
 )
-from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
+from sync.contract import (
+    ContractError,
+    DataKind,
+    Envelope,
+    Presence,
+    PresenceState,
+    Reported,
+    Topics,
+)
 from sync.inbound import Inbound
 from sync.link import ConnectRefused, Link, LinkError, Will
 from sync.outbox import Batch, Outbox, OutboxThread
@@ -73,6 +82,27 @@ class SyncState:
     alarm: bool  # the outbox crossed its policy limits
     detail: str = ""  # why offline, or why the alarm is on
     unconfirmed: int = 0  # sent (the broker acknowledged them), waiting for HQ's confirmation
+
+
+def coalesce_confirmations(payloads: list[bytes]) -> list[bytes]:
+    """``payloads`` without the confirmations a later confirmation among them supersedes.
+
+    Judged on the unverified kind: a forged later one can only make the box skip a genuine
+    earlier confirmation, which costs a resend, never an event; resend requests and
+    anything unreadable are all kept, in order.
+    """
+    kinds = [_kind(p) for p in payloads]
+    last = max((i for i, k in enumerate(kinds) if k == DataKind.CONFIRMED), default=-1)
+    return [p for i, (p, k) in enumerate(zip(payloads, kinds, strict=True))
+            if k != DataKind.CONFIRMED or i == last]
+
+
+def _kind(payload: bytes) -> str | None:
+    try:
+        kind = json.loads(Envelope.decode(payload).payload).get("kind")
+    except (ContractError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def backoff_delay(attempt: int, low: float, high: float) -> float:
@@ -110,7 +140,8 @@ class SyncService:
         self._ack_failure = ""
         self._presence_sent: tuple[int, int, bool, bool, int, int] | None = None
         self._marking: set[asyncio.Future[None]] = set()
-        self._delivering: set[asyncio.Future[None]] = set()  # HQ's delivery messages
+        self._delivering: set[asyncio.Future[None]] = set()  # applying HQ's delivery messages
+        self._delivery_queue: list[bytes] = []  # received, not applied yet
         self._offline_since: float | None = None  # monotonic; None: online or not tried yet
         # The broker had no session for us: ask HQ for a catch-up until a report saying so
         # is acknowledged (a connection lost before that asks again on the next one).
@@ -390,9 +421,11 @@ class SyncService:
             # lost to a crash is sent again by HQ (a confirmation after the next batch or
             # presence, a request after its wait), and the box resends what stays
             # unconfirmed.
-            task = asyncio.ensure_future(self._deliver(bytes(msg.payload)))
-            self._delivering.add(task)
-            task.add_done_callback(self._delivering.discard)
+            self._delivery_queue.append(bytes(msg.payload))
+            if all(t.done() for t in self._delivering):  # else the running one takes it
+                task = asyncio.ensure_future(self._deliver())
+                self._delivering.add(task)
+                task.add_done_callback(self._delivering.discard)
             return
         result = self._inbound.handle(msg.topic, bytes(msg.payload))
         if result is None or result.outcome is Outcome.DUPLICATE:
@@ -412,18 +445,30 @@ class SyncService:
             self._publish_presence(force=True)
         self.wake()  # the outcome's event is in the outbox
 
-    async def _deliver(self, payload: bytes) -> None:
+    async def _deliver(self) -> None:
+        """Apply the queued delivery messages, in order, until none is left.
+
+        Each applied message is a commit (an fsync) on the marks' thread; confirmations that
+        queued up meanwhile are coalesced to the last one (each says all HQ holds).
+        """
         topic, identity, wall_clock = self._inbound.hq_topic, self.identity, self.wall_clock
         topics = self.topics
-        try:
-            result = await self._acks.run(
-                lambda ledger: Inbound(ledger, identity, topics, wall_clock).handle(topic,
-                                                                                   payload))
-        except Exception:  # a ledger error: HQ sends another; unconfirmed events are resent
-            log.exception("could not apply a message from HQ on %s", topic)
-            return
-        if result is not None and result.outcome is not Outcome.DUPLICATE:
-            self._after_inbound(result)
+        while self._delivery_queue:
+            payloads = coalesce_confirmations(self._delivery_queue)
+            self._delivery_queue = []
+
+            def apply(ledger: Ledger, payloads: list[bytes] = payloads) -> list[ApplyResult]:
+                inbound = Inbound(ledger, identity, topics, wall_clock)
+                return [r for p in payloads if (r := inbound.handle(topic, p)) is not None]
+
+            try:
+                results = await self._acks.run(apply)
+            except Exception:  # a ledger error: HQ sends another; unconfirmed ones are resent
+                log.exception("could not apply a message from HQ on %s", topic)
+                continue
+            for result in results:
+                if result.outcome is not Outcome.DUPLICATE:
+                    self._after_inbound(result)
 
     def _after_delivery(self, result: ApplyResult) -> None:
         """A confirmation (prune may go on) or a resend request (the drain goes back)."""

@@ -211,3 +211,18 @@ def test_events_hq_never_confirms_are_kept_and_raise_the_alarm_at_the_row_limit(
     health = outbox.check(policy)
     assert not health.alarm and health.pruned >= 200
     ledger.close()
+
+
+def test_queued_confirmations_coalesce_to_the_last_and_requests_all_stay() -> None:
+    """GIVEN delivery messages queued while the box applied others: confirmations, resend
+    requests and an unreadable one WHEN coalesced THEN only the last confirmation is kept,
+    with every request and the unreadable one, in their order."""
+    from sync.service import coalesce_confirmations
+
+    key = SigningKey.generate("HQ1")
+    c1, c2, c3 = (sealed(key, DataKind.CONFIRMED, v, _confirmed(v)) for v in (1, 2, 4))
+    r = sealed(key, DataKind.RESEND, 3, _resend(1, 2))
+    junk = b"not an envelope"
+    assert coalesce_confirmations([c1, r, c2, junk, c3]) == [r, junk, c3]
+    assert coalesce_confirmations([c1, r]) == [c1, r]
+    assert coalesce_confirmations([]) == []
