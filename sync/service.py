@@ -458,8 +458,16 @@ class SyncService:
             self._delivery_queue = []
 
             def apply(ledger: Ledger, payloads: list[bytes] = payloads) -> list[ApplyResult]:
-                inbound = Inbound(ledger, identity, topics, wall_clock)
-                return [r for p in payloads if (r := inbound.handle(topic, p)) is not None]
+                # Without an fsync of their own (WAL, synchronous=NORMAL: safe against a
+                # crash of the process; the next mark's commit syncs them to the disk): a
+                # confirmation lost to a power cut costs a resend, a request lost HQ's next
+                # one. Their own fsync, one per message, held up the marks during a drain.
+                ledger.conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    inbound = Inbound(ledger, identity, topics, wall_clock)
+                    return [r for p in payloads if (r := inbound.handle(topic, p)) is not None]
+                finally:
+                    ledger.conn.execute("PRAGMA synchronous=FULL")
 
             try:
                 results = await self._acks.run(apply)
