@@ -20,6 +20,7 @@ import pytest
 from edge.box import Box, init_home
 from edge.ledger import Ledger
 from hq.ingest.delivery import DeliveryTiming
+from hq.reports import stores as report
 from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
 from tests.sync_fixtures import DEVICE, STORE, append_events
 
@@ -108,6 +109,8 @@ def test_the_five_steps_of_issue_10_end_with_hq_holding_every_seq(tmp_path: Path
     assert _seqs(hq) == [1, 2, 3, 4]
     assert hq.count("SELECT COUNT(*) FROM hq_gap WHERE missing>0") == 0
     assert _box(home) == (4, 0, 0, 4)
+    text = report.to_text(report.build(hq.dbs[-1]))
+    assert "HQ holds 1-4" in text and "ASKING" not in text
 
 
 def _backlog(home: Path, n: int, batch_size: int | None = None) -> None:
