@@ -8,7 +8,6 @@ worker and its SQLite database.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 
 from edge.box import Box, init_home
 from edge.ledger import Ledger
+from hq.db import Database, DbUrl
 from hq.ingest.delivery import DeliveryTiming
 from hq.reports import stores as report
 from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
@@ -63,12 +63,43 @@ def _sync(home: Path, *flags: str, timeout: float = 60) -> subprocess.CompletedP
 
 
 def _seqs(hq: Hq) -> list[int]:
-    db = sqlite3.connect(hq.db_path)
+    """The seqs of the device HQ's database holds (a connection of its own, closed)."""
+    db = Database(hq.db_url)
     try:
-        return [r[0] for r in db.execute(
+        return [int(r[0]) for r in db.query(
             "SELECT seq FROM hq_event WHERE device=? ORDER BY seq", (DEVICE,))]
     finally:
         db.close()
+
+
+def _stop_hq(hq: Hq) -> None:
+    """Ingest stopped and every HQ connection closed (as for a restore)."""
+    for w in hq.workers:
+        w.stop()
+    hq.workers.clear()
+    for db in hq.dbs:
+        db.close()
+    hq.dbs.clear()
+
+
+def _backup(hq: Hq, tmp_path: Path) -> str:
+    """A copy of HQ's database as it is now (HQ stopped meanwhile); the copy's URL."""
+    _stop_hq(hq)
+    url = DbUrl.parse(hq.db_url)
+    if url.dialect == "sqlite":
+        copy = tmp_path / "hq-backup.sqlite"
+        src, dst = sqlite3.connect(url.target), sqlite3.connect(copy)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        return f"sqlite:///{copy}"
+    import psycopg  # the PostgreSQL run: a database copied from the live one as template
+
+    base, name = hq.db_url.rsplit("/", 1)
+    copy_name = f"{name}_backup"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {copy_name} TEMPLATE {name}")
+    return f"{base}/{copy_name}"
 
 
 def _box(home: Path) -> tuple[int, int, int, int]:
@@ -170,22 +201,13 @@ def test_an_hq_database_rolled_back_to_a_backup_gets_every_event_again(tmp_path:
     hq.worker(timing=FAST)
     _backlog(home, 20)
     _sync(home, "--until-confirmed")
-    backup = tmp_path / "hq-backup.sqlite"
-    src = sqlite3.connect(hq.db_path)
-    dst = sqlite3.connect(backup)
-    src.backup(dst)
-    src.close()
-    dst.close()
+    backup = _backup(hq, tmp_path)
+    hq.worker(timing=FAST)
     _backlog(home, 30)
     _sync(home, "--until-confirmed")
     assert _seqs(hq) == list(range(1, 51)) and _box(home) == (50, 0, 0, 50)
-    hq.workers.pop().stop()
-    for db in hq.dbs:
-        db.close()
-    hq.dbs.clear()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{hq.db_path}{suffix}").unlink(missing_ok=True)
-    shutil.copy(backup, hq.db_path)
+    _stop_hq(hq)
+    hq.db_url = backup  # HQ restored from the copy
     assert _seqs(hq) == list(range(1, 21))
     hq.worker(timing=FAST)
     sync = subprocess.Popen(_edge(home, "sync"), stdout=subprocess.DEVNULL,

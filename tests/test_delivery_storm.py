@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge.ledger import Ledger
+from hq.db import Database
 from provisioning.dev import issue_coupons
 from tests.daemon_fixtures import (
     ROOT,
@@ -38,9 +38,9 @@ SEED = int(os.environ.get("STORM_SEED", "10"))
 
 
 def _hq_events(hq: Hq) -> list[tuple[int, str]]:
-    db = sqlite3.connect(hq.db_path)
+    db = Database(hq.db_url)
     try:
-        return [(int(r[0]), str(r[1])) for r in db.execute(
+        return [(int(r[0]), str(r[1])) for r in db.query(
             "SELECT seq, event_id FROM hq_event WHERE device=? ORDER BY seq", (DEVICE,))]
     finally:
         db.close()

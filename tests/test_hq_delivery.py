@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hq.db import Database
 from hq.ingest import delivery
 from hq.ingest.delivery import Delivery, DeliveryTiming, Versions
@@ -24,8 +22,8 @@ class Clock:
         return self.now
 
 
-def _setup(tmp_path: Path) -> tuple[EventStore, Database, Clock]:
-    db = Database(f"sqlite:///{tmp_path / 'hq.sqlite'}")
+def _setup(db_url: str) -> tuple[EventStore, Database, Clock]:
+    db = Database(db_url)
     clock = Clock()
     return EventStore(db, TOPICS, clock=clock, timing=TIMING), db, clock
 
@@ -39,12 +37,12 @@ def _due(db: Database, clock: Clock) -> list[tuple[DataKind, dict[str, int | str
     return [(d.kind, d.body) for d in delivery.take_due(db, clock(), TIMING)]
 
 
-def test_hq_confirms_what_it_holds_and_asks_for_a_gap_with_backoff(tmp_path: Path) -> None:
+def test_hq_confirms_what_it_holds_and_asks_for_a_gap_with_backoff(hq_db_url: str) -> None:
     """GIVEN seqs 1, 2 and 4 of a device committed WHEN the sender takes what is due THEN
     it confirms 2 (not 4: 3 is missing), at most once a second, and asks for 3-3 only after
     5 s (a gap may heal by itself), then after 10 s, 20 s, capped at 30 s; WHEN 3 arrives
     THEN the request stops and 4 is confirmed."""
-    store, db, clock = _setup(tmp_path)
+    store, db, clock = _setup(hq_db_url)
     _batch(store, 1, 2)
     _batch(store, 4)
     assert _due(db, clock) == [(DataKind.CONFIRMED, {"device": "S1-T1", "seq": 2})]
@@ -66,12 +64,12 @@ def test_hq_confirms_what_it_holds_and_asks_for_a_gap_with_backoff(tmp_path: Pat
 
 
 def test_a_tail_learnt_from_presence_is_asked_for_and_shown_in_the_report(
-        tmp_path: Path) -> None:
+        hq_db_url: str) -> None:
     """GIVEN HQ holds seqs 1-4 of a device WHEN its presence says its newest seq is 9 with 5
     sent and unconfirmed THEN after 5 s HQ asks for 5-9, and the report shows HQ holding
     1-4, the 5 awaiting confirmation and the request; a lower last_seq later (an old
     retained will) does not shrink what HQ knows."""
-    store, db, clock = _setup(tmp_path)
+    store, db, clock = _setup(hq_db_url)
     _batch(store, 1, 2, 3, 4)
     store.record_presence("S1", "S1-T1", Presence(PresenceState.ONLINE, last_seq=9,
                                                   unconfirmed=5))
@@ -86,8 +84,7 @@ def test_a_tail_learnt_from_presence_is_asked_for_and_shown_in_the_report(
     assert (dev.held, dev.last_seq, dev.asking) == (4, 9, (5, 9))
 
 
-def test_delivery_versions_rise_past_a_clock_that_stands_still_and_are_signed(
-        tmp_path: Path) -> None:
+def test_delivery_versions_rise_past_a_clock_that_stands_still_and_are_signed() -> None:
     """GIVEN a clock that does not move WHEN versions are taken THEN each is above the last
     (a millisecond clock: a restored database cannot make them go back); a sealed delivery
     goes to the device's hq topic and verifies as the kind it carries."""
