@@ -7,8 +7,9 @@ broker has acknowledged the message that carried it (``sync.service``).
 
 Growth: rows HQ confirmed are pruned by age (event time) and count (``SyncPolicy``);
 unsent rows, and sent rows HQ has not confirmed, are never dropped. When the unsent
-backlog crosses the policy's limits an ``outbox_alarm``
-event is recorded (and again when it clears) and the service's state carries the flag.
+backlog (or, for the row limit, unsent and unconfirmed together) crosses the policy's
+limits an ``outbox_alarm`` event is recorded (and again when it clears) and the service's
+state carries the flag.
 """
 
 from __future__ import annotations
@@ -236,10 +237,9 @@ def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
     """Delete confirmed rows older than ``cutoff`` or past ``max_rows``; rows deleted.
 
     Only rows inside acknowledged ranges and confirmed by HQ are touched. Within each range
-    the oldest rows go
-    first, up to the first one younger than the cutoff (event times only go backwards when
-    the clock does; a row behind a younger one waits for it), so a check costs what it
-    deletes, not what the outbox holds.
+    the oldest rows go first, up to the first one younger than the cutoff (event times only
+    go backwards when the clock does; a row behind a younger one waits for it), so a check
+    costs what it deletes, not what the outbox holds.
     """
     acked = conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
     # Only what HQ confirmed it committed may go: the broker's PUBACK is not enough (a

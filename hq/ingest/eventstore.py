@@ -32,6 +32,7 @@ from hq.ingest import delivery
 from hq.ingest.delivery import DeliveryTiming
 from hq.publishing import fanout
 from sync.contract import (
+    MAX_SEQ,
     ContractError,
     DataKind,
     EventBatch,
@@ -47,7 +48,6 @@ from sync.contract import (
 
 PREVIEW_BYTES = 120
 RAW_KEEP_BYTES = 1 << 20  # a rejected payload up to 1 MiB is kept whole (base64)
-MAX_SEQ = 2**62
 MAX_ID_CHARS = 128
 CATCH_UP_CHUNK = 500  # orders or uses per catch-up envelope
 CATCH_UP_USES_S = 90 * 86400  # remote uses older than this are left out of a catch-up
