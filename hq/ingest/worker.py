@@ -296,11 +296,18 @@ class IngestWorker:
             if mid in self._delivery_mids:
                 self._delivery_mids.discard(mid)
                 return
-            row = self._inflight.pop(mid, None)
+            row = self._inflight.get(mid)
             if row is None and not rc.is_failure:
                 self._acked_early.add(mid)
-        if row is not None and not rc.is_failure:
+        if row is None:
+            return
+        if not rc.is_failure:
+            # Still in flight until marked: else the sender's next round, reading the
+            # unsent rows while this mark waits for the database, would send it again.
             self._mark_sent(row)
+        with self._lock:
+            if self._inflight.get(mid) == row:
+                del self._inflight[mid]
 
     def _mark_sent(self, row: int) -> None:
         try:
