@@ -63,6 +63,12 @@ fuzz: setup
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	  $(PY) -m tests.fuzz.run $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
+# The fault suite at its long size (storms through the real daemon, a faulty network, fuzzing
+# for minutes per parser), then a table of what it proved; its short form runs in make test.
+.PHONY: proof
+proof: setup
+	$(PY) scripts/proof.py
+
 bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz.targets import TARGETS, seeds
+from tests.system.proof import record
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASHES = ROOT / "tests" / "fuzz" / "crashes"
@@ -44,4 +45,5 @@ def test_a_short_fuzz_run_finds_nothing(target: str) -> None:
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     runs = next(int(line.split(":")[-1]) for line in res.stderr.splitlines()
                 if line.startswith("stat::number_of_executed_units"))
+    record(f"fuzz: {target}", runs=1, faults=runs, crashes=int(res.returncode != 0))
     assert runs > 1000
