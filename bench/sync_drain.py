@@ -22,7 +22,10 @@ Figures (events/s, each publish acknowledged by the broker, QoS 1):
     batches); the floor sends the same payloads unsigned, so the ratio includes the cost
     of signing, and (a) is also run without a device key for the difference.
 Each is run with zlib batches (the default) and plain JSON batches; floors and drains are
-interleaved and repeated, medians reported.
+interleaved and repeated, medians reported. Confirmations are on during the drains: a
+stand-in for HQ publishes a signed ``confirmed`` envelope of the highest acknowledged seq
+to the device's ``hq`` topic every 50 ms (20 times HQ's own rate), which the box verifies
+and applies while it drains (``--no-confirm`` turns the stand-in off).
 Target: drain >= 0.5 x raw batched."""
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -47,10 +51,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import describe
-from edge.keys import SigningKey
+from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import Ledger
 from provisioning.localbroker import MOSQUITTO, Broker
-from sync.contract import Topics, sign_device_message
+from sync.contract import Confirmed, DataKind, HqData, Topics, seal, sign_device_message
 from sync.outbox import Outbox
 from sync.service import SyncService
 from sync.settings import MqttSettings
@@ -98,6 +102,54 @@ class RawClient:
         self.c.loop_stop()
 
 
+class Confirmer:
+    """HQ's confirmations, stood in for: every ``every_s``, the highest seq the broker has
+    acknowledged (read from the box's ledger on a connection of its own), signed and
+    published to the device's ``hq`` topic. HQ's own work (the broker delivering batches to
+    ingest, its commits) happens on other machines, so it is left out of the figure; what
+    is measured is the box receiving, verifying and applying confirmations while it drains.
+    """
+
+    def __init__(self, broker: Broker, key: SigningKey, ledger_path: Path,
+                 every_s: float = 0.05) -> None:
+        self.key, self.every_s, self.path = key, every_s, ledger_path
+        self.sent = 0
+        self.active = False  # only during a drain: none may reach the next one
+        self._version = 0
+        self._stop = threading.Event()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-hq",
+                             protocol=MQTTProtocolVersion.MQTTv5)
+        self.c.connect(broker.host, broker.port, 60)
+        self.c.loop_start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        told = 0
+        db = sqlite3.connect(self.path, timeout=10)
+        while not self._stop.wait(self.every_s):
+            if not self.active:
+                told = 0
+                continue
+            high = db.execute("SELECT COALESCE(MAX(last), 0) FROM outbox_acked").fetchone()[0]
+            if high != told:
+                told = high
+                self._version += 1
+                env = seal(self.key, HqData(DataKind.CONFIRMED, IDENTITY.store_id,
+                                            self._version, time.time(),
+                                            Confirmed(IDENTITY.device_id, told).to_dict()))
+                self.c.publish(Topics().hq(IDENTITY.store_id, IDENTITY.device_id),
+                               env.encode(), qos=1)
+                self.sent += 1
+        db.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
 @dataclass
 class Mode:
     """One payload mode's figures, events/s."""
@@ -122,6 +174,7 @@ def _reset(ledger: Ledger) -> None:
     with ledger.immediate() as conn:
         conn.execute("DELETE FROM outbox_acked")
         conn.execute("DELETE FROM outbox_batch")
+        conn.execute("UPDATE outbox_confirmed SET seq = 0")  # versions keep rising
     wire = ledger.conn.execute("SELECT COUNT(*) FROM outbox_wire").fetchone()[0]
     if wire != ledger.last_seq():
         raise RuntimeError(f"the drain pruned wire texts ({wire} left): figures would be off")
@@ -133,15 +186,19 @@ def _service(path: Path, settings: MqttSettings, signed: bool = True) -> SyncSer
 
 
 async def _drain(path: Path, settings: MqttSettings, count: int,
-                 service: SyncService | None = None) -> float:
+                 confirmer: Confirmer | None, service: SyncService | None = None) -> float:
     probe = Ledger(path)
     try:
         service = service or _service(path, settings)
         t = time.perf_counter()
         task = asyncio.create_task(service.run())
+        if confirmer is not None:
+            confirmer.active = True
         while probe.backlog():
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - t
+        if confirmer is not None:
+            confirmer.active = False
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -160,6 +217,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each drain and floor")
     ap.add_argument("--per-message", type=int, default=10_000,
                     help="events for the one-per-message floors (they are slow)")
+    ap.add_argument("--no-confirm", action="store_true",
+                    help="no HQ confirmations during the drains")
     args = ap.parse_args()
     version = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
     print(f"machine: {describe()}; paho {paho.mqtt.__version__}; "
@@ -176,6 +235,11 @@ def main() -> None:
                 ledger.put_setting(conn, "sync_policy", {
                     "batch_size": args.batch, "linger_ms": 200, "outbox_max_age_s": 86400,
                     "outbox_max_rows": 10_000_000, "alarm_backlog": 10_000_000})
+            hq_key = SigningKey.generate("bench-hq")
+            with ledger.immediate() as conn:
+                ledger.put_trusted_key(conn, TrustedKey(hq_key.key_id, hq_key.public_key,
+                                                        frozenset({Purpose.DATA})))
+            confirmer = None if args.no_confirm else Confirmer(broker, hq_key, path)
             print(f"backlog: {args.count} decision events written in "
                   f"{time.perf_counter() - t:.2f} s; batch size {args.batch}")
             outbox = Outbox(ledger, IDENTITY)
@@ -212,20 +276,24 @@ def main() -> None:
                     ledger.mark_sent(ranges[i:i + 20])
                 rate_mark = args.count / (time.perf_counter() - t)
                 _reset(ledger)
-                settings = MqttSettings(host=broker.host, port=broker.port, compress=compress)
+                # No session kept between drains: a confirmation queued for the box after one
+                # drain must not confirm the next one's events before they are sent.
+                settings = MqttSettings(host=broker.host, port=broker.port, compress=compress,
+                                        session_expiry_s=0)
                 floor, cold, seal, prepared, unsigned = [], [], [], [], []
                 for _ in range(args.repeat):  # interleaved, so a noisy moment hits all alike
                     floor.append(raw20.pipelined(topic, batches))
-                    cold.append(asyncio.run(_drain(path, settings, args.count)))
+                    cold.append(asyncio.run(_drain(path, settings, args.count, confirmer)))
                     _reset(ledger)
                     service = _service(path, settings)
                     t = time.perf_counter()  # prepared and signed, as the service does offline
                     outbox.seal(args.batch, most=args.count, presign=service.presign)
                     seal.append(time.perf_counter() - t)
-                    prepared.append(asyncio.run(_drain(path, settings, args.count, service)))
+                    prepared.append(asyncio.run(_drain(path, settings, args.count, confirmer,
+                                                       service)))
                     _reset(ledger)
                     outbox.seal(args.batch, most=args.count)  # the same, nothing signed
-                    unsigned.append(asyncio.run(_drain(path, settings, args.count,
+                    unsigned.append(asyncio.run(_drain(path, settings, args.count, confirmer,
                                                        _service(path, settings, False))))
                     _reset(ledger)
                 results.append(Mode("zlib" if compress else "plain",
@@ -234,6 +302,12 @@ def main() -> None:
                                                  for x in (floor, cold, seal, prepared,
                                                            unsigned))))
             raw20.close()
+            if confirmer is not None:
+                print(f"confirmations: {confirmer.sent} published during the drains, every "
+                      f"{confirmer.every_s * 1000:.0f} ms while the acknowledged seq moved")
+                confirmer.close()
+            else:
+                print("confirmations: off (--no-confirm)")
             ledger.close()
         finally:
             broker.kill()

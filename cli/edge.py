@@ -102,10 +102,12 @@ def cmd_events(args: argparse.Namespace, box: Box) -> int:
     events = box.ledger.pending_events(limit=args.limit)
     if args.json:
         _print_json({"backlog": box.ledger.backlog(),
+                     "unconfirmed": box.ledger.unconfirmed(),
                      "events": [e.to_wire(box.identity.store_id, box.identity.device_id)
                                 for e in events]})
     else:
-        print(f"{box.ledger.backlog()} events waiting to sync")
+        print(f"{box.ledger.backlog()} events waiting to sync, "
+              f"{box.ledger.unconfirmed()} sent awaiting HQ's confirmation")
         for e in events:
             body = json.dumps(e.body, ensure_ascii=False)[:100]
             print(f"{e.seq:>8} {i18n.when(e.at)} {e.type:<16} {body}")
@@ -189,7 +191,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     online = "online" if st.get("online") else "offline"
     print(f"{st['store_id']} {st['store_name']} / {st['device_id']}  {online}, "
-          f"{st['backlog']} events to sync, clock {'ok' if st['clock_trusted'] else 'UNSURE'}")
+          f"{st['backlog']} events to sync, {st.get('unconfirmed', 0)} sent awaiting HQ's "
+          f"confirmation, clock {'ok' if st['clock_trusted'] else 'UNSURE'}")
     for part in ("scanner", "camera", "printer", "sync"):
         p = st.get(part) or {}
         extra = f", {p['jobs_waiting']} jobs waiting" if part == "printer" else ""
@@ -261,7 +264,7 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
     from sync.settings import SettingsError
     try:
         return runner.main(box.config, args.host, args.port, args.root, args.until_drained,
-                           args.timeout, args.json, args.verbose)
+                           args.timeout, args.json, args.verbose, args.until_confirmed)
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -345,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--root", help="topic root")
     sp.add_argument("--until-drained", action="store_true",
                     help="exit once online with nothing left to send")
+    sp.add_argument("--until-confirmed", action="store_true",
+                    help="exit once HQ has confirmed every event (nothing unsent or unconfirmed)")
     sp.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
     sp.add_argument("-v", "--verbose", action="store_true", help="log connection details")
     sp = command("ui", "the cashier's terminal (talks to the running daemon)")

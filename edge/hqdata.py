@@ -51,6 +51,9 @@ class DataKind(enum.StrEnum):
     ORDERS = "orders"  # pickup orders assigned to the store: new, changed, cancelled
     REMOTE_USES = "remote_uses"  # redemptions at other stores, fanned out by HQ
     TRUST = "trust"  # the set of trusted keys, signed by the trust root (inside a config)
+    # Delivery, per device (its ``hq`` topic): what HQ committed, and what it lacks.
+    CONFIRMED = "confirmed"  # HQ holds every event of the device up to a seq
+    RESEND = "resend"  # HQ lacks a seq range of the device: send it again
 
 
 def required_purpose(kind: DataKind) -> keys.Purpose:
@@ -393,3 +396,68 @@ def _int(value: object, where: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ContractError(f"{where} must be a whole number from {lo} to {hi}, not {value!r}")
     return value
+
+
+# -- delivery: bodies of DataKind.CONFIRMED and DataKind.RESEND envelopes -----------------
+# On the device's own topic (``Topics.hq``); see docs/mqtt.md, "Delivery".
+
+MAX_SEQ: Final = 2**62  # a device's seqs run from 1 to this (HQ refuses others as bad_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """HQ holds every event of ``device`` from seq 1 up to ``seq`` (committed).
+
+    Body of a ``confirmed`` envelope: ``{"device": "BJ001-T1", "seq": 41}``. The box may
+    prune what is confirmed, and nothing else.
+    """
+
+    device: str
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope body."""
+        return {"device": self.device, "seq": self.seq}
+
+    @classmethod
+    def from_dict(cls, body: object) -> Confirmed:
+        """Parse a ``confirmed`` body strictly.
+
+        Raises:
+            ContractError: unknown, missing or mistyped field.
+        """
+        item = _fields(body, "confirmed body", frozenset({"device", "seq"}))
+        return cls(_text(item.get("device"), "confirmed.device", required=True),
+                   _int(item.get("seq"), "confirmed.seq", 0, MAX_SEQ))
+
+
+@dataclass(frozen=True, slots=True)
+class ResendRequest:
+    """HQ lacks events ``first``..``last`` (inclusive) of ``device``: send them again.
+
+    Body of a ``resend`` envelope: ``{"device": "BJ001-T1", "first": 3, "last": 9}``. The
+    box sends again whatever of that range it still holds, and takes back any confirmation
+    of it (an HQ database restored from a backup asks for what it no longer has).
+    """
+
+    device: str
+    first: int
+    last: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope body."""
+        return {"device": self.device, "first": self.first, "last": self.last}
+
+    @classmethod
+    def from_dict(cls, body: object) -> ResendRequest:
+        """Parse a ``resend`` body strictly.
+
+        Raises:
+            ContractError: unknown, missing or mistyped field, or ``last`` before ``first``.
+        """
+        item = _fields(body, "resend body", frozenset({"device", "first", "last"}))
+        first = _int(item.get("first"), "resend.first", 1, MAX_SEQ)
+        last = _int(item.get("last"), "resend.last", 1, MAX_SEQ)
+        if last < first:
+            raise ContractError(f"resend range {first}..{last} ends before it starts")
+        return cls(_text(item.get("device"), "resend.device", required=True), first, last)

@@ -60,6 +60,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.status.ago": {"zh": "{age}前", "en": "{age} ago"},
     "ui.status.never": {"zh": "从未连上", "en": "never"},
     "ui.status.backlog": {"zh": "待同步{n}", "en": "Sync {n}"},
+    # Sent (the broker acknowledged them), not yet confirmed by HQ: shown only when some wait.
+    "ui.status.unconfirmed": {"zh": "待确认{n}", "en": "Unconfirmed {n}"},
     "ui.status.alarm": {"zh": "积压告警", "en": "OVER LIMIT"},
     "ui.status.printer": {"zh": "打印机", "en": "Printer"},
     "ui.status.jobs": {"zh": "待打{n}", "en": "{n} queued"},

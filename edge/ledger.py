@@ -33,7 +33,7 @@ import peewee as pw
 from edge.events import Event, EventType, wire_text
 from edge.keys import Purpose, TrustedKey
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL at most, if nothing else checkpoints
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -243,8 +243,22 @@ def _migrate_3(db: pw.SqliteDatabase) -> None:
                  " payload BLOB NOT NULL)")
 
 
+def _migrate_4(db: pw.SqliteDatabase) -> None:
+    # HQ's confirmation: every event up to ``seq`` is committed at HQ (not just acknowledged
+    # by the broker, which may lose what it acknowledged). Only confirmed events may be
+    # pruned. ``version`` is the last confirmation or resend request applied (they share
+    # one sequence, so an old one replayed or re-delivered changes nothing). One row.
+    # Nothing is confirmed after this step: HQ's next confirmation (it answers the box's
+    # presence) says what it holds of what schema 3 counted as sent.
+    conn = db.connection()
+    conn.execute("CREATE TABLE outbox_confirmed (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                 " seq INTEGER NOT NULL, version INTEGER NOT NULL, at REAL)")
+    conn.execute("INSERT INTO outbox_confirmed(id, seq, version, at) VALUES (1, 0, 0, NULL)")
+
+
 # Index i migrates schema version i to i + 1. Append; never edit a shipped step.
-MIGRATIONS: list[Callable[[pw.SqliteDatabase], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[pw.SqliteDatabase], None]] = [_migrate_1, _migrate_2, _migrate_3,
+                                                         _migrate_4]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -437,6 +451,28 @@ class Ledger:
         bounds = self.outbox_bounds()
         return 0 if bounds is None else bounds[1]
 
+    def newest_seq(self) -> int:
+        """The seq of the newest event ever written, pruned or not (0 before the first)."""
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"
+                                ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def confirmed(self) -> tuple[int, int]:
+        """HQ's confirmation: ``(seq, version)``; every event up to ``seq`` is at HQ."""
+        row = self.conn.execute("SELECT seq, version FROM outbox_confirmed WHERE id = 1"
+                                ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def unconfirmed(self) -> int:
+        """How many events the broker acknowledged that HQ has not confirmed yet."""
+        bounds = self.outbox_bounds()
+        if bounds is None:
+            return 0
+        lo = max(bounds[0], self.confirmed()[0] + 1)
+        return int(self.conn.execute(
+            "SELECT COALESCE(SUM(MIN(last, ?2) - MAX(first, ?1) + 1), 0) FROM outbox_acked"
+            " WHERE last >= ?1 AND first <= ?2", (lo, bounds[1])).fetchone()[0])
+
     def backlog(self) -> int:
         """How many events wait to be sent (from the ranges: no row is counted)."""
         bounds = self.outbox_bounds()
@@ -472,6 +508,52 @@ def mark_sent_in(conn: sqlite3.Connection, ranges: list[tuple[int, int]]) -> int
             first, last = min(first, *(lo for lo, _ in rows)), max(last, *(hi for _, hi in rows))
         conn.execute("INSERT INTO outbox_acked(first, last) VALUES (?, ?)", (first, last))
     return changed
+
+
+def confirm_in(conn: sqlite3.Connection, seq: int, version: int, at: float) -> int:
+    """Record HQ's confirmation of every event up to ``seq``, in the caller's transaction.
+
+    A confirmation never moves back (a resend request does that) and never past the newest
+    event; the confirmed events count as sent too (HQ has them, whatever became of their
+    PUBACKs). Returns the confirmed seq now.
+    """
+    newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
+    seq = min(seq, newest)
+    if seq >= 1:
+        mark_sent_in(conn, [(1, seq)])
+    conn.execute("UPDATE outbox_confirmed SET seq = MAX(seq, ?), version = ?, at = ?"
+                 " WHERE id = 1", (seq, version, at))
+    return int(conn.execute("SELECT seq FROM outbox_confirmed WHERE id = 1").fetchone()[0])
+
+
+def unsend_in(conn: sqlite3.Connection, first: int, last: int) -> int:
+    """Make the held events ``first..last`` unsent again, so the drain sends them again.
+
+    Takes back HQ's confirmation of them too (a resend request says HQ lacks them). Seqs
+    the outbox no longer holds (pruned) stay acknowledged: there is nothing to send. Returns
+    how many events became unsent.
+    """
+    lo, hi = conn.execute(
+        "SELECT (SELECT MIN(seq) FROM outbox), (SELECT MAX(seq) FROM outbox)").fetchone()
+    if lo is None:
+        return 0
+    conn.execute("UPDATE outbox_confirmed SET seq = MIN(seq, ?) WHERE id = 1", (first - 1,))
+    first, last = max(first, lo), min(last, hi)
+    if last < first:
+        return 0
+    rows = conn.execute("SELECT first, last FROM outbox_acked WHERE first <= ? AND last >= ?",
+                        (last, first)).fetchall()
+    unsent = 0
+    for a, b in rows:  # cut [first, last] out of each range it overlaps
+        conn.execute("DELETE FROM outbox_acked WHERE first = ?", (a,))
+        unsent += min(b, last) - max(a, first) + 1
+        if a < first:
+            conn.execute("INSERT INTO outbox_acked(first, last) VALUES (?, ?)", (a, first - 1))
+        if b > last:
+            conn.execute("INSERT INTO outbox_acked(first, last) VALUES (?, ?)", (last + 1, b))
+    # Prepared batches of the range would be sent as they are: fine, they hold the same
+    # events. Those that straddle its ends no longer match a run; the drain builds anew.
+    return unsent
 
 
 def checkpoint(path: Path | str) -> tuple[int, int]:

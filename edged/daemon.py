@@ -379,11 +379,13 @@ class Daemon:
         """The status snapshot (see ``docs/local-api.md``)."""
         bc, reading = self.cfg.box, self.box.clock()
         sync: dict[str, Any] = {"online": False, "last_contact": None,
-                                "backlog": self.box.ledger.backlog(), "alarm": False}
+                                "backlog": self.box.ledger.backlog(), "alarm": False,
+                                "unconfirmed": self.box.ledger.unconfirmed()}
         if self.sync_state is not None:
             st = self.sync_state
             sync.update(online=st["online"], last_contact=st["last_contact"],
-                        backlog=st["backlog"], alarm=st["alarm"])
+                        backlog=st["backlog"], alarm=st["alarm"],
+                        unconfirmed=st["unconfirmed"])
         printer = self.parts["printer"].to_dict()
         printer["jobs_waiting"] = self.printing.waiting() if self.printing is not None else 0
         scanner = self.parts["scanner"].to_dict()

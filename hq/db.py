@@ -28,6 +28,8 @@ Schema (version 1):
   uses per device, and catch-ups given (``docs/security.md``).
 - ``web_*``: the customer pages' stores, campaigns, customers, card claims and coupons
   (``docs/web.md``).
+- ``hq_delivery``: per device, what HQ holds without a gap, the confirmation it owes and
+  the range it asks the box to resend (``hq.ingest.delivery``).
 """
 
 from __future__ import annotations
@@ -141,6 +143,18 @@ _SCHEMA: Final = (
     " valid_until BIGINT NOT NULL, stores TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS web_coupon_customer ON web_coupon (customer, issued_at)",
     # -- end web ----------------------------------------------------------------------
+    # -- delivery (hq/ingest/delivery.py): what HQ confirmed to each device, what it asks --
+    # ``held``: every seq 1..held is in hq_event; ``last_seq``: the device's newest seq as
+    # its presence or report said; ``due``: a confirmation of ``held`` should go out;
+    # ``confirmed``/``confirmed_at``: the last one sent; ``ask_from``..``ask_to``: the range
+    # HQ lacks, asked for next at ``ask_at`` (``asks`` so far, the last at ``asked_at``);
+    # ``unconfirmed``: events the box holds sent but unconfirmed (its presence).
+    "CREATE TABLE IF NOT EXISTS hq_delivery (device TEXT PRIMARY KEY, store TEXT NOT NULL,"
+    " held BIGINT NOT NULL DEFAULT 0, last_seq BIGINT NOT NULL DEFAULT 0,"
+    " due INTEGER NOT NULL DEFAULT 0, confirmed BIGINT, confirmed_at {float},"
+    " ask_from BIGINT, ask_to BIGINT, ask_at {float}, asks INTEGER NOT NULL DEFAULT 0,"
+    " asked_at {float}, unconfirmed BIGINT)",
+    # -- end of delivery --
 )
 
 _TYPES: Final = {

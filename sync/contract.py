@@ -14,6 +14,7 @@ topic                                        from      retained  payload
 ``{root}/v1/s/{store}/d/{device}/reported``  box       yes       :class:`Reported` config ack
 ``{root}/v1/s/{store}/config``               HQ        yes       signed :class:`Envelope`
 ``{root}/v1/s/{store}/data``                 HQ        no        signed :class:`Envelope`
+``{root}/v1/s/{store}/d/{device}/hq``        HQ        no        signed :class:`Envelope`
 ===========================================  ========  ========  ==========================
 
 HQ-to-box payloads are signed envelopes, defined in ``edge/hqdata.py`` (the domain applies
@@ -36,7 +37,9 @@ from edge.events import SCHEMA_VERSION as EVENT_SCHEMA_VERSION
 # The signed HQ-to-box data is defined in the domain (edge/hqdata.py); re-exported here so
 # MQTT code finds the whole contract in one import.
 from edge.hqdata import (
+    MAX_SEQ,
     SIGN_DOMAIN,
+    Confirmed,
     ContractError,
     DataKind,
     Envelope,
@@ -44,6 +47,7 @@ from edge.hqdata import (
     OrderStatus,
     OrderUpdate,
     RemoteUse,
+    ResendRequest,
     SignatureError,
     TooLargeError,
     UnsignedError,
@@ -60,9 +64,11 @@ from edge.keys import SigningKey, verify
 
 __all__ = [
     "COMPRESS_LEVEL", "COMPRESS_OVER", "CONTENT_JSON", "CONTENT_JSON_ZLIB", "CONTRACT_VERSION",
-    "DEFAULT_ROOT", "QOS", "SIGN_DOMAIN", "ContractError", "DataKind", "Envelope", "EventBatch",
+    "DEFAULT_ROOT", "MAX_SEQ", "QOS", "SIGN_DOMAIN", "Confirmed", "ContractError", "DataKind",
+    "Envelope", "EventBatch",
     "HqData", "OrderStatus", "OrderUpdate", "Presence", "PresenceState", "RemoteUse",
-    "Reported", "SignatureError", "TooLargeError", "Topics", "UnsignedError", "UntrustedKeyError",
+    "Reported", "ResendRequest", "SignatureError", "TooLargeError", "Topics", "UnsignedError",
+    "UntrustedKeyError",
     "batch_head", "decode_orders", "decode_remote_uses", "encode_batch_text", "encode_orders",
     "encode_remote_uses", "finish_batch", "open_envelope", "seal",
 ]
@@ -109,6 +115,10 @@ class Topics:
     def data(self, store: str) -> str:
         """HQ's signed data for a store (orders, remote uses), QoS 1, not retained."""
         return f"{self._base()}/{store}/data"
+
+    def hq(self, store: str, device: str) -> str:
+        """HQ's signed delivery messages for one device: confirmations, resend requests."""
+        return f"{self._base()}/{store}/d/{device}/hq"
 
     def all_events(self, share_group: str | None = None) -> str:
         """HQ ingest's subscription to every device's events (shared when grouped)."""
@@ -228,13 +238,19 @@ class Presence:
     clock_trusted: bool = False
     at: float = 0.0
     alarm: bool = False  # added after v1 shipped (optional on the wire): outbox alarm is on
+    # Added with HQ's confirmations (optional on the wire, absent reads as 0): the seq of
+    # the device's newest event (HQ asks for a tail it lacks), and how many events the
+    # broker acknowledged that HQ has not confirmed yet.
+    last_seq: int = 0
+    unconfirmed: int = 0
 
     def encode(self) -> bytes:
         """JSON bytes."""
         return json.dumps({"v": 1, "state": self.state.value, "software": self.software,
                            "config_version": self.config_version, "backlog": self.backlog,
                            "clock_trusted": self.clock_trusted, "at": self.at,
-                           "alarm": self.alarm}).encode()
+                           "alarm": self.alarm, "last_seq": self.last_seq,
+                           "unconfirmed": self.unconfirmed}).encode()
 
     @classmethod
     def decode(cls, payload: bytes) -> Presence:
@@ -248,7 +264,8 @@ class Presence:
             return cls(PresenceState(obj["state"]), str(obj.get("software", "")),
                        int(obj.get("config_version", 0)), int(obj.get("backlog", 0)),
                        bool(obj.get("clock_trusted", False)), float(obj.get("at", 0.0)),
-                       bool(obj.get("alarm", False)))
+                       bool(obj.get("alarm", False)), _seq(obj.get("last_seq", 0)),
+                       int(obj.get("unconfirmed", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"bad presence message: {exc}") from None
 
@@ -266,13 +283,17 @@ class Reported:
     # The broker held no session for the box at this connect (a new box, or one offline
     # past its session expiry): HQ sends it the orders and remote uses it may have missed.
     resync: bool = False
+    # Added with HQ's confirmations (optional on the wire, absent reads as 0): the seq of
+    # the device's newest event, as in Presence.
+    last_seq: int = 0
 
     def encode(self) -> bytes:
         """JSON bytes."""
         return json.dumps({"v": 1, "applied_version": self.applied_version,
                            "last_rejected_version": self.last_rejected_version,
                            "last_error": self.last_error, "at": self.at,
-                           "data_versions": self.data_versions, "resync": self.resync},
+                           "data_versions": self.data_versions, "resync": self.resync,
+                           "last_seq": self.last_seq},
                           ensure_ascii=False).encode()
 
     @classmethod
@@ -291,7 +312,8 @@ class Reported:
                 raise TypeError(f"resync must be true or false, not {resync!r}")
             return cls(int(obj["applied_version"]), None if rej is None else int(rej),
                        str(obj.get("last_error", "")), float(obj.get("at", 0.0)),
-                       {str(k): int(v) for k, v in dict(versions).items()}, resync)
+                       {str(k): int(v) for k, v in dict(versions).items()}, resync,
+                       _seq(obj.get("last_seq", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"bad reported message: {exc}") from None
 
@@ -357,3 +379,10 @@ def verify_device_message(public_key: bytes, topic: str, content_type: str | Non
     except ValueError:
         return False
     return verify(public_key, device_signed_bytes(topic, content_type, payload), sig)
+
+
+def _seq(value: object) -> int:
+    """A ``last_seq`` field: a whole number from 0 (no events yet) to ``MAX_SEQ``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise ValueError(f"last_seq must be a whole number from 0 to {MAX_SEQ}, not {value!r}")
+    return value

@@ -1,4 +1,7 @@
-"""HQ-to-box messages: verify the envelope, then hand the payload to ``edge.storeconfig``.
+"""HQ-to-box messages: verify the envelope, then hand the payload to the domain.
+
+Config and data go to ``edge.storeconfig``; confirmations and resend requests (the device's
+``hq`` topic) to ``edge.delivery``.
 
 Each refusal gets its :class:`~edge.storeconfig.Rejection`, recorded as a
 ``config_rejected`` event; what passes is applied by the domain functions. Parsing is
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from edge import clock
 from edge.coalesce import Coalescer
+from edge.delivery import apply_delivery
 from edge.ledger import Ledger
 from edge.rules import Identity
 from edge.storeconfig import (
@@ -59,11 +63,12 @@ class Inbound:
         self.junk: Coalescer[tuple[Rejection, DataKind | None]] = Coalescer()
         self.config_topic = topics.config(identity.store_id)
         self.data_topic = topics.data(identity.store_id)
+        self.hq_topic = topics.hq(identity.store_id, identity.device_id)
 
     @property
     def topics(self) -> list[str]:
         """What the box subscribes to."""
-        return [self.config_topic, self.data_topic]
+        return [self.config_topic, self.data_topic, self.hq_topic]
 
     def handle(self, topic: str, payload: bytes) -> ApplyResult | None:
         """Verify and apply one message.
@@ -76,6 +81,8 @@ class Inbound:
             expected: tuple[DataKind, ...] = (DataKind.CONFIG,)
         elif topic == self.data_topic:
             expected = (DataKind.ORDERS, DataKind.REMOTE_USES)
+        elif topic == self.hq_topic:
+            expected = (DataKind.CONFIRMED, DataKind.RESEND)
         else:
             log.warning("message on unexpected topic %s ignored", topic)
             return None
@@ -107,7 +114,8 @@ class Inbound:
         if data.kind not in expected:
             return self._refuse(Rejection.WRONG_KIND, f"a {data.kind.value} message on {topic}",
                                 data.kind, data.version, data.store)
-        result = APPLY[data.kind](self.ledger, self.identity, data, self.wall_clock)
+        apply = APPLY.get(data.kind, apply_delivery)  # delivery: confirmations, resends
+        result = apply(self.ledger, self.identity, data, self.wall_clock)
         if result.outcome is Outcome.DUPLICATE:
             log.debug("%s v%s: already applied", data.kind.value, data.version)
         return result

@@ -5,9 +5,11 @@ Batches are read in ``seq`` order from a run of unsent rows after a cursor
 marking it sent adds that range to the ledger's acknowledged ranges, done only once the
 broker has acknowledged the message that carried it (``sync.service``).
 
-Growth: sent rows are pruned by age (event time) and count (``SyncPolicy``); unsent rows
-are never dropped. When the unsent backlog crosses the policy's limits an ``outbox_alarm``
-event is recorded (and again when it clears) and the service's state carries the flag.
+Growth: rows HQ confirmed are pruned by age (event time) and count (``SyncPolicy``);
+unsent rows, and sent rows HQ has not confirmed, are never dropped. When the unsent
+backlog (or, for the row limit, unsent and unconfirmed together) crosses the policy's
+limits an ``outbox_alarm`` event is recorded (and again when it clears) and the service's
+state carries the flag.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from edge import clock
 from edge.events import ORIGIN_MARK, Event, EventType, origin_text
@@ -53,6 +55,7 @@ _FALLBACK_SQL = (
     " WHERE o.seq >= ?2 AND o.seq < ?3 ORDER BY o.seq LIMIT ?4)")
 _FALLBACK_FORMAT = (f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d{ORIGIN_MARK},'
                     '"type":"%s","at":%!.17g,"clock_trusted":%s,"body":%s}')
+T = TypeVar("T")
 _NO_STOP: Final = 1 << 62
 SEAL_PER_COMMIT: Final = 50  # prepared batches written per transaction
 
@@ -77,6 +80,7 @@ class Health:
     alarm: bool
     pruned: int
     why: str = ""
+    unconfirmed: int = 0  # sent (the broker acknowledged them), not yet confirmed by HQ
 
 
 class Outbox:
@@ -216,7 +220,8 @@ class Outbox:
                            (self.ledger.unsent_run()[0],)).fetchone()
         oldest = None if row is None else row[0]
         age = max(0.0, now - oldest) if oldest is not None else 0.0
-        why = _alarm_reason(policy, backlog, age)
+        unconfirmed = self.ledger.unconfirmed()
+        why = _alarm_reason(policy, backlog, age, unconfirmed)
         if bool(why) != bool(self.ledger.setting(ALARM_SETTING)):
             with self.ledger.immediate():
                 reading = clock.read(now, self.ledger.trusted_time(),
@@ -230,18 +235,22 @@ class Outbox:
                 self.ledger.put_setting(conn, ALARM_SETTING, bool(why))
             (log.warning if why else log.info)(
                 "outbox alarm %s: %s", "ON" if why else "off", why or f"backlog {backlog}")
-        return Health(backlog, age, bool(why), pruned, why)
+        return Health(backlog, age, bool(why), pruned, why, unconfirmed)
 
 
 def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
-    """Delete acknowledged rows older than ``cutoff`` or past ``max_rows``; rows deleted.
+    """Delete confirmed rows older than ``cutoff`` or past ``max_rows``; rows deleted.
 
-    Only rows inside acknowledged ranges are touched. Within each range the oldest rows go
-    first, up to the first one younger than the cutoff (event times only go backwards when
-    the clock does; a row behind a younger one waits for it), so a check costs what it
-    deletes, not what the outbox holds.
+    Only rows inside acknowledged ranges and confirmed by HQ are touched. Within each range
+    the oldest rows go first, up to the first one younger than the cutoff (event times only
+    go backwards when the clock does; a row behind a younger one waits for it), so a check
+    costs what it deletes, not what the outbox holds.
     """
-    ranges = conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
+    acked = conn.execute("SELECT first, last FROM outbox_acked ORDER BY first").fetchall()
+    # Only what HQ confirmed it committed may go: the broker's PUBACK is not enough (a
+    # broker may lose what it acknowledged; then the box must still hold it to resend).
+    confirmed = conn.execute("SELECT seq FROM outbox_confirmed WHERE id = 1").fetchone()[0]
+    ranges = [(first, min(last, confirmed)) for first, last in acked if first <= confirmed]
     pruned = 0
     for first, last in ranges:
         young = conn.execute("SELECT seq FROM outbox WHERE seq >= ? AND seq <= ? AND at >= ?"
@@ -261,9 +270,10 @@ def _prune(conn: sqlite3.Connection, cutoff: float, max_rows: int) -> int:
             if first <= count_over[0]:
                 pruned += conn.execute("DELETE FROM outbox WHERE seq >= ? AND seq <= ?",
                                        (first, min(last, count_over[0]))).rowcount
-    # Stored wire texts and prepared batches are needed only until their events are sent.
+    # Stored wire texts are needed until their events are confirmed (a resend sends them),
+    # prepared batches only until their events are sent.
     conn.executemany("DELETE FROM outbox_wire WHERE seq >= ? AND seq <= ?", ranges)
-    conn.executemany("DELETE FROM outbox_batch WHERE first >= ? AND first <= ?", ranges)
+    conn.executemany("DELETE FROM outbox_batch WHERE first >= ? AND first <= ?", acked)
     # The ranges stay: they say the pruned seqs were sent (and coalesced, they are few).
     return pruned
 
@@ -314,6 +324,11 @@ class OutboxThread:
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self._seal, identity, compress, limit, presign)
 
+    async def run(self, fn: Callable[[Ledger], T]) -> T:
+        """``fn(ledger)`` on this thread and its connection (after the marks queued before)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(
+            self._own()))
+
     async def mark(self, ranges: list[tuple[int, int]]) -> int:
         """Mark ``ranges`` sent; returns how many events were not marked before."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._mark, ranges)
@@ -328,9 +343,12 @@ class OutboxThread:
         self._pool.shutdown(wait=True)
 
 
-def _alarm_reason(policy: SyncPolicy, backlog: int, age: float) -> str:
+def _alarm_reason(policy: SyncPolicy, backlog: int, age: float, unconfirmed: int = 0) -> str:
     if backlog >= policy.outbox_max_rows:
         return f"{backlog} unsent events reach the outbox limit of {policy.outbox_max_rows}"
+    if backlog + unconfirmed >= policy.outbox_max_rows:  # kept: HQ has not confirmed them
+        return (f"{backlog + unconfirmed} events not confirmed by HQ reach the outbox limit "
+                f"of {policy.outbox_max_rows}")
     if backlog >= policy.alarm_backlog:
         return f"{backlog} unsent events reach the alarm threshold of {policy.alarm_backlog}"
     if backlog and age > policy.outbox_max_age_s:

@@ -1,7 +1,9 @@
 """``edge sync``: run just the sync service for a box home, in the foreground.
 
 For demos, tests and field checks before (or besides) the daemon: it prints each state
-change, and with ``--until-drained`` exits once the box is online with nothing left to send.
+change, and with ``--until-drained`` exits once the box is online with nothing left to send
+(the broker acknowledged every event), with ``--until-confirmed`` once HQ has also confirmed
+every event it committed.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ def _line(state: SyncState, as_json: bool) -> str:
         return json.dumps(asdict(state), ensure_ascii=False)
     when = time.strftime("%H:%M:%S")
     return (f"{when} {'online ' if state.online else 'OFFLINE'} backlog={state.backlog} "
+            f"unconfirmed={state.unconfirmed} "
             f"config=v{state.config_version}{' ALARM' if state.alarm else ''}"
             f"{' - ' + state.detail if state.detail else ''}")
 
 
 async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool = False,
-                   timeout: float | None = None, as_json: bool = False) -> int:
-    """Run the sync service until a signal, or until drained / timed out.
+                   timeout: float | None = None, as_json: bool = False,
+                   until_confirmed: bool = False) -> int:
+    """Run the sync service until a signal, or until drained (or confirmed) / timed out.
 
     Returns ``EXIT_OK`` (stopped, or drained) or ``EXIT_TIMEOUT`` (not drained in time).
     """
@@ -55,7 +59,8 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
 
     def on_state(state: SyncState) -> None:
         print(_line(state, as_json), flush=True)
-        if until_drained and state.online and state.backlog == 0:
+        if (until_drained or until_confirmed) and state.online and state.backlog == 0 and (
+                not until_confirmed or state.unconfirmed == 0):
             drained.set()
 
     service = SyncService(cfg.path(cfg.ledger_path), Identity(cfg.store_id, cfg.device_id),
@@ -74,14 +79,15 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
             w.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    if until_drained and not drained.is_set() and not stop.is_set():
+    if (until_drained or until_confirmed) and not drained.is_set() and not stop.is_set():
         print(f"not drained within {timeout} s: {_line(service.state, False)}", file=sys.stderr)
         return EXIT_TIMEOUT
     return EXIT_OK
 
 
 def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
-         until_drained: bool, timeout: float | None, as_json: bool, verbose: bool) -> int:
+         until_drained: bool, timeout: float | None, as_json: bool, verbose: bool,
+         until_confirmed: bool = False) -> int:
     """The ``edge sync`` command body.
 
     Raises:
@@ -90,4 +96,5 @@ def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_for(cfg, host=host, port=port, root=root)
-    return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json))
+    return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json,
+                                until_confirmed))

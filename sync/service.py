@@ -3,10 +3,14 @@
 ``SyncService(...).run()`` runs until cancelled and never returns on network trouble: a
 lost broker means backoff with jitter and another try, with the outbox growing meanwhile
 (within policy, with an alarm) and every unacknowledged batch sent again after reconnect.
-HQ de-duplicates by (device, seq), so a resend is always safe.
+HQ de-duplicates by (device, seq), so a resend is always safe. The broker's PUBACK makes an
+event sent; only HQ's signed confirmation (``edge.delivery``) makes it confirmed, and sent
+events HQ does not confirm in time, or asks for, are sent again.
 
 It opens its own ledger connection (the daemon keeps its own; SQLite WAL serialises the
-writers) and runs every ledger call on the event-loop thread, between awaits.
+writers) and runs its ledger calls on the event-loop thread, between awaits, except the
+sent marks, the policy check and HQ's confirmations and resend requests, which run on
+threads of their own (``sync.outbox.OutboxThread``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import logging
 import random
 import time
@@ -26,8 +31,9 @@ from typing import Final
 import paho.mqtt.client as mqtt
 
 from edge import clock
+from edge.delivery import KINDS as DELIVERY_KINDS
 from edge.keys import SigningKey
-from edge.ledger import Ledger
+from edge.ledger import Ledger, unsend_in
 from edge.rules import Identity
 from edge.storeconfig import (
     ApplyResult,
@@ -38,7 +44,9 @@ from edge.storeconfig import (
     sync_policy,
 )
 from sync.contract import (
+    ContractError,
     DataKind,
+    Envelope,
     Presence,
     PresenceState,
     Reported,
@@ -57,6 +65,7 @@ HOUSEKEEPING_S: Final = 10.0  # outbox policy check, backlog recount, presence r
 SEAL_AFTER_S: Final = 5.0  # offline this long: the backlog's batches are prepared ahead
 ACK_FLUSH_S: Final = 0.05  # acknowledged batches are marked sent together within this
 PRESIGNED_MAX: Final = 20_000  # signatures of prepared batches kept for the drain (~3 MB)
+RESEND_MAX_S: Final = 3600.0  # the longest wait for HQ's confirmation before a resend
 
 
 def software_version() -> str:
@@ -77,6 +86,28 @@ class SyncState:
     config_version: int
     alarm: bool  # the outbox crossed its policy limits
     detail: str = ""  # why offline, or why the alarm is on
+    unconfirmed: int = 0  # sent (the broker acknowledged them), waiting for HQ's confirmation
+
+
+def coalesce_confirmations(payloads: list[bytes]) -> list[bytes]:
+    """``payloads`` without the confirmations a later confirmation among them supersedes.
+
+    Judged on the unverified kind: a forged later one can only make the box skip a genuine
+    earlier confirmation, which costs a resend, never an event; resend requests and
+    anything unreadable are all kept, in order.
+    """
+    kinds = [_kind(p) for p in payloads]
+    last = max((i for i, k in enumerate(kinds) if k == DataKind.CONFIRMED), default=-1)
+    return [p for i, (p, k) in enumerate(zip(payloads, kinds, strict=True))
+            if k != DataKind.CONFIRMED or i == last]
+
+
+def _kind(payload: bytes) -> str | None:
+    try:
+        kind = json.loads(Envelope.decode(payload).payload).get("kind")
+    except (ContractError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def _batch_mark(batch: Batch) -> tuple[int, int, str, int, int]:
@@ -133,13 +164,22 @@ class SyncService:
         self._acked: list[tuple[int, int]] = []
         self._acked_since: float | None = None
         self._ack_failure = ""
-        self._presence_sent: tuple[int, int, bool, bool] | None = None
+        self._presence_sent: tuple[int, int, bool, bool, int, int] | None = None
         self._marking: set[asyncio.Future[None]] = set()
+        self._delivering: set[asyncio.Future[None]] = set()  # applying HQ's delivery messages
+        self._delivery_queue: list[bytes] = []  # received, not applied yet
         self._offline_since: float | None = None  # monotonic; None: online or not tried yet
         # The broker had no session for us: ask HQ for a catch-up until a report saying so
         # is acknowledged (a connection lost before that asks again on the next one).
         self._resync = False
         self._resync_mid: int | None = None
+        # HQ's confirmations: the drain starts again from the first unsent event when a
+        # resend makes sent events unsent; sent events wait for a confirmation at most
+        # ``_resend_wait`` seconds (doubling while HQ stays silent) before they are resent.
+        self._rewind = False
+        self._confirmed_seen = -1
+        self._unconfirmed_since: float | None = None  # monotonic
+        self._resend_wait = settings.resend_after_s
 
     # -- public -------------------------------------------------------------------------
 
@@ -166,7 +206,8 @@ class SyncService:
             # few ms); the full policy check runs on its own thread, beside the drain.
             try:
                 self._set_state(backlog=self._outbox.backlog(),
-                                config_version=int(self._ledger.setting("config_version")))
+                                config_version=int(self._ledger.setting("config_version")),
+                                unconfirmed=self._ledger.unconfirmed())
             except Exception:  # a locked or full ledger now must not stop sync for good
                 log.exception("sync could not read the outbox backlog")
             async with asyncio.TaskGroup() as tg:
@@ -222,6 +263,7 @@ class SyncService:
             session_present = await link.open()
             if not session_present:
                 self._resync = True  # data published while we had no session never comes
+            self._unconfirmed_since = None  # HQ gets a whole wait to confirm after a connect
             log.info("connected to %s:%s (session %s)", s.host, s.port,
                      "resumed" if session_present else "new")
             self._contact(online=True, detail="")
@@ -240,8 +282,9 @@ class SyncService:
             if not link.closed.is_set():
                 link.abort("session ended")
             self._flush_acks(force=True)
-            if self._marking:
-                await asyncio.gather(*self._marking, return_exceptions=True)
+            if self._marking or self._delivering:
+                await asyncio.gather(*self._marking, *self._delivering,
+                                     return_exceptions=True)
 
     async def _goodbye(self, link: Link) -> None:
         """A clean stop: say offline ourselves (a clean disconnect sends no will)."""
@@ -266,6 +309,8 @@ class SyncService:
         cursor = 0
         partial_since: float | None = None
         while not link.closed.is_set():
+            if self._rewind:  # sent events were made unsent again: send them first
+                self._rewind, cursor, partial_since = False, 0, None
             self._flush_acks()
             if self._ack_failure:
                 link.abort(f"broker refused a batch: {self._ack_failure}")
@@ -301,6 +346,7 @@ class SyncService:
             if time.monotonic() - self._counted_at >= 1.0:
                 self._counted_at = time.monotonic()
                 self._set_state(backlog=self._outbox.backlog())
+                self._check_confirmation()
             self._wake.clear()
             waiter = asyncio.ensure_future(link.closed.wait())
             woken = asyncio.ensure_future(self._wake.wait())
@@ -310,6 +356,36 @@ class SyncService:
             finally:
                 waiter.cancel()
                 woken.cancel()
+
+    def _check_confirmation(self) -> None:
+        """Resend sent events HQ has not confirmed in time (the broker may have lost them).
+
+        The wait starts when events are sent and unconfirmed, starts over whenever HQ's
+        confirmation moves, and doubles after each resend while HQ stays silent (an HQ that
+        is down for long is not flooded), up to ``RESEND_MAX_S``.
+        """
+        assert self._ledger is not None
+        confirmed = self._ledger.confirmed()[0]
+        unconfirmed = self._ledger.unconfirmed()
+        self._set_state(unconfirmed=unconfirmed)
+        now = time.monotonic()
+        if confirmed != self._confirmed_seen or not unconfirmed:
+            self._confirmed_seen = confirmed
+            self._unconfirmed_since = now if unconfirmed else None
+            self._resend_wait = self.settings.resend_after_s
+            return
+        if self._unconfirmed_since is None:
+            self._unconfirmed_since = now
+        if now - self._unconfirmed_since < self._resend_wait:
+            return
+        with self._ledger.immediate() as conn:
+            unsent = unsend_in(conn, confirmed + 1, self._ledger.newest_seq())
+        log.warning("HQ confirmed nothing past seq %d for %.0f s: sending %d events again",
+                    confirmed, now - self._unconfirmed_since, unsent)
+        self._unconfirmed_since = now
+        self._resend_wait = min(self._resend_wait * 2, RESEND_MAX_S)
+        self._rewind = True
+        self._set_state(backlog=self._outbox.backlog(), unconfirmed=self._ledger.unconfirmed())
 
     def _on_ack(self, mid: int, ok: bool, reason: str) -> None:
         if mid == self._resync_mid:
@@ -360,6 +436,8 @@ class SyncService:
         except Exception:  # not marked means sent again later: safe, HQ de-duplicates
             log.exception("could not mark %d acknowledged batches sent", len(acked))
             return
+        # Unconfirmed first: no state may show the events neither unsent nor unconfirmed.
+        self._set_state(unconfirmed=self._state.unconfirmed + changed)
         self._contact(online=self._link is not None,
                       backlog=max(0, self._state.backlog - changed))
 
@@ -367,12 +445,29 @@ class SyncService:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         self._contact(online=True)
+        if msg.topic == self._inbound.hq_topic:
+            # A confirmation or resend request is applied on the marks' thread, in order
+            # with the marks: on the loop its commit (an fsync) would stall the drain, and
+            # its write would wait on the marks' lock. It is acknowledged on receipt: one
+            # lost to a crash is sent again by HQ (a confirmation after the next batch or
+            # presence, a request after its wait), and the box resends what stays
+            # unconfirmed.
+            self._delivery_queue.append(bytes(msg.payload))
+            if all(t.done() for t in self._delivering):  # else the running one takes it
+                task = asyncio.ensure_future(self._deliver())
+                self._delivering.add(task)
+                task.add_done_callback(self._delivering.discard)
+            return
         result = self._inbound.handle(msg.topic, bytes(msg.payload))
         if result is None or result.outcome is Outcome.DUPLICATE:
             return
         self._after_inbound(result)
 
     def _after_inbound(self, result: ApplyResult) -> None:
+        if result.kind in DELIVERY_KINDS:
+            if result.applied:
+                self._after_delivery(result)
+            return
         if result.kind in (DataKind.CONFIG, None) or result.applied:
             self._publish_reported()
         if result.kind is DataKind.CONFIG and result.applied:
@@ -424,6 +519,48 @@ class SyncService:
         except Exception:  # a full disk: the counts are lost, the log says so
             log.exception("could not record the coalesced refusals")
 
+    async def _deliver(self) -> None:
+        """Apply the queued delivery messages, in order, until none is left.
+
+        Each applied message is a commit (an fsync) on the marks' thread; confirmations that
+        queued up meanwhile are coalesced to the last one (each says all HQ holds).
+        """
+        topic, identity, wall_clock = self._inbound.hq_topic, self.identity, self.wall_clock
+        topics = self.topics
+        while self._delivery_queue:
+            payloads = coalesce_confirmations(self._delivery_queue)
+            self._delivery_queue = []
+
+            def apply(ledger: Ledger, payloads: list[bytes] = payloads) -> list[ApplyResult]:
+                # Without an fsync of their own (WAL, synchronous=NORMAL: safe against a
+                # crash of the process; the next mark's commit syncs them to the disk): a
+                # confirmation lost to a power cut costs a resend, a request lost HQ's next
+                # one. Their own fsync, one per message, held up the marks during a drain.
+                ledger.conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    inbound = Inbound(ledger, identity, topics, wall_clock)
+                    return [r for p in payloads if (r := inbound.handle(topic, p)) is not None]
+                finally:
+                    ledger.conn.execute("PRAGMA synchronous=FULL")
+
+            try:
+                results = await self._acks.run(apply)
+            except Exception:  # a ledger error: HQ sends another; unconfirmed ones are resent
+                log.exception("could not apply a message from HQ on %s", topic)
+                continue
+            for result in results:
+                if result.outcome is not Outcome.DUPLICATE:
+                    self._after_inbound(result)
+
+    def _after_delivery(self, result: ApplyResult) -> None:
+        """A confirmation (prune may go on) or a resend request (the drain goes back)."""
+        assert self._ledger is not None
+        if result.kind is DataKind.RESEND and result.changed:
+            self._rewind = True
+            self._set_state(backlog=self._outbox.backlog())
+            self.wake()
+        self._set_state(unconfirmed=self._ledger.unconfirmed())
+
     # -- presence, report, state ----------------------------------------------------------
 
     @property
@@ -436,14 +573,16 @@ class SyncService:
         reading = clock.read(self.wall_clock(), self._ledger.trusted_time(),
                              self._ledger.setting("clock_skew_s"))
         return Presence(state, self.software, int(self._ledger.setting("config_version")),
-                        self._state.backlog, reading.trusted, reading.now, self._state.alarm)
+                        self._state.backlog, reading.trusted, reading.now, self._state.alarm,
+                        self._ledger.newest_seq(), self._state.unconfirmed)
 
     def _publish_presence(self, force: bool = False) -> None:
         link = self._link
         if link is None or link.closed.is_set():
             return
         p = self._presence(PresenceState.ONLINE)
-        key = (p.config_version, p.backlog, p.clock_trusted, p.alarm)
+        key = (p.config_version, p.backlog, p.clock_trusted, p.alarm, p.last_seq,
+               p.unconfirmed)
         if not force and key == self._presence_sent:
             return
         with contextlib.suppress(LinkError):
@@ -461,7 +600,8 @@ class SyncService:
         resync = self._resync and self._resync_mid is None
         report = Reported(int(self._ledger.setting("config_version")), rej.get("version"),
                           str(rej.get("reason", "")) + (": " + rej["detail"] if rej else ""),
-                          self.wall_clock(), data_versions(self._ledger), resync)
+                          self.wall_clock(), data_versions(self._ledger), resync,
+                          self._ledger.newest_seq())
         with contextlib.suppress(LinkError):
             mid = self._publish(link, self.topics.reported(self.identity.store_id,
                                                            self.identity.device_id),
@@ -485,7 +625,8 @@ class SyncService:
         if health.alarm != self._state.alarm:
             self.wake()
         self._set_state(backlog=health.backlog, alarm=health.alarm, detail=detail,
-                        config_version=int(self._ledger.setting("config_version")))
+                        config_version=int(self._ledger.setting("config_version")),
+                        unconfirmed=health.unconfirmed)
 
     async def _housekeeping(self) -> None:
         # The first round runs at once, beside the first connect and the drain.

@@ -53,6 +53,9 @@ class MqttSettings:
     backoff_max_s: float = 60.0
     max_inflight: int = 20  # event batches published and not yet acknowledged
     compress: bool = True  # zlib event batches over 1 kB (10x fewer bytes, some CPU)
+    # Sent events HQ has not confirmed after this long are sent again (then after twice as
+    # long, up to an hour, while HQ stays silent): the broker may lose what it acknowledged.
+    resend_after_s: float = 120.0
 
     def with_(self, **changes: Any) -> MqttSettings:
         """A copy with some fields changed."""
@@ -120,6 +123,8 @@ class MqttSettings:
             raise SettingsError(f"mqtt.root {settings.root!r} must be a plain topic prefix")
         if settings.max_inflight < 1:
             raise SettingsError("mqtt.max_inflight must be at least 1")
+        if settings.resend_after_s < 1:
+            raise SettingsError("mqtt.resend_after_s must be at least 1 second")
         return settings
 
     def client_id_for(self, store_id: str, device_id: str) -> str:

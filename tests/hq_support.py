@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from edge.keys import Purpose, SigningKey, TrustedKey
 from hq.broker import BrokerOptions
 from hq.db import Database
+from hq.ingest.delivery import DeliveryTiming
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
 from hq.issuing.registry import DeviceRegistry
@@ -166,8 +167,9 @@ class Hq:
         return db
 
     def worker(self, client_id: str = "hq-ingest-1", group: str = "g",
-               fanout: bool = True, wait: bool = True) -> IngestWorker:
-        store = EventStore(self.db(), TOPICS, self.devices)
+               fanout: bool = True, wait: bool = True,
+               timing: DeliveryTiming | None = None) -> IngestWorker:
+        store = EventStore(self.db(), TOPICS, self.devices, timing=timing)
         w = IngestWorker(store, self.opts, client_id, group, session_expiry_s=600,
                          signer=self.key if fanout else None)
         w.start()

@@ -15,7 +15,7 @@ from paho.mqtt.properties import Properties
 
 from edge.events import EventType
 from edge.keys import Purpose, SigningKey, TrustedKey
-from edge.ledger import Ledger
+from edge.ledger import Ledger, confirm_in
 from edge.rules import Identity
 from provisioning.localbroker import Broker
 from sync.contract import DataKind, EventBatch, HqData, Topics, seal
@@ -87,6 +87,13 @@ def append_events(ledger: Ledger, count: int, start_at: float | None = None) -> 
     with ledger.immediate() as conn:
         for i in range(count):
             ledger.append_event(conn, EventType.DECISION, start_at + i / 1000, True, body)
+
+
+def confirm(ledger: Ledger, seq: int) -> None:
+    """HQ's confirmation of every event up to ``seq`` (what ``edge.delivery`` applies)."""
+    with ledger.immediate() as conn:
+        version = conn.execute("SELECT version FROM outbox_confirmed").fetchone()[0] + 1
+        confirm_in(conn, seq, version, time.time())
 
 
 def events_of(ledger: Ledger, type_: EventType) -> list[dict[str, Any]]:

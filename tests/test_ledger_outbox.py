@@ -10,7 +10,7 @@ import peewee as pw
 from edge.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger
 from edge.storeconfig import SyncPolicy
 from sync.outbox import Outbox
-from tests.sync_fixtures import IDENTITY, append_events
+from tests.sync_fixtures import IDENTITY, append_events, confirm
 
 
 def _acked(ledger: Ledger) -> list[tuple[int, int]]:
@@ -100,7 +100,8 @@ def test_pruning_goes_by_event_time_and_never_touches_unsent_rows(tmp_path: Path
     young), all but 26-30 acknowledged, and 5 young unsent events WHEN the policy (7 days)
     is applied THEN the old acknowledged rows before the young one go, the ones behind it
     wait, the old unsent ones stay (raising the age alarm, event 36), and the backlog and
-    runs are unchanged; once all is sent the next check prunes the rest that is old."""
+    runs are unchanged; once all is sent the next check prunes the rest that is old. Sent
+    rows go only once HQ confirmed them: before that, nothing is pruned."""
     ledger = Ledger(tmp_path / "l.sqlite")
     old = time.time() - 10 * 86400
     append_events(ledger, 20, start_at=old)
@@ -108,6 +109,9 @@ def test_pruning_goes_by_event_time_and_never_touches_unsent_rows(tmp_path: Path
     append_events(ledger, 9, start_at=old + 1)
     append_events(ledger, 5, start_at=time.time())
     ledger.mark_sent([(1, 25)])
+    health = Outbox(ledger, IDENTITY).check(SyncPolicy(outbox_max_age_s=7 * 86400))
+    assert health.pruned == 0 and health.unconfirmed == 25  # sent, not confirmed: kept
+    confirm(ledger, 25)
     health = Outbox(ledger, IDENTITY).check(SyncPolicy(outbox_max_age_s=7 * 86400))
     assert health.pruned == 20
     seqs = [r[0] for r in ledger.conn.execute("SELECT seq FROM outbox ORDER BY seq")]
@@ -117,6 +121,7 @@ def test_pruning_goes_by_event_time_and_never_touches_unsent_rows(tmp_path: Path
         [(s,) for s in range(26, 37)]
     assert _acked(ledger) == [(1, 25)]  # still describes 21-25
     ledger.mark_sent([(26, 36)])
+    confirm(ledger, 36)
     health = Outbox(ledger, IDENTITY).check(SyncPolicy(outbox_max_age_s=7 * 86400))
     assert not health.alarm and health.pruned == 0  # 21 is young: 22-30 wait behind it
     assert _unsent(ledger) == [37]  # the alarm going off

@@ -15,7 +15,7 @@ from edge.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger
 from edge.storeconfig import SyncPolicy
 from sync.contract import CONTENT_JSON, CONTENT_JSON_ZLIB, EventBatch, encode_batch_text
 from sync.outbox import Outbox
-from tests.sync_fixtures import IDENTITY, append_events, events_of
+from tests.sync_fixtures import IDENTITY, append_events, confirm, events_of
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
                      | st.text(), lambda inner: st.lists(inner, max_size=3)
@@ -78,7 +78,8 @@ def test_batches_cover_unsent_ranges_and_acks_mark_exactly_them(tmp_path: Path) 
 def test_alarm_goes_on_and_off_and_unsent_events_are_never_dropped(tmp_path: Path) -> None:
     """GIVEN a policy keeping 1000 rows with an alarm at 1200 unsent WHEN 1500 events wait
     THEN the alarm goes on (one event, not repeated), nothing unsent is pruned; WHEN they are
-    sent THEN sent rows are pruned to the limit and the alarm goes off with an event."""
+    sent THEN nothing is pruned and the alarm stays on (HQ has not confirmed them); WHEN HQ
+    confirms them THEN they are pruned to the limit and the alarm goes off with an event."""
     ledger = Ledger(tmp_path / "l.sqlite")
     append_events(ledger, 1500, start_at=time.time())
     outbox = Outbox(ledger, IDENTITY)
@@ -89,6 +90,10 @@ def test_alarm_goes_on_and_off_and_unsent_events_are_never_dropped(tmp_path: Pat
     assert len(events_of(ledger, EventType.OUTBOX_ALARM)) == 1
     assert outbox.backlog() == 1501  # the alarm event itself waits too; nothing was dropped
     outbox.mark_acked([(1, 10_000)])
+    health = outbox.check(policy)
+    assert health.pruned == 0  # sent, but HQ has not confirmed them: kept, still too many
+    assert health.alarm and "not confirmed by HQ" in health.why
+    confirm(ledger, 1501)
     health = outbox.check(policy)
     assert not health.alarm and health.pruned >= 500
     alarms = events_of(ledger, EventType.OUTBOX_ALARM)

@@ -390,3 +390,40 @@ async def test_alarm_while_offline(tmp_path: Path) -> None:
     finally:
         await box.stop()
         box.ledger.close()
+
+
+async def test_sent_events_hq_does_not_confirm_are_resent_with_a_growing_wait(
+        tmp_path: Path, broker: Broker, hq: HqListener) -> None:
+    """GIVEN a box (resend_after_s 1) whose 5 events the broker acknowledged, and an HQ that
+    never confirms WHEN time passes THEN the box sends them again after 1 s, then after 2 s
+    more (the wait doubles), its state saying 5 unconfirmed meanwhile; WHEN
+    HQ then confirms 5 (signed, on the device's hq topic) THEN nothing is unconfirmed and
+    no resend follows; WHEN HQ asks for 2-3 THEN those are sent again at once, and the
+    confirmation goes back to 1."""
+    b = Box(tmp_path / "box.sqlite", _settings(broker.port, resend_after_s=1.0))
+    try:
+        _set_policy(b.ledger)
+        append_events(b.ledger, 5)
+        b.start()
+        await until(lambda: sorted(hq.seqs()) == [1, 2, 3, 4, 5], what="first send")
+        await until(lambda: bool(b.states) and b.states[-1].unconfirmed == 5,
+                    what="5 unconfirmed")
+        await until(lambda: len(hq.seqs()) == 10, what="the first resend")
+        await until(lambda: len(hq.seqs()) == 15, timeout=30, what="the second resend")
+        assert b.service is not None and b.service._resend_wait == 4.0  # 1 s, 2 s, next 4 s
+        version = 1
+        hq.publish(TOPICS.hq(STORE, DEVICE), sealed(HQ1, DataKind.CONFIRMED, version,
+                                                    {"device": DEVICE, "seq": 5}))
+        await until(lambda: b.ledger.confirmed()[0] == 5 and b.states[-1].unconfirmed == 0,
+                    what="confirmed")
+        sent = len(hq.seqs())
+        hq.publish(TOPICS.hq(STORE, DEVICE), sealed(HQ1, DataKind.RESEND, version + 1,
+                                                    {"device": DEVICE, "first": 2, "last": 3}))
+        await until(lambda: len(hq.seqs()) >= sent + 2, what="2-3 sent again")
+        assert hq.seqs()[sent:sent + 2] == [2, 3]
+        # HQ lacking 2-3 holds no longer every event up to 5: the confirmation is back at 1.
+        assert b.ledger.confirmed()[0] == 1
+    finally:
+        if b.task is not None:
+            await b.stop()
+        b.ledger.close()

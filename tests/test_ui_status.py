@@ -22,7 +22,7 @@ from tests.uihelp import (
     type_code,
     until,
 )
-from ui.model import DeviceState
+from ui.model import DeviceState, Status
 from ui.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -74,6 +74,32 @@ async def test_broker_outage_shows_offline_and_backlog(store: Store, standin: St
         standin.set_online(True)
         await until(pilot, lambda: "在线" in bar(app) and "离线" not in bar(app), "online")
         assert "告警" not in bar(app)
+
+
+async def test_events_awaiting_hq_confirmation_are_shown_apart_from_the_backlog(
+        store: Store, standin: StandIn) -> None:
+    """GIVEN the box online with nothing waiting
+    WHEN the daemon says 3 events are sent but not confirmed by HQ, then none
+    THEN the bar reads 待同步0 待确认3 (waiting for the broker, waiting for HQ), then the
+    待确认 segment is gone; in English it reads Unconfirmed 3."""
+    app = WatchedApp(standin.path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await connected(pilot, app)
+        assert "待确认" not in bar(app)
+        standin.sync["unconfirmed"] = 3
+        standin.set_online(True)
+        await until(pilot, lambda: "待同步0  待确认3" in bar(app), "unconfirmed shown")
+        assert app.status is not None and app.status.unconfirmed == 3
+        assert "Unconfirmed 3" in ui_status_bar_text(app.status, "en")
+        standin.sync["unconfirmed"] = 0
+        standin.set_online(True)
+        await until(pilot, lambda: "待确认" not in bar(app), "confirmed")
+
+
+def ui_status_bar_text(status: Status, lang: str) -> str:
+    widget = StatusBar()
+    widget.paint(status, True, FIXED_NOW, lang)
+    return str(widget.render())
 
 
 async def test_daemon_restarted_under_the_ui(store: Store, standin: StandIn) -> None:

@@ -87,6 +87,7 @@ class Status:
 
     Read (``docs/local-api.md``): ``store_id``, ``device_id``, ``store_name``, ``clock``,
     ``clock_trusted``, ``config_version``, ``online``, ``last_contact``, ``backlog``,
+    ``unconfirmed`` (sent, waiting for HQ's confirmation),
     ``alarm`` (the outbox crossed its limits: ``sync.service.SyncState``),
     ``printer.{state, printer_state?, detail, jobs_waiting}``, ``scanner.state``,
     ``camera.state``, ``last_error``.
@@ -99,6 +100,7 @@ class Status:
     online: bool = False
     last_contact_at: float | None = None
     backlog: int = 0
+    unconfirmed: int = 0  # sent, waiting for HQ's confirmation
     sync_alarm: bool = False
     printer: DeviceState = DeviceState.UNKNOWN
     jobs_waiting: int = 0
@@ -122,6 +124,7 @@ class Status:
             online=bool(d.get("online")),
             last_contact_at=_float(d.get("last_contact")),
             backlog=_int(d.get("backlog")),
+            unconfirmed=_int(d.get("unconfirmed")),
             sync_alarm=bool(d.get("alarm")),
             printer=DeviceState.parse(printer),
             jobs_waiting=_int(printer.get("jobs_waiting")),
@@ -143,7 +146,8 @@ class Status:
         d = dict(self.raw)
         if topic == "sync":
             d.update({k: v for k, v in data.items() if k in ("online", "last_contact",
-                                                                 "backlog", "alarm")})
+                                                                 "backlog", "alarm",
+                                                                 "unconfirmed")})
         elif topic == "device" and data.get("name") in ("printer", "scanner", "camera", "sync"):
             name = str(data["name"])
             d[name] = {**_dict(d.get(name)), **data}

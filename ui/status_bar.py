@@ -45,6 +45,8 @@ class StatusBar(Static):
             _add(segs, f"{backlog} {i18n.t('ui.status.alarm', lang)}", "bold white on red")
         else:
             _add(segs, backlog, "" if s.online or s.backlog == 0 else "bold black on yellow")
+        if s.unconfirmed:  # sent, waiting for HQ's confirmation (distinct from the backlog)
+            _add(segs, i18n.t("ui.status.unconfirmed", lang, n=s.unconfirmed), "")
         printer = f"{i18n.t('ui.status.printer', lang)} {device(s.printer, lang)}"
         if s.jobs_waiting:
             printer += " " + i18n.t("ui.status.jobs", lang, n=s.jobs_waiting)

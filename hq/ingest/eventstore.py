@@ -29,12 +29,15 @@ from typing import Any
 from edge.coalesce import Coalescer
 from edge.events import EventType
 from hq.db import Cursor, Database
+from hq.ingest import delivery
+from hq.ingest.delivery import DeliveryTiming
 from hq.issuing.issued import issued
 from hq.issuing.registry import DeviceRegistry
 from hq.publishing import fanout
 from sync.contract import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
+    MAX_SEQ,
     ContractError,
     DataKind,
     EventBatch,
@@ -52,7 +55,6 @@ from sync.contract import (
 PREVIEW_BYTES = 120
 MAX_REJECT_KEYS = 10_000  # (device, reason) pairs remembered for keeping payloads
 RAW_KEEP_BYTES = 1 << 20  # a rejected payload up to 1 MiB is kept whole (base64)
-MAX_SEQ = 2**62
 MAX_ID_CHARS = 128
 CATCH_UP_CHUNK = 500  # orders or uses per catch-up envelope
 CATCH_UP_USES_S = 90 * 86400  # remote uses older than this are left out of a catch-up
@@ -119,10 +121,12 @@ class EventStore:
     """HQ's handling of box messages over one :class:`~hq.db.Database`."""
 
     def __init__(self, db: Database, topics: Topics, devices: DeviceRegistry,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 timing: DeliveryTiming | None = None) -> None:
         """Store into ``db``, with ``topics`` naming the stores' data topics.
 
-        ``devices``: the registry a message's signature is checked against.
+        ``devices``: the registry a message's signature is checked against. ``timing``: how
+        fast confirmations go out and missing events are asked for.
         """
         self.db = db
         self.topics = topics
@@ -131,6 +135,7 @@ class EventStore:
         # Every rejection keeps its row; the payload itself only for the first of a device
         # and reason each minute (a flooding device cannot fill the disk with copies).
         self._raw_kept: Coalescer[tuple[str, RejectReason]] = Coalescer()
+        self.timing = timing or DeliveryTiming()
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -300,6 +305,8 @@ class EventStore:
                     self._enqueue(cur, target, DataKind.REMOTE_USES,
                                   encode_remote_uses(lines[i:i + CATCH_UP_CHUNK]), now)
                     out.fanout += 1
+            # Even a batch of duplicates (a resend) owes the device a confirmation.
+            delivery.note_events(cur, store, device, max_seq, now, self.timing)
         return out
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
@@ -387,7 +394,11 @@ class EventStore:
         """Keep a device's latest presence (online/offline, versions, backlog)."""
         now = self.clock()
         with self.db.tx() as cur:
-            self._touch_device(cur, store, device, now, seen)
+            max_seq = self._touch_device(cur, store, device, now, seen)
+            # A retained presence counts too: after a restore from a backup it is how HQ
+            # learns what each box wrote since.
+            delivery.note_last_seq(cur, store, device, p.last_seq, max_seq, now, self.timing,
+                                   p.unconfirmed)
             # ``alarm`` came after v1; Presence.decode reads an older message as False.
             cur.execute("UPDATE hq_device SET state=?, software=?, config_version=?, backlog=?,"
                         " clock_trusted=?, presence_at=?, alarm=? WHERE device=?",
@@ -404,7 +415,8 @@ class EventStore:
         """
         now = self.clock()
         with self.db.tx() as cur:
-            self._touch_device(cur, store, device, now, seen)
+            max_seq = self._touch_device(cur, store, device, now, seen)
+            delivery.note_last_seq(cur, store, device, r.last_seq, max_seq, now, self.timing)
             # ``data_versions`` came after v1; Reported.decode reads an older message as {}.
             cur.execute("UPDATE hq_device SET reported_version=?, reported_rejected=?,"
                         " reported_error=?, reported_at=?, data_versions=? WHERE device=?",

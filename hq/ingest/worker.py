@@ -15,6 +15,9 @@ creation order on its one connection, so each store receives its ``remote_uses``
 in increasing order (the box ignores a version at or below the one it applied). It sends
 its own fan-out at once and picks up the other workers' within ``FANOUT_POLL_S``; a row is
 marked sent on the broker's PUBACK, and whatever is unsent is sent after a reconnect.
+
+The same worker sends each device HQ's signed confirmation of what it committed, and asks
+for what it lacks (``hq.ingest.delivery``).
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ from hq.broker import (
     set_nodelay,
 )
 from hq.db import DbError
+from hq.ingest import delivery
 from hq.ingest.eventstore import CATCH_UP_EVERY_S, EventStore, Handled, Outcome
 from hq.publishing import fanout
-from sync.contract import QOS, SIG_PROPERTY
+from sync.contract import QOS, SIG_PROPERTY, DataKind
 
 log = logging.getLogger("hq.ingest")
 
@@ -70,6 +74,8 @@ class Counters:
     duplicates: int = 0
     rejected: int = 0
     fanout_sent: int = 0
+    confirmations: int = 0  # confirmations published (hq.ingest.delivery)
+    resend_requests: int = 0  # requests to resend a range HQ lacks
     db_errors: int = 0
 
 
@@ -99,11 +105,13 @@ class IngestWorker:
         self._subscribed = threading.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> hq_outbox id
         self._acked_early: set[int] = set()  # PUBACKs that came before _inflight knew the mid
+        self._delivery_mids: set[int] = set()  # confirmations and requests in flight
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._sender: threading.Thread | None = None
+        self._versions = delivery.Versions(store.clock)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -158,6 +166,7 @@ class IngestWorker:
         with self._lock:  # unacknowledged fan-out is sent again on this connection
             self._inflight.clear()
             self._acked_early.clear()
+            self._delivery_mids.clear()
         self._connected.set()
         self._wake.set()
 
@@ -258,15 +267,60 @@ class IngestWorker:
                         self._inflight[info.mid] = o.id
                 if early:
                     self._mark_sent(o.id)
+            # After the fan-out: a remote use is what a till waits for, a confirmation not.
+            self._send_delivery()
+
+    def _send_delivery(self) -> None:
+        """Publish the confirmations and resend requests due (``hq.ingest.delivery``).
+
+        Not tracked to their PUBACK: one lost costs a resend by the box, or another request
+        after the wait, never an event.
+        """
+        assert self.signer is not None
+        now = self.store.clock()
+        try:
+            due = delivery.take_due(self.store.db, now, self.store.timing)
+        except DbError as exc:
+            log.error("could not read confirmations to send: %s", exc)
+            return
+        for d in due:
+            topic, payload = delivery.sealed(d, self.signer, self._versions.next(), now,
+                                             self.opts.topics)
+            info = self.client.publish(topic, payload, qos=QOS, properties=json_properties())
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.warning("%s to %s not queued (%s)", d.kind.value, d.device,
+                            mqtt.error_string(info.rc))
+                continue
+            with self._lock:  # its PUBACK is not an hq_outbox row's (see _on_publish)
+                if info.mid in self._acked_early:
+                    self._acked_early.discard(info.mid)
+                else:
+                    self._delivery_mids.add(info.mid)
+            if d.kind is DataKind.CONFIRMED:
+                self.counters.confirmations += 1
+            else:
+                self.counters.resend_requests += 1
+                log.info("asked %s to resend %s-%s", d.device, d.body["first"],
+                         d.body["last"])
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode,
                     _p: Properties) -> None:
         with self._lock:
-            row = self._inflight.pop(mid, None)
+            if mid in self._delivery_mids:
+                self._delivery_mids.discard(mid)
+                return
+            row = self._inflight.get(mid)
             if row is None and not rc.is_failure:
                 self._acked_early.add(mid)
-        if row is not None and not rc.is_failure:
+        if row is None:
+            return
+        if not rc.is_failure:
+            # Still in flight until marked: else the sender's next round, reading the
+            # unsent rows while this mark waits for the database, would send it again.
             self._mark_sent(row)
+        with self._lock:
+            if self._inflight.get(mid) == row:
+                del self._inflight[mid]
 
     def _mark_sent(self, row: int) -> None:
         try:

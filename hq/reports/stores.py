@@ -29,6 +29,15 @@ class DeviceStatus:
     max_seq: int
     alarm: bool | None = None  # the box's outbox alarm (presence)
     data_versions: dict[str, int] | None = None  # applied version per kind (reported)
+    # Delivery (hq_delivery): HQ holds every event from 1 to ``held``; the box's newest seq
+    # and its events sent but not yet confirmed (as its presence said, waiting for HQ's
+    # confirmation, apart from ``backlog``, which waits for the broker); the range HQ
+    # asks the box to resend, if any, and how often it asked.
+    held: int | None = None
+    last_seq: int | None = None
+    unconfirmed: int | None = None
+    asking: tuple[int, int] | None = None
+    asks: int = 0
 
 
 @dataclass(slots=True)
@@ -99,6 +108,15 @@ def build(db: Database, since: float = 0.0) -> list[StoreReport]:
             row[1], row[2], row[3], row[4], row[5], row[6], row[7], int(row[8]),
             None if row[9] is None else bool(row[9]),
             None if row[10] is None else json.loads(row[10])))
+    by_device = {d.device: d for r in stores.values() for d in r.devices}
+    for device, held, last_seq, unconfirmed, ask_from, ask_to, asks in db.query(
+            "SELECT device, held, last_seq, unconfirmed, ask_from, ask_to, asks"
+            " FROM hq_delivery"):
+        d = by_device.get(device)
+        if d is not None:
+            d.held, d.last_seq, d.unconfirmed, d.asks = (int(held), int(last_seq),
+                                                         unconfirmed, int(asks))
+            d.asking = None if ask_from is None else (int(ask_from), int(ask_to))
     for row in db.query("SELECT store, device, seq_from, seq_to, missing, found_at, filled_at"
                         " FROM hq_gap ORDER BY device, seq_from"):
         gap = Gap(row[1], int(row[2]), int(row[3]), int(row[4]), row[5], row[6])
@@ -136,7 +154,7 @@ def to_text(reports: list[StoreReport]) -> str:
                          f"{d.backlog if d.backlog is not None else '?'}, last seen "
                          f"{_when(d.last_seen)}, seq {d.max_seq}, config applied "
                          f"{d.reported_version if d.reported_version is not None else '?'}"
-                         + (" OUTBOX ALARM" if d.alarm else ""))
+                         + (" OUTBOX ALARM" if d.alarm else "") + _delivery(d))
         for g in r.open_gaps:
             lines.append(f"  GAP {g.device} seq {g.seq_from}-{g.seq_to}: {g.missing} missing")
         for g in r.healed_gaps:
@@ -147,6 +165,19 @@ def to_text(reports: list[StoreReport]) -> str:
         for reason, n in r.ingest_rejects.items():
             lines.append(f"  malformed messages {reason}: {n}")
     return "\n".join(lines) if lines else "no stores yet"
+
+
+def _delivery(d: DeviceStatus) -> str:
+    """What HQ holds of a device, what the box still waits on, what HQ asks for."""
+    if d.held is None:
+        return ""
+    text = f", HQ holds 1-{d.held}" if d.held else ", HQ holds none"
+    if d.unconfirmed:
+        text += f", {d.unconfirmed} sent awaiting HQ's confirmation"
+    if d.asking is not None:
+        text += (f", ASKING for seq {d.asking[0]}-{d.asking[1]}"
+                 f" ({d.asks} request{'s' if d.asks != 1 else ''} so far)")
+    return text
 
 
 def _when(t: float | None) -> str:
