@@ -191,6 +191,18 @@ class Hq:
             d.close()
 
 
+def register(hq: Hq, home: Path) -> None:
+    """Register the box at ``home`` (its device key, store and id) with ``hq``, as
+    ``edge-hq register-device`` does: HQ believes only what a registered box signed."""
+    from edge.box import Box
+
+    box = Box.open(home)
+    try:
+        hq.devices.add(box.identity.device_id, box.identity.store_id, box.device_key.public_key)
+    finally:
+        box.close()
+
+
 @pytest.fixture(name="hq")
 def hq_fixture(tmp_path: Path, hq_db_url: str) -> Iterator[Hq]:
     """A broker and an HQ database (workers are started by the test).

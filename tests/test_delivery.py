@@ -21,7 +21,7 @@ from edge.ledger import Ledger
 from hq.db import Database, DbUrl
 from hq.ingest.delivery import DeliveryTiming
 from hq.reports import stores as report
-from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
+from tests.hq_support import Hq, hq_fixture, register, wait_until  # noqa: F401
 from tests.sync_fixtures import DEVICE, STORE, append_events
 
 pytestmark = pytest.mark.network
@@ -32,6 +32,7 @@ FAST = DeliveryTiming(confirm_every_s=0.1, ask_after_s=0.3, ask_max_s=2.0)
 def _home(tmp_path: Path, hq: Hq) -> Path:
     home = tmp_path / "box"
     init_home(home, STORE, DEVICE, hq.trusted)
+    register(hq, home)
     with (home / "edge.toml").open("a", encoding="utf-8") as f:
         f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {hq.broker.port}\nkeepalive_s = 5\n'
                 "backoff_max_s = 0.5\nresend_after_s = 3\n")

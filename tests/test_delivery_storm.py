@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.keys import Purpose, TrustedKey
 from edge.ledger import Ledger
 from hq.db import Database
 from provisioning.dev import issue_coupons
@@ -27,7 +28,7 @@ from tests.daemon_fixtures import (
     wait_socket,
     write_scanner,
 )
-from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
+from tests.hq_support import Hq, hq_fixture, register, wait_until  # noqa: F401
 from tests.sync_fixtures import DEVICE
 from tests.test_delivery import FAST
 
@@ -67,8 +68,12 @@ async def test_storm_ends_with_every_event_at_hq_once_and_nothing_unconfirmed(
     home = make_home(tmp_path)
     ledger = Ledger(home / "ledger.sqlite")
     with ledger.immediate() as conn:
-        ledger.put_trusted_key(conn, hq.trusted[0])  # HQ's ingest signs confirmations
+        # HQ's ingest signs confirmations with its data key (the demo box has a trust root,
+        # so only a key of the data role may sign them).
+        ledger.put_trusted_key(conn, TrustedKey(hq.key.key_id, hq.key.public_key,
+                                                frozenset({Purpose.DATA})))
     ledger.close()
+    register(hq, home)
     with (home / "edge.toml").open("a", encoding="utf-8") as f:
         f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {hq.broker.port}\nkeepalive_s = 5\n'
                 "backoff_min_s = 0.1\nbackoff_max_s = 0.5\nconnect_timeout_s = 2.0\n"

@@ -6,6 +6,7 @@ from hq.db import Database
 from hq.ingest import delivery
 from hq.ingest.delivery import Delivery, DeliveryTiming, Versions
 from hq.ingest.eventstore import EventStore
+from hq.issuing.registry import DeviceRegistry
 from hq.reports import stores as report
 from sync.contract import DataKind, EventBatch, Presence, PresenceState, Topics
 from tests.hq_support import event
@@ -25,7 +26,7 @@ class Clock:
 def _setup(db_url: str) -> tuple[EventStore, Database, Clock]:
     db = Database(db_url)
     clock = Clock()
-    return EventStore(db, TOPICS, clock=clock, timing=TIMING), db, clock
+    return EventStore(db, TOPICS, DeviceRegistry(), clock=clock, timing=TIMING), db, clock
 
 
 def _batch(store: EventStore, *seqs: int) -> None:
