@@ -248,6 +248,26 @@ class LedgerError(Exception):
     """The ledger cannot be used (newer schema, corrupt file...)."""
 
 
+class LedgerFull(LedgerError):
+    """The ledger's filesystem is full: the transaction was rolled back, nothing recorded.
+
+    SQLite never corrupts a database on ENOSPC (``SQLITE_FULL``); the write that failed is
+    undone and everything committed before it stays. Retrying once space is freed works on
+    the same connection. ``path`` is the ledger, for the message and a free-space check.
+    """
+
+    def __init__(self, path: Path, detail: str) -> None:
+        """Carry the ledger's path and SQLite's words."""
+        super().__init__(f"disk full: {path} cannot record anything more ({detail})")
+        self.path = path
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying the database or its disk is full."""
+    return (isinstance(exc, sqlite3.OperationalError)
+            and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
+
+
 # PRAGMA cache_size (negative: KiB): 512 KiB instead of SQLite's 2 MiB, which a year of
 # redemptions fills; the daemon's RSS target is 80 MB with a camera on (bench/daemon.py).
 CACHE_SIZE: Final = -512
@@ -293,14 +313,23 @@ class Ledger:
 
     @contextmanager
     def immediate(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its first statement."""
+        """A write transaction that holds the write lock from its first statement.
+
+        Raises:
+            LedgerFull: the disk is full (at a write or at the commit); rolled back.
+        """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (SQLITE_FULL can end the transaction);
+            # a failed COMMIT leaves it open. Either way the connection is clean after this.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if is_full(exc):
+                raise LedgerFull(self.path, str(exc)) from exc
             raise
-        self.conn.execute("COMMIT")
 
     # -- settings ----------------------------------------------------------------
 

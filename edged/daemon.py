@@ -39,7 +39,7 @@ from edge import report as reports
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
-from edge.ledger import checkpoint
+from edge.ledger import LedgerFull, checkpoint
 from edge.orders import orders
 from edge.rules import VoidRefused
 from edge.verdict import Verdict
@@ -64,6 +64,10 @@ _DEVICE_STATES = {DeviceState.ABSENT: PartState.FAILED, DeviceState.CONNECTING: 
                   DeviceState.READY: PartState.RUNNING, DeviceState.FAILED: PartState.FAILED}
 STOP_ROUNDS, STOP_ROUND_S = 20, 0.5  # cancel again every 0.5 s, for 10 s at most
 CLOCK_EVERY = 60.0  # seconds between looks at the kernel's NTP state
+STORAGE_EVERY = 5.0  # seconds between free-space looks while the ledger's disk is full
+# Free space that must come back (over what was free when a write failed) before the
+# status stops saying "full" without a write having succeeded: a decision needs a few pages.
+STORAGE_MARGIN = 256 * 1024
 PARTS = ("scanner", "camera", "printer", "sync")
 
 
@@ -84,6 +88,25 @@ class Scan:
     text: str
     source: str
     till: str = ""
+
+
+@dataclass(slots=True)
+class StorageState:
+    """Whether the ledger's disk refused the last write, and since when."""
+
+    full: bool = False
+    since: float | None = None
+    free_at_failure: int = 0
+    detail: str = ""
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding ``path``."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 @functools.cache
@@ -126,6 +149,7 @@ class Daemon:
         self._stop: asyncio.Event | None = None
         self.sync: SyncService | None = None
         self.sync_state: dict[str, Any] | None = None  # the sync part's last SyncState
+        self.storage = StorageState()
 
     # -- the scan pipeline ----------------------------------------------------------
 
@@ -133,9 +157,15 @@ class Daemon:
         """Decide on one scan: record it, tell subscribers, print what config asks for.
 
         Raises:
-            sqlite3.Error: the ledger could not record it (disk full...): no verdict exists.
+            LedgerFull: the ledger's disk is full: nothing recorded, no verdict exists.
+            sqlite3.Error: the ledger could not record it otherwise: no verdict exists.
         """
-        verdict = self.box.counter.redeem(text, till=till, source=source)
+        try:
+            verdict = self.box.counter.redeem(text, till=till, source=source)
+        except LedgerFull as exc:
+            self._storage_failed(exc)
+            raise
+        self._storage_ok()
         self.scans += 1
         log.info("scan source=%s till=%s decision=%s %s%s", source, till or "-",
                  verdict.decision_id, "accepted" if verdict.accepted else "rejected",
@@ -148,6 +178,30 @@ class Daemon:
         if self.sync is not None:
             self.sync.wake()  # send the decision now rather than at the next poll
         return verdict
+
+    def _storage_failed(self, exc: LedgerFull) -> None:
+        """A write found the disk full: say so in the status, once, loudly."""
+        if not self.storage.full:
+            self.storage = StorageState(True, time.time(), free_bytes(exc.path.parent), str(exc))
+            log.error("storage full: %s; redemptions are refused until space is freed", exc)
+            self.api.publish(Topic.STATUS, self.status())
+
+    def _storage_ok(self) -> None:
+        """A write succeeded: the disk has room again."""
+        if self.storage.full:
+            self.storage = StorageState()
+            log.info("storage has room again: recording resumed")
+            self.api.publish(Topic.STATUS, self.status())
+
+    async def _storage_watch(self) -> None:
+        # While full, nothing else would tell the cashier that space came back before the
+        # next scan: look at the free space and clear the alarm once enough has returned.
+        while True:
+            await asyncio.sleep(STORAGE_EVERY)
+            st = self.storage
+            if st.full and free_bytes(self.box.ledger.path.parent) >= \
+                    st.free_at_failure + STORAGE_MARGIN:
+                self._storage_ok()
 
     def submit_scan(self, text: str, source: str, till: str = "") -> None:
         """Queue a device scan for a decision; safe to call from any thread."""
@@ -339,7 +393,8 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pipeline(), name="pipeline"),
                          tg.create_task(self._checkpointer(), name="checkpointer"),
-                         tg.create_task(self._clock(), name="clock")]
+                         tg.create_task(self._clock(), name="clock"),
+                         tg.create_task(self._storage_watch(), name="storage")]
                 for name, enabled, runner in (
                         ("scanner", self.devices.scanner is not None, self._run_scanner),
                         ("camera", self.devices.camera is not None, self._run_camera),
@@ -400,6 +455,9 @@ class Daemon:
             "software_version": software_version(),
             "simulate": self.cfg.simulate, "started_at": self.started, "scans": self.scans,
             "last_error": self.last_error,
+            "storage": {"full": self.storage.full, "since": self.storage.since,
+                        "detail": self.storage.detail,
+                        "free_bytes": free_bytes(self.box.ledger.path.parent)},
         }
 
     # -- the local API ----------------------------------------------------------------
@@ -408,14 +466,22 @@ class Daemon:
         """Serve one request (the API server handles ``subscribe`` itself).
 
         Raises:
-            ApiError: bad arguments, a refusal, or an absent part.
+            ApiError: bad arguments, a refusal, an absent part, or ``storage_full`` when
+                the ledger's disk is full (nothing was recorded).
         """
+        try:
+            return await self._dispatch(op, args)
+        except LedgerFull as exc:
+            self._storage_failed(exc)
+            raise ApiError(ErrorCode.STORAGE_FULL, f"not recorded: {exc}") from None
+
+    async def _dispatch(self, op: Op, args: dict[str, Any]) -> dict[str, Any]:
         if op is Op.SCAN:
             code = _arg(args, "code", str)
             try:
                 v = self.decide(code, _arg(args, "source", str, ScanSource.API.value),
                                 _arg(args, "till", str, ""))
-            except ApiError:
+            except (ApiError, LedgerFull):
                 raise
             except Exception as exc:
                 raise ApiError(ErrorCode.INTERNAL, f"not recorded: {exc}") from None
