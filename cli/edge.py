@@ -266,6 +266,18 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from provisioning import doctor  # probes devices and the broker: loaded only here
+
+    findings = doctor.run(args.home)
+    if args.json:
+        _print_json({"ok": not doctor.failed(findings),
+                     "checks": [f.to_dict(args.lang) for f in findings]})
+    else:
+        print("\n".join(doctor.report_lines(findings, args.lang)))
+    return EXIT_REJECTED if doctor.failed(findings) else EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from edged.localapi import socket_path
     from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
@@ -352,12 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--socket", type=Path, default=None, help="daemon socket (default in home)")
     sp.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as before the command")
     sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
+    sp = command("doctor", "check this box (config, keys, clock, disk, ledger, devices, HQ link)")
+    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     return p
 
 
 # Commands that open no ledger themselves: the daemon, or its local API.
 DAEMON_HANDLERS = {"run": cmd_run, "status": cmd_status, "scan": cmd_scan,
-                   "print-card": cmd_print_card, "ui": cmd_ui}
+                   "print-card": cmd_print_card, "ui": cmd_ui, "doctor": cmd_doctor}
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
             "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 
