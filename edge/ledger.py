@@ -448,6 +448,35 @@ class Ledger:
         bounds = self.outbox_bounds()
         return 0 if bounds is None else bounds[1]
 
+    def continue_after(self, seq: int) -> int:
+        """Number the next event after ``seq`` at least: for a box restored from a backup.
+
+        The box this ledger replaces may have given seqs past the backup's newest, and HQ
+        may hold them (``seq`` is HQ's highest for the device). They must never be given
+        again, so the AUTOINCREMENT counter jumps to ``seq`` and the seqs jumped over count
+        as acknowledged (they were the old box's to send, and it did), which keeps the
+        outbox's rule: every seq up to the newest is an unsent row or in an acked range.
+        Unsent rows of the backup stay unsent: HQ drops the copies it has and keeps the
+        rest. Returns the seq the next event will get.
+        """
+        with self.immediate() as conn:
+            top = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+                                   " WHERE name = 'outbox'").fetchone()[0])
+            if seq > top:
+                if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'",
+                                    (seq,)).rowcount:
+                    conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('outbox', ?)",
+                                 (seq,))
+                touching = conn.execute("SELECT first FROM outbox_acked WHERE last = ?",
+                                        (top,)).fetchone()
+                if touching:  # ranges never touch: extend the one that ends at the old top
+                    conn.execute("UPDATE outbox_acked SET last = ? WHERE first = ?",
+                                 (seq, touching[0]))
+                else:
+                    conn.execute("INSERT INTO outbox_acked(first, last) VALUES (?, ?)",
+                                 (top + 1, seq))
+            return max(seq, top) + 1
+
     def backlog(self) -> int:
         """How many events wait to be sent (from the ranges: no row is counted)."""
         bounds = self.outbox_bounds()
