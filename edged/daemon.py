@@ -595,12 +595,37 @@ def _arg(args: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any
     return value
 
 
+# sd-daemon(3) priority prefixes: journald files each line under its level, so
+# `journalctl -u store-edge -p warning` shows the problems only.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
 class _Formatter(logging.Formatter):
-    """``LEVEL name: message`` on one line; journald adds the time."""
+    """``LEVEL name: message`` on one line; journald adds the time.
+
+    With ``journal`` (stdout is journald's stream) each line starts with ``<N>``, its
+    syslog priority.
+    """
+
+    def __init__(self, fmt: str, journal: bool = False) -> None:
+        super().__init__(fmt)
+        self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = super().format(record)
-        return msg.replace("\n", " | ")
+        msg = super().format(record).replace("\n", " | ")
+        if self.journal:
+            return f"<{_PRIORITY.get(record.levelno, 6)}>{msg}"
+        return msg
+
+
+def _stdout_is_journal() -> bool:
+    """Whether stdout is the journald stream systemd connected (``$JOURNAL_STREAM``)."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return os.environ.get("JOURNAL_STREAM") == f"{st.st_dev}:{st.st_ino}"
 
 
 def sync_settings(cfg: DaemonConfig) -> MqttSettings | None:
@@ -621,9 +646,10 @@ def sync_settings(cfg: DaemonConfig) -> MqttSettings | None:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stdout."""
+    """One line per event on stdout (with journald priorities when stdout is the journal)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s",
+                                    journal=_stdout_is_journal()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
