@@ -229,3 +229,35 @@ def test_bad_config_clock_and_devices(tmp_path: Path, broker: Broker, scanner_po
     assert found["camera"].case == "missing" and "/dev/video97" in found["camera"].words()
     assert all(f.outcome is doctor.Outcome.FAIL
                for c, f in found.items() if c in ("clock", "printer", "scanner", "camera"))
+
+
+async def test_devices_judged_by_the_running_daemon(tmp_path: Path) -> None:
+    """GIVEN the daemon running with its (simulated) printer, which it holds
+    WHEN edge doctor runs, then the printer's paper runs out
+    THEN the printer is judged from the daemon's status (working), then the printer check
+    fails with the daemon's words for it."""
+    import asyncio
+
+    from tests.daemon_fixtures import start_process, wait_socket
+
+    home = tmp_path / "home"
+    assert ensure_demo_home(home)
+    with (home / "edge.toml").open("a") as f:
+        f.write('\n[printer]\nurl = "simulate:"\n')
+    proc = start_process(home, "--log-level", "WARNING")
+    try:
+        client = await wait_socket(home, proc)
+        found = await asyncio.to_thread(by_check, home)
+        assert found["printer"].case == "daemon_ok"
+        (home / "printer-sim.bin.state").write_text("no_paper")
+        async with asyncio.timeout(20):
+            while (await client.request("status"))["printer"]["state"] != "failed":
+                await asyncio.sleep(0.1)
+        await client.close()
+        found = await asyncio.to_thread(by_check, home)
+        assert found["printer"].outcome is doctor.Outcome.FAIL
+        assert found["printer"].case == "daemon_failed"
+        assert "门店服务报告故障" in found["printer"].words()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
