@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -262,6 +263,15 @@ class LedgerFull(LedgerError):
         self.path = path
 
 
+def no_space(folder: Path) -> bool:
+    """Whether the filesystem holding ``folder`` has (next to) no room left (< 64 KiB)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
 def is_full(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite saying the database or its disk is full."""
     return (isinstance(exc, sqlite3.OperationalError)
@@ -287,7 +297,14 @@ class Ledger:
             timeout=10,
             autoconnect=True,
         )
-        self.db.connect(reuse_if_open=True)
+        try:
+            self.db.connect(reuse_if_open=True)
+        except (pw.OperationalError, sqlite3.OperationalError) as exc:
+            # WAL mode needs its -shm and -wal files: on a full disk creating them fails
+            # as "disk I/O error", which says nothing about space. Say it when it is so.
+            if no_space(self.path.parent):
+                raise LedgerFull(self.path, str(exc)) from exc
+            raise
         self.conn: sqlite3.Connection = self.db.connection()
         self._migrate()
 

@@ -39,7 +39,7 @@ from edge import report as reports
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
-from edge.ledger import LedgerFull, checkpoint
+from edge.ledger import LedgerError, LedgerFull, checkpoint
 from edge.orders import orders
 from edge.rules import VoidRefused
 from edge.verdict import Verdict
@@ -50,6 +50,7 @@ from edged.localapi import ApiError, ErrorCode, Op, Topic
 from edged.notify import Notifier
 from edged.printing import PrintError, PrintService
 from edged.ptybridge import PtyBridge
+from edged.storage import Reserve, StorageState, free_bytes
 from edged.supervisor import PartState, PartStatus, supervise
 
 if TYPE_CHECKING:  # paho is imported only when sync is configured
@@ -64,7 +65,7 @@ _DEVICE_STATES = {DeviceState.ABSENT: PartState.FAILED, DeviceState.CONNECTING: 
                   DeviceState.READY: PartState.RUNNING, DeviceState.FAILED: PartState.FAILED}
 STOP_ROUNDS, STOP_ROUND_S = 20, 0.5  # cancel again every 0.5 s, for 10 s at most
 CLOCK_EVERY = 60.0  # seconds between looks at the kernel's NTP state
-STORAGE_EVERY = 5.0  # seconds between free-space looks while the ledger's disk is full
+STORAGE_EVERY = 5.0  # seconds between looks at the ledger's disk (full? reserve?)
 # Free space that must come back (over what was free when a write failed) before the
 # status stops saying "full" without a write having succeeded: a decision needs a few pages.
 STORAGE_MARGIN = 256 * 1024
@@ -88,25 +89,6 @@ class Scan:
     text: str
     source: str
     till: str = ""
-
-
-@dataclass(slots=True)
-class StorageState:
-    """Whether the ledger's disk refused the last write, and since when."""
-
-    full: bool = False
-    since: float | None = None
-    free_at_failure: int = 0
-    detail: str = ""
-
-
-def free_bytes(path: Path) -> int:
-    """Bytes an unprivileged writer may still use on the filesystem holding ``path``."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return 0
-    return st.f_bavail * st.f_frsize
 
 
 @functools.cache
@@ -150,6 +132,7 @@ class Daemon:
         self.sync: SyncService | None = None
         self.sync_state: dict[str, Any] | None = None  # the sync part's last SyncState
         self.storage = StorageState()
+        self.reserve = Reserve(box.ledger.path.parent)
 
     # -- the scan pipeline ----------------------------------------------------------
 
@@ -196,12 +179,18 @@ class Daemon:
     async def _storage_watch(self) -> None:
         # While full, nothing else would tell the cashier that space came back before the
         # next scan: look at the free space and clear the alarm once enough has returned.
+        # Otherwise keep the reserve a restart on a full disk opens the ledger with.
         while True:
+            self._storage_look()
             await asyncio.sleep(STORAGE_EVERY)
-            st = self.storage
-            if st.full and free_bytes(self.box.ledger.path.parent) >= \
-                    st.free_at_failure + STORAGE_MARGIN:
-                self._storage_ok()
+
+    def _storage_look(self) -> None:
+        st = self.storage
+        if st.full and free_bytes(self.box.ledger.path.parent) >= \
+                st.free_at_failure + STORAGE_MARGIN:
+            self._storage_ok()
+        if not self.storage.full and self.reserve.ensure():
+            log.info("storage reserve %s in place", self.reserve.path)
 
     def submit_scan(self, text: str, source: str, till: str = "") -> None:
         """Queue a device scan for a decision; safe to call from any thread."""
@@ -339,7 +328,7 @@ class Daemon:
             try:
                 if self.box.note_synchronised_clock():
                     log.debug("trusted time advanced from the NTP-synchronised kernel clock")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, LedgerError) as exc:  # a full disk must not stop the box
                 log.warning("trusted time not advanced: %s", exc)
 
     async def _watchdog(self, interval: float) -> None:
@@ -655,6 +644,23 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def open_box(home: Path) -> Box:
+    """Open the box home; on a disk too full to open the ledger, spend the reserve.
+
+    Raises:
+        ConfigError: the home is missing, incomplete or unreadable.
+        LedgerFull: the disk is full and there is no reserve left to spend.
+    """
+    try:
+        return Box.open(home)
+    except LedgerFull as exc:
+        if not Reserve(exc.path.parent).release():
+            raise
+        log.error("%s: released the storage reserve to open the ledger; free space now",
+                  exc)
+        return Box.open(home)
+
+
 def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
                simulate: bool = False, log_level: str = "INFO") -> int:
     """``edge run``: open the home, run the daemon until told to stop; the exit status.
@@ -669,10 +675,13 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     # capabilities: keep one cache under the home (set before the printer part imports it).
     os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(home / "cache" / "escpos"))
     try:
-        box = Box.open(home)
+        box = open_box(home)
     except ConfigError as exc:
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
+    except LedgerFull as exc:
+        print(f"edge run: {exc}: free space on that disk", file=sys.stderr)
+        return 1
     try:
         cfg = daemon_config.load(box.config, overrides, simulate)
         # Every driver checks its table now: a typo is one line and exit 2, not a dead part.

@@ -32,8 +32,9 @@ from edge.ledger import SCHEMA_VERSION
 from edged import localapi
 from edged.config import DaemonConfig
 from edged.config import load as load_daemon_config
-from edged.daemon import free_bytes, sync_settings
+from edged.daemon import sync_settings
 from edged.devices import check as check_devices
+from edged.storage import free_bytes
 
 DISK_FAIL: Final = 16 * 1024 * 1024  # below this a day of scans may not fit: refuse to pass
 DISK_WARN: Final = 128 * 1024 * 1024

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from edge.ledger import LedgerFull
+from edge.ledger import Ledger, LedgerFull
 from edged.localapi import ApiError, Client, ErrorCode
+from edged.storage import RESERVE_NAME
 from provisioning.dev import ensure_demo_home, issue_coupons
 from tests.daemon_fixtures import ROOT, wait_socket
 from tests.factory import Clock, Hq, make_box
@@ -127,7 +128,9 @@ async def test_daemon_refuses_while_full_keeps_running_and_recovers(
     """GIVEN the real daemon process with its home on a 4 MiB tmpfs, 3 scans acknowledged
     WHEN the disk is filled and scans keep coming over the local API
     THEN a scan is answered storage_full (not internal) saying the disk is full, the status
-    says storage full, the daemon keeps serving; once space is freed the status clears by
+    says storage full, the daemon keeps serving; restarted on the full disk it spends its
+    storage reserve to open the ledger, records until that is used up and refuses the
+    same way again; once space is freed the status clears by
     itself, the refused coupon is then accepted and recorded, the daemon stops cleanly and
     the ledger passes quick_check with every acknowledged decision."""
     home = small_disk.path / "home"
@@ -137,6 +140,9 @@ async def test_daemon_refuses_while_full_keeps_running_and_recovers(
     proc = start_daemon(home, log)
     try:
         client = await wait_socket(home, proc)
+        async with asyncio.timeout(20):  # the reserve a restart on a full disk will need
+            while not (home / RESERVE_NAME).exists():
+                await asyncio.sleep(0.05)
         acked = [(await client.request("scan", code=c))["decision_id"] for c in coupons[:3]]
         small_disk.fill()
         more, refused = await scan_until_full(client, coupons[3:])
@@ -148,6 +154,15 @@ async def test_daemon_refuses_while_full_keeps_running_and_recovers(
         assert again.value.code == ErrorCode.STORAGE_FULL
         assert "disk full" in str(again.value)
         assert proc.poll() is None
+        await client.close()
+        stop_daemon(proc, log)  # a restart on the full disk (power cut, watchdog)
+        small_disk.fill()
+        proc = start_daemon(home, log)  # opens the ledger with the reserve's space
+        client = await wait_socket(home, proc)
+        assert not (home / RESERVE_NAME).exists()
+        more, refused = await scan_until_full(client, [refused, *coupons[len(acked) + 1:]])
+        acked += more
+        assert "released the storage reserve" in log.read_text()
         small_disk.release()
         await wait_status(client, full=False)  # the daemon noticed the space by itself
         verdict = await client.request("scan", code=refused)
@@ -191,3 +206,22 @@ async def test_cashier_ui_says_disk_full_and_clears(small_disk: SmallDisk, tmp_p
                         "the alarm clears once space is back", limit_s=20)
     finally:
         stop_daemon(proc, log)
+
+
+def test_opening_the_ledger_on_a_full_disk_says_disk_full(small_disk: SmallDisk) -> None:
+    """GIVEN a closed ledger on a tmpfs that is then filled
+    WHEN it is opened (WAL mode must create its -shm and -wal files)
+    THEN LedgerFull says the disk is full (not a bare "disk I/O error"); once space is
+    freed it opens with every decision and passes quick_check."""
+    hq, clock = Hq(), Clock()
+    box = make_box(small_disk.path / "box", hq, clock)
+    decided = box.counter.redeem(hq.coupon()).decision_id
+    box.close()
+    small_disk.fill()
+    with pytest.raises(LedgerFull, match="disk full"):
+        Ledger(small_disk.path / "box" / "ledger.sqlite")
+    small_disk.release()
+    ledger = Ledger(small_disk.path / "box" / "ledger.sqlite")
+    ledger.close()
+    decisions, _seqs = ledger_rows(small_disk.path / "box" / "ledger.sqlite")
+    assert decided in decisions
