@@ -338,6 +338,7 @@ def check_camera(box: _Box) -> Finding:
 
 # -- the broker -----------------------------------------------------------------------------
 
+_CONNACK_AUTH = frozenset({0x86, 0x87, 0x8A})  # credentials, authorisation, banned
 _CONNACK_WORDS = {0x85: "client id not valid", 0x86: "bad user name or password",
                   0x87: "not authorized", 0x88: "server unavailable", 0x8A: "banned"}
 
@@ -418,9 +419,10 @@ def check_broker(box: _Box, timeout: float = PROBE_TIMEOUT_S) -> Finding:
         rest = _read_exact(sock, head[1])
         reason = rest[1] if len(rest) > 1 else 0
         if reason:
-            words = _CONNACK_WORDS.get(reason, f"reason 0x{reason:02x}")
-            return Finding("broker", Outcome.FAIL, "refused", {**where, "reason": words},
-                           f"CONNACK 0x{reason:02x}")
+            words = _CONNACK_WORDS.get(reason, "refused")
+            case = "refused_auth" if reason in _CONNACK_AUTH else "refused"
+            return Finding("broker", Outcome.FAIL, case, {**where, "code": f"0x{reason:02x}"},
+                           f"CONNACK 0x{reason:02x}: {words}")
         sock.sendall(b"\xe0\x00")  # DISCONNECT, normal
     except (OSError, ConnectionError) as exc:
         return Finding("broker", Outcome.FAIL, "unreachable", {**where, "detail": str(exc)},

@@ -119,7 +119,8 @@ def test_tls_broker_with_the_wrong_ca_fails_tls(tmp_path: Path, pki: Path,  # no
 
 def test_refused_credentials_are_explained(tmp_path: Path, scanner_port: str) -> None:
     """GIVEN a broker that needs a password WHEN the box has a wrong one
-    THEN the HQ-link check says the broker refused this box (mosquitto: not authorized)."""
+    THEN the HQ-link check says the broker refused this box's credentials, in Chinese,
+    with the broker's reason code for support."""
     (tmp_path / "mq").mkdir()
     pw = tmp_path / "mq" / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "BJ001-T1", "s3cret"],
@@ -130,8 +131,8 @@ def test_refused_credentials_are_explained(tmp_path: Path, scanner_port: str) ->
         home = healthy_home(tmp_path / "home", broker, scanner_port,
                             'username = "BJ001-T1"\npassword = "wrong"\n')
         found = by_check(home)["broker"]
-        assert found.case == "refused" and "not authorized" in found.words()
-        assert "重新登记" in found.fix()
+        assert found.case == "refused_auth" and "凭据无效" in found.words()
+        assert "重新登记" in found.fix() and found.detail == "CONNACK 0x87: not authorized"
     finally:
         broker.kill()
 
