@@ -54,6 +54,21 @@ test: setup
 	$(VENV)/bin/mypy edge edged drivers sync ui hq provisioning cli
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# Coverage-guided fuzzing (atheris) of every parser, longer than the test suite's few seconds
+# each; findings land in tests/fuzz/crashes/TARGET/ and are replayed by tests/test_fuzz.py.
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz
+fuzz: setup
+	@for t in codes envelope config_body batch; do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  $(PY) -m tests.fuzz.run $$t --seconds $(FUZZ_SECONDS) || exit 1; done
+
+# The fault suite at its long size (storms through the real daemon, a faulty network, fuzzing
+# for minutes per parser), then a table of what it proved; its short form runs in make test.
+.PHONY: proof
+proof: setup
+	$(PY) scripts/proof.py
+
 bench: setup
 	$(PY) bench/signing.py
 	$(PY) bench/redeem_latency.py

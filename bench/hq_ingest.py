@@ -40,6 +40,7 @@ from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.verdict import Reason
 from hq.db import _SCHEMA, _TYPES
 from provisioning.localbroker import MOSQUITTO, Broker
+from provisioning.localpostgres import Postgres, fresh_database
 from sync.contract import EventBatch
 from tests.hq_support import (
     TOPICS,
@@ -48,7 +49,6 @@ from tests.hq_support import (
     StoreBox,
     client,
     coupon_code,
-    fresh_postgres,
 )
 
 
@@ -196,28 +196,42 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3, help="alternate runs; best of each")
-    ap.add_argument("--postgres", default="", help="admin URL (postgresql://.../postgres): "
-                    "ingest into fresh PostgreSQL databases instead of SQLite")
+    ap.add_argument("--postgres", default="", help="admin URL (postgresql://.../postgres), or "
+                    "'local' to start Debian's PostgreSQL on loopback (fsync on): ingest into "
+                    "fresh PostgreSQL databases instead of SQLite")
     args = ap.parse_args()
+    local_pg = None
+    if args.postgres == "local":
+        local_pg = Postgres(durable=True)
+        local_pg.start()
+        args.postgres = local_pg.admin_url
+    try:
+        run_all(args)
+    finally:
+        if local_pg:
+            local_pg.stop()
+
+
+def run_all(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         batches = make_batches(args.events, args.batch, args.devices)
         broker = Broker(folder / "broker")
         broker.start()
-        hq = Hq(broker, folder / "hq.sqlite", SigningKey.generate("hqcfg"))
+        hq = Hq(broker, SigningKey.generate("hqcfg"), f"sqlite:///{folder / 'hq.sqlite'}")
         try:
             rates, pubs, floors = [], [], []
             for rep in range(args.repeat):  # alternate, so both see the same machine load
-                run = Hq(broker, folder / f"ingest{rep}.sqlite", hq.key,
-                         db_url=fresh_postgres(args.postgres) if args.postgres else "")
+                run = Hq(broker, hq.key, fresh_database(args.postgres) if args.postgres
+                         else f"sqlite:///{folder / f'ingest{rep}.sqlite'}")
                 try:
                     r, p = ingest_rate(run, batches, f"g{rep}")
                 finally:
                     run.close()
                 rates.append(r)
                 pubs.append(p)
-                floors.append(floor(folder, batches, rep, fresh_postgres(args.postgres)
+                floors.append(floor(folder, batches, rep, fresh_database(args.postgres)
                                     if args.postgres else ""))
             rate, pub_rate, floor_rate = max(rates), max(pubs), max(floors)
             target = ("PostgreSQL (default settings)" if args.postgres
@@ -233,7 +247,7 @@ def main() -> None:
                   f"{', '.join(f'{r:,.0f}' for r in floors)}); ingest/floor = "
                   f"{rate / floor_rate:.2f}")
             hq.close()
-            hq = Hq(broker, folder / "hq2.sqlite", hq.key)
+            hq = Hq(broker, hq.key, f"sqlite:///{folder / 'hq2.sqlite'}")
             times = end_to_end(hq, folder, args.rounds)
             ms = sorted(t * 1000 for t in times)
             print(f"end to end, redemption at A -> fan-out -> rejection at B (both online, "

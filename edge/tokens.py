@@ -303,6 +303,8 @@ def _read(kind: Kind, payload: bytes) -> Token:
         channel = Channel(r.u8())
         benefit = Benefit(BenefitKind(r.u8()), r.uv(), r.str())
         valid_from, valid_until, max_uses = r.u32(), r.u32(), r.uv()
+        if max_uses < 1:  # the writer refuses it too: read only what can be written
+            raise ValueError("max_uses 0")
         stores = tuple(r.str() for _ in range(r.u8()))
         token = Coupon(key_id, coupon_id, campaign_id, channel, benefit, valid_from,
                        valid_until, max_uses, stores)

@@ -2,7 +2,9 @@
 # System packages store-edge needs on Debian (bookworm), installed only when missing.
 # Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
 set -euo pipefail
-PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei)
+# postgresql: the server binaries the HQ tests start on loopback (provisioning/localpostgres.py).
+PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei
+          postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -123,9 +122,8 @@ class Hq:
     """HQ in this process: a database, a signer, and ingest workers started on demand."""
 
     broker: Broker
-    db_path: Path
     key: SigningKey
-    db_url: str = ""
+    db_url: str
     workers: list[IngestWorker] = field(default_factory=list)
     dbs: list[Database] = field(default_factory=list)
 
@@ -138,7 +136,7 @@ class Hq:
         return [TrustedKey(self.key.key_id, self.key.public_key, frozenset({Purpose.CONFIG}))]
 
     def db(self) -> Database:
-        db = Database(self.db_url or f"sqlite:///{self.db_path}")
+        db = Database(self.db_url)
         self.dbs.append(db)
         return db
 
@@ -164,28 +162,15 @@ class Hq:
             d.close()
 
 
-def fresh_postgres(admin_url: str) -> str:
-    """A new empty database on the PostgreSQL server at ``admin_url``; its URL."""
-    import psycopg  # the hq-postgres extra; only when HQ_TEST_POSTGRES asks for it
-
-    name = f"hq_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture(name="hq")
-def hq_fixture(tmp_path: Path) -> Iterator[Hq]:
+def hq_fixture(tmp_path: Path, hq_db_url: str) -> Iterator[Hq]:
     """A broker and an HQ database (workers are started by the test).
 
-    SQLite in ``tmp_path``; with ``HQ_TEST_POSTGRES=postgresql://.../postgres`` set, a fresh
-    database on that server instead (the same tests, run against PostgreSQL).
+    The database is ``hq_db_url``'s: each test runs on SQLite and on PostgreSQL.
     """
     broker = Broker(tmp_path / "broker")
     broker.start()
-    admin = os.environ.get("HQ_TEST_POSTGRES")
-    h = Hq(broker, tmp_path / "hq.sqlite", SigningKey.generate("hqcfg"),
-           db_url=fresh_postgres(admin) if admin else "")
+    h = Hq(broker, SigningKey.generate("hqcfg"), hq_db_url)
     try:
         yield h
     finally:

@@ -26,6 +26,8 @@ SCRIPTS = {
     "printer": (["--n", "5", "--runs", "1"], "escpos's own cost"),
     "ui": (["--n", "20"], "first paint"),
     "signing": ([], "ratio cryptography/PyNaCl"),
+    "assign_orders": (["--stores", "200", "--orders", "2000", "--repeat", "1"],
+                      "same assignment for every order: yes"),
 }
 
 

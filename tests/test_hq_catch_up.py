@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ TOPICS = Topics()
 NOW = time.time()
 
 
-def _store(tmp_path: Path) -> tuple[EventStore, Database]:
-    db = Database(f"sqlite:///{tmp_path / 'hq.sqlite'}")
+def _store(db_url: str) -> tuple[EventStore, Database]:
+    db = Database(db_url)
     store = EventStore(db, TOPICS, clock=lambda: NOW)
     with db.tx() as cur:
         for o, end in ((OrderUpdate("O-1", "4001", int(NOW) - 60, int(NOW) + 600), NOW + 600),
@@ -36,12 +35,12 @@ def _report(resync: bool) -> bytes:
 
 
 def test_a_live_resync_report_queues_open_orders_with_the_collected_marked(
-        tmp_path: Path) -> None:
+        hq_db_url: str) -> None:
     """GIVEN HQ knows three orders of store SN (one over) and saw O-1 collected there WHEN a
     live report asks for a resync THEN one orders envelope is queued with O-1 collected and
     O-2 waiting, nothing for the finished one; WHEN the same report is replayed retained (an
     ingest restart) or a report without the flag arrives THEN nothing more is queued."""
-    store, db = _store(tmp_path)
+    store, db = _store(hq_db_url)
     with db.tx() as cur:
         cur.execute("INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted,"
                     " body, received_at, kind, code_id, accepted) VALUES ('SN-T1', 'SN', 1,"

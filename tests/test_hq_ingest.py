@@ -205,12 +205,11 @@ def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
     THEN the events are in the database and the process exits 0 printing its counters."""
     home = tmp_path / "home"
     assert main(["--home", str(home), "keygen", "--key-id", "cfg", "--purposes", "config"]) == 0
-    db = tmp_path / "cli.sqlite"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     log = tmp_path / "ingest.log"
     with log.open("wb") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "cli.hq", "--home", str(home), "ingest",
-                                 "--db", f"sqlite:///{db}", "--broker", url(hq.broker),
+                                 "--db", hq.db_url, "--broker", url(hq.broker),
                                  "--client-id", "cli-worker"], env=env,
                                 stdout=subprocess.PIPE, stderr=log_file)
     try:
@@ -218,7 +217,7 @@ def test_ingest_command_runs_until_sigterm(hq: Hq, tmp_path: Path) -> None:
                    what="the ingest process subscribed")
         box = RawBox(hq.broker, "S1", "D1")
         box.send([event("S1", "D1", s) for s in (1, 2, 3)])
-        check = Database(f"sqlite:///{db}")
+        check = Database(hq.db_url)
         wait_until(lambda: check.query("SELECT COUNT(*) FROM hq_event")[0][0] == 3,
                    what="3 events stored by the process")
         check.close()

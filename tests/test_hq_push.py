@@ -23,8 +23,8 @@ def _hq(tmp_path: Path, broker: Broker) -> list[str]:
     return ["--home", str(home)]
 
 
-def _common(tmp_path: Path, broker: Broker) -> list[str]:
-    return ["--db", f"sqlite:///{tmp_path / 'hq.sqlite'}", "--broker", url(broker)]
+def _common(hq: Hq) -> list[str]:
+    return ["--db", hq.db_url, "--broker", url(hq.broker)]
 
 
 def _trust(home: list[str], capsys: pytest.CaptureFixture[str]) -> list:
@@ -45,7 +45,7 @@ def test_push_config_publishes_a_retained_signed_versioned_envelope(
     cfg.write_text('void_window_s = 600\n[store]\nname = "城东店"\n', encoding="utf-8")
     for expected in (1, 2):
         assert main([*home, "push-config", str(cfg), "--store", "S1",
-                     *_common(tmp_path, hq.broker)]) == 0
+                     *_common(hq)]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["version"] == expected and out["retained"] and out["topic"] == \
             TOPICS.config("S1")
@@ -58,10 +58,10 @@ def test_push_config_publishes_a_retained_signed_versioned_envelope(
     assert data.body == {"void_window_s": 600, "store": {"name": "城东店"}}
     assert abs(data.issued_at - time.time()) < 60
     assert main([*home, "push-config", str(cfg), "--store", "S1", "--version", "2",
-                 *_common(tmp_path, hq.broker)]) == 2
+                 *_common(hq)]) == 2
     assert "not above the last one given (2)" in capsys.readouterr().err
     assert main([*home, "push-config", str(cfg), "--store", "S1", "--version", "10",
-                 *_common(tmp_path, hq.broker)]) == 0
+                 *_common(hq)]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == 10
     inbox.close()
 
@@ -78,7 +78,7 @@ def test_tampered_envelope_does_not_verify(
     cfg = tmp_path / "c.json"
     cfg.write_text('{"void_window_s": 300}')
     assert main([*home, "push-config", str(cfg), "--store", "S1",
-                 *_common(tmp_path, hq.broker)]) == 0
+                 *_common(hq)]) == 0
     inbox = Inbox(hq.broker, TOPICS.config("S1"))
     wait_until(lambda: len(inbox.messages) == 1)
     env = Envelope.decode(inbox.messages[0].payload)
@@ -103,7 +103,7 @@ def test_push_orders_publishes_signed_orders_to_the_store_data_topic(
         {"order_id": "O2", "number": "5678", "window_start": 1, "window_end": 2,
          "status": "cancelled"}]}))
     assert main([*home, "push-orders", str(orders), "--store", "S1",
-                 *_common(tmp_path, hq.broker)]) == 0
+                 *_common(hq)]) == 0
     assert json.loads(capsys.readouterr().out)["orders"] == 2
     wait_until(lambda: len(inbox.messages) == 1, what="orders envelope")
     assert not inbox.messages[0].retain
@@ -131,9 +131,12 @@ def test_bad_config_file_is_refused_with_a_clear_message(
     bad = tmp_path / name
     bad.write_text(content)
     assert main([*home, "push-config", str(bad), "--store", "S1",
-                 *_common(tmp_path, hq.broker)]) == 2
+                 *_common(hq)]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "hq.sqlite").exists()
+    if hq.db_url.startswith("sqlite"):
+        assert not (tmp_path / "hq.sqlite").exists()
+    else:
+        assert hq.count("SELECT COUNT(*) FROM hq_version") == 0
 
 
 def test_bad_orders_and_unreachable_broker_are_refused(
@@ -146,7 +149,7 @@ def test_bad_orders_and_unreachable_broker_are_refused(
     orders.write_text(json.dumps({"orders": [{"order_id": "O9", "number": "123", "window_start":
                                               1, "window_end": 2, "status": "lost"}]}))
     assert main([*home, "push-orders", str(orders), "--store", "S1",
-                 *_common(tmp_path, hq.broker)]) == 2
+                 *_common(hq)]) == 2
     assert "bad order 'O9'" in capsys.readouterr().err
     cfg = tmp_path / "c.json"
     cfg.write_text("{}")

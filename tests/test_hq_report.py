@@ -47,7 +47,7 @@ def test_report_counts_match_the_events(hq: Hq, capsys: pytest.CaptureFixture[st
     s2.send([event("S2", "D2", 1, "decision", _decision(True, "coupon", "C:2", "c1"))])
     s2.raw(TOPICS.events("S2", "D2"), b"garbage")
     wait_until(lambda: w.counters.messages == 6, what="6 messages")
-    db = hq.db_url or f"sqlite:///{hq.db_path}"
+    db = hq.db_url
     capsys.readouterr()
     since = str(int(time.time() - 86400))
     assert main(["report", "--db", db, "--since", since, "--json"]) == 0

@@ -144,3 +144,17 @@ def test_qr_version_of_oversize_text_is_too_big_not_a_crash() -> None:
 
     assert qr_version("A" * 5000) == TOO_BIG
     assert qr_version("A" * 100) < TOO_BIG
+
+
+def test_a_coupon_with_no_uses_is_damaged_even_when_signed() -> None:
+    """GIVEN a coupon payload with max_uses 0 (which the writer refuses), correctly signed
+    WHEN it is parsed THEN it is a FormatError, as the fuzzer's first finding showed
+    (tests/fuzz/crashes/codes/): the reader accepts only what the writer can make."""
+    payload = bytearray(tokens.signing_bytes(sample_coupon(KEY.key_id)))
+    # max_uses (varint 1) then a zero store count end the payload: set the varint to 0.
+    assert payload[-2:] == b"\x01\x00"
+    payload[-2] = 0
+    raw = bytes(payload[tokens.PREFIX_LEN:]) + KEY.sign(bytes(payload))
+    text = tokens.PREFIXES[tokens.Kind.COUPON] + tokens.base41.encode(raw)
+    got = tokens.parse(text)
+    assert isinstance(got, tokens.FormatError) and "max_uses 0" in str(got)

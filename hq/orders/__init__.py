@@ -1,0 +1,1 @@
+"""Orders that reach HQ without a store: assigned to the nearest open store (``assign``)."""
