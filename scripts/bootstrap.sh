@@ -3,8 +3,10 @@
 # Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
 set -euo pipefail
 # postgresql: the server binaries the HQ tests start on loopback (provisioning/localpostgres.py).
+# systemd: systemd-analyze and systemctl for the unit and install tests (not started);
+# passwd: useradd/usermod, which provisioning/install.sh runs into a test tree.
 PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei
-          postgresql)
+          postgresql systemd passwd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
