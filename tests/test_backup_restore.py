@@ -40,7 +40,7 @@ def sync(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def hq_last_seq(hq: Hq, capsys: pytest.CaptureFixture[str]) -> int:
     """What an operator reads: ``edge-hq report --json``, devices[].max_seq."""
     capsys.readouterr()
-    assert hq_cli.main(["report", "--db", f"sqlite:///{hq.db_path}", "--json"]) == 0
+    assert hq_cli.main(["report", "--db", hq.db_url, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     (seq,) = [d["max_seq"] for r in report for d in r["devices"] if d["device"] == DEVICE]
     return int(seq)
