@@ -131,7 +131,8 @@ def backup(home: Path, out: Path, now: float | None = None) -> Manifest:
             except OSError as exc:
                 raise BackupError(f"cannot read {path}: {exc}") from None
         files = {name: _sha256(data) for name, data in members.items()}
-        files[LEDGER_NAME] = _sha256(copy.read_bytes())
+        with copy.open("rb") as f:  # streamed: a ledger can be larger than the box's memory
+            files[LEDGER_NAME] = hashlib.file_digest(f, "sha256").hexdigest()
         manifest = Manifest(cfg.store_id, cfg.device_id, time.time() if now is None else now,
                             last_seq, files)
         try:
@@ -139,17 +140,23 @@ def backup(home: Path, out: Path, now: float | None = None) -> Manifest:
         except FileExistsError:
             raise BackupError(f"{out} exists: give a new file name") from None
         try:
-            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
-                _add(tar, MANIFEST, manifest.to_json())
-                for name, data in members.items():
-                    _add(tar, name, data)
-                tar.add(copy, LEDGER_NAME)
-                f.flush()
+            with os.fdopen(fd, "wb") as f:
+                with tarfile.open(fileobj=f, mode="w:gz") as tar:
+                    _add(tar, MANIFEST, manifest.to_json())
+                    for name, data in members.items():
+                        _add(tar, name, data)
+                    tar.add(copy, LEDGER_NAME, filter=_private)
+                f.flush()  # after the tar's end blocks and the gzip trailer
                 os.fsync(f.fileno())
         except BaseException:
             out.unlink(missing_ok=True)
             raise
     return manifest
+
+
+def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+    return info
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -212,49 +219,69 @@ def restore(path: Path, home: Path, hq_last_seq: int) -> tuple[Manifest, int]:
                           "empty home; nothing was changed")
     with _open(path) as tar:
         manifest = Manifest.from_json(_member(tar, MANIFEST, MAX_SMALL))
+        for needed in (box_config.CONFIG_NAME, KEY_NAME, LEDGER_NAME):
+            if needed not in manifest.files:
+                raise BackupError(f"the backup has no {needed}")
         contents: dict[str, bytes] = {}
         for name, digest in manifest.files.items():
             if name.startswith("/") or ".." in Path(name).parts:
                 raise BackupError(f"the backup names a file outside the home: {name!r}")
-            data = _member(tar, name, MAX_LEDGER if name == LEDGER_NAME else MAX_SMALL)
-            if _sha256(data) != digest:
-                raise BackupError(f"the backup's {name} does not match its checksum: damaged "
-                                  "or altered; nothing was restored")
-            contents[name] = data
-    for needed in (box_config.CONFIG_NAME, KEY_NAME, LEDGER_NAME):
-        if needed not in contents:
-            raise BackupError(f"the backup has no {needed}")
-    home.mkdir(parents=True, exist_ok=True)
-    ledger_data = contents.pop(LEDGER_NAME)
-    written: list[Path] = []
-    try:
-        for name, data in contents.items():
-            target = home / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write(target, data, 0o600 if name == KEY_NAME else 0o640)
-            written.append(target)
-        cfg = box_config.load(home)
-        ledger_path = cfg.path(cfg.ledger_path)
-        if ledger_path.exists():
-            raise BackupError(f"{ledger_path} exists: restore into an empty home")
-        next_seq = _restore_ledger(ledger_path, ledger_data, hq_last_seq)
-    except BaseException:
-        for target in written:  # all or nothing: a rerun finds the home as it was
-            target.unlink(missing_ok=True)
-        raise
+            if name != LEDGER_NAME:  # small files in memory; the ledger is streamed below
+                contents[name] = _member(tar, name, MAX_SMALL)
+                _verify(name, _sha256(contents[name]), digest)
+        home.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            for name, data in contents.items():
+                target = home / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _write(target, data, 0o600 if name == KEY_NAME else 0o640)
+                written.append(target)
+            cfg = box_config.load(home)
+            ledger_path = cfg.path(cfg.ledger_path)
+            if ledger_path.exists():
+                raise BackupError(f"{ledger_path} exists: restore into an empty home")
+            next_seq = _restore_ledger(tar, manifest.files[LEDGER_NAME], ledger_path,
+                                       hq_last_seq)
+        except BaseException:
+            for target in written:  # all or nothing: a rerun finds the home as it was
+                target.unlink(missing_ok=True)
+            raise
     return manifest, next_seq
 
 
-def _restore_ledger(path: Path, data: bytes, hq_last_seq: int) -> int:
+def _verify(name: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise BackupError(f"the backup's {name} does not match its checksum: damaged or "
+                          "altered; nothing was restored")
+
+
+def _restore_ledger(tar: tarfile.TarFile, digest: str, path: Path, hq_last_seq: int) -> int:
     """Put the ledger at ``path`` with its sequence moved past ``hq_last_seq``; the next seq.
 
-    The sequence moves in a staging copy, which is renamed into place only then: a box is
-    never left with a ledger that could reuse a seq HQ holds.
+    The member is streamed into a staging file (a ledger can be larger than the box's
+    memory) and checked against ``digest``; the sequence moves in that copy, which is
+    renamed into place only then: a box is never left with a ledger that could reuse a
+    seq HQ holds.
     """
+    info = tar.getmember(LEDGER_NAME)
+    if not info.isfile() or info.size > MAX_LEDGER:
+        raise BackupError(f"the backup's {LEDGER_NAME} is not a file of at most {MAX_LEDGER}"
+                          " bytes")
     staging = path.with_name(path.name + ".restoring")
     staging.unlink(missing_ok=True)
-    _write(staging, data, 0o600)
     try:
+        src = tar.extractfile(info)
+        assert src is not None
+        sha = hashlib.sha256()
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                sha.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        _verify(LEDGER_NAME, sha.hexdigest(), digest)
         ledger = Ledger(staging)
         try:
             next_seq = ledger.continue_after(hq_last_seq)
