@@ -312,6 +312,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_provision(args: argparse.Namespace) -> int:
+    from provisioning.enrol import ProvisionError, provision
+
+    try:
+        done = provision(args.bundle, args.home, args.device, args.timeout)
+    except ProvisionError as exc:
+        words = i18n.t(f"provision.{exc.code}", args.lang, detail=exc) \
+            if f"provision.{exc.code}" in i18n.CATALOGUE else str(exc)
+        if args.json:
+            _print_json({"enrolled": False, "code": exc.code, "message": str(exc)})
+        else:
+            print(f"edge provision: {words} ({exc})", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json({"enrolled": True, "already": done.already, "store": done.store,
+                     "device": done.device, "public_key": done.public_key})
+    else:
+        print(i18n.t("provision.already" if done.already else "provision.ok", args.lang,
+                     store=done.store, device=done.device))
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from edged.localapi import socket_path
     from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
@@ -405,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hq-last-seq", type=int, required=True,
                     help="HQ's highest seq for this device (edge-hq report --json: "
                          "devices[].max_seq); new events are numbered after it")
+    sp = command("provision", "join the store with a bundle from edge-hq enrol")
+    sp.add_argument("bundle", type=Path, help="the enrolment bundle file")
+    sp.add_argument("--device", required=True, help="this box's device id, e.g. BJ001-T1")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for HQ")
+    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     sp = command("doctor", "check this box (config, keys, clock, disk, ledger, devices, HQ link)")
     sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     return p
@@ -413,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that open no ledger themselves: the daemon, or its local API.
 DAEMON_HANDLERS = {"run": cmd_run, "status": cmd_status, "scan": cmd_scan,
                    "print-card": cmd_print_card, "ui": cmd_ui, "doctor": cmd_doctor,
-                   "backup": cmd_backup, "restore": cmd_restore}
+                   "backup": cmd_backup, "restore": cmd_restore, "provision": cmd_provision}
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
             "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 

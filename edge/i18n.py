@@ -282,6 +282,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "doctor.enrolment.no_trust.fix": {"zh": "用总部提供的登记文件运行 edge provision", "en": "Run edge provision with the enrolment bundle from HQ"},
     "doctor.enrolment.no_config": {"zh": "已登记（门店 {store}），但还没收到总部配置", "en": "enrolled (store {store}) but HQ's config has not arrived yet"},
     "doctor.enrolment.no_config.fix": {"zh": "保持联网，总部会自动下发；长时间未到请联系总部", "en": "Keep the box online: HQ sends it; call HQ if it does not come"},
+    # edge provision (provisioning/enrol.py): the outcome, or why HQ refused
+    "provision.ok": {"zh": "本机已登记：门店 {store}，设备 {device}", "en": "This box is enrolled: store {store}, device {device}"},
+    "provision.already": {"zh": "本机早已登记（门店 {store}，设备 {device}），未做改动", "en": "This box was already enrolled (store {store}, device {device}): nothing changed"},
+    "provision.token_used": {"zh": "此登记文件已用过：请向总部申请新的登记文件", "en": "This bundle was used already: ask HQ for a new one"},
+    "provision.token_expired": {"zh": "此登记文件已过期：请向总部申请新的登记文件", "en": "This bundle has expired: ask HQ for a new one"},
+    "provision.token_unknown": {"zh": "总部不认识此登记文件：请确认是总部发的最新文件", "en": "HQ does not know this bundle: check it is HQ's latest"},
+    "provision.wrong_store": {"zh": "此登记文件属于另一家门店", "en": "This bundle is for another store"},
+    "provision.bad_signature": {"zh": "登记请求签名无效：请重新运行", "en": "The enrolment request's signature is invalid: run it again"},
+    "provision.device_exists": {"zh": "总部已有同名设备：请换一个设备名（--device）", "en": "HQ has a device of that name: choose another (--device)"},
+    "provision.bad_request": {"zh": "登记请求有误：{detail}", "en": "The enrolment request is wrong: {detail}"},
+    "provision.unreachable": {"zh": "连不上总部：请检查网络后重新运行（已生成的密钥会保留）", "en": "Cannot reach HQ: check the network and run it again (the key made is kept)"},
+    "provision.bad_bundle": {"zh": "这不是有效的登记文件", "en": "This is not an enrolment bundle"},
     # printed slips (edge.slips)
     "slip.card.serial": {"zh": "卡号 {serial}  {date}", "en": "Card {serial}  {date}"},
     "slip.pickup.title": {"zh": "取货单", "en": "PICKUP SLIP"},
