@@ -23,6 +23,7 @@ from hq.issuing import enrolment, keystore
 from hq.issuing.enrol_service import EnrolService
 from provisioning.localbroker import Broker
 from sync.contract import EnrolRequest
+from tests.test_sync_tls import pki  # noqa: F401  (a CA and a broker certificate)
 
 STORE = "BJ001"
 
@@ -153,3 +154,33 @@ def test_redeem_refusals(hq_home: Path) -> None:
                             time.time()).code == "token_unknown"
     assert set(keystore.load_devices(hq_home)) == {"BJ001-T9"}
     assert enrolment.redeem(hq_home, request(STORE, "BJ001-T1", key)).ok
+
+
+def test_provisioned_box_syncs_over_tls(tmp_path: Path, hq_home: Path, pki: Path,  # noqa: F811
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a TLS-only broker with HQ's CA, and the enrolment service on it
+    WHEN HQ makes a bundle for mqtts://127.0.0.1 with that CA and a box provisions with it
+    THEN the box keeps the CA beside its config, edge doctor passes (HQ link over TLS),
+    and edge sync gets online and drained over TLS."""
+    broker = Broker(tmp_path / "mq", listener_options=(
+        f"cafile {pki}/ca.crt\ncertfile {pki}/server.crt\nkeyfile {pki}/server.key"))
+    broker.start()
+    opts = BrokerOptions(host=broker.host, port=broker.port, tls=True,
+                         ca_file=str(pki / "ca.crt"))
+    service = EnrolService(hq_home, opts)
+    service.start()
+    try:
+        assert service.subscribed.wait(10)
+        bundle = make_bundle(hq_home, broker, tmp_path / "tls.bundle", capsys, "--broker",
+                             f"mqtts://127.0.0.1:{broker.port}", "--ca-file",
+                             str(pki / "ca.crt"))
+        home = tmp_path / "box"
+        code, _out, err = provision(home, bundle, "BJ001-T1", capsys)
+        assert code == 0, err
+        assert (home / "hq-ca.pem").read_text() == (pki / "ca.crt").read_text()
+        assert edge(["--home", str(home), "doctor", "--lang", "en"]) == 0
+        assert "TLS" in capsys.readouterr().out
+        assert edge(["--home", str(home), "sync", "--until-drained", "--timeout", "20"]) == 0
+    finally:
+        service.stop()
+        broker.kill()
