@@ -269,6 +269,74 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from provisioning import doctor  # probes devices and the broker: loaded only here
+
+    findings = doctor.run(args.home)
+    if args.json:
+        _print_json({"ok": not doctor.failed(findings),
+                     "checks": [f.to_dict(args.lang) for f in findings]})
+    else:
+        print("\n".join(doctor.report_lines(findings, args.lang)))
+    return EXIT_REJECTED if doctor.failed(findings) else EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from provisioning import backup
+
+    try:
+        manifest = backup.backup(args.home, args.file)
+    except backup.BackupError as exc:
+        print(f"edge backup: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json({"file": str(args.file), **backup.describe(manifest)})
+    else:
+        print(f"{args.file}: store {manifest.store}, device {manifest.device}, events up to "
+              f"seq {manifest.last_seq} (mode 0600: it holds the device key)")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from provisioning import backup
+
+    try:
+        manifest, next_seq = backup.restore(args.file, args.home, args.hq_last_seq)
+    except backup.BackupError as exc:
+        print(f"edge restore: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json({"home": str(args.home), "next_seq": next_seq,
+                     **backup.describe(manifest)})
+    else:
+        print(f"restored store {manifest.store}, device {manifest.device} into {args.home}; "
+              f"the backup had events up to seq {manifest.last_seq}, HQ up to "
+              f"{args.hq_last_seq}: the next event is seq {next_seq}")
+    return EXIT_OK
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from provisioning.enrol import ProvisionError, provision
+
+    try:
+        done = provision(args.bundle, args.home, args.device, args.timeout)
+    except ProvisionError as exc:
+        words = i18n.t(f"provision.{exc.code}", args.lang, detail=exc) \
+            if f"provision.{exc.code}" in i18n.CATALOGUE else str(exc)
+        if args.json:
+            _print_json({"enrolled": False, "code": exc.code, "message": str(exc)})
+        else:
+            print(f"edge provision: {words} ({exc})", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.json:
+        _print_json({"enrolled": True, "already": done.already, "store": done.store,
+                     "device": done.device, "public_key": done.public_key})
+    else:
+        print(i18n.t("provision.already" if done.already else "provision.ok", args.lang,
+                     store=done.store, device=done.device))
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from edged.localapi import socket_path
     from ui.app import CashierApp  # Textual loads only when the cashier UI is asked for
@@ -357,12 +425,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--socket", type=Path, default=None, help="daemon socket (default in home)")
     sp.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as before the command")
     sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
+    sp = command("backup", "copy the ledger (live), device key and config into one 0600 file")
+    sp.add_argument("file", type=Path, help="the backup file to create (never overwritten)")
+    sp = command("restore", "restore a backup into an empty home (a replacement box)")
+    sp.add_argument("file", type=Path, help="a file made by edge backup")
+    sp.add_argument("--hq-last-seq", type=int, required=True,
+                    help="HQ's highest seq for this device (edge-hq report --json: "
+                         "devices[].max_seq); new events are numbered after it")
+    sp = command("provision", "join the store with a bundle from edge-hq enrol")
+    sp.add_argument("bundle", type=Path, help="the enrolment bundle file")
+    sp.add_argument("--device", required=True, help="this box's device id, e.g. BJ001-T1")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for HQ")
+    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
+    sp = command("doctor", "check this box (config, keys, clock, disk, ledger, devices, HQ link)")
+    sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     return p
 
 
 # Commands that open no ledger themselves: the daemon, or its local API.
 DAEMON_HANDLERS = {"run": cmd_run, "status": cmd_status, "scan": cmd_scan,
-                   "print-card": cmd_print_card, "ui": cmd_ui}
+                   "print-card": cmd_print_card, "ui": cmd_ui, "doctor": cmd_doctor,
+                   "backup": cmd_backup, "restore": cmd_restore, "provision": cmd_provision}
 HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events": cmd_events,
             "card": cmd_card, "orders": cmd_orders, "sync": cmd_sync}
 

@@ -259,6 +259,40 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enrol(args: argparse.Namespace) -> int:
+    from hq.issuing import enrolment
+
+    opts = options_from_args(args)
+    ca = Path(opts.ca_file).read_text() if opts.ca_file else None
+    bundle = enrolment.make_bundle(
+        args.home, args.store, enrolment.Broker(opts.host, opts.port, opts.tls, opts.root, ca),
+        args.name, args.ttl)
+    text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
+    # The bundle carries a live token: readable by the installer only.
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    png = args.out.with_name(args.out.name + ".png")
+    build_qr(text, box_size=4).make_image().save(png)
+    print(json.dumps({"store": args.store, "bundle": str(args.out), "qr": str(png),
+                      "expires_at": bundle["expires_at"]}))
+    return 0
+
+
+def cmd_enrol_serve(args: argparse.Namespace) -> int:
+    from hq.issuing.enrol_service import EnrolService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    service = EnrolService(args.home, options_from_args(args))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    stop.wait()
+    service.stop()
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     db = _db(args)
     try:
@@ -460,6 +494,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "worker records it)")
     add_arguments(sp)
     sp.set_defaults(func=cmd_ingest)
+    sp = sub.add_parser("enrol", help="an enrolment bundle (file and QR) for a new box")
+    sp.add_argument("--store", required=True)
+    sp.add_argument("--out", type=Path, required=True, help="bundle file (never overwritten)")
+    sp.add_argument("--name", default="", help="the store's name")
+    sp.add_argument("--ttl", type=float, default=7 * 86400,
+                    help="seconds the token stays valid (default a week)")
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_enrol)
+    sp = sub.add_parser("enrol-serve", help="answer boxes' enrolment requests over MQTT")
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_enrol_serve)
     sp = sub.add_parser("report", help="per-store figures from the HQ database")
     _db_arguments(sp, db_help)
     sp.add_argument("--since", type=_time, help="only events from then (Unix, ISO, -7d)")
@@ -531,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.home = args.home or keystore.default_home()
     try:
         return int(args.func(args))
-    except (keystore.KeystoreError, ValueError, BrokerError, DbError) as exc:
+    except (keystore.KeystoreError, ValueError, BrokerError, DbError, OSError) as exc:
         print(f"edge-hq: {exc}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from edge.cards import IssuedCard, check_url_base, issue_card
 from edge.config import BoxConfig, CardTexts, ConfigError
 from edge.events import EventType
 from edge.keys import SigningKey, TrustedKey
-from edge.ledger import Ledger
+from edge.ledger import Ledger, LedgerFull
 from edge.rules import Counter, Identity
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ class Box:
         ledger = Ledger(cfg.path(cfg.ledger_path))
         identity = Identity(cfg.store_id, cfg.device_id)
         box = cls(cfg, ledger, Counter(ledger, identity), device_key)
-        box.note_synchronised_clock()
+        # On a full disk the trusted time waits for space; the box must still open.
+        with contextlib.suppress(LedgerFull):
+            box.note_synchronised_clock()
         return box
 
     @property

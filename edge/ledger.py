@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -266,6 +267,35 @@ class LedgerError(Exception):
     """The ledger cannot be used (newer schema, corrupt file...)."""
 
 
+class LedgerFull(LedgerError):
+    """The ledger's filesystem is full: the transaction was rolled back, nothing recorded.
+
+    SQLite never corrupts a database on ENOSPC (``SQLITE_FULL``); the write that failed is
+    undone and everything committed before it stays. Retrying once space is freed works on
+    the same connection. ``path`` is the ledger, for the message and a free-space check.
+    """
+
+    def __init__(self, path: Path, detail: str) -> None:
+        """Carry the ledger's path and SQLite's words."""
+        super().__init__(f"disk full: {path} cannot record anything more ({detail})")
+        self.path = path
+
+
+def no_space(folder: Path) -> bool:
+    """Whether the filesystem holding ``folder`` has (next to) no room left (< 64 KiB)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying the database or its disk is full."""
+    return (isinstance(exc, sqlite3.OperationalError)
+            and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
+
+
 # PRAGMA cache_size (negative: KiB): 512 KiB instead of SQLite's 2 MiB, which a year of
 # redemptions fills; the daemon's RSS target is 80 MB with a camera on (bench/daemon.py).
 CACHE_SIZE: Final = -512
@@ -285,7 +315,14 @@ class Ledger:
             timeout=10,
             autoconnect=True,
         )
-        self.db.connect(reuse_if_open=True)
+        try:
+            self.db.connect(reuse_if_open=True)
+        except (pw.OperationalError, sqlite3.OperationalError) as exc:
+            # WAL mode needs its -shm and -wal files: on a full disk creating them fails
+            # as "disk I/O error", which says nothing about space. Say it when it is so.
+            if no_space(self.path.parent):
+                raise LedgerFull(self.path, str(exc)) from exc
+            raise
         self.conn: sqlite3.Connection = self.db.connection()
         self._migrate()
 
@@ -311,14 +348,23 @@ class Ledger:
 
     @contextmanager
     def immediate(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its first statement."""
+        """A write transaction that holds the write lock from its first statement.
+
+        Raises:
+            LedgerFull: the disk is full (at a write or at the commit); rolled back.
+        """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (SQLITE_FULL can end the transaction);
+            # a failed COMMIT leaves it open. Either way the connection is clean after this.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if is_full(exc):
+                raise LedgerFull(self.path, str(exc)) from exc
             raise
-        self.conn.execute("COMMIT")
 
     # -- settings ----------------------------------------------------------------
 
@@ -472,6 +518,35 @@ class Ledger:
         return int(self.conn.execute(
             "SELECT COALESCE(SUM(MIN(last, ?2) - MAX(first, ?1) + 1), 0) FROM outbox_acked"
             " WHERE last >= ?1 AND first <= ?2", (lo, bounds[1])).fetchone()[0])
+
+    def continue_after(self, seq: int) -> int:
+        """Number the next event after ``seq`` at least: for a box restored from a backup.
+
+        The box this ledger replaces may have given seqs past the backup's newest, and HQ
+        may hold them (``seq`` is HQ's highest for the device). They must never be given
+        again, so the AUTOINCREMENT counter jumps to ``seq`` and the seqs jumped over count
+        as acknowledged (they were the old box's to send, and it did), which keeps the
+        outbox's rule: every seq up to the newest is an unsent row or in an acked range.
+        Unsent rows of the backup stay unsent: HQ drops the copies it has and keeps the
+        rest. Returns the seq the next event will get.
+        """
+        with self.immediate() as conn:
+            top = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+                                   " WHERE name = 'outbox'").fetchone()[0])
+            if seq > top:
+                if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'",
+                                    (seq,)).rowcount:
+                    conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('outbox', ?)",
+                                 (seq,))
+                touching = conn.execute("SELECT first FROM outbox_acked WHERE last = ?",
+                                        (top,)).fetchone()
+                if touching:  # ranges never touch: extend the one that ends at the old top
+                    conn.execute("UPDATE outbox_acked SET last = ? WHERE first = ?",
+                                 (seq, touching[0]))
+                else:
+                    conn.execute("INSERT INTO outbox_acked(first, last) VALUES (?, ?)",
+                                 (top + 1, seq))
+            return max(seq, top) + 1
 
     def backlog(self) -> int:
         """How many events wait to be sent (from the ranges: no row is counted)."""

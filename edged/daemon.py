@@ -39,7 +39,7 @@ from edge import report as reports
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
-from edge.ledger import checkpoint
+from edge.ledger import LedgerError, LedgerFull, checkpoint
 from edge.orders import orders
 from edge.rules import VoidRefused
 from edge.verdict import Verdict
@@ -50,6 +50,7 @@ from edged.localapi import ApiError, ErrorCode, Op, Topic
 from edged.notify import Notifier
 from edged.printing import PrintError, PrintService
 from edged.ptybridge import PtyBridge
+from edged.storage import Reserve, StorageState, free_bytes
 from edged.supervisor import PartState, PartStatus, supervise
 
 if TYPE_CHECKING:  # paho is imported only when sync is configured
@@ -64,6 +65,10 @@ _DEVICE_STATES = {DeviceState.ABSENT: PartState.FAILED, DeviceState.CONNECTING: 
                   DeviceState.READY: PartState.RUNNING, DeviceState.FAILED: PartState.FAILED}
 STOP_ROUNDS, STOP_ROUND_S = 20, 0.5  # cancel again every 0.5 s, for 10 s at most
 CLOCK_EVERY = 60.0  # seconds between looks at the kernel's NTP state
+STORAGE_EVERY = 5.0  # seconds between looks at the ledger's disk (full? reserve?)
+# Free space that must come back (over what was free when a write failed) before the
+# status stops saying "full" without a write having succeeded: a decision needs a few pages.
+STORAGE_MARGIN = 256 * 1024
 PARTS = ("scanner", "camera", "printer", "sync")
 
 
@@ -126,6 +131,8 @@ class Daemon:
         self._stop: asyncio.Event | None = None
         self.sync: SyncService | None = None
         self.sync_state: dict[str, Any] | None = None  # the sync part's last SyncState
+        self.storage = StorageState()
+        self.reserve = Reserve(box.ledger.path.parent)
 
     # -- the scan pipeline ----------------------------------------------------------
 
@@ -133,9 +140,15 @@ class Daemon:
         """Decide on one scan: record it, tell subscribers, print what config asks for.
 
         Raises:
-            sqlite3.Error: the ledger could not record it (disk full...): no verdict exists.
+            LedgerFull: the ledger's disk is full: nothing recorded, no verdict exists.
+            sqlite3.Error: the ledger could not record it otherwise: no verdict exists.
         """
-        verdict = self.box.counter.redeem(text, till=till, source=source)
+        try:
+            verdict = self.box.counter.redeem(text, till=till, source=source)
+        except LedgerFull as exc:
+            self._storage_failed(exc)
+            raise
+        self._storage_ok()
         self.scans += 1
         log.info("scan source=%s till=%s decision=%s %s%s", source, till or "-",
                  verdict.decision_id, "accepted" if verdict.accepted else "rejected",
@@ -148,6 +161,36 @@ class Daemon:
         if self.sync is not None:
             self.sync.wake()  # send the decision now rather than at the next poll
         return verdict
+
+    def _storage_failed(self, exc: LedgerFull) -> None:
+        """A write found the disk full: say so in the status, once, loudly."""
+        if not self.storage.full:
+            self.storage = StorageState(True, time.time(), free_bytes(exc.path.parent), str(exc))
+            log.error("storage full: %s; redemptions are refused until space is freed", exc)
+            self.api.publish(Topic.STATUS, self.status())
+
+    def _storage_ok(self) -> None:
+        """A write succeeded: the disk has room again."""
+        if self.storage.full:
+            self.storage = StorageState()
+            log.info("storage has room again: recording resumed")
+            self.api.publish(Topic.STATUS, self.status())
+
+    async def _storage_watch(self) -> None:
+        # While full, nothing else would tell the cashier that space came back before the
+        # next scan: look at the free space and clear the alarm once enough has returned.
+        # Otherwise keep the reserve a restart on a full disk opens the ledger with.
+        while True:
+            self._storage_look()
+            await asyncio.sleep(STORAGE_EVERY)
+
+    def _storage_look(self) -> None:
+        st = self.storage
+        if st.full and free_bytes(self.box.ledger.path.parent) >= \
+                st.free_at_failure + STORAGE_MARGIN:
+            self._storage_ok()
+        if not self.storage.full and self.reserve.ensure():
+            log.info("storage reserve %s in place", self.reserve.path)
 
     def submit_scan(self, text: str, source: str, till: str = "") -> None:
         """Queue a device scan for a decision; safe to call from any thread."""
@@ -285,7 +328,7 @@ class Daemon:
             try:
                 if self.box.note_synchronised_clock():
                     log.debug("trusted time advanced from the NTP-synchronised kernel clock")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, LedgerError) as exc:  # a full disk must not stop the box
                 log.warning("trusted time not advanced: %s", exc)
 
     async def _watchdog(self, interval: float) -> None:
@@ -339,7 +382,8 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pipeline(), name="pipeline"),
                          tg.create_task(self._checkpointer(), name="checkpointer"),
-                         tg.create_task(self._clock(), name="clock")]
+                         tg.create_task(self._clock(), name="clock"),
+                         tg.create_task(self._storage_watch(), name="storage")]
                 for name, enabled, runner in (
                         ("scanner", self.devices.scanner is not None, self._run_scanner),
                         ("camera", self.devices.camera is not None, self._run_camera),
@@ -403,6 +447,9 @@ class Daemon:
             "software_version": software_version(),
             "simulate": self.cfg.simulate, "started_at": self.started, "scans": self.scans,
             "last_error": self.last_error,
+            "storage": {"full": self.storage.full, "since": self.storage.since,
+                        "detail": self.storage.detail,
+                        "free_bytes": free_bytes(self.box.ledger.path.parent)},
         }
 
     # -- the local API ----------------------------------------------------------------
@@ -411,14 +458,22 @@ class Daemon:
         """Serve one request (the API server handles ``subscribe`` itself).
 
         Raises:
-            ApiError: bad arguments, a refusal, or an absent part.
+            ApiError: bad arguments, a refusal, an absent part, or ``storage_full`` when
+                the ledger's disk is full (nothing was recorded).
         """
+        try:
+            return await self._dispatch(op, args)
+        except LedgerFull as exc:
+            self._storage_failed(exc)
+            raise ApiError(ErrorCode.STORAGE_FULL, f"not recorded: {exc}") from None
+
+    async def _dispatch(self, op: Op, args: dict[str, Any]) -> dict[str, Any]:
         if op is Op.SCAN:
             code = _arg(args, "code", str)
             try:
                 v = self.decide(code, _arg(args, "source", str, ScanSource.API.value),
                                 _arg(args, "till", str, ""))
-            except ApiError:
+            except (ApiError, LedgerFull):
                 raise
             except Exception as exc:
                 raise ApiError(ErrorCode.INTERNAL, f"not recorded: {exc}") from None
@@ -533,12 +588,37 @@ def _arg(args: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any
     return value
 
 
+# sd-daemon(3) priority prefixes: journald files each line under its level, so
+# `journalctl -u store-edge -p warning` shows the problems only.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
 class _Formatter(logging.Formatter):
-    """``LEVEL name: message`` on one line; journald adds the time."""
+    """``LEVEL name: message`` on one line; journald adds the time.
+
+    With ``journal`` (stdout is journald's stream) each line starts with ``<N>``, its
+    syslog priority.
+    """
+
+    def __init__(self, fmt: str, journal: bool = False) -> None:
+        super().__init__(fmt)
+        self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = super().format(record)
-        return msg.replace("\n", " | ")
+        msg = super().format(record).replace("\n", " | ")
+        if self.journal:
+            return f"<{_PRIORITY.get(record.levelno, 6)}>{msg}"
+        return msg
+
+
+def _stdout_is_journal() -> bool:
+    """Whether stdout is the journald stream systemd connected (``$JOURNAL_STREAM``)."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return os.environ.get("JOURNAL_STREAM") == f"{st.st_dev}:{st.st_ino}"
 
 
 def sync_settings(cfg: DaemonConfig) -> MqttSettings | None:
@@ -559,12 +639,30 @@ def sync_settings(cfg: DaemonConfig) -> MqttSettings | None:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stdout."""
+    """One line per event on stdout (with journald priorities when stdout is the journal)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s",
+                                    journal=_stdout_is_journal()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def open_box(home: Path) -> Box:
+    """Open the box home; on a disk too full to open the ledger, spend the reserve.
+
+    Raises:
+        ConfigError: the home is missing, incomplete or unreadable.
+        LedgerFull: the disk is full and there is no reserve left to spend.
+    """
+    try:
+        return Box.open(home)
+    except LedgerFull as exc:
+        if not Reserve(exc.path.parent).release():
+            raise
+        log.error("%s: released the storage reserve to open the ledger; free space now",
+                  exc)
+        return Box.open(home)
 
 
 def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
@@ -581,10 +679,13 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     # capabilities: keep one cache under the home (set before the printer part imports it).
     os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(home / "cache" / "escpos"))
     try:
-        box = Box.open(home)
+        box = open_box(home)
     except ConfigError as exc:
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
+    except LedgerFull as exc:
+        print(f"edge run: {exc}: free space on that disk", file=sys.stderr)
+        return 1
     try:
         cfg = daemon_config.load(box.config, overrides, simulate)
         # Every driver checks its table now: a typo is one line and exit 2, not a dead part.

@@ -58,6 +58,7 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request"  # not JSON, too long, unknown op, bad args
     REFUSED = "refused"  # a domain refusal (void outside window, ...): message says why
     UNAVAILABLE = "unavailable"  # the part needed is absent (no printer configured, ...)
+    STORAGE_FULL = "storage_full"  # the ledger's disk is full: nothing recorded, retry later
     INTERNAL = "internal"
 
 

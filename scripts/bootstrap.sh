@@ -4,8 +4,10 @@
 set -euo pipefail
 # postgresql: the server binaries the HQ tests start on loopback (provisioning/localpostgres.py).
 # chromium + chromium-driver: the customer pages' browser tests (Playwright drives this one).
+# systemd: systemd-analyze and systemctl for the unit and install tests (not started);
+# passwd: useradd/usermod, which provisioning/install.sh runs into a test tree.
 PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei
-          postgresql chromium chromium-driver)
+          postgresql chromium chromium-driver systemd passwd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

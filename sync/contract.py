@@ -386,3 +386,97 @@ def _seq(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
         raise ValueError(f"last_seq must be a whole number from 0 to {MAX_SEQ}, not {value!r}")
     return value
+
+
+# -- enrolment: edge provision <-> edge-hq enrol-serve (docs/mqtt.md, "Enrolment") ---------
+
+ENROL_MAX_BYTES: Final = 4096
+
+
+def enrol_topic(topics: Topics, store: str, device: str) -> str:
+    """Where a new box sends its enrolment request (QoS 1, not retained)."""
+    return f"{topics.root}/{CONTRACT_VERSION}/enrol/{store}/{device}"
+
+
+def enrol_reply_topic(topics: Topics, store: str, device: str) -> str:
+    """Where HQ answers that box (QoS 1, not retained)."""
+    return enrol_topic(topics, store, device) + "/reply"
+
+
+def all_enrol_requests(topics: Topics) -> str:
+    """HQ's subscription to every enrolment request."""
+    return f"{topics.root}/{CONTRACT_VERSION}/enrol/+/+"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolRequest:
+    """A box asking HQ to register its device key with a one-time enrolment token.
+
+    ``signature`` is the device key's over :meth:`message`: HQ registers only a key whose
+    holder signed the request (proof of possession); the private key never leaves the box.
+    """
+
+    token: str
+    store: str
+    device: str
+    public_key: str  # hex, 32 bytes
+    signature: str = ""  # hex, 64 bytes
+
+    def message(self) -> bytes:
+        """The bytes the device key signs."""
+        return (f"store-edge enrol v1\n{self.token}\n{self.store}\n{self.device}\n"
+                f"{self.public_key}").encode()
+
+    def encode(self) -> bytes:
+        """The JSON payload."""
+        return json.dumps({"token": self.token, "store": self.store, "device": self.device,
+                           "public_key": self.public_key, "signature": self.signature},
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> EnrolRequest:
+        """Parse a request.
+
+        Raises:
+            ContractError: not a request (too big, not JSON, a field missing or not text).
+        """
+        if len(payload) > ENROL_MAX_BYTES:
+            raise ContractError(f"enrolment request over {ENROL_MAX_BYTES} bytes")
+        obj = json_object(payload, "enrolment request")
+        try:
+            fields = [obj[k] for k in ("token", "store", "device", "public_key", "signature")]
+        except KeyError as exc:
+            raise ContractError(f"bad enrolment request: {exc} missing") from None
+        if not all(isinstance(f, str) for f in fields):
+            raise ContractError("bad enrolment request: every field is a string")
+        return cls(*fields)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolReply:
+    """HQ's answer: ``code`` ``ok``, or why not (``token_used``, ``token_expired``...)."""
+
+    code: str
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the device is registered."""
+        return self.code == "ok"
+
+    def encode(self) -> bytes:
+        """The JSON payload."""
+        return json.dumps({"code": self.code, "message": self.message},
+                          ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> EnrolReply:
+        """Parse a reply.
+
+        Raises:
+            ContractError: not a reply.
+        """
+        obj = json_object(payload, "enrolment reply")
+        if not isinstance(obj.get("code"), str):
+            raise ContractError("bad enrolment reply: no code")
+        return cls(obj["code"], str(obj.get("message", "")))

@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Input, Static
 
 from edge import i18n
-from edged.localapi import ApiError, DaemonUnavailable, Op, Topic
+from edged.localapi import ApiError, DaemonUnavailable, ErrorCode, Op, Topic
 from ui.base import Pane
 from ui.cards import CardsPane
 from ui.key_bar import KeyBar
@@ -75,6 +75,7 @@ class CashierApp(App[None]):
         self.link_up = False
         self.link_detail = ""
         self.last_error = ""
+        self.last_error_code = ""  # the localapi.ErrorCode of the last failure
         self.active = "scan"
         self.link = Link(self.socket_path, self._on_event, self._on_link, request_timeout_s)
         self.painted: list[tuple[float, VerdictView]] = []  # (perf_counter, view), for bench
@@ -155,13 +156,18 @@ class CashierApp(App[None]):
         try:
             return await self.link.request(op, **args)
         except DaemonUnavailable as exc:
-            self.last_error = str(exc)
+            self.last_error, self.last_error_code = str(exc), exc.code
         except ApiError as exc:
-            self.last_error = str(exc) or exc.code
+            self.last_error, self.last_error_code = str(exc) or exc.code, exc.code
         if show_error:
             self.notify(i18n.t("ui.error", self.lang, message=self.last_error),
                         severity="error", timeout=6)
         return None
+
+    def failure_advice(self) -> str | None:
+        """The words (an ``edge.i18n`` key) for the last failure when it has its own advice."""
+        return ("ui.scan.storage_full_advice" if self.last_error_code == ErrorCode.STORAGE_FULL
+                else None)
 
     async def _on_link(self, up: bool, detail: str) -> None:
         if not self.is_running:

@@ -90,7 +90,7 @@ class Status:
     ``unconfirmed`` (sent, waiting for HQ's confirmation),
     ``alarm`` (the outbox crossed its limits: ``sync.service.SyncState``),
     ``printer.{state, printer_state?, detail, jobs_waiting}``, ``scanner.state``,
-    ``camera.state``, ``last_error``.
+    ``camera.state``, ``last_error``, ``storage.full``.
     """
 
     store_id: str = ""
@@ -110,6 +110,7 @@ class Status:
     clock_trusted: bool = False
     config_version: int = 0
     last_error: str = ""
+    storage_full: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -134,6 +135,7 @@ class Status:
             clock_trusted=bool(d.get("clock_trusted")),
             config_version=_int(d.get("config_version")),
             last_error=str(d.get("last_error") or ""),
+            storage_full=bool(_dict(d.get("storage")).get("full")),
             raw=d,
         )
 

@@ -145,7 +145,7 @@ class PickupsPane(Pane):
         panel = self.query_one("#pickup-verdict", VerdictPanel)
         panel.display = True
         if view is None:
-            panel.show_failure(self.cashier.last_error, self.lang)
+            panel.show_failure(self.cashier.last_error, self.lang, self.cashier.failure_advice())
         else:
             panel.show_verdict(view, self.lang)
         await self.reload()

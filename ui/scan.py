@@ -62,7 +62,7 @@ class ScanPane(Pane):
                                          till=self.cashier.till_name, source=source)
         panel = self.query_one(VerdictPanel)
         if result is None:
-            panel.show_failure(self.cashier.last_error, self.lang)
+            panel.show_failure(self.cashier.last_error, self.lang, self.cashier.failure_advice())
             self.app.bell()
             return None
         view = VerdictView.from_dict({"till": self.cashier.till_name, **result}, source)

@@ -33,6 +33,8 @@ class StatusBar(Static):
             text.append(" ")
         s = status
         segs = _Segments(text, stale=not link_up)
+        if s.storage_full:  # first: until space is freed no scan can be recorded
+            _add(segs, i18n.t("ui.status.storage_full", lang), "bold white on red")
         if s.online:
             seg = i18n.t("ui.status.online", lang)
             _add(segs, seg, "bold black on green")

@@ -20,6 +20,7 @@ class VerdictPanel(Static):
         super().__init__(id=id, classes="verdict -idle")
         self.view: VerdictView | None = None
         self.failure: str | None = None
+        self.failure_advice: str | None = None  # an i18n key; None: the daemon did not answer
         self.reopened = False
         self.compact = compact
         self.lang = i18n.DEFAULT_LANG
@@ -30,9 +31,9 @@ class VerdictPanel(Static):
         self.view, self.failure, self.reopened, self.lang = view, None, reopened, lang
         self._paint()
 
-    def show_failure(self, detail: str, lang: str) -> None:
-        """Show that no verdict came back (daemon down or silent)."""
-        self.view, self.failure, self.lang = None, detail, lang
+    def show_failure(self, detail: str, lang: str, advice: str | None = None) -> None:
+        """Show that no verdict came back (daemon down or silent, or ``advice``'s case)."""
+        self.view, self.failure, self.failure_advice, self.lang = None, detail, advice, lang
         self._paint()
 
     def show_idle(self, lang: str) -> None:
@@ -53,7 +54,8 @@ class VerdictPanel(Static):
         if self.failure is not None:
             self.add_class("-failed")
             self._headline(text, i18n.t("ui.scan.failed", lang))
-            text.append(i18n.t("ui.scan.failed_advice", lang) + "\n", style="bold")
+            text.append(i18n.t(self.failure_advice or "ui.scan.failed_advice", lang) + "\n",
+                        style="bold")
             text.append(self.failure)
         elif self.view is None:
             self.add_class("-idle")

@@ -1,0 +1,172 @@
+"""``edge provision BUNDLE``: a new box joins its store with a bundle from ``edge-hq enrol``.
+
+It makes the box home (a fresh device key, mode 0600, that never leaves the box; HQ's
+trust root; ``edge.toml`` with the store, the device and the ``[mqtt]`` table from the
+bundle, the broker's CA beside it), then registers the device's public key with HQ over
+MQTT, sending the bundle's one-time token and a signature by the new key
+(``sync.contract.EnrolRequest``), and waits for HQ's answer. Running it again is safe: a
+box already enrolled for that store is left as it is; one whose registration did not
+finish (HQ unreachable, a refused token) keeps its key and tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge import config as box_config
+from edge.box import Box, init_home
+from edge.config import ConfigError
+from edge.keys import parse_trust
+from sync.contract import QOS, EnrolReply, EnrolRequest, Topics, enrol_reply_topic, enrol_topic
+
+ENROLLED: Final = "enrolled.json"
+CA_NAME: Final = "hq-ca.pem"
+
+
+class ProvisionError(Exception):
+    """Provisioning did not finish; ``code`` is HQ's reason or ``unreachable``/``bad_bundle``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        """Carry the reason code and the words."""
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What provisioning did."""
+
+    store: str
+    device: str
+    public_key: str
+    already: bool  # the box was enrolled before this run
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    """The bundle at ``path``, checked for the fields provisioning uses.
+
+    Raises:
+        ProvisionError: ``bad_bundle`` when it is unreadable or incomplete.
+    """
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(bundle, dict):
+            raise TypeError("not a JSON object")
+        broker = bundle["broker"]
+        for key, kind in (("store", str), ("token", str), ("trust", list)):
+            if not isinstance(bundle[key], kind):
+                raise TypeError(f"{key} must be {kind.__name__}")
+        if not isinstance(broker["host"], str) or not isinstance(broker["port"], int):
+            raise TypeError("broker host and port")
+        parse_trust(bundle["trust"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProvisionError("bad_bundle", f"{path} is not an enrolment bundle: {exc}") from None
+    return bundle
+
+
+def _mqtt_table(bundle: dict[str, Any], with_ca: bool) -> str:
+    b = bundle["broker"]
+    lines = ["", "[mqtt]", f"host = {json.dumps(b['host'])}", f"port = {int(b['port'])}",
+             f"root = {json.dumps(b.get('root', 'se'))}"]
+    if b.get("tls"):
+        lines.append("tls = true")
+        if with_ca:
+            lines.append(f'ca_file = "{CA_NAME}"')
+    return "\n".join(lines) + "\n"
+
+
+def provision(bundle_path: Path, home: Path, device: str, timeout: float = 30.0) -> Outcome:
+    """Make (or finish) the box home at ``home`` as ``device`` of the bundle's store.
+
+    Raises:
+        ProvisionError: a bad bundle, HQ unreachable, or HQ refused (``token_used``,
+            ``token_expired``, ``wrong_store``...): the message says which.
+        edge.config.ConfigError: a bad device id, or the home belongs to another store.
+    """
+    bundle = read_bundle(bundle_path)
+    store = bundle["store"]
+    if (home / box_config.CONFIG_NAME).exists():
+        cfg = box_config.load(home)
+        if cfg.store_id != store:
+            raise ConfigError(f"{home} is the box of store {cfg.store_id}, not {store}: "
+                              "a factory reset comes first")
+        device = cfg.device_id
+        if (home / ENROLLED).exists():
+            box = Box.open(home)
+            try:
+                return Outcome(store, device, box.device_key.public_key.hex(), True)
+            finally:
+                box.close()
+    else:
+        ca = bundle.get("ca")
+        init_home(home, store, device, parse_trust(bundle["trust"]), str(bundle.get("name", "")))
+        if ca:
+            (home / CA_NAME).write_text(ca)
+        with (home / box_config.CONFIG_NAME).open("a", encoding="utf-8") as f:
+            f.write(_mqtt_table(bundle, bool(ca)))
+    box = Box.open(home)
+    try:
+        key = box.device_key
+        request = EnrolRequest(bundle["token"], store, device, key.public_key.hex())
+        request = EnrolRequest(request.token, store, device, request.public_key,
+                               key.sign(request.message()).hex())
+    finally:
+        box.close()
+    reply = _exchange(bundle, home, request, timeout)
+    if not reply.ok:
+        raise ProvisionError(reply.code, reply.message)
+    (home / ENROLLED).write_text(json.dumps({"store": store, "device": device,
+                                             "at": time.time(), "hq": reply.message}) + "\n")
+    return Outcome(store, device, request.public_key, False)
+
+
+def _exchange(bundle: dict[str, Any], home: Path, request: EnrolRequest,
+              timeout: float) -> EnrolReply:
+    """Send the request and wait for HQ's reply (subscribed before sending)."""
+    b = bundle["broker"]
+    topics = Topics(b.get("root", "se"))
+    reply_topic = enrol_reply_topic(topics, request.store, request.device)
+    got: list[EnrolReply] = []
+    subscribed, answered = threading.Event(), threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                         client_id=f"se-enrol-{request.store}-{request.device}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    if b.get("tls"):
+        client.tls_set(ca_certs=str(home / CA_NAME) if bundle.get("ca") else None)
+    client.on_connect = lambda c, *_: c.subscribe(reply_topic, qos=QOS)
+    client.on_subscribe = lambda *_: subscribed.set()
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            got.append(EnrolReply.decode(bytes(msg.payload)))
+        except ValueError:
+            return
+        answered.set()
+
+    client.on_message = on_message
+    try:
+        client.connect(b["host"], int(b["port"]), keepalive=30)
+    except (OSError, ValueError) as exc:
+        raise ProvisionError("unreachable", f"cannot reach HQ's broker {b['host']}:{b['port']}:"
+                                            f" {exc}") from None
+    client.loop_start()
+    try:
+        if not subscribed.wait(timeout):
+            raise ProvisionError("unreachable", f"no answer from HQ's broker {b['host']}")
+        client.publish(enrol_topic(topics, request.store, request.device), request.encode(),
+                       qos=QOS).wait_for_publish(timeout)
+        if not answered.wait(timeout):
+            raise ProvisionError("unreachable", f"HQ did not answer within {timeout:.0f} s "
+                                                "(is edge-hq enrol-serve running?)")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0]
