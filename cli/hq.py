@@ -32,7 +32,13 @@ from hq.issuing.codes import CardCheck, random_pickup_number, sign_token, verify
 from hq.issuing.issued import record_issued
 from hq.issuing.registry import DeviceRegistry
 from hq.issuing.trust import load_trust_list, sign_trust_list
-from hq.publishing.push import orders_from_body, push_config, push_orders, read_body
+from hq.publishing.push import (
+    orders_from_body,
+    push_config,
+    push_orders,
+    read_body,
+    web_links_from_body,
+)
 from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
 from hq.web import campaigns as web_campaigns
@@ -216,11 +222,16 @@ def cmd_push_config(args: argparse.Namespace) -> int:
 
 
 def cmd_push_orders(args: argparse.Namespace) -> int:
-    orders = orders_from_body(read_body(args.file))
+    body = read_body(args.file)
+    orders, links = orders_from_body(body), web_links_from_body(body)
     key = keystore.signing_key(args.home, Purpose.DATA, args.key_id)
+    # HQ signs the pickup code a web customer's page shows, unless the file gives it
+    pickup_key = (keystore.signing_key(args.home, Purpose.PICKUP)
+                  if any(not link.pickup_code for link in links) else None)
     db = _db(args)
     try:
-        done = push_orders(db, options_from_args(args), key, args.store, orders)
+        done = push_orders(db, options_from_args(args), key, args.store, orders, links,
+                           pickup_key)
     finally:
         db.close()
     print(json.dumps({"store": done.store, "kind": done.kind.value, "version": done.version,

@@ -26,8 +26,8 @@ Schema (version 1):
   ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
 - ``hq_issued``, ``hq_device_use``, ``hq_catch_up``: HQ's own record of what it issued,
   uses per device, and catch-ups given (``docs/security.md``).
-- ``web_*``: the customer pages' stores, campaigns, customers, card claims and coupons
-  (``docs/web.md``).
+- ``web_*``: the customer pages' stores, campaigns, customers, card claims, coupons and
+  the pickup orders pushed for a customer (``docs/web.md``).
 - ``hq_delivery``: per device, what HQ holds without a gap, the confirmation it owes and
   the range it asks the box to resend (``hq.ingest.delivery``).
 """
@@ -142,6 +142,14 @@ _SCHEMA: Final = (
     " idem_key TEXT NOT NULL UNIQUE, issued_at {float} NOT NULL,"
     " valid_until BIGINT NOT NULL, stores TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS web_coupon_customer ON web_coupon (customer, issued_at)",
+    # A pickup order HQ pushed for a web customer (the orders file's ``web_customer``; never
+    # sent to the box), with the signed pickup code the customer's page shows as a QR.
+    # Written in the push's version transaction; status comes from hq_order and hq_event.
+    "CREATE TABLE IF NOT EXISTS web_order (store TEXT NOT NULL, order_id TEXT NOT NULL,"
+    " customer TEXT NOT NULL, number TEXT NOT NULL, code TEXT NOT NULL,"
+    " window_start BIGINT NOT NULL, window_end BIGINT NOT NULL, created_at {float} NOT NULL,"
+    " PRIMARY KEY (store, order_id))",
+    "CREATE INDEX IF NOT EXISTS web_order_customer ON web_order (customer, window_start)",
     # -- end web ----------------------------------------------------------------------
     # -- delivery (hq/ingest/delivery.py): what HQ confirmed to each device, what it asks --
     # ``held``: every seq 1..held is in hq_event; ``last_seq``: the device's newest seq as

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -10,15 +11,30 @@ from pathlib import Path
 
 import pytest
 
+from cli import hq as cli_hq
 from edge import tokens
 from edge.events import EventType
+from edge.keys import Purpose, parse_trust
+from hq.broker import BrokerOptions
 from hq.ingest.eventstore import EventStore
+from hq.issuing import keystore
+from hq.issuing.codes import sign_token
 from hq.issuing.registry import DeviceRegistry
+from hq.publishing.push import BodyError, orders_from_body, push_orders, web_links_from_body
 from hq.web.app import ROUTES
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
 from hq.web.words import WORDS
-from sync.contract import EventBatch, Topics, sign_device_message
+from provisioning.localbroker import Broker
+from sync.contract import (
+    Envelope,
+    EventBatch,
+    Topics,
+    decode_orders,
+    open_envelope,
+    sign_device_message,
+)
 from tests.factory import DEVICE, STORE
+from tests.hq_support import TOPICS, Inbox, url, wait_until
 from tests.web_support import (
     JOIN_URL,
     RECEIPT,
@@ -250,13 +266,7 @@ def test_my_coupons_status_follows_ingested_events(web: WebHq) -> None:
     assert web.box.counter.redeem(code).accepted
     events = [e for e in web.box.ledger.pending_events(1000)]
     assert any(e.type == EventType.DECISION for e in events)
-    payload, ctype = EventBatch(STORE, DEVICE, [e.to_wire(STORE, DEVICE) for e in events]).encode()
-    topic = Topics().events(STORE, DEVICE)
-    # As ingest does: HQ believes the batch because the registered box signed it.
-    out = EventStore(web.db, Topics(), DeviceRegistry(web.home)).handle(
-        topic, payload, ctype, signature=sign_device_message(web.box.device_key, topic, ctype,
-                                                             payload))
-    assert out.new == len(events)
+    assert _ingest(web) == len(events)
     listed = phone.get("/me").text
     assert "已在望京店使用" in listed and "未使用" not in listed
 
@@ -367,3 +377,106 @@ def test_one_welcome_gift_per_customer_when_the_campaign_says_so(web: WebHq) -> 
     assert refused.status_code == 409 and "已领取过" in refused.text  # type: ignore[attr-defined]
     assert len(web.coupons()) == 1
     assert claim(web, web.client(), second)[1].status_code == 303  # type: ignore[attr-defined]
+
+
+def _push(web: WebHq, tmp_path: Path, broker: Broker, orders: list[dict[str, object]]) -> None:
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps({"orders": orders}, ensure_ascii=False), encoding="utf-8")
+    assert cli_hq.main(["--home", str(web.home), "push-orders", str(path), "--store", STORE,
+                        "--db", web.db_url, "--broker", url(broker)]) == 0
+
+
+def _ingest(web: WebHq) -> int:
+    """The box's pending events, as ingest receives them: a batch the registered box signed
+    (HQ believes nothing else). How many events were new."""
+    events = list(web.box.ledger.pending_events(1000))
+    payload, ctype = EventBatch(STORE, DEVICE, [e.to_wire(STORE, DEVICE) for e in events]).encode()
+    topic = Topics().events(STORE, DEVICE)
+    out = EventStore(web.db, Topics(), DeviceRegistry(web.home)).handle(
+        topic, payload, ctype,
+        signature=sign_device_message(web.box.device_key, topic, ctype, payload))
+    return out.new
+
+
+@pytest.mark.network
+def test_pickup_orders_on_their_customers_page(web: WebHq, tmp_path: Path) -> None:
+    """GIVEN phones X and Y, and a box listening on its store's data topic
+    WHEN HQ pushes an order naming X as its web customer, the box collects it, and HQ
+    pushes X a cancelled order and one whose window has passed
+    THEN the box's envelope has the order and no customer id or code; X's page lists it
+    (store, number, window, items, a QR decoding to a pickup code signed for that order),
+    then "collected at 望京店", then the cancelled and late ones, in Chinese and English,
+    never cached; Y's page lists none of them."""
+    x, y = web.client(), web.client()
+    x.get("/me")
+    y.get("/me")
+    cid_x = x.cookies["cid"]
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        inbox = Inbox(broker, TOPICS.data(STORE))
+        _push(web, tmp_path, broker, [
+            {"order_id": "W1", "number": "4321", "window_start": "now", "window_end": "+2h",
+             "items": "2x 全麦面包", "web_customer": cid_x}])
+        wait_until(lambda: len(inbox.messages) == 1, what="orders envelope")
+        payload = inbox.messages[0].payload
+        assert cid_x.encode() not in payload
+        trust = parse_trust(keystore.public_keys(web.home))
+        body = open_envelope(Envelope.decode(payload), trust, time.time()).body
+        assert [o.order_id for o in decode_orders(body)] == ["W1"]  # the box's strict schema
+        assert "web_customer" not in json.dumps(body) and "pickup_code" not in json.dumps(body)
+
+        page = x.get("/me")
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert '<p class="num">4321</p>' in page.text and "望京店" in page.text
+        assert "2x 全麦面包" in page.text and "待取货" in page.text and "取货时间" in page.text
+        code = qr_from_page(page.text, "pickup-qr-W1")
+        parsed = tokens.parse(code)
+        assert not isinstance(parsed, tokens.FormatError)
+        pickup = parsed.token
+        assert isinstance(pickup, tokens.Pickup)
+        assert (pickup.order_id, pickup.store_id, pickup.number) == ("W1", STORE, "4321")
+        assert "4321" not in y.get("/me").text and "pickup-qr" not in y.get("/me").text
+
+        assert web.box.counter.redeem(code).accepted  # the till scans the phone's QR
+        _ingest(web)
+        collected = x.get("/me").text
+        assert "已在望京店取货" in collected and "pickup-qr-W1" not in collected
+        x_in_english = web.client("en")
+        x_in_english.cookies.set("cid", cid_x)
+        assert "Collected at 望京店" in x_in_english.get("/me").text
+
+        _push(web, tmp_path, broker, [
+            {"order_id": "W2", "number": "5555", "window_start": "now", "window_end": "+1h",
+             "status": "cancelled", "web_customer": cid_x},
+            {"order_id": "W3", "number": "6666", "window_start": 1, "window_end": 2,
+             "web_customer": cid_x}])
+        wait_until(lambda: len(inbox.messages) == 2, what="second orders envelope")
+        inbox.close()
+    finally:
+        broker.stop()
+    mine = x.get("/me").text
+    w2 = mine[mine.index('id="order-W2"'):]
+    assert "已取消" in w2[:w2.index("</div>")]
+    w3 = mine[mine.index('id="order-W3"'):]
+    assert "已过取货时间" in w3[:w3.index("</div>")]
+    assert "5555" not in y.get("/me").text
+
+
+def test_bad_web_fields_of_an_order_are_refused_before_anything_is_kept(web: WebHq) -> None:
+    """GIVEN orders naming a web customer badly, or with another order's pickup code
+    WHEN the orders file is read and pushed
+    THEN each is refused with a message naming the order, and nothing is recorded."""
+    bad_id = {"orders": [{"order_id": "B1", "number": "1234", "window_start": 1,
+                          "window_end": 2, "web_customer": "short"}]}
+    with pytest.raises(BodyError, match="order 'B1': web_customer"):
+        web_links_from_body(bad_id)
+    key = keystore.signing_key(web.home, Purpose.PICKUP)
+    other = sign_token(key, tokens.Pickup(key.key_id, "B9", STORE, "9999", 1, 2, "", ""))
+    body = {"orders": [{"order_id": "B2", "number": "1234", "window_start": 1,
+                        "window_end": 2, "web_customer": "x" * 20, "pickup_code": other}]}
+    orders, links = orders_from_body(body), web_links_from_body(body)
+    with pytest.raises(BodyError, match="order 'B2': pickup_code is for order B9"):
+        push_orders(web.db, BrokerOptions(host="127.0.0.1", port=1), key, STORE, orders, links)
+    assert web.db.query("SELECT COUNT(*) FROM web_order") == [(0,)]
+    assert web.db.query("SELECT COUNT(*) FROM hq_order") == [(0,)]

@@ -79,10 +79,10 @@ def read_qr(image: Image.Image) -> list[str]:
     return FrameDecoder(Decoder.ZXING, [Symbology.QR]).decode(grey, thorough=True)
 
 
-def qr_from_page(html: str) -> str:
-    """The coupon code in a coupon page's QR image (a data: PNG), decoded."""
-    m = re.search(r'id="coupon-qr" src="data:image/png;base64,([^"]+)"', html)
-    assert m, "no coupon QR on the page"
+def qr_from_page(html: str, qr_id: str = "coupon-qr") -> str:
+    """The code in a page's QR image ``qr_id`` (a data: PNG), decoded."""
+    m = re.search(rf'id="{re.escape(qr_id)}" src="data:image/png;base64,([^"]+)"', html)
+    assert m, f"no QR {qr_id} on the page"
     image = Image.open(io.BytesIO(base64.b64decode(m.group(1))))
     big = image.convert("L").resize((image.width * 6, image.height * 6), Image.Resampling.NEAREST)
     (code,) = read_qr(big)
@@ -117,6 +117,7 @@ def make_web_hq(root: Path, *, claim_limit: int = 1000, check_limit: int = 1000,
     """
     home = root / "hq"
     keystore.create_key(home, "HQC", [Purpose.COUPON, Purpose.PICKUP, Purpose.CONFIG])
+    keystore.create_key(home, "HQD", [Purpose.DATA])  # signs the orders HQ pushes
     key = keystore.signing_key(home, Purpose.COUPON)
     box = make_card_box(root / "box", Hq(key), url_base)
     keystore.register_device(home, DEVICE, STORE, box.device_key.public_key)

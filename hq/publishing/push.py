@@ -16,9 +16,10 @@ from typing import Any
 
 from edge.keys import SigningKey
 from hq.broker import BrokerOptions, OneShot
-from hq.db import Database
+from hq.db import Cursor, Database
 from hq.publishing.versions import next_version
 from hq.timeparse import parse_time
+from hq.web.orders import WebLink, WebOrderError, codes_for, record_links, split_web_fields
 from sync.contract import (
     ContractError,
     DataKind,
@@ -69,12 +70,16 @@ def read_body(path: Path) -> dict[str, Any]:
 def orders_from_body(data: dict[str, Any]) -> list[OrderUpdate]:
     """Validated orders from a file's ``orders`` list; window times may be ISO or ``+2h``.
 
+    An order's web fields (``web_customer``, ``pickup_code``: :func:`web_links_from_body`)
+    are HQ's alone and left out of the orders the box gets.
+
     Raises:
         BodyError: no list, or a bad order (the message names it).
     """
     items = data.get("orders")
     if not isinstance(items, list) or not items:
         raise BodyError("an orders file needs a non-empty 'orders' list")
+    items = _split(items)[0]
     fixed = []
     for item in items:
         if isinstance(item, dict):
@@ -92,10 +97,30 @@ def orders_from_body(data: dict[str, Any]) -> list[OrderUpdate]:
         raise BodyError(str(exc)) from None
 
 
+def web_links_from_body(data: dict[str, Any]) -> list[WebLink]:
+    """The web customers (and given pickup codes) an orders file binds its orders to.
+
+    Raises:
+        BodyError: a ``web_customer`` that is not a cookie id, or a ``pickup_code`` not text.
+    """
+    items = data.get("orders")
+    return _split(items)[1] if isinstance(items, list) else []
+
+
+def _split(items: list[Any]) -> tuple[list[Any], list[WebLink]]:
+    try:
+        return split_web_fields(items)
+    except WebOrderError as exc:
+        raise BodyError(str(exc)) from None
+
+
 def sign_and_publish(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
                      kind: DataKind, body: dict[str, Any], version: int | None = None,
-                     clock: Callable[[], float] = time.time) -> Published:
+                     clock: Callable[[], float] = time.time,
+                     record: Callable[[Cursor, float], None] | None = None) -> Published:
     """Take the next version, sign, and publish (config retained, data not), QoS 1.
+
+    ``record``, if given, writes what goes with this push in the version's transaction.
 
     Raises:
         hq.publishing.versions.VersionError: ``version`` is not above the last one given.
@@ -105,6 +130,8 @@ def sign_and_publish(db: Database, opts: BrokerOptions, key: SigningKey, store: 
     now = clock()
     with db.tx() as cur:
         v = next_version(cur, store, kind, now, version)
+        if record is not None:
+            record(cur, now)
     payload = seal(key, HqData(kind, store, v, now, body)).encode()
     topics = opts.topics
     retained = kind is DataKind.CONFIG
@@ -121,14 +148,25 @@ def push_config(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
 
 
 def push_orders(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
-                orders: list[OrderUpdate]) -> Published:
+                orders: list[OrderUpdate], links: list[WebLink] | None = None,
+                pickup_key: SigningKey | None = None) -> Published:
     """Sign and publish new, changed or cancelled pickup orders to a store.
 
-    The orders are kept first (``hq_order``): a box that comes without a session later
-    gets them in its catch-up (``hq.ingest.eventstore.EventStore.record_reported``).
+    The orders are kept (``hq_order``: a box that comes without a session later gets them
+    in its catch-up, ``hq.ingest.eventstore.EventStore.record_reported``), and the orders
+    bound to a web customer (``links``) with their pickup codes (given, or signed with
+    ``pickup_key``) in ``web_order``, both in the push's version transaction. The box gets
+    the orders alone: no customer id.
+
+    Raises:
+        BodyError: a link names no order of ``orders``, or its pickup code does not fit.
     """
-    now = time.time()
-    with db.tx() as cur:
+    try:
+        linked = codes_for(store, orders, links or [], pickup_key)
+    except WebOrderError as exc:
+        raise BodyError(str(exc)) from None
+
+    def record(cur: Cursor, now: float) -> None:
         for o in orders:
             cur.execute("INSERT INTO hq_order(store, order_id, body, window_end, updated_at)"
                         " VALUES (?,?,?,?,?) ON CONFLICT (store, order_id) DO UPDATE SET"
@@ -136,4 +174,7 @@ def push_orders(db: Database, opts: BrokerOptions, key: SigningKey, store: str,
                         " updated_at=excluded.updated_at",
                         (store, o.order_id, json.dumps(o.to_dict(), ensure_ascii=False),
                          o.window_end, now))
-    return sign_and_publish(db, opts, key, store, DataKind.ORDERS, encode_orders(orders))
+        record_links(cur, store, linked, now)
+
+    return sign_and_publish(db, opts, key, store, DataKind.ORDERS, encode_orders(orders),
+                            record=record)

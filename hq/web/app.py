@@ -32,7 +32,8 @@ from hq.issuing.codes import CardCheck, CardResult, verify_card
 from hq.web import words
 from hq.web.campaigns import Campaign, CampaignKind
 from hq.web.claims import CUSTOMER_ID, IDEM_KEY, Claim, Claims, IssuedCoupon, Outcome, set_phone
-from hq.web.qrimage import qr_image
+from hq.web.orders import PickupOrder, PickupStatus, orders_of
+from hq.web.qrimage import QrImage, qr_image
 from hq.web.security import RateLimiter, SecurityHeaders, csrf_ok, csrf_token, load_secret, nonce_of
 from hq.web.stores import Store, get_store, list_stores, nearest_first
 
@@ -278,11 +279,24 @@ class Web:
                           idem=secrets.token_urlsafe(16), headline=campaign.name, new=new)
 
     async def mine(self, request: Request) -> Response:
-        """The customer's coupons, each with its status."""
+        """The customer's pickup orders and coupons, each with its status."""
         cid, new = self._who(request)
         rows = await run_in_threadpool(self._rows, cid, self._lang(request))
-        return self._page(request, "mine.html", cid=cid, new=new, rows=rows,
+        orders = await run_in_threadpool(self._orders, cid, self._lang(request))
+        return self._page(request, "mine.html", cid=cid, new=new, rows=rows, orders=orders,
                           saved="saved" in request.query_params, phone_error="")
+
+    def _orders(self, cid: str, lang: str) -> list[tuple[PickupOrder, str, str, QrImage]]:
+        """The customer's pickup orders: each with its store's name, status and code's QR."""
+        out = []
+        for o in orders_of(self.db, cid, time.time()):
+            store = self._store(o.store).name
+            key = o.status.value if o.collected_at is not None or o.status is not \
+                PickupStatus.COLLECTED else "collected_undated"  # HQ pushed it collected
+            status = words.t("pickup." + key, lang, store=store,
+                             date=words.date(o.collected_at or 0))
+            out.append((o, store, status, qr_image(o.code)))
+        return out
 
     def _rows(self, cid: str, lang: str) -> list[tuple[IssuedCoupon, str]]:
         """The customer's coupons with their status, for the my-coupons page."""
@@ -302,8 +316,9 @@ class Web:
                                     fields.get("marketing") == "yes")
         except ValueError:
             rows = await run_in_threadpool(self._rows, cid, lang)
-            return self._page(request, "mine.html", 400, cid=cid, rows=rows, saved=False,
-                              phone_error=words.t("phone.bad", lang))
+            orders = await run_in_threadpool(self._orders, cid, lang)
+            return self._page(request, "mine.html", 400, cid=cid, rows=rows, orders=orders,
+                              saved=False, phone_error=words.t("phone.bad", lang))
         return RedirectResponse("/me?saved=1", 303, headers=NO_STORE)
 
     def _status(self, coupon: IssuedCoupon, lang: str) -> str:
@@ -370,7 +385,7 @@ Handler = Callable[[Web, Request], Awaitable[Response]]
 
 # The one table of routes: (path, methods, handler, what it is). docs/web.md lists them.
 ROUTES: tuple[tuple[str, tuple[str, ...], Handler, str], ...] = (
-    ("/me", ("GET",), Web.mine, "my coupons, each with its status"),
+    ("/me", ("GET",), Web.mine, "my pickup orders and coupons, each with its status"),
     ("/me/phone", ("POST",), Web.phone, "keep an optional phone and marketing consent"),
     ("/me/{coupon_id}", ("GET",), Web.coupon, "one coupon: QR, validity, where it works"),
     ("/c/{campaign_id}", ("GET", "POST"), Web.campaign, "a campaign link; POST claims"),
