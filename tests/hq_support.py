@@ -22,7 +22,7 @@ from hq.broker import BrokerOptions
 from hq.db import Database
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
-from provisioning.localbroker import Broker
+from provisioning.localbroker import LocalBroker, local_broker
 from sync.contract import EventBatch, Topics
 
 TOPICS = Topics()
@@ -48,12 +48,12 @@ def event(store: str, device: str, seq: int, type_: str = "decision",
                                                    "campaign_id": None, "facts": {}}}
 
 
-def url(broker: Broker) -> str:
+def url(broker: LocalBroker) -> str:
     """The broker as an ``mqtt://`` URL for the CLI."""
     return f"mqtt://{broker.host}:{broker.port}"
 
 
-def client(broker: Broker, client_id: str, clean: bool = True) -> mqtt.Client:
+def client(broker: LocalBroker, client_id: str, clean: bool = True) -> mqtt.Client:
     """A connected paho MQTT 5 client with its network thread running."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                     protocol=MQTTProtocolVersion.MQTTv5)
@@ -72,7 +72,7 @@ def client(broker: Broker, client_id: str, clean: bool = True) -> mqtt.Client:
 class RawBox:
     """Publishes event batches exactly as a box would, with QoS 1, waiting for PUBACK."""
 
-    def __init__(self, broker: Broker, store: str, device: str) -> None:
+    def __init__(self, broker: LocalBroker, store: str, device: str) -> None:
         self.store = store
         self.device = device
         self.client = client(broker, f"box-{store}-{device}-{uuid.uuid4().hex[:6]}")
@@ -99,7 +99,7 @@ class RawBox:
 class Inbox:
     """A subscriber that keeps every message it gets (a box listening on its data topic)."""
 
-    def __init__(self, broker: Broker, topic: str, client_id: str | None = None) -> None:
+    def __init__(self, broker: LocalBroker, topic: str, client_id: str | None = None) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self.client = client(broker, client_id or f"inbox-{uuid.uuid4().hex[:6]}")
@@ -122,7 +122,7 @@ class Inbox:
 class Hq:
     """HQ in this process: a database, a signer, and ingest workers started on demand."""
 
-    broker: Broker
+    broker: LocalBroker
     db_path: Path
     key: SigningKey
     db_url: str = ""
@@ -175,13 +175,14 @@ def fresh_postgres(admin_url: str) -> str:
 
 
 @pytest.fixture(name="hq")
-def hq_fixture(tmp_path: Path) -> Iterator[Hq]:
-    """A broker and an HQ database (workers are started by the test).
+def hq_fixture(tmp_path: Path, broker_kind: str) -> Iterator[Hq]:
+    """A broker (each kind in turn, see conftest) and an HQ database (workers are started
+    by the test).
 
     SQLite in ``tmp_path``; with ``HQ_TEST_POSTGRES=postgresql://.../postgres`` set, a fresh
     database on that server instead (the same tests, run against PostgreSQL).
     """
-    broker = Broker(tmp_path / "broker")
+    broker = local_broker(broker_kind, tmp_path / "broker")
     broker.start()
     admin = os.environ.get("HQ_TEST_POSTGRES")
     h = Hq(broker, tmp_path / "hq.sqlite", SigningKey.generate("hqcfg"),
