@@ -2,7 +2,7 @@
 # System packages store-edge needs on Debian (bookworm), installed only when missing.
 # Idempotent and quiet when everything is there; needs root (or sudo) otherwise.
 set -euo pipefail
-PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei)
+PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei ejabberd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,5 +13,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The packaged ejabberd service is not used (the cluster tests start their own nodes,
+  # provisioning/ejabberdcluster.py): where systemd started it, stop it and keep it off.
+  if [[ " ${missing[*]} " == *" ejabberd "* ]] && command -v systemctl >/dev/null \
+      && systemctl is-system-running >/dev/null 2>&1; then
+    $sudo systemctl disable --now ejabberd >/dev/null 2>&1 || true
+  fi
 fi
 # The packaged mosquitto service is not used: tests and the demo start their own broker.
