@@ -16,7 +16,7 @@ if ((${#missing[@]})); then
   # The packaged ejabberd service is not used (the cluster tests start their own nodes,
   # provisioning/ejabberdcluster.py): where systemd started it, stop it and keep it off.
   if [[ " ${missing[*]} " == *" ejabberd "* ]] && command -v systemctl >/dev/null \
-      && systemctl is-system-running >/dev/null 2>&1; then
+      && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now ejabberd >/dev/null 2>&1 || true
   fi
 fi
