@@ -6,6 +6,7 @@ sessions, live messages and last wills cross nodes (docs/brokers.md).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import socket
@@ -21,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from edge.keys import SigningKey
 from edge.ledger import Ledger
 from edge.rules import Identity
+from hq.broker import add_arguments, options_from_args
 from hq.db import Database
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
@@ -270,3 +272,17 @@ def _subscribed(node: EjabberdNode, box: ClusterBox) -> bool:
     topic = TOPICS.reported(box.identity.store_id, box.identity.device_id)
     _publish_retained(node, "se-test/marker", b"m")
     return bool(_retained_on(node, topic, "se-test/marker"))
+
+
+def test_cluster_node_options_name_where_retained_config_goes() -> None:
+    """GIVEN `--broker` and two `--cluster-node` options of an edge-hq command
+    THEN retained messages go to the broker, then to each node, with the same credentials."""
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    opts = options_from_args(p.parse_args([
+        "--broker", "mqtt://n1:1883", "--username", "hq", "--password", "pw",
+        "--cluster-node", "mqtt://n2:1884", "--cluster-node", "n3"]))
+    assert opts.cluster_nodes == (("n2", 1884), ("n3", 1883))
+    targets = opts.retain_targets()
+    assert [(t.host, t.port) for t in targets] == [("n1", 1883), ("n2", 1884), ("n3", 1883)]
+    assert {(t.username, t.password) for t in targets} == {("hq", "pw")}
