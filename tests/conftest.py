@@ -22,7 +22,8 @@ _LIMITED: list[str] = []  # "test id: why", printed at the end of the run
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "broker_needs(*features, reason): run only on the brokers that have these "
-        "features (provisioning.localbroker: persistence, acl, tls); the reason is printed")
+        "features (LocalBroker.features: persistence, shared_redelivery, acl, tls); the "
+        "reason is printed at the end of the run")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
