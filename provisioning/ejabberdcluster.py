@@ -232,8 +232,10 @@ class EjabberdCluster:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the process that started it dies (Linux
-    prctl PR_SET_PDEATHSIG), so a killed test run leaves no cluster behind."""
+    """In the child before exec: ask for SIGTERM when the parent dies.
+
+    Linux ``prctl(PR_SET_PDEATHSIG)``: a killed test run leaves no cluster behind.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
