@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -47,11 +47,19 @@ class BrokerOptions:
     cert_file: str | None = None
     key_file: str | None = None
     root: str = DEFAULT_ROOT
+    # Other nodes of a cluster that keeps a retained message only on the node that received
+    # it (ejabberd): HQ publishes retained config on each of them too (docs/brokers.md).
+    cluster_nodes: tuple[tuple[str, int], ...] = ()
 
     @property
     def topics(self) -> Topics:
         """The topic map under this root."""
         return Topics(self.root)
+
+    def retain_targets(self) -> list[BrokerOptions]:
+        """Where a retained message goes: this broker, then each of ``cluster_nodes``."""
+        return [self, *(replace(self, host=h, port=p, cluster_nodes=())
+                        for h, p in self.cluster_nodes)]
 
     @classmethod
     def from_url(cls, url: str, **extra: str | None) -> BrokerOptions:
@@ -89,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert-file", help="client certificate (instead of a password)")
     p.add_argument("--key-file", help="client certificate's private key")
     p.add_argument("--topic-root", default=DEFAULT_ROOT, help="default %(default)s")
+    p.add_argument("--cluster-node", action="append", default=[], metavar="URL",
+                   help="another node of a cluster that keeps retained messages per node "
+                        "(ejabberd): retained config is published there too (repeatable)")
 
 
 def options_from_args(args: argparse.Namespace) -> BrokerOptions:
@@ -108,9 +119,11 @@ def options_from_args(args: argparse.Namespace) -> BrokerOptions:
             read_secret(args.password_file, "--password-file") if args.password_file else None)
     except SecretError as exc:
         raise BrokerError(str(exc)) from None
-    return BrokerOptions.from_url(args.broker, ca_file=args.ca_file, username=args.username,
-                                  password=password, cert_file=args.cert_file,
+    opts = BrokerOptions.from_url(args.broker, ca_file=args.ca_file, username=args.username,
+                                password=password, cert_file=args.cert_file,
                                   key_file=args.key_file, root=args.topic_root)
+    nodes = [BrokerOptions.from_url(u) for u in getattr(args, "cluster_node", [])]
+    return replace(opts, cluster_nodes=tuple((n.host, n.port) for n in nodes))
 
 
 def make_client(opts: BrokerOptions, client_id: str, manual_ack: bool = False) -> mqtt.Client:

@@ -23,7 +23,7 @@ from hq.ingest.delivery import DeliveryTiming
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
 from hq.issuing.registry import DeviceRegistry
-from provisioning.localbroker import Broker
+from provisioning.localbroker import LocalBroker, local_broker
 from sync.contract import SIG_PROPERTY, EventBatch, Topics, sign_device_message
 
 TOPICS = Topics()
@@ -49,12 +49,12 @@ def event(store: str, device: str, seq: int, type_: str = "decision",
                                                    "campaign_id": None, "facts": {}}}
 
 
-def url(broker: Broker) -> str:
+def url(broker: LocalBroker) -> str:
     """The broker as an ``mqtt://`` URL for the CLI."""
     return f"mqtt://{broker.host}:{broker.port}"
 
 
-def client(broker: Broker, client_id: str, clean: bool = True) -> mqtt.Client:
+def client(broker: LocalBroker, client_id: str, clean: bool = True) -> mqtt.Client:
     """A connected paho MQTT 5 client with its network thread running."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                     protocol=MQTTProtocolVersion.MQTTv5)
@@ -77,7 +77,7 @@ class RawBox:
     nothing is (a stranger on the broker).
     """
 
-    def __init__(self, broker: Broker, store: str, device: str,
+    def __init__(self, broker: LocalBroker, store: str, device: str,
                  key: SigningKey | None = None) -> None:
         self.store = store
         self.device = device
@@ -110,7 +110,7 @@ class RawBox:
 class Inbox:
     """A subscriber that keeps every message it gets (a box listening on its data topic)."""
 
-    def __init__(self, broker: Broker, topic: str, client_id: str | None = None) -> None:
+    def __init__(self, broker: LocalBroker, topic: str, client_id: str | None = None) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self.client = client(broker, client_id or f"inbox-{uuid.uuid4().hex[:6]}")
@@ -133,7 +133,7 @@ class Inbox:
 class Hq:
     """HQ in this process: a database, a signer, and ingest workers started on demand."""
 
-    broker: Broker
+    broker: LocalBroker
     key: SigningKey
     db_url: str
     workers: list[IngestWorker] = field(default_factory=list)
@@ -204,12 +204,13 @@ def register(hq: Hq, home: Path) -> None:
 
 
 @pytest.fixture(name="hq")
-def hq_fixture(tmp_path: Path, hq_db_url: str) -> Iterator[Hq]:
+def hq_fixture(tmp_path: Path, hq_db_url: str, broker_kind: str) -> Iterator[Hq]:
     """A broker and an HQ database (workers are started by the test).
 
-    The database is ``hq_db_url``'s: each test runs on SQLite and on PostgreSQL.
+    The database is ``hq_db_url``'s and the broker ``broker_kind``'s: each test runs on
+    both databases over mosquitto, and on SQLite over each other broker (conftest).
     """
-    broker = Broker(tmp_path / "broker")
+    broker = local_broker(broker_kind, tmp_path / "broker")
     broker.start()
     h = Hq(broker, SigningKey.generate("hqcfg"), hq_db_url)
     try:

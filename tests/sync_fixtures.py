@@ -17,7 +17,7 @@ from edge.events import EventType
 from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.ledger import Ledger, confirm_in
 from edge.rules import Identity
-from provisioning.localbroker import Broker
+from provisioning.localbroker import LocalBroker
 from sync.contract import DataKind, EventBatch, HqData, Topics, seal
 
 STORE, DEVICE = "BJ001", "BJ001-T1"
@@ -107,7 +107,7 @@ def events_of(ledger: Ledger, type_: EventType) -> list[dict[str, Any]]:
 class HqListener:
     """HQ's side in a test: a raw paho MQTT 5 client with a persistent session."""
 
-    def __init__(self, broker: Broker, client_id: str = "hq-test") -> None:
+    def __init__(self, broker: LocalBroker, client_id: str = "hq-test") -> None:
         self.broker = broker
         self.lock = threading.Lock()
         self.messages: list[tuple[str, bytes, str | None, bool]] = []

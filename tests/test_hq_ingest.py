@@ -150,10 +150,7 @@ def test_two_workers_split_the_load_and_the_union_is_complete(hq: Hq) -> None:
         box.close()
 
 
-def test_events_published_while_ingest_is_down_arrive_after_restart(hq: Hq) -> None:
-    """GIVEN an ingest worker that subscribed once with a persistent session, then stopped
-    WHEN a box publishes 3 batches while it is down, and the broker itself restarts
-    THEN a worker with the same client id gets all of them when it comes back."""
+def _publish_while_ingest_is_down(hq: Hq, restart_broker: bool) -> None:
     w = hq.worker("hq-ingest-1")
     w.stop()
     hq.workers.remove(w)
@@ -161,12 +158,31 @@ def test_events_published_while_ingest_is_down_arrive_after_restart(hq: Hq) -> N
     for b in range(3):
         box.send([event("S1", "D1", b * 2 + s) for s in (1, 2)])
     box.close()
-    hq.broker.restart()  # graceful: the queued session is saved and reloaded
+    if restart_broker:
+        hq.broker.restart()  # graceful: the queued session is saved and reloaded
     w2 = hq.worker("hq-ingest-1")
     wait_until(lambda: hq.count() == 6, what="6 events after restart")
     assert w2.counters.new_events == 6 and w2.counters.duplicates == 0
 
 
+def test_events_published_while_ingest_is_down_arrive_when_it_is_back(hq: Hq) -> None:
+    """GIVEN an ingest worker that subscribed once with a persistent session, then stopped
+    WHEN a box publishes 3 batches while it is down
+    THEN a worker with the same client id gets all of them when it comes back."""
+    _publish_while_ingest_is_down(hq, restart_broker=False)
+
+
+@pytest.mark.broker_needs("persistence", reason="the worker's queued session must survive "
+                          "a broker restart")
+def test_events_published_while_ingest_is_down_arrive_after_broker_restart(hq: Hq) -> None:
+    """GIVEN an ingest worker that subscribed once with a persistent session, then stopped
+    WHEN a box publishes 3 batches while it is down, and the broker itself restarts
+    THEN a worker with the same client id gets all of them when it comes back."""
+    _publish_while_ingest_is_down(hq, restart_broker=True)
+
+
+@pytest.mark.broker_needs("shared_redelivery", reason="the batch the stopped worker never "
+                          "acknowledged must come again to its resumed shared subscription")
 def test_database_failure_is_retried_and_nothing_is_acknowledged_until_stored(
         hq: Hq) -> None:
     """GIVEN an ingest worker whose database refuses event inserts (a trigger aborts them)

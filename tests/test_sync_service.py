@@ -19,7 +19,7 @@ from edge.ledger import Ledger
 from edge.rules import Counter
 from edge.verdict import Reason
 from hq.issuing.codes import sign_token
-from provisioning.localbroker import Broker, free_port
+from provisioning.localbroker import Broker, LocalBroker, free_port
 from sync.contract import DataKind, Presence, PresenceState, Reported, Topics
 from sync.service import SyncService, SyncState
 from sync.settings import MqttSettings
@@ -36,13 +36,17 @@ from tests.sync_fixtures import (
 )
 
 pytestmark = pytest.mark.network
+# The broker is stopped while HQ's listener holds a session: it must keep the subscription
+# and queue the box's events meanwhile (rumqttd forgets both).
+BROKER_STOPPED = pytest.mark.broker_needs(
+    "persistence", reason="the broker is stopped; HQ's listener session must survive that")
 
 HQ1 = SigningKey.generate("HQ1")
 TOPICS = Topics("se")
 
 
 @pytest.fixture
-def hq(broker: Broker) -> Iterator[HqListener]:
+def hq(broker: LocalBroker) -> Iterator[HqListener]:
     h = HqListener(broker)
     h.start()
     yield h
@@ -92,7 +96,7 @@ class Box:
 
 
 @pytest.fixture
-async def box(tmp_path: Path, broker: Broker) -> AsyncIterator[Box]:
+async def box(tmp_path: Path, broker: LocalBroker) -> AsyncIterator[Box]:
     b = Box(tmp_path / "box.sqlite", _settings(broker.port))
     yield b
     if b.task is not None:
@@ -108,8 +112,9 @@ def _set_policy(ledger: Ledger, **policy: int) -> None:
                                                  "alarm_backlog": 1_000_000, **policy})
 
 
+@BROKER_STOPPED
 async def test_offline_whole_time_then_online_delivers_all_in_order(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: LocalBroker, hq: HqListener, box: Box) -> None:
     """GIVEN a box whose broker is down from its start, queuing 1200 events WHEN the broker
     comes back THEN HQ receives every event in seq order, the box marks all sent, the retained
     presence says online with backlog 0, and the state went offline -> online."""
@@ -130,8 +135,9 @@ async def test_offline_whole_time_then_online_delivers_all_in_order(
                 and Presence.decode(p).state is PresenceState.ONLINE)
 
 
+@BROKER_STOPPED
 async def test_a_long_outage_prepares_the_backlog_and_the_drain_sends_it_as_stored(
-        broker: Broker, hq: HqListener, box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+        broker: LocalBroker, hq: HqListener, box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
     """GIVEN a box offline past SEAL_AFTER_S with 1250 events waiting WHEN housekeeping runs
     THEN the 12 full batches are prepared (the 50 newest are not); WHEN the broker comes
     back THEN HQ receives exactly the prepared bytes for them, every event once, in order,
@@ -159,7 +165,9 @@ async def test_a_long_outage_prepares_the_backlog_and_the_drain_sends_it_as_stor
     await until(lambda: prepared() == [], what="prepared batches pruned")
 
 
-async def test_broker_restart_mid_drain_loses_nothing(broker: Broker, hq: HqListener,
+@pytest.mark.broker_needs("persistence",
+                          reason="a broker restart mid-drain: HQ's listener session survives it")
+async def test_broker_restart_mid_drain_loses_nothing(broker: LocalBroker, hq: HqListener,
                                                       box: Box) -> None:
     """GIVEN 6000 events draining in batches of 50 WHEN the broker is restarted mid-drain
     THEN after reconnect HQ has every seq; duplicates are only resent batches (HQ de-dups by
@@ -225,7 +233,7 @@ class CuttingProxy:
             s.transport.abort()
 
 
-async def test_connection_cut_mid_stream_recovers(broker: Broker, hq: HqListener,
+async def test_connection_cut_mid_stream_recovers(broker: LocalBroker, hq: HqListener,
                                                   tmp_path: Path) -> None:
     """GIVEN a box connected through a proxy WHEN the proxy cuts the link in the middle of a
     batch (half a packet delivered) THEN the broker publishes the box's will (offline), the box
@@ -252,7 +260,7 @@ async def test_connection_cut_mid_stream_recovers(broker: Broker, hq: HqListener
 
 
 async def test_config_down_applied_and_reported_and_tampered_refused(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: LocalBroker, hq: HqListener, box: Box) -> None:
     """GIVEN HQ's retained config v4 for the store WHEN the box connects THEN it applies it and
     publishes a retained report of v4; WHEN a tampered v5 is published THEN the box refuses it,
     reports bad_signature, records config_rejected, and stays on v4."""
@@ -275,8 +283,10 @@ async def test_config_down_applied_and_reported_and_tampered_refused(
     await until(lambda: box.ledger.backlog() == 0, what="refusal event sent")
 
 
+@pytest.mark.broker_needs("persistence",
+                          reason="the box's queued orders must survive a broker restart")
 async def test_orders_and_remote_uses_published_while_box_is_down(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: LocalBroker, hq: HqListener, box: Box) -> None:
     """GIVEN a box that connected once (so the broker keeps its session) and is then off
     WHEN HQ publishes orders and a remote use of a single-use coupon, and the broker restarts
     THEN the box, back on, applies both: the order is known and the coupon is refused as
@@ -303,7 +313,7 @@ async def test_orders_and_remote_uses_published_while_box_is_down(
 
 
 async def test_clean_stop_says_offline_and_service_survives_refused_port(
-        broker: Broker, hq: HqListener, tmp_path: Path) -> None:
+        broker: LocalBroker, hq: HqListener, tmp_path: Path) -> None:
     """GIVEN a box pointed at a port where nothing listens WHEN it runs a while THEN it keeps
     retrying (several offline states, task alive); GIVEN a box on the broker WHEN it is stopped
     THEN its retained status says offline."""
@@ -330,7 +340,7 @@ async def test_clean_stop_says_offline_and_service_survives_refused_port(
 
 
 async def test_inbound_message_that_fails_to_apply_is_delivered_again(
-        broker: Broker, hq: HqListener, box: Box) -> None:
+        broker: LocalBroker, hq: HqListener, box: Box) -> None:
     """GIVEN a connected box whose ledger refuses writes to pickup orders (a trigger stands in
     for a failing disk) WHEN HQ publishes orders THEN the box does not acknowledge them, and
     once the ledger works again the broker's re-delivery is applied: nothing is lost."""

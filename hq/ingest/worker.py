@@ -112,6 +112,7 @@ class IngestWorker:
         self._connected = threading.Event()
         self._sender: threading.Thread | None = None
         self._versions = delivery.Versions(store.clock)
+        self.shared = True  # False once a broker without shared subscriptions said so
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -150,17 +151,27 @@ class IngestWorker:
     # -- callbacks (paho's network thread) ---------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
-                    rc: ReasonCode, _p: Properties | None) -> None:
+                    rc: ReasonCode, props: Properties | None) -> None:
         if rc.is_failure:
             log.error("broker refused ingest worker: %s", rc)
             return
         set_nodelay(client)
         topics = self.opts.topics
         opts = SubscribeOptions(qos=QOS)
+        group: str | None = self.group
+        if getattr(props, "SharedSubscriptionAvailable", 1) == 0:
+            # e.g. ejabberd: a $share subscription would be refused. Unshared, each worker
+            # gets every batch; UNIQUE(device, seq) keeps the events (and their fan-out)
+            # once, but only one worker does useful work: run one.
+            group = None
+            log.warning("broker has no shared subscriptions (CONNACK SharedSubscription"
+                        "Available 0): subscribing to events unshared, not as group %s; "
+                        "run a single ingest worker on this broker", self.group)
+        self.shared = group is not None
         # Events are shared among the group's workers; presence and reports are small,
         # retained, and idempotent to store, so every worker takes them (shared
         # subscriptions get no retained messages).
-        client.subscribe([(topics.all_events(self.group), opts), (topics.all_status(), opts),
+        client.subscribe([(topics.all_events(group), opts), (topics.all_status(), opts),
                           (topics.all_reported(), opts)])
         log.info("ingest connected (session present: %s)", flags.session_present)
         with self._lock:  # unacknowledged fan-out is sent again on this connection
@@ -176,7 +187,7 @@ class IngestWorker:
         if failed:  # e.g. a broker without shared subscriptions
             log.error("broker refused ingest subscriptions: %s", ", ".join(failed))
             return
-        log.info("subscribed (group %s)", self.group)
+        log.info("subscribed (%s)", f"group {self.group}" if self.shared else "unshared")
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:

@@ -136,8 +136,12 @@ def sign_and_publish(db: Database, opts: BrokerOptions, key: SigningKey, store: 
     topics = opts.topics
     retained = kind is DataKind.CONFIG
     topic = topics.config(store) if retained else topics.data(store)
-    with OneShot(opts, f"edge-hq-push-{store}-{int(now * 1000)}") as conn:
-        conn.publish(topic, payload, retain=retained)
+    # A retained config goes to every node of a cluster that keeps retained messages per
+    # node (opts.cluster_nodes), so a box on any node gets it on subscribe; live, a box
+    # receives each copy and ignores the ones after the first (same version).
+    for target in opts.retain_targets() if retained else [opts]:
+        with OneShot(target, f"edge-hq-push-{store}-{int(now * 1000)}") as conn:
+            conn.publish(topic, payload, retain=retained)
     return Published(store, kind, v, topic, retained, len(payload))
 
 
