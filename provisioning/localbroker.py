@@ -41,7 +41,8 @@ class LocalBroker:
     ``persistence`` (sessions and queued messages survive a restart), ``shared_redelivery``
     (a message of a ``$share`` subscription left unacknowledged is delivered again when the
     session resumes, as MQTT 5 requires), ``acl`` and ``tls`` (set up through mosquitto's
-    ``listener_options``).
+    ``listener_options``), ``max_packet_size`` (a message larger than a client's announced
+    MQTT 5 Maximum Packet Size is not forwarded to it, as MQTT 5 requires).
     """
 
     kind: ClassVar[str] = ""
@@ -133,7 +134,7 @@ class Broker(LocalBroker):
     """One mosquitto process (persistence on; ACL and TLS through ``listener_options``)."""
 
     kind = "mosquitto"
-    features = frozenset({"persistence", "shared_redelivery", "acl", "tls"})
+    features = frozenset({"persistence", "shared_redelivery", "acl", "tls", "max_packet_size"})
     log_name = "mosquitto.log"
 
     def __init__(self, workdir: Path, port: int | None = None,

@@ -192,13 +192,17 @@ class Hq:
 
 
 def register(hq: Hq, home: Path) -> None:
-    """Register the box at ``home`` (its device key, store and id) with ``hq``, as
-    ``edge-hq register-device`` does: HQ believes only what a registered box signed."""
+    """Pair the box at ``home`` with ``hq`` both ways: HQ registers its device key (as
+    ``edge-hq register-device`` does: HQ believes only what a registered box signed), and
+    the box trusts HQ's key for data (the confirmations and fan-out ingest signs)."""
     from edge.box import Box
 
     box = Box.open(home)
     try:
         hq.devices.add(box.identity.device_id, box.identity.store_id, box.device_key.public_key)
+        with box.ledger.immediate() as conn:
+            box.ledger.put_trusted_key(conn, TrustedKey(hq.key.key_id, hq.key.public_key,
+                                                        frozenset({Purpose.DATA})))
     finally:
         box.close()
 

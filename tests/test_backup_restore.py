@@ -18,7 +18,7 @@ from edge.box import Box
 from provisioning.backup import BackupError, backup, read_manifest, restore
 from provisioning.dev import ensure_demo_home, issue_coupons
 from tests.daemon_fixtures import running
-from tests.hq_support import Hq, hq_fixture, wait_until  # noqa: F401
+from tests.hq_support import Hq, hq_fixture, register, wait_until  # noqa: F401
 
 DEVICE = "BJ001-T1"
 
@@ -58,6 +58,7 @@ def test_restored_box_reuses_no_seq_and_hq_ends_with_every_event_once(
     that never left the old box are gone with it; HQ never saw their seqs."""
     old = tmp_path / "old"
     assert ensure_demo_home(old)
+    register(hq, old)  # the restored box keeps this device key, so HQ believes both
     with (old / "edge.toml").open("a") as f:
         f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {hq.broker.port}\n'
                 'backoff_min_s = 0.05\nbackoff_max_s = 0.5\n')

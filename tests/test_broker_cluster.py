@@ -18,17 +18,20 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.keys import SigningKey
 from edge.ledger import Ledger
 from edge.rules import Identity
-from hq.broker import add_arguments, options_from_args
+from hq.broker import PASSWORD_ENV, add_arguments, options_from_args
 from hq.db import Database
 from hq.ingest.eventstore import EventStore
 from hq.ingest.worker import IngestWorker
+from hq.issuing.registry import DeviceRegistry
 from hq.publishing.push import orders_from_body, push_config, push_orders
 from provisioning.ejabberdcluster import PASSWORD, USERNAME, EjabberdCluster, EjabberdNode
-from sync.contract import Presence, PresenceState, Topics
+from sync.contract import SIG_PROPERTY, Presence, PresenceState, Topics, sign_device_message
 from sync.service import SyncService
 from sync.settings import MqttSettings
 from tests.cluster_fixtures import box_settings, cluster, hq_options  # noqa: F401  (fixture)
@@ -38,6 +41,7 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 HQ_KEY = SigningKey.generate("HQC")
 TOPICS = Topics()
+DEVICES = DeviceRegistry()  # HQ believes only what a registered box signed
 
 
 async def until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -55,12 +59,14 @@ class ClusterBox:
         self.path = path
         self.ledger: Ledger = new_ledger(path, HQ_KEY)
         self.identity = identity
+        self.device_key = SigningKey.generate(identity.device_id)
+        DEVICES.add(identity.device_id, identity.store_id, self.device_key.public_key)
         self.settings = settings
         self.task: asyncio.Task[None] | None = None
 
     def start(self, settings: MqttSettings | None = None) -> None:
         service = SyncService(self.path, self.identity, settings or self.settings,
-                              software="cluster-test")
+                              software="cluster-test", device_key=self.device_key)
         self.task = asyncio.create_task(service.run())
 
     async def stop(self) -> None:
@@ -85,7 +91,7 @@ def hq_db(tmp_path: Path) -> Iterator[Database]:
 def worker_on_node2(cluster: EjabberdCluster, hq_db: Database,  # noqa: F811
                     request: pytest.FixtureRequest) -> Iterator[IngestWorker]:
     """An ingest worker (the fan-out sender) on node 2, its client id unique to the test."""
-    w = IngestWorker(EventStore(hq_db, TOPICS), hq_options(cluster.nodes[1]),
+    w = IngestWorker(EventStore(hq_db, TOPICS, DEVICES), hq_options(cluster.nodes[1]),
                      f"hq-ingest-{request.node.name[-20:]}", group="hq-ingest",
                      session_expiry_s=600, signer=HQ_KEY)
     w.start()
@@ -152,15 +158,25 @@ async def test_last_will_of_a_box_on_node1_reaches_ingest_on_node2(
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="se-CL2-CL2-T1",
                     protocol=MQTTProtocolVersion.MQTTv5)
     c.username_pw_set(USERNAME, PASSWORD)
-    c.will_set(topic, Presence(PresenceState.OFFLINE, at=time.time()).encode(), qos=1,
-               retain=True)
+    key = SigningKey.generate("CL2-T1")  # a registered box: HQ believes only what it signed
+    DEVICES.add("CL2-T1", "CL2", key.public_key)
+
+    def signed(payload: bytes, packet: int) -> tuple[bytes, Properties]:
+        props = Properties(packet)
+        props.UserProperty = (SIG_PROPERTY, sign_device_message(key, topic, None, payload))
+        return payload, props
+
+    will, will_props = signed(Presence(PresenceState.OFFLINE, at=time.time()).encode(),
+                              PacketTypes.WILLMESSAGE)
+    c.will_set(topic, will, qos=1, retain=True, properties=will_props)
     connected = threading.Event()
     c.on_connect = lambda *_a: connected.set()
     c.connect(node.host, node.port)
     c.loop_start()
     assert connected.wait(10)
-    c.publish(topic, Presence(PresenceState.ONLINE, at=time.time()).encode(), qos=1,
-              retain=True).wait_for_publish(10)
+    online, online_props = signed(Presence(PresenceState.ONLINE, at=time.time()).encode(),
+                                  PacketTypes.PUBLISH)
+    c.publish(topic, online, qos=1, retain=True, properties=online_props).wait_for_publish(10)
     await until(lambda: hq_db.query("SELECT state FROM hq_device WHERE device='CL2-T1'")
                 == [("online",)], what="online at HQ")
     c.loop_stop()
@@ -274,13 +290,15 @@ def _subscribed(node: EjabberdNode, box: ClusterBox) -> bool:
     return bool(_retained_on(node, topic, "se-test/marker"))
 
 
-def test_cluster_node_options_name_where_retained_config_goes() -> None:
+def test_cluster_node_options_name_where_retained_config_goes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """GIVEN `--broker` and two `--cluster-node` options of an edge-hq command
     THEN retained messages go to the broker, then to each node, with the same credentials."""
+    monkeypatch.setenv(PASSWORD_ENV, "pw")  # a password never on the command line
     p = argparse.ArgumentParser()
     add_arguments(p)
     opts = options_from_args(p.parse_args([
-        "--broker", "mqtt://n1:1883", "--username", "hq", "--password", "pw",
+        "--broker", "mqtt://n1:1883", "--username", "hq",
         "--cluster-node", "mqtt://n2:1884", "--cluster-node", "n3"]))
     assert opts.cluster_nodes == (("n2", 1884), ("n3", 1883))
     targets = opts.retain_targets()

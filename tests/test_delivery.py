@@ -113,6 +113,8 @@ def _box(home: Path) -> tuple[int, int, int, int]:
         ledger.close()
 
 
+@pytest.mark.broker_needs(
+    "persistence", reason="the steps restart the broker with ingest's session kept")
 def test_the_five_steps_of_issue_10_end_with_hq_holding_every_seq(tmp_path: Path,
                                                                   hq: Hq) -> None:
     """GIVEN broker and ingest up, a box home WHEN (1) an event is synced; (2) ingest stops

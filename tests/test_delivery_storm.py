@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.keys import Purpose, TrustedKey
 from edge.ledger import Ledger
 from hq.db import Database
 from provisioning.dev import issue_coupons
@@ -66,14 +65,7 @@ async def test_storm_ends_with_every_event_at_hq_once_and_nothing_unconfirmed(
     other), and the box has nothing unsent or unconfirmed (as `edge status` says)."""
     rng = random.Random(SEED)
     home = make_home(tmp_path)
-    ledger = Ledger(home / "ledger.sqlite")
-    with ledger.immediate() as conn:
-        # HQ's ingest signs confirmations with its data key (the demo box has a trust root,
-        # so only a key of the data role may sign them).
-        ledger.put_trusted_key(conn, TrustedKey(hq.key.key_id, hq.key.public_key,
-                                                frozenset({Purpose.DATA})))
-    ledger.close()
-    register(hq, home)
+    register(hq, home)  # HQ believes the box; the box trusts HQ's data key (confirmations)
     with (home / "edge.toml").open("a", encoding="utf-8") as f:
         f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {hq.broker.port}\nkeepalive_s = 5\n'
                 "backoff_min_s = 0.1\nbackoff_max_s = 0.5\nconnect_timeout_s = 2.0\n"

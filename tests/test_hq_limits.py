@@ -47,6 +47,8 @@ def test_a_flooding_device_gets_rows_but_not_copies(hq: Hq) -> None:
     box.close()
 
 
+@pytest.mark.broker_needs(
+    "max_packet_size", reason="the broker must hold back a message over HQ's announced maximum")
 def test_hq_announces_its_maximum_packet_size(hq: Hq) -> None:
     """GIVEN an ingest worker (it announces the MQTT 5 Maximum Packet Size) WHEN a 9 MB
     message is published on a device's events topic, then a good batch THEN the broker never
