@@ -10,7 +10,6 @@ other ``test_ui_*`` files, where a test can pull the paper or the broker.)
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from provisioning.localbroker import Broker
 from tests.daemon_proc import DaemonProcess
+from tests.ui_fixtures import local_zone
 from tests.ui_store import Store, make_store
 from tests.uihelp import WatchedApp, connected, headline, panel_text, plain, type_code, until
 from ui.model import DeviceState
@@ -34,16 +34,9 @@ def midday() -> Iterator[None]:
     """Local time is a fixed zone in which it is about noon now (for this process and the
     daemon it starts): the store's orders span hours either side of now, and "today" must
     hold them all whenever the suite runs (at 23:00 in Shanghai it would not)."""
-    old = os.environ.get("TZ")
     east = 12 - time.gmtime().tm_hour  # hours to add to UTC for local noon, -11..12
-    os.environ["TZ"] = f"NOON{-east:+d}"  # POSIX: the sign is west of Greenwich
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+    with local_zone(f"NOON{-east:+d}"):  # POSIX: the sign is west of Greenwich
+        yield
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ the fixtures pin the zone to Asia/Shanghai for the test and put it back afterwar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -18,18 +19,27 @@ from tests.ui_store import Store, make_store
 from tests.uihelp import FIXED_NOW, ZONE
 
 
+@contextlib.contextmanager
+def local_zone(tz: str) -> Iterator[None]:
+    """Local time is ``tz`` (for this process and the processes it starts) inside the block."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
 @pytest.fixture
 def shanghai() -> Iterator[None]:
     """Local time is the store's zone for the test."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = ZONE
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+    with local_zone(ZONE):
+        yield
 
 
 @pytest.fixture
