@@ -94,7 +94,8 @@ async def test_junk_flood_is_coalesced_into_a_count(
 
 
 @pytest.mark.broker_needs(
-    "max_packet_size", reason="the broker must hold back a message over the box's announced maximum")
+    "max_packet_size",
+    reason="the broker must hold back a message over the box's announced maximum")
 async def test_oversized_message_never_reaches_the_box(
         broker: Broker, hq_listener: HqListener, sync_box: Box) -> None:
     """GIVEN a running box (it announces the MQTT 5 Maximum Packet Size) WHEN a 3 MB message
