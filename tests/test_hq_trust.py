@@ -104,6 +104,8 @@ def test_attack_1_a_stranger_cannot_spend_coupons_or_invent_stores(hq: Hq) -> No
     assert [r for r, _t in _rejects(hq)] == ["unknown_device", "unknown_device", "unsigned",
                                             "bad_signature", "wrong_store"]
     assert _state(hq) == before
+    # The rows are committed before the worker counts the message: wait for its count.
+    wait_until(lambda: w.counters.messages == 5, what="five messages counted")
     assert w.counters.rejected == 5 and w.counters.new_events == 0
     box_a.send([event("A", "A1", 1)])
     wait_until(lambda: hq.count() == 1, what="the genuine batch stored after the rejects")

@@ -195,12 +195,13 @@ class IngestWorker:
         if outcome is None:
             return  # stopping with the database still down: not acknowledged, redelivered
         client.ack(msg.mid, msg.qos)
-        self.counters.messages += 1
         self.counters.new_events += outcome.new
         self.counters.duplicates += outcome.duplicates
         if outcome.handled is Handled.REJECTED:
             self.counters.rejected += 1
             log.warning("rejected a message on %s: %s", msg.topic, outcome.reject)
+        # Last: whoever sees ``messages`` reach N also sees the other counts of those N.
+        self.counters.messages += 1
         if outcome.catch_up_skipped:
             log.info("resync asked again on %s within %.0f s of the last catch-up: not "
                      "answered", msg.topic, CATCH_UP_EVERY_S)
