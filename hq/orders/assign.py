@@ -29,7 +29,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-EARTH_RADIUS_M: Final = 6_371_008.8  # mean Earth radius (IUGG)
+from hq.geo import EARTH_RADIUS_M
+
 DEFAULT_MAX_DISTANCE_M: Final = 15_000.0
 DEFAULT_SLOT_S: Final = 3600
 DEFAULT_TZ: Final = "Asia/Shanghai"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from edge.config import check_id
 from hq.db import Database
-
-EARTH_RADIUS_KM = 6371.0
+from hq.geo import great_circle_m
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +87,8 @@ def get_store(db: Database, store_id: str) -> Store | None:
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+    """Great-circle distance in kilometres (``hq.geo``)."""
+    return great_circle_m(lat1, lon1, lat2, lon2) / 1000
 
 
 def nearest_first(stores: list[Store], lat: float | None,
