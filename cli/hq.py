@@ -43,7 +43,7 @@ from hq.reports import stores as hq_report
 from hq.timeparse import parse_time
 from hq.web import campaigns as web_campaigns
 from hq.web import stores as web_stores
-from provisioning import brokerauth
+from provisioning import brokeraccounts, brokerauth
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}
 
@@ -148,26 +148,46 @@ def cmd_issue_pickup(args: argparse.Namespace) -> int:
     return _emit_code(sign_token(key, pickup), args)
 
 
-def cmd_broker_auth(args: argparse.Namespace) -> int:
-    passwords = json.loads(read_secret(args.passwords, "--passwords"))
+def _plain_passwords(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    passwords = json.loads(read_secret(path, "--passwords"))
     if not isinstance(passwords, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v for k, v in passwords.items()):
-        raise ValueError(f"{args.passwords}: a JSON object of user -> non-empty password")
+        raise ValueError(f"{path}: a JSON object of user -> non-empty password")
+    return passwords
+
+
+def _accounts(args: argparse.Namespace, out: Path) -> brokeraccounts.BrokerAccounts:
+    return brokeraccounts.BrokerAccounts(args.home, out, _plain_passwords(args.passwords),
+                                         args.topic_root, args.broker_pid_file)
+
+
+def cmd_broker_auth(args: argparse.Namespace) -> int:
+    accounts = _accounts(args, args.out)
     registry = keystore.load_devices(args.home)
-    missing = sorted(set(registry) - set(passwords))
+    issued = brokeraccounts.load_hashes(args.home)
+    missing = sorted(set(registry) - set(accounts.passwords) - set(issued))
     if missing:
         raise ValueError(f"no broker password for registered device(s) {missing}")
-    hq_users = {u: pw for u, pw in passwords.items()
-                if u in (brokerauth.HQ_INGEST_USER, brokerauth.HQ_PUBLISH_USER)}
-    unknown = sorted(set(passwords) - set(registry) - set(hq_users))
+    unknown = sorted(set(accounts.passwords) - set(registry) - set(brokerauth.HQ_USERS))
     if unknown:
         raise ValueError(f"{unknown}: neither a registered device nor an HQ user")
-    devices = [brokerauth.DeviceAccount(d["store"], device, passwords[device])
-               for device, d in sorted(registry.items())]
-    pw_file, acl_file = brokerauth.write_files(args.out, devices, hq_users, args.topic_root)
-    print(json.dumps({"devices": len(devices), "hq_users": sorted(hq_users),
+    pw_file, acl_file = accounts.write()
+    print(json.dumps({"devices": len(registry),
+                      "hq_users": sorted(set(accounts.passwords) & set(brokerauth.HQ_USERS)),
                       "password_file": str(pw_file), "acl_file": str(acl_file)}))
     return 0
+
+
+def _broker_auth_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--broker-auth", type=Path, metavar="DIR",
+                    help="mosquitto's password file and ACL live here: HQ rewrites them "
+                         "(claims for new bundles, credentials for enrolled boxes)")
+    sp.add_argument("--passwords", type=Path,
+                    help="with --broker-auth: JSON file {user: password} for HQ's users")
+    sp.add_argument("--broker-pid-file", type=Path,
+                    help="with --broker-auth: mosquitto's pid_file, sent SIGHUP to reload")
 
 
 def cmd_verify_card(args: argparse.Namespace) -> int:
@@ -275,9 +295,10 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 
     opts = options_from_args(args)
     ca = Path(opts.ca_file).read_text() if opts.ca_file else None
+    accounts = _accounts(args, args.broker_auth) if args.broker_auth else None
     bundle = enrolment.make_bundle(
         args.home, args.store, enrolment.Broker(opts.host, opts.port, opts.tls, opts.root, ca),
-        args.name, args.ttl)
+        args.name, args.ttl, claim_hash=brokerauth.password_hash if accounts else None)
     text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
     # The bundle carries a live token: readable by the installer only.
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -285,6 +306,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         f.write(text + "\n")
     png = args.out.with_name(args.out.name + ".png")
     build_qr(text, box_size=4).make_image().save(png)
+    if accounts is not None:  # the token's claim account, in force before the box tries it
+        accounts.write()
     print(json.dumps({"store": args.store, "bundle": str(args.out), "qr": str(png),
                       "expires_at": bundle["expires_at"]}))
     return 0
@@ -294,7 +317,8 @@ def cmd_enrol_serve(args: argparse.Namespace) -> int:
     from hq.issuing.enrol_service import EnrolService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    service = EnrolService(args.home, options_from_args(args))
+    issue = _accounts(args, args.broker_auth).issue if args.broker_auth else None
+    service = EnrolService(args.home, options_from_args(args), credentials=issue)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -442,8 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
                                             "registered devices (docs/security.md)")
     sp.add_argument("--out", type=Path, required=True, help="folder for passwords and acl")
     sp.add_argument("--passwords", type=Path, required=True,
-                    help="JSON file {user: password} for every device and HQ user")
+                    help="JSON file {user: password} for HQ's users and every device "
+                         "not given its password at enrolment")
     sp.add_argument("--topic-root", default="se")
+    sp.add_argument("--broker-pid-file", type=Path,
+                    help="mosquitto's pid_file: send it SIGHUP to reload the files")
     sp.set_defaults(func=cmd_broker_auth)
     sp = sub.add_parser("verify-card", help="check a packaging-card URL as the landing page does")
     sp.add_argument("url")
@@ -512,9 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ttl", type=float, default=7 * 86400,
                     help="seconds the token stays valid (default a week)")
     add_arguments(sp)
+    _broker_auth_arguments(sp)
     sp.set_defaults(func=cmd_enrol)
     sp = sub.add_parser("enrol-serve", help="answer boxes' enrolment requests over MQTT")
     add_arguments(sp)
+    _broker_auth_arguments(sp)
     sp.set_defaults(func=cmd_enrol_serve)
     sp = sub.add_parser("report", help="per-store figures from the HQ database")
     _db_arguments(sp, db_help)

@@ -306,6 +306,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "provision.device_exists": {"zh": "总部已有同名设备：请换一个设备名（--device）", "en": "HQ has a device of that name: choose another (--device)"},
     "provision.bad_request": {"zh": "登记请求有误：{detail}", "en": "The enrolment request is wrong: {detail}"},
     "provision.unreachable": {"zh": "连不上总部：请检查网络后重新运行（已生成的密钥会保留）", "en": "Cannot reach HQ: check the network and run it again (the key made is kept)"},
+    "provision.claim_refused": {"zh": "总部的消息服务器拒绝了此登记文件（可能已过期或被撤销）：请向总部申请新的登记文件", "en": "HQ's broker refused this bundle (expired or revoked?): ask HQ for a new one"},
+    "provision.hq_error": {"zh": "总部暂时无法发放连接凭据：请稍后重新运行（已生成的密钥会保留）", "en": "HQ could not issue the box's broker credentials: run it again later (the key made is kept)"},
+    "provision.bad_reply": {"zh": "总部发来的凭据无法解开：请重新运行", "en": "HQ's credentials do not open: run it again"},
     "provision.bad_bundle": {"zh": "这不是有效的登记文件", "en": "This is not an enrolment bundle"},
     # printed slips (edge.slips)
     "slip.card.serial": {"zh": "卡号 {serial}  {date}", "en": "Card {serial}  {date}"},

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nacl.exceptions
+import nacl.public
 import nacl.signing
 
 from edge.config import ConfigError
@@ -66,6 +67,35 @@ class SigningKey:
     def sign(self, message: bytes) -> bytes:
         """The 64-byte detached signature of ``message``."""
         return self._key.sign(message).signature
+
+    def unseal(self, sealed: bytes) -> bytes:
+        """Open what :func:`seal_to` sealed to this key's public half.
+
+        Raises:
+            ValueError: not sealed to this key, or altered.
+        """
+        box = nacl.public.SealedBox(self._key.to_curve25519_private_key())
+        try:
+            return box.decrypt(sealed)
+        except nacl.exceptions.CryptoError as exc:
+            raise ValueError(f"cannot open the sealed message: {exc}") from None
+
+
+def seal_to(public_key: bytes, data: bytes) -> bytes:
+    """``data`` sealed to the holder of Ed25519 ``public_key`` (anonymous sender).
+
+    libsodium's sealed box to the X25519 key derived from the Ed25519 one: only the private
+    key's holder can open it (:meth:`SigningKey.unseal`); enrolment sends a box its broker
+    password this way (``docs/security.md``, "Broker credentials").
+
+    Raises:
+        ValueError: ``public_key`` is not an Ed25519 public key.
+    """
+    try:
+        x25519 = nacl.signing.VerifyKey(public_key).to_curve25519_public_key()
+    except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, TypeError) as exc:
+        raise ValueError(f"not an Ed25519 public key: {exc}") from None
+    return bytes(nacl.public.SealedBox(x25519).encrypt(data))
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:

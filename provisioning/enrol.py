@@ -4,31 +4,51 @@ It makes the box home (a fresh device key, mode 0600, that never leaves the box;
 trust root; ``edge.toml`` with the store, the device and the ``[mqtt]`` table from the
 bundle, the broker's CA beside it), then registers the device's public key with HQ over
 MQTT, sending the bundle's one-time token and a signature by the new key
-(``sync.contract.EnrolRequest``), and waits for HQ's answer. Running it again is safe: a
-box already enrolled for that store is left as it is; one whose registration did not
-finish (HQ unreachable, a refused token) keeps its key and tries again.
+(``sync.contract.EnrolRequest``), and waits for HQ's answer. It connects as the bundle's
+claim account (username ``sync.contract.claim_username(token)``, the token as password),
+which may reach the enrolment topics of its store and nothing else. HQ's answer may carry
+the box's own broker password, sealed to the device key: it is kept in
+``mqtt-password`` (0600) and ``[mqtt]`` gets ``username`` (the device id) and
+``password_file``. Running it again is safe: a box already enrolled for that store is left
+as it is; one whose registration did not finish (HQ unreachable, a refused token) keeps
+its key and tries again.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 import threading
 import time
+import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import config as box_config
 from edge.box import Box, init_home
 from edge.config import ConfigError
 from edge.keys import parse_trust
-from sync.contract import QOS, EnrolReply, EnrolRequest, Topics, enrol_reply_topic, enrol_topic
+from sync.contract import (
+    QOS,
+    EnrolReply,
+    EnrolRequest,
+    Topics,
+    claim_username,
+    enrol_reply_topic,
+    enrol_topic,
+)
 
 ENROLLED: Final = "enrolled.json"
 CA_NAME: Final = "hq-ca.pem"
+PASSWORD_NAME: Final = "mqtt-password"  # the box's broker password, 0600, [mqtt] password_file
 
 
 class ProvisionError(Exception):
@@ -48,6 +68,7 @@ class Outcome:
     device: str
     public_key: str
     already: bool  # the box was enrolled before this run
+    credentials: bool = False  # the box holds broker credentials HQ issued
 
 
 def read_bundle(path: Path) -> dict[str, Any]:
@@ -102,7 +123,8 @@ def provision(bundle_path: Path, home: Path, device: str, timeout: float = 30.0)
         if (home / ENROLLED).exists():
             box = Box.open(home)
             try:
-                return Outcome(store, device, box.device_key.public_key.hex(), True)
+                return Outcome(store, device, box.device_key.public_key.hex(), True,
+                               (home / PASSWORD_NAME).exists())
             finally:
                 box.close()
     else:
@@ -118,14 +140,47 @@ def provision(bundle_path: Path, home: Path, device: str, timeout: float = 30.0)
         request = EnrolRequest(bundle["token"], store, device, key.public_key.hex())
         request = EnrolRequest(request.token, store, device, request.public_key,
                                key.sign(request.message()).hex())
+        reply = _exchange(bundle, home, request, timeout)
+        if not reply.ok:
+            raise ProvisionError(reply.code, reply.message)
+        if reply.username:
+            _keep_credentials(home, reply, key.unseal)
     finally:
         box.close()
-    reply = _exchange(bundle, home, request, timeout)
-    if not reply.ok:
-        raise ProvisionError(reply.code, reply.message)
     (home / ENROLLED).write_text(json.dumps({"store": store, "device": device,
                                              "at": time.time(), "hq": reply.message}) + "\n")
-    return Outcome(store, device, request.public_key, False)
+    return Outcome(store, device, request.public_key, False, bool(reply.username))
+
+
+def _keep_credentials(home: Path, reply: EnrolReply, unseal: Callable[[bytes], bytes]) -> None:
+    """Open HQ's sealed password, keep it 0600 and point ``[mqtt]`` at it.
+
+    Raises:
+        ProvisionError: ``bad_reply`` when the password does not open with the device key.
+    """
+    try:
+        password = unseal(base64.b64decode(reply.sealed_password, validate=True)).decode()
+    except (ValueError, binascii.Error) as exc:
+        raise ProvisionError("bad_reply", f"HQ's credentials do not open: {exc}") from None
+    tmp = home / (PASSWORD_NAME + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(password + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, home / PASSWORD_NAME)
+    path = home / box_config.CONFIG_NAME
+    mqtt_table = tomllib.loads(path.read_text(encoding="utf-8")).get("mqtt", {})
+    if "username" not in mqtt_table:
+        # provision wrote [mqtt] last, so these lines land in it (checked below).
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"username = {json.dumps(reply.username)}\n"
+                    f'password_file = "{PASSWORD_NAME}"\n')
+    mqtt_table = tomllib.loads(path.read_text(encoding="utf-8")).get("mqtt", {})
+    if mqtt_table.get("username") != reply.username:
+        raise ProvisionError("bad_config", f"{path}: [mqtt] username is "
+                                           f"{mqtt_table.get('username')!r}, HQ issued "
+                                           f"{reply.username!r}: fix it by hand")
 
 
 def _exchange(bundle: dict[str, Any], home: Path, request: EnrolRequest,
@@ -136,12 +191,24 @@ def _exchange(bundle: dict[str, Any], home: Path, request: EnrolRequest,
     reply_topic = enrol_reply_topic(topics, request.store, request.device)
     got: list[EnrolReply] = []
     subscribed, answered = threading.Event(), threading.Event()
+    refused: list[str] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2,
                          client_id=f"se-enrol-{request.store}-{request.device}",
                          protocol=MQTTProtocolVersion.MQTTv5)
+    # The claim account: a broker that checks passwords knows it from HQ; one that does
+    # not (a development broker) ignores it.
+    client.username_pw_set(claim_username(request.token), request.token)
     if b.get("tls"):
         client.tls_set(ca_certs=str(home / CA_NAME) if bundle.get("ca") else None)
-    client.on_connect = lambda c, *_: c.subscribe(reply_topic, qos=QOS)
+
+    def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            refused.append(str(rc))
+            subscribed.set()
+            return
+        c.subscribe(reply_topic, qos=QOS)
+
+    client.on_connect = on_connect
     client.on_subscribe = lambda *_: subscribed.set()
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -161,6 +228,9 @@ def _exchange(bundle: dict[str, Any], home: Path, request: EnrolRequest,
     try:
         if not subscribed.wait(timeout):
             raise ProvisionError("unreachable", f"no answer from HQ's broker {b['host']}")
+        if refused:
+            raise ProvisionError("claim_refused", f"HQ's broker refused this bundle's "
+                                                  f"account: {refused[0]}")
         client.publish(enrol_topic(topics, request.store, request.device), request.encode(),
                        qos=QOS).wait_for_publish(timeout)
         if not answered.wait(timeout):

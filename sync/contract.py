@@ -454,10 +454,18 @@ class EnrolRequest:
 
 @dataclass(frozen=True, slots=True)
 class EnrolReply:
-    """HQ's answer: ``code`` ``ok``, or why not (``token_used``, ``token_expired``...)."""
+    """HQ's answer: ``code`` ``ok``, or why not (``token_used``, ``token_expired``...).
+
+    An ``ok`` reply from an HQ that manages the broker's accounts carries the box's broker
+    credentials: ``username`` (the device id) and ``sealed_password``, the password sealed
+    to the device key (``edge.keys.seal_to``, base64): the reply topic is readable by other
+    claim clients of the store, so only the key that signed the request can open it.
+    """
 
     code: str
     message: str = ""
+    username: str = ""
+    sealed_password: str = ""  # base64 of a libsodium sealed box; "" without credentials
 
     @property
     def ok(self) -> bool:
@@ -466,8 +474,10 @@ class EnrolReply:
 
     def encode(self) -> bytes:
         """The JSON payload."""
-        return json.dumps({"code": self.code, "message": self.message},
-                          ensure_ascii=False).encode()
+        obj = {"code": self.code, "message": self.message}
+        if self.username:
+            obj |= {"username": self.username, "sealed_password": self.sealed_password}
+        return json.dumps(obj, ensure_ascii=False).encode()
 
     @classmethod
     def decode(cls, payload: bytes) -> EnrolReply:
@@ -479,4 +489,18 @@ class EnrolReply:
         obj = json_object(payload, "enrolment reply")
         if not isinstance(obj.get("code"), str):
             raise ContractError("bad enrolment reply: no code")
-        return cls(obj["code"], str(obj.get("message", "")))
+        username, sealed = obj.get("username", ""), obj.get("sealed_password", "")
+        if not isinstance(username, str) or not isinstance(sealed, str) or \
+                bool(username) != bool(sealed):
+            raise ContractError("bad enrolment reply: username and sealed_password go together")
+        return cls(obj["code"], str(obj.get("message", "")), username, sealed)
+
+
+def claim_username(token: str) -> str:
+    """The broker username a new box enrols under: derived from its one-time token.
+
+    The token is the claim password (AWS IoT's claim credential, one per bundle), so a
+    bundle is all a box needs to reach the enrolment topics of its store and nothing else
+    (``provisioning.brokerauth``); the username names the token without revealing it.
+    """
+    return "enrol-" + hashlib.sha256(token.encode()).hexdigest()[:16]

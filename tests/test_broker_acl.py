@@ -108,12 +108,15 @@ class Client:
 
 
 def connect(port: int, username: str | None, password: str | None,
-            client_id: str | None = None, session: bool = False) -> tuple[Client, ReasonCode]:
+            client_id: str | None = None, session: bool = False,
+            tls_ca: Path | None = None) -> tuple[Client, ReasonCode]:
     """Connect and wait for CONNACK; the client and the broker's reason code."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex[:10],
                     protocol=MQTTProtocolVersion.MQTTv5)
     if username is not None:
         c.username_pw_set(username, password)
+    if tls_ca is not None:
+        c.tls_set(ca_certs=str(tls_ca))
     cl = Client(c)
     answered = threading.Event()
     codes: list[ReasonCode] = []

@@ -6,7 +6,10 @@ sends the token with its fresh public key, signed by that key (``sync.contract``
 ``EnrolRequest``), and :func:`redeem` registers the key in the device registry
 (``keystore.register_device``) if the token is known, for that store, unexpired and
 unused. Only the token's SHA-256 is kept at HQ (``enrolments.json`` in HQ's home), so
-the file does not hand out usable tokens.
+the file does not hand out usable tokens. When HQ manages the broker's accounts, the token
+is also the bundle's claim password (username ``sync.contract.claim_username``): its
+broker hash is kept with it (``claim_hash``) and :func:`claims` lists the live ones for
+the broker's password file (``provisioning.brokeraccounts``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -23,7 +27,7 @@ from typing import Any, Final
 from edge.config import ID_PATTERN
 from edge.keys import verify
 from hq.issuing import keystore
-from sync.contract import DEFAULT_ROOT, EnrolReply, EnrolRequest
+from sync.contract import DEFAULT_ROOT, EnrolReply, EnrolRequest, claim_username
 
 BUNDLE_FORMAT: Final = 1
 DEFAULT_TTL_S: Final = 7 * 86400
@@ -43,6 +47,15 @@ class Broker:
     tls: bool = False
     root: str = DEFAULT_ROOT
     ca_pem: str | None = None  # the CA of the broker's certificate, when TLS
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A live token's broker account: its store, username and password hash."""
+
+    store: str
+    user: str
+    password_hash: str
 
 
 def _digest(token: str) -> str:
@@ -68,8 +81,12 @@ def _save(home: Path, tokens: dict[str, dict[str, Any]]) -> None:
 
 
 def make_bundle(home: Path, store: str, broker: Broker, store_name: str = "",
-                ttl_s: float = DEFAULT_TTL_S, now: float | None = None) -> dict[str, Any]:
+                ttl_s: float = DEFAULT_TTL_S, now: float | None = None,
+                claim_hash: Callable[[str], str] | None = None) -> dict[str, Any]:
     """A bundle for one new box of ``store``, its token recorded (hashed) at HQ.
+
+    ``claim_hash`` (the broker's password hash function) records the token as a claim
+    password too, for :func:`claims`.
 
     Raises:
         EnrolError: a bad store id, or HQ has no keys for a box to trust.
@@ -84,12 +101,25 @@ def make_bundle(home: Path, store: str, broker: Broker, store_name: str = "",
     tokens = _load(home)
     tokens[_digest(token)] = {"store": store, "issued_at": now, "expires_at": now + ttl_s,
                               "used_at": None, "device": None, "public_key": None}
+    if claim_hash is not None:
+        tokens[_digest(token)]["claim"] = [claim_username(token), claim_hash(token)]
     home.mkdir(parents=True, exist_ok=True)
     _save(home, tokens)
     return {"format": BUNDLE_FORMAT, "store": store, "name": store_name,
             "broker": {"host": broker.host, "port": broker.port, "tls": broker.tls,
                        "root": broker.root},
             "ca": broker.ca_pem, "trust": trust, "token": token, "expires_at": now + ttl_s}
+
+
+def claims(home: Path, now: float | None = None) -> list[Claim]:
+    """The claim accounts of tokens not yet expired, used or not.
+
+    A used token keeps its account until it expires, so a second box trying it hears
+    ``token_used`` rather than a refused connection.
+    """
+    now = time.time() if now is None else now
+    return [Claim(r["store"], r["claim"][0], r["claim"][1]) for r in _load(home).values()
+            if r.get("claim") and now <= r["expires_at"]]
 
 
 def redeem(home: Path, request: EnrolRequest, now: float | None = None) -> EnrolReply:
