@@ -316,10 +316,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from provisioning.enrol import ProvisionError, provision
+    from provisioning.enrol import ProvisionError, provision, read_bundle
 
+    if args.factory_reset:
+        return _factory_reset(args)
+    if (args.bundle is None) == (args.scan is None):
+        print("edge provision: give a bundle file or --scan SOURCE (one of them)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not args.device:
+        print("edge provision: --device is required (this box's id, e.g. BJ001-T1)",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
-        done = provision(args.bundle, args.home, args.device, args.timeout)
+        if args.scan is not None:
+            bundle = _scan_bundle(args)
+            if args.scanner is None:
+                from provisioning.scanbundle import serial_port
+                args.scanner = serial_port(args.scan)  # the scanner that read it is the box's
+        else:
+            bundle = read_bundle(args.bundle)
+        done = provision(bundle, args.home, args.device, args.timeout, args.printer,
+                         args.scanner)
     except ProvisionError as exc:
         words = i18n.t(f"provision.{exc.code}", args.lang, detail=exc) \
             if f"provision.{exc.code}" in i18n.CATALOGUE else str(exc)
@@ -328,12 +346,60 @@ def cmd_provision(args: argparse.Namespace) -> int:
         else:
             print(f"edge provision: {words} ({exc})", file=sys.stderr)
         return EXIT_REJECTED
+    from provisioning.devicecheck import check_and_print  # drivers load only here
+
+    devices = check_and_print(args.home)
     if args.json:
         _print_json({"enrolled": True, "already": done.already, "store": done.store,
-                     "device": done.device, "public_key": done.public_key})
+                     "device": done.device, "public_key": done.public_key,
+                     "credentials": done.credentials, "test_card": devices.card_printed,
+                     "devices": [f.to_dict(args.lang) for f in devices.findings]})
     else:
         print(i18n.t("provision.already" if done.already else "provision.ok", args.lang,
                      store=done.store, device=done.device))
+        print("\n".join(devices.lines(args.lang)))
+    return EXIT_OK
+
+
+def _scan_bundle(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    from provisioning.scanbundle import scan_bundle
+
+    print(i18n.t("provision.scan_now", args.lang, source=args.scan, s=round(args.scan_timeout)),
+          file=sys.stderr)
+    return asyncio.run(scan_bundle(args.scan, args.scan_timeout,
+                                   lambda note: print(f"  {note}", file=sys.stderr)))
+
+
+def _factory_reset(args: argparse.Namespace) -> int:
+    from provisioning.reset import ResetRefused, factory_reset, inspect
+
+    def refused(exc: ResetRefused) -> int:
+        key = f"reset.{exc.code}"
+        words = i18n.t(key, args.lang, n=exc.unsent) if key in i18n.CATALOGUE else str(exc)
+        if args.json:
+            _print_json({"reset": False, "code": exc.code, "unsent": exc.unsent,
+                         "message": str(exc)})
+        else:
+            print(f"edge provision: {words} ({exc})", file=sys.stderr)
+        return EXIT_REJECTED
+
+    try:
+        state = inspect(args.home)
+        if state.at_risk and args.discard_unsent:
+            print(i18n.t("reset.warn_discard", args.lang, n=state.at_risk), file=sys.stderr)
+        print(i18n.t("reset.prompt", args.lang, store=state.store, device=state.device),
+              end="", file=sys.stderr, flush=True)
+        typed = sys.stdin.readline()  # typed by a person: never an option on the command line
+        state, removed = factory_reset(args.home, typed, args.discard_unsent)
+    except ResetRefused as exc:
+        return refused(exc)
+    if args.json:
+        _print_json({"reset": True, "store": state.store, "device": state.device,
+                     "discarded": state.at_risk, "removed": removed})
+    else:
+        print(i18n.t("reset.done", args.lang, store=state.store))
     return EXIT_OK
 
 
@@ -433,9 +499,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="HQ's highest seq for this device (edge-hq report --json: "
                          "devices[].max_seq); new events are numbered after it")
     sp = command("provision", "join the store with a bundle from edge-hq enrol")
-    sp.add_argument("bundle", type=Path, help="the enrolment bundle file")
-    sp.add_argument("--device", required=True, help="this box's device id, e.g. BJ001-T1")
+    sp.add_argument("bundle", type=Path, nargs="?", help="the enrolment bundle file")
+    sp.add_argument("--scan", metavar="SOURCE",
+                    help="read the bundle's QR instead: a serial scanner (/dev/ttyACM0) or "
+                         "camera:N, camera:/dev/videoN")
+    sp.add_argument("--scan-timeout", type=float, default=120.0,
+                    help="seconds to wait for the QR (default %(default)s)")
+    sp.add_argument("--device", help="this box's device id, e.g. BJ001-T1")
+    sp.add_argument("--printer", help="a new box's [printer] url (tcp://..., usb:..., "
+                                      "serial:...): checked with a test card")
+    sp.add_argument("--scanner", help="a new box's serial scanner port (default: the --scan "
+                                      "serial port)")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for HQ")
+    sp.add_argument("--factory-reset", action="store_true",
+                    help="wipe keys and ledger (asks for the store id; refused while events "
+                         "are not at HQ)")
+    sp.add_argument("--discard-unsent", action="store_true",
+                    help="with --factory-reset: go ahead although events are not at HQ")
     sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)
     sp = command("doctor", "check this box (config, keys, clock, disk, ledger, devices, HQ link)")
     sp.add_argument("--lang", choices=i18n.LANGS, default=argparse.SUPPRESS)

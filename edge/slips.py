@@ -164,3 +164,14 @@ def test_page(encoding_name: str) -> Document:
         QR(TEST_PAGE_QR),
         *_end(),
     ])
+
+
+def enrolment_card(store: str, store_name: str, device: str, encoding_name: str) -> Document:
+    """The test card a newly provisioned box prints: whose box it is, then the test page."""
+    title = i18n.t("slip.enrolled.title", "zh") + " / " + i18n.t("slip.enrolled.title", "en")
+    return Document(JobKind.TEST, [
+        Text(title, 1, Align.CENTER, bold=True),
+        Text(f"{store_name} {store}".strip(), 1, Align.CENTER),
+        Text(device, 1, Align.CENTER),
+        *test_page(encoding_name).blocks[1:],
+    ])

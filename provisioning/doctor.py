@@ -110,6 +110,16 @@ def run(home: Path, timeout: float = PROBE_TIMEOUT_S) -> list[Finding]:
     return findings
 
 
+def devices(home: Path, timeout: float = PROBE_TIMEOUT_S) -> list[Finding]:
+    """The config, printer, scanner and camera checks only (after ``edge provision``)."""
+    box = _Box(home)
+    findings = [check_config(box)]
+    if box.config is None:
+        return findings
+    box.status = daemon_status(box.daemon, timeout)
+    return [*findings, check_printer(box, timeout), check_scanner(box), check_camera(box)]
+
+
 def failed(findings: list[Finding]) -> bool:
     """Whether any check failed."""
     return any(f.outcome is Outcome.FAIL for f in findings)

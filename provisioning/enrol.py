@@ -72,13 +72,26 @@ class Outcome:
 
 
 def read_bundle(path: Path) -> dict[str, Any]:
-    """The bundle at ``path``, checked for the fields provisioning uses.
+    """The bundle in the file at ``path``, checked for the fields provisioning uses.
 
     Raises:
         ProvisionError: ``bad_bundle`` when it is unreadable or incomplete.
     """
     try:
-        bundle = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise ProvisionError("bad_bundle", f"{path} is not an enrolment bundle: {exc}") from None
+    return parse_bundle(text, str(path))
+
+
+def parse_bundle(text: str, where: str) -> dict[str, Any]:
+    """The bundle in ``text`` (a file's or a scanned QR's), checked for the fields used.
+
+    Raises:
+        ProvisionError: ``bad_bundle`` naming ``where`` when it is not a bundle.
+    """
+    try:
+        bundle = json.loads(text)
         if not isinstance(bundle, dict):
             raise TypeError("not a JSON object")
         broker = bundle["broker"]
@@ -88,8 +101,9 @@ def read_bundle(path: Path) -> dict[str, Any]:
         if not isinstance(broker["host"], str) or not isinstance(broker["port"], int):
             raise TypeError("broker host and port")
         parse_trust(bundle["trust"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ProvisionError("bad_bundle", f"{path} is not an enrolment bundle: {exc}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ProvisionError("bad_bundle", f"{where} is not an enrolment bundle: {exc}"
+                             ) from None
     return bundle
 
 
@@ -104,15 +118,21 @@ def _mqtt_table(bundle: dict[str, Any], with_ca: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provision(bundle_path: Path, home: Path, device: str, timeout: float = 30.0) -> Outcome:
+def provision(bundle_in: Path | dict[str, Any], home: Path, device: str,
+              timeout: float = 30.0, printer: str | None = None,
+              scanner: str | None = None) -> Outcome:
     """Make (or finish) the box home at ``home`` as ``device`` of the bundle's store.
+
+    ``bundle_in`` is the bundle file or a bundle already read (``--scan``). A new home gets
+    ``[printer] url = printer`` and ``[scanner] port = scanner`` when given; an existing
+    one is not changed.
 
     Raises:
         ProvisionError: a bad bundle, HQ unreachable, or HQ refused (``token_used``,
             ``token_expired``, ``wrong_store``...): the message says which.
         edge.config.ConfigError: a bad device id, or the home belongs to another store.
     """
-    bundle = read_bundle(bundle_path)
+    bundle = read_bundle(bundle_in) if isinstance(bundle_in, Path) else bundle_in
     store = bundle["store"]
     if (home / box_config.CONFIG_NAME).exists():
         cfg = box_config.load(home)
@@ -133,7 +153,11 @@ def provision(bundle_path: Path, home: Path, device: str, timeout: float = 30.0)
         if ca:
             (home / CA_NAME).write_text(ca)
         with (home / box_config.CONFIG_NAME).open("a", encoding="utf-8") as f:
-            f.write(_mqtt_table(bundle, bool(ca)))
+            if printer:
+                f.write(f"\n[printer]\nurl = {json.dumps(printer)}\n")
+            if scanner:
+                f.write(f"\n[scanner]\nport = {json.dumps(scanner)}\n")
+            f.write(_mqtt_table(bundle, bool(ca)))  # last: credentials are appended to it
     box = Box.open(home)
     try:
         key = box.device_key
