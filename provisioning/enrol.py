@@ -164,6 +164,7 @@ def provision(bundle_in: Path | dict[str, Any], home: Path, device: str,
         request = EnrolRequest(bundle["token"], store, device, key.public_key.hex())
         request = EnrolRequest(request.token, store, device, request.public_key,
                                key.sign(request.message()).hex())
+        _match_owner(home)  # the key and ledger are the service user's even if HQ refuses
         reply = _exchange(bundle, home, request, timeout)
         if not reply.ok:
             raise ProvisionError(reply.code, reply.message)
@@ -173,7 +174,24 @@ def provision(bundle_in: Path | dict[str, Any], home: Path, device: str,
         box.close()
     (home / ENROLLED).write_text(json.dumps({"store": store, "device": device,
                                              "at": time.time(), "hq": reply.message}) + "\n")
+    _match_owner(home)
     return Outcome(store, device, request.public_key, False, bool(reply.username))
+
+
+def _match_owner(home: Path) -> None:
+    """Run as root in the service user's folder: hand it what was made there.
+
+    ``install.sh`` makes ``/var/lib/store-edge`` the service user's (0700); ``sudo edge
+    provision`` would otherwise leave a device key and ledger the daemon cannot read.
+    """
+    st = home.stat()
+    if os.geteuid() != 0 or st.st_uid == 0:
+        return
+    for folder, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.lstat(path).st_uid != st.st_uid:
+                os.lchown(path, st.st_uid, st.st_gid)
 
 
 def _keep_credentials(home: Path, reply: EnrolReply, unseal: Callable[[bytes], bytes]) -> None:

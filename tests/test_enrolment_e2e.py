@@ -131,7 +131,8 @@ def test_install_enrol_provision_sync_doctor(tmp_path: Path, hq: Hq, pki: Path, 
     WHEN HQ makes a bundle, the box provisions into the tree's state folder with it, runs
     doctor, prints a card and syncs, and provisions again
     THEN the box holds its own password (0600) that [mqtt] points at, the token's claim
-    account cannot publish events; doctor passes over TLS; HQ's ingest (as hq-ingest, the
+    account cannot publish events; every file made as root belongs to the service user;
+    doctor passes over TLS; HQ's ingest (as hq-ingest, the
     registry from enrolment) stores the card event; the second run changes nothing."""
     tree = tmp_path / "root"
     (tree / "etc").mkdir(parents=True)
@@ -149,6 +150,9 @@ def test_install_enrol_provision_sync_doctor(tmp_path: Path, hq: Hq, pki: Path, 
     assert "enrolled: store BJ001, device BJ001-T1" in done.stdout
     password = home / "mqtt-password"
     assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    service_uid = home.stat().st_uid  # the tree's store-edge user, from install.sh
+    assert service_uid != 0
+    assert {p.stat().st_uid for p in home.rglob("*")} == {service_uid}  # sudo edge provision
     box = Box.open(home)
     try:
         assert box.config.raw["mqtt"]["username"] == "BJ001-T1"
