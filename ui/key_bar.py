@@ -10,7 +10,8 @@ from edge import i18n
 # (key shown, catalogue key) in screen order; the app binds the same keys.
 KEYS: tuple[tuple[str, str], ...] = (
     ("F1", "ui.pane.scan"), ("F2", "ui.pane.pickups"), ("F3", "ui.pane.cards"),
-    ("F4", "ui.pane.void"), ("F5", "ui.pane.report"), ("F9", "ui.key.lang"),
+    ("F4", "ui.pane.void"), ("F5", "ui.pane.report"), ("F6", "ui.pane.workshops"),
+    ("F9", "ui.key.lang"),
     ("F10", "ui.key.quit"),
 )
 
