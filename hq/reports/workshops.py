@@ -59,9 +59,9 @@ def build(db: Database, since: float = 0.0, now: float | None = None) -> list[Se
     # Net check-ins per ticket: accepted decisions minus voids (a void gives the seat back).
     net: dict[str, int] = {}
     for code_id, kind, n in db.query(
-            "SELECT code_id, type, COUNT(*) FROM hq_event WHERE code_id LIKE 'W:%' AND"
+            "SELECT code_id, type, COUNT(*) FROM hq_event WHERE code_id LIKE ? AND"
             " ((type='decision' AND accepted=1 AND kind='ticket') OR type='void')"
-            " GROUP BY code_id, type"):
+            " GROUP BY code_id, type", ("W:%",)):  # a parameter: psycopg reads % in SQL
         net[str(code_id)[2:]] = net.get(str(code_id)[2:], 0) + (int(n) if kind == "decision"
                                                                   else -int(n))
     held = db.query("SELECT session_id, ticket_id, party FROM web_ticket WHERE status='ticket'")
