@@ -53,6 +53,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.workshops.bad_party": {"zh": "人数须为 1-99 的整数", "en": "People must be a whole number 1-99"},
     "ui.key.lang": {"zh": "English", "en": "中文"},
     "ui.key.quit": {"zh": "退出", "en": "Quit"},
+    "ui.key.workshops": {"zh": "活动", "en": "Class"},
     "ui.scan.ready": {"zh": "请扫码", "en": "READY TO SCAN"},
     "ui.scan.ready_hint": {"zh": "扫描顾客出示的券码或取货码，或输入取货号后按回车",
                            "en": "Scan the customer's coupon or pickup code, or type a pickup number and Enter"},

@@ -16,6 +16,10 @@ KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Labels too long for an 80-column line with every key on it: the bar shows a short word.
+SHORT: dict[str, str] = {"ui.pane.workshops": "ui.key.workshops"}
+
+
 class KeyBar(Static):
     """``F1 扫码  F2 取货 ...`` with the current pane highlighted."""
 
@@ -25,6 +29,6 @@ class KeyBar(Static):
         for key, label_key in KEYS:
             text.append(f" {key}", style="bold reverse")
             style = "bold underline" if label_key == active else ""
-            text.append(f" {i18n.t(label_key, lang)} ", style=style)
-            text.append(" ")
+            # One space apart: eight keys fill 80 columns (78 in Chinese, 80 in English).
+            text.append(f" {i18n.t(SHORT.get(label_key, label_key), lang)} ", style=style)
         self.update(text)
