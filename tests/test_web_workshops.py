@@ -28,6 +28,7 @@ from hq.web.workshops import Session, SignupStatus, add_session, get_session
 from sync.contract import EventBatch, Topics
 from sync.inbound import Inbound
 from tests.factory import DEVICE, STORE
+from tests.hq_support import Hq, Inbox, hq_fixture, register, wait_until  # noqa: F401
 from tests.web_support import WebHq, form_fields, make_web_hq, qr_from_page, serving
 
 TOPICS = Topics("se")
@@ -216,6 +217,8 @@ def test_attendance_report(tmp_path: Path, hq_db_url: str,
     assert (la["tickets"], la["checked_in"], la["no_shows"]) == (1, 0, 0)
     assert out["stores"] == [{"store": STORE, "sessions": 2, "tickets": 4, "checked_in": 1,
                               "no_shows": 2}]
+    text = report.to_text(report.build(web.db))
+    assert f"{STORE}: 2 sessions, 4 tickets, 1 checked in, 2 no-shows" in text
     close(web)
 
 
@@ -236,3 +239,30 @@ def test_cli_adds_and_lists_sessions_with_their_link(tmp_path: Path,
     assert main(["--home", str(home), "workshop", "add", "--store", STORE, "--title", "x",
                  "--start", "+2d", "--end", "+1d", "--capacity", "5", "--db", db]) == 2
     assert "ends after it starts" in capsys.readouterr().err
+
+
+@pytest.mark.network
+def test_cancellation_reaches_the_box_over_the_broker(tmp_path: Path, hq: Hq) -> None:
+    """GIVEN HQ's ingest worker running as the fan-out sender on a real broker, and the
+    store's box subscribed to its data topic (trusting HQ's data key)
+    WHEN a customer signs up and then cancels on HQ's page
+    THEN the sender publishes the session's signed workshops data, the box applies it
+    through its real inbound path, and refuses the cancelled ticket at the till."""
+    web = make_web_hq(tmp_path / "web", db_url=hq.db_url)
+    register(hq, tmp_path / "web" / "box")
+    inbox = Inbox(hq.broker, TOPICS.data(STORE))
+    hq.worker(fanout=True)
+    make_session(web)
+    phone = web.client()
+    _status, where = sign_up(phone, "W-BAKE", "王小明", 2)
+    page = phone.get(where)
+    code = qr_from_page(page.text, "ticket-qr")
+    phone.post(f"{where}/cancel", data={"csrf": form_fields(page.text)["csrf"]})
+    inbound = Inbound(web.box.ledger, web.box.counter.identity, TOPICS)
+    wait_until(lambda: len(inbox.messages) >= 3, what="session, sign-up and cancellation data")
+    outcomes = [inbound.handle(m.topic, m.payload) for m in list(inbox.messages)]
+    assert all(o is not None and o.applied for o in outcomes), outcomes
+    v = web.box.counter.redeem(code, till="T1")
+    assert v.reason is Reason.TICKET_CANCELLED
+    inbox.close()
+    close(web)
