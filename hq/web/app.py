@@ -170,6 +170,18 @@ class Web:
             return None
         return fields
 
+    async def _posted(self, request: Request, cid: str, lang: str) -> dict[str, str] | Response:
+        """A posted form, within the claim limit, with this customer's CSRF token.
+
+        Otherwise the page saying why not (429 or 403), to return as it is.
+        """
+        if self._limited(request, self.claim_limits, cid):
+            return self._too_many(request)
+        fields = await self._form(request, cid)
+        if fields is None:
+            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
+        return fields
+
     def _check_card(self, code: str) -> tuple[CardResult, bool]:
         """The card check ``edge-hq verify-card`` does, and whether the card has expired."""
         result = verify_card(code, self.devices.get())
@@ -310,11 +322,9 @@ class Web:
         """Keep the optional phone number and, only if ticked, the marketing consent."""
         cid, _new = self._who(request)
         lang = self._lang(request)
-        if self._limited(request, self.claim_limits, cid):
-            return self._too_many(request)
-        fields = await self._form(request, cid)
-        if fields is None:
-            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
+        fields = await self._posted(request, cid, lang)
+        if isinstance(fields, Response):
+            return fields
         try:
             await run_in_threadpool(set_phone, self.db, cid, fields.get("phone", "").strip(),
                                     fields.get("marketing") == "yes")
@@ -422,11 +432,9 @@ class Web:
         """Cancel the customer's sign-up: frees the seats, moves the waitlist up."""
         cid, _new = self._who(request)
         lang = self._lang(request)
-        if self._limited(request, self.claim_limits, cid):
-            return self._too_many(request)
-        fields = await self._form(request, cid)
-        if fields is None:
-            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
+        fields = await self._posted(request, cid, lang)
+        if isinstance(fields, Response):
+            return fields
         ticket_id = request.path_params["ticket_id"]
         try:
             done = await run_in_threadpool(self.workshops.cancel, ticket_id, cid)
