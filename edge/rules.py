@@ -261,7 +261,10 @@ class Counter:
             j.reason = Reason.PARTY_TOO_LARGE
         else:
             self._judge_uses(conn, j)
-            if j.reason is Reason.ALREADY_USED_HERE:
+            if j.reason is Reason.USED_AT_OTHER_STORE:
+                # HQ fanned out a check-in at another till of this store ("store/device")
+                j.facts["used_till"] = j.facts.get("used_store")
+            if j.reason in (Reason.ALREADY_USED_HERE, Reason.USED_AT_OTHER_STORE):
                 j.reason = Reason.ALREADY_CHECKED_IN
             j.facts.pop("uses_left", None)
         return j

@@ -14,7 +14,7 @@ import pytest
 
 from cli.hq import main
 from edge import tokens
-from edge.box import Box
+from edge.box import Box, init_home
 from edge.keys import Purpose
 from edge.verdict import Reason
 from hq.db import Database
@@ -28,6 +28,7 @@ from hq.web.workshops import Session, SignupStatus, add_session, get_session
 from sync.contract import EventBatch, Topics
 from sync.inbound import Inbound
 from tests.factory import DEVICE, STORE
+from tests.factory import Hq as Issuer
 from tests.hq_support import Hq, Inbox, hq_fixture, register, wait_until  # noqa: F401
 from tests.web_support import WebHq, form_fields, make_web_hq, qr_from_page, serving
 
@@ -265,4 +266,28 @@ def test_cancellation_reaches_the_box_over_the_broker(tmp_path: Path, hq: Hq) ->
     v = web.box.counter.redeem(code, till="T1")
     assert v.reason is Reason.TICKET_CANCELLED
     inbox.close()
+    close(web)
+
+
+def test_a_check_in_at_one_till_is_refused_at_the_other(tmp_path: Path, hq_db_url: str) -> None:
+    """GIVEN a store with two registered tills, T1 and T2, and a customer's ticket
+    WHEN T1 checks it in and its events reach HQ
+    THEN HQ tells T2 (a remote use naming T1, as for coupons) and T2 refuses the ticket as
+    already checked in, saying where."""
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
+    key = keystore.signing_key(web.home, Purpose.COUPON)
+    init_home(tmp_path / "box2", STORE, "BJ001-T2", [Issuer(key).trusted], store_name="望京店")
+    box2 = Box.open(tmp_path / "box2")
+    keystore.register_device(web.home, "BJ001-T2", STORE, box2.device_key.public_key)
+    make_session(web)
+    signup = web.app.state.web.workshops.sign_up("W-BAKE", "cust-0000000000000001", "王",
+                                                 2, "idem-0000000000000001")
+    assert signup.code is not None and web.box.counter.redeem(signup.code).accepted
+    events = [e.to_wire(STORE, DEVICE) for e in web.box.ledger.pending_events(1000)]
+    EventStore(web.db, TOPICS, DeviceRegistry(web.home)).ingest_batch(
+        STORE, DEVICE, EventBatch(STORE, DEVICE, events))
+    assert deliver(web, box2) >= 2  # the session's data and T1's check-in
+    v = box2.counter.redeem(signup.code, till="T2")
+    assert v.reason is Reason.ALREADY_CHECKED_IN and v.facts["used_till"] == f"{STORE}/{DEVICE}"
+    box2.close()
     close(web)

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from edge.coalesce import Coalescer
 from edge.events import EventType
@@ -562,10 +562,17 @@ def _mismatch(batch: EventBatch, store: str, device: str) -> str:
     return ""
 
 
+_COUNTED_KINDS: Final = ("coupon", "ticket")
+
+
 def _use_change(e: dict[str, Any]) -> _UseChange | None:
-    """The coupon-use change an event makes, if any: +1 accepted, -1 voided."""
+    """The use change an event makes, if any: +1 accepted, -1 voided.
+
+    Coupons and workshop tickets (a check-in is a ticket's one use: counted and fanned out
+    the same way, so the store's other tills refuse a ticket checked in at one of them).
+    """
     body = e["body"]
-    if body.get("kind") != "coupon" or not isinstance(body.get("code_id"), str):
+    if body.get("kind") not in _COUNTED_KINDS or not isinstance(body.get("code_id"), str):
         return None
     if e["type"] == EventType.DECISION and body.get("accepted") is True:
         delta = 1
