@@ -15,6 +15,7 @@ import pytest
 from cli.hq import main
 from edge import tokens
 from edge.box import Box, init_home
+from edge.hqdata import decode_workshops
 from edge.keys import Purpose
 from edge.verdict import Reason
 from hq.db import Database
@@ -25,7 +26,7 @@ from hq.publishing.fanout import seal_pending
 from hq.reports import workshops as report
 from hq.web.app import WebSettings, build_app
 from hq.web.workshops import Session, SignupStatus, add_session, get_session
-from sync.contract import EventBatch, Topics
+from sync.contract import EventBatch, Reported, Topics
 from sync.inbound import Inbound
 from tests.factory import DEVICE, STORE
 from tests.factory import Hq as Issuer
@@ -289,5 +290,39 @@ def test_a_check_in_at_one_till_is_refused_at_the_other(tmp_path: Path, hq_db_ur
     assert deliver(web, box2) >= 2  # the session's data and T1's check-in
     v = box2.counter.redeem(signup.code, till="T2")
     assert v.reason is Reason.ALREADY_CHECKED_IN and v.facts["used_till"] == f"{STORE}/{DEVICE}"
+    box2.close()
+    close(web)
+
+
+def test_a_replaced_box_catches_up_on_sessions_and_cancellations(tmp_path: Path,
+                                                                  hq_db_url: str) -> None:
+    """GIVEN a session whose data went out before the store's new box existed, with one
+    ticket cancelled, and a session long over
+    WHEN the new box reports that the broker held no session for it (resync)
+    THEN HQ's catch-up carries the open session with its cancelled ticket (not the old
+    one), and the new box refuses the cancelled ticket and takes the other."""
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
+    make_session(web)
+    make_session(web, "W-OLD", starts_in=-3 * 86400)
+    shop = web.app.state.web.workshops
+    kept, gone = (shop.sign_up("W-BAKE", f"cust-{i:016d}", "王", 1, f"idem-{i:016d}")
+                  for i in range(2))
+    assert shop.cancel(gone.ticket_id, gone.customer) is not None
+    web.db.query("UPDATE hq_outbox SET sent_at=?", (time.time(),))  # before the new box
+    key = keystore.signing_key(web.home, Purpose.COUPON)
+    init_home(tmp_path / "box2", STORE, "BJ001-T2", [Issuer(key).trusted], store_name="望京店")
+    box2 = Box.open(tmp_path / "box2")
+    keystore.register_device(web.home, "BJ001-T2", STORE, box2.device_key.public_key)
+    store = EventStore(web.db, TOPICS, DeviceRegistry(web.home))
+    assert store.record_reported(STORE, "BJ001-T2", Reported(0, None, "", time.time(), {},
+                                                             True)) >= 1
+    (body,), = web.db.query("SELECT body FROM hq_outbox WHERE kind='workshops' AND sent_at"
+                            " IS NULL")
+    (line,) = decode_workshops(json.loads(body))
+    assert line.session_id == "W-BAKE" and line.revoked == (gone.ticket_id,)
+    deliver(web, box2)
+    assert gone.code is not None and kept.code is not None
+    assert box2.counter.redeem(gone.code, till="T2").reason is Reason.TICKET_CANCELLED
+    assert box2.counter.redeem(kept.code, till="T2").accepted
     box2.close()
     close(web)

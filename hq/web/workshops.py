@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import tokens
-from edge.hqdata import SessionStatus, WorkshopSession, encode_workshops
+from edge.hqdata import SessionStatus
 from edge.keys import SigningKey
 from hq.db import Cursor, Database
 from hq.issuing.minting import mint_ticket, new_coupon_id
-from hq.publishing.fanout import enqueue
-from sync.contract import DataKind, Topics
+from hq.publishing.workshops import queue_session
+from sync.contract import Topics
 
 DEFAULT_EARLY_S = 30 * 60  # check-in opens this long before the start (edge-hq workshop add)
 DEFAULT_LATE_S = 15 * 60  # and closes this long after the end
@@ -129,7 +129,7 @@ def add_session(db: Database, session: Session, topics: Topics,
                     (session.session_id, session.store, session.title, session.starts,
                      session.ends, session.capacity, session.party_max, session.note,
                      session.early_s, session.late_s, session.status.value, 0, now))
-        _push(cur, topics, session.session_id, now)
+        queue_session(cur, topics, session.session_id, now)
 
 
 def new_session_id(starts: int) -> str:
@@ -150,31 +150,6 @@ def list_sessions(db: Database, store: str | None = None) -> list[Session]:
     return [_session(r) for r in db.query(
         f"SELECT {_SESSION_COLUMNS} FROM web_workshop {where} ORDER BY starts, session_id",
         params)]
-
-
-def _state(cur: Cursor, session_id: str) -> WorkshopSession:
-    """The session's whole state as the box receives it."""
-    cur.execute("SELECT title, starts, ends, capacity, party_max, taken, early_s, late_s,"
-                " status FROM web_workshop WHERE session_id=?", (session_id,))
-    title, starts, ends, cap, pmax, taken, early, late, status = cur.fetchone()
-    cur.execute("SELECT COUNT(*) FROM web_ticket WHERE session_id=? AND status=?",
-                (session_id, SignupStatus.TICKET.value))
-    tickets = int(cur.fetchone()[0])
-    # Only tickets that were ever signed need revoking: a waitlist entry had no code.
-    cur.execute("SELECT ticket_id FROM web_ticket WHERE session_id=? AND status=? AND code IS"
-                " NOT NULL ORDER BY id", (session_id, SignupStatus.CANCELLED.value))
-    revoked = tuple(str(r[0]) for r in cur.fetchall())
-    return WorkshopSession(session_id, str(title), int(starts), int(ends), int(cap),
-                           int(pmax), int(taken), tickets, int(early), int(late),
-                           SessionStatus(status), revoked)
-
-
-def _push(cur: Cursor, topics: Topics, session_id: str, now: float) -> None:
-    """Queue the session's state for its store's box, in the caller's transaction."""
-    cur.execute("SELECT store FROM web_workshop WHERE session_id=?", (session_id,))
-    store = str(cur.fetchone()[0])
-    enqueue(cur, topics.data(store), store, DataKind.WORKSHOPS,
-            encode_workshops([_state(cur, session_id)]), now)
 
 
 class Workshops:
@@ -229,8 +204,10 @@ class Workshops:
         now = self.clock()
         with self.db.tx() as cur:
             cur.execute(f"SELECT {_SIGNUP_COLUMNS} FROM web_ticket WHERE idem_key=?", (idem,))
-            if (row := cur.fetchone()) is not None and row[2] == customer:
-                return self._signup(cur, str(row[0]), customer) or _signup(tuple(row))
+            if (row := cur.fetchone()) is not None:
+                if row[2] == customer:
+                    return self._signup(cur, str(row[0]), customer) or _signup(tuple(row))
+                idem = new_idem()  # another customer's key (copied form): never theirs
             # The session's row first: its lock orders this against every other change.
             cur.execute("UPDATE web_workshop SET changes = changes + 1 WHERE session_id=?",
                         (session_id,))
@@ -260,7 +237,7 @@ class Workshops:
                          (SignupStatus.TICKET if seated else SignupStatus.WAITLIST).value,
                          code, idem, now, now if seated else None))
             if seated:
-                _push(cur, self.topics, session_id, now)
+                queue_session(cur, self.topics, session_id, now)
             found = self._signup(cur, ticket_id, customer)
             assert found is not None
             return found
@@ -290,7 +267,7 @@ class Workshops:
                 cur.execute("UPDATE web_workshop SET taken = taken - ? WHERE session_id=?",
                             (int(party), session_id))
                 self._promote(cur, str(session_id), now)
-                _push(cur, self.topics, str(session_id), now)
+                queue_session(cur, self.topics, str(session_id), now)
             return self._signup(cur, ticket_id, customer)
 
     # -- in a sign-up's or a cancellation's transaction -----------------------------------
