@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from cli.edge import main as edge_main
 from edge import i18n, tokens, workshops
 from edge.box import Box
 from edge.hqdata import (
@@ -24,7 +28,7 @@ from edge.verdict import Reason
 from hq.issuing.codes import sign_token
 from sync.contract import Topics
 from sync.inbound import Inbound
-from tests.factory import NOW, STORE, Clock, Hq
+from tests.factory import NOW, STORE, Clock, Hq, make_box
 from tests.test_tokens import decode_qr
 
 START = int(NOW + 3600)  # the session: an hour from "now", for two hours
@@ -193,3 +197,20 @@ def test_workshops_data_is_versioned_and_strict(box: Box, hq: Hq) -> None:
                                                                        bad.encode())
     assert result is not None and result.outcome is Outcome.REJECTED
     assert result.reason is not None and result.reason.value == "invalid"
+
+
+def test_edge_scan_checks_in_a_party(tmp_path: Path, hq: Hq,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a box with no daemon running and a ticket for 3 for a session now
+    WHEN `edge scan CODE --party 2 --json` runs (it decides on the ledger directly)
+    THEN 2 people are checked in; --party 0 is refused with exit code 2, nothing recorded."""
+    box = make_box(tmp_path / "box", hq)
+    box.close()
+    now = int(time.time())
+    text = code(hq, starts=now - 60, ends=now + 3600)
+    home = str(tmp_path / "box")
+    assert edge_main(["--home", home, "scan", text, "--party", "0"]) == 2
+    assert "--party must be 1-100" in capsys.readouterr().err
+    assert edge_main(["--home", home, "scan", text, "--party", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accepted"] and out["facts"]["party"] == 2
