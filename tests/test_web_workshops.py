@@ -97,6 +97,7 @@ def test_sign_up_ticket_check_in_cancel_and_waitlist(tmp_path: Path, hq_db_url: 
                                                                                  STORE)
     _, li_where = sign_up(li, session.session_id, "李雷", 2)
     assert "候补第 1 位" in li.get(li_where).text
+    assert f'href="{li_where}"' in li.get("/me").text  # "my coupons" lists the sign-up
     assert sign_up(zhao, session.session_id, "赵", 1)[0] == 303
     again = wang.get(f"/w/{session.session_id}")
     assert "剩余 0 人" in again.text and "名额已满" in again.text
@@ -107,6 +108,8 @@ def test_sign_up_ticket_check_in_cancel_and_waitlist(tmp_path: Path, hq_db_url: 
     # Wang cancels (a check-in does not stop a customer cancelling; the seat frees).
     r = wang.post(f"{where}/cancel", data={"csrf": form_fields(page.text)["csrf"]})
     assert r.status_code == 303 and "已取消" in wang.get(where).text
+    mine = wang.get("/me").text
+    assert "我的活动" in mine and "亲子烘焙课" in mine and "已取消" in mine
     li_page = li.get(li_where)
     li_code = qr_from_page(li_page.text, "ticket-qr")
     assert "到店时向店员出示此码签到（2人）" in li_page.text

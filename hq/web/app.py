@@ -299,8 +299,24 @@ class Web:
         cid, new = self._who(request)
         rows = await run_in_threadpool(self._rows, cid, self._lang(request))
         orders = await run_in_threadpool(self._orders, cid, self._lang(request))
+        signups = await run_in_threadpool(self._signups, cid, self._lang(request))
         return self._page(request, "mine.html", cid=cid, new=new, rows=rows, orders=orders,
-                          saved="saved" in request.query_params, phone_error="")
+                          signups=signups, saved="saved" in request.query_params,
+                          phone_error="")
+
+    def _signups(self, cid: str, lang: str) -> list[tuple[Signup, str, str, str]]:
+        """The customer's workshop sign-ups: each with its session's title, time, state."""
+        out = []
+        for s in self.workshops.signups_of(cid):
+            session = get_session(self.db, s.session_id)
+            if session is None:
+                continue
+            state = (words.t("ticket.held", lang, party=s.party)
+                     if s.status is SignupStatus.TICKET
+                     else words.t("ticket.place", lang, n=s.position)
+                     if s.status is SignupStatus.WAITLIST else words.t("ticket.cancelled", lang))
+            out.append((s, session.title, words.date(session.starts), state))
+        return out
 
     def _orders(self, cid: str, lang: str) -> list[tuple[PickupOrder, str, str, QrImage]]:
         """The customer's pickup orders: each with its store's name, status and code's QR."""
@@ -331,8 +347,10 @@ class Web:
         except ValueError:
             rows = await run_in_threadpool(self._rows, cid, lang)
             orders = await run_in_threadpool(self._orders, cid, lang)
+            signups = await run_in_threadpool(self._signups, cid, lang)
             return self._page(request, "mine.html", 400, cid=cid, rows=rows, orders=orders,
-                              saved=False, phone_error=words.t("phone.bad", lang))
+                              signups=signups, saved=False,
+                              phone_error=words.t("phone.bad", lang))
         return RedirectResponse("/me?saved=1", 303, headers=NO_STORE)
 
     def _status(self, coupon: IssuedCoupon, lang: str) -> str:
