@@ -360,6 +360,17 @@ def cmd_workshop_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workshop_cancel(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        was_open = web_workshops.cancel_session(db, args.id, Topics(args.root))
+    finally:
+        db.close()
+    print(f"session {args.id} cancelled: its box refuses every ticket for it"
+          if was_open else f"session {args.id} was cancelled already (its state sent again)")
+    return 0
+
+
 def cmd_workshop_list(args: argparse.Namespace) -> int:
     db = _db(args)
     try:
@@ -637,6 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="check-in closes this many minutes after the end")
     sp.add_argument("--root", default=DEFAULT_ROOT, help="MQTT topic root of the store's box")
     sp.set_defaults(func=cmd_workshop_add)
+    sp = shop.add_parser("cancel", help="call a session off: its tickets are refused")
+    sp.add_argument("--id", required=True)
+    sp.add_argument("--root", default=DEFAULT_ROOT, help="MQTT topic root of the store's box")
+    sp.set_defaults(func=cmd_workshop_cancel)
     sp = shop.add_parser("list")
     sp.add_argument("--store")
     sp.set_defaults(func=cmd_workshop_list)

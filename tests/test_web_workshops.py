@@ -329,3 +329,28 @@ def test_a_replaced_box_catches_up_on_sessions_and_cancellations(tmp_path: Path,
     assert box2.counter.redeem(kept.code, till="T2").accepted
     box2.close()
     close(web)
+
+
+def test_hq_calls_a_session_off(tmp_path: Path, hq_db_url: str,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a session with a ticket, its data at the box
+    WHEN HQ runs edge-hq workshop cancel
+    THEN the sign-up page takes no more sign-ups, the ticket page says the session is off
+    (no QR, no cancel button), and once the data reaches the box it refuses the ticket."""
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
+    make_session(web)
+    phone = web.client()
+    _status, where = sign_up(phone, "W-BAKE", "王小明", 1)
+    code = qr_from_page(phone.get(where).text, "ticket-qr")
+    deliver(web, web.box)
+    assert main(["--home", str(web.home), "workshop", "cancel", "--id", "W-BAKE", "--db",
+                 web.db_url]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert "本场活动已停止报名" in phone.get("/w/W-BAKE").text
+    page = phone.get(where).text
+    assert "本场活动已取消" in page and "ticket-qr" not in page and "/cancel" not in page
+    assert deliver(web, web.box) == 1
+    assert web.box.counter.redeem(code, till="T1").reason is Reason.TICKET_CANCELLED
+    assert main(["--home", str(web.home), "workshop", "cancel", "--id", "NOPE", "--db",
+                 web.db_url]) == 2
+    close(web)

@@ -32,6 +32,7 @@ WORDS: dict[str, dict[str, str]] = {
     "ticket.waitlist": {"zh": "候补第 {n} 位：有人取消时自动递补，届时此页显示票码",
                         "en": "Waitlist place {n}: moved up automatically when someone cancels; the ticket then shows here"},
     "ticket.cancelled": {"zh": "已取消", "en": "Cancelled"},
+    "ticket.session_cancelled": {"zh": "本场活动已取消，票码作废", "en": "This session was cancelled; the ticket is void"},
     "ticket.mine": {"zh": "我的活动", "en": "My workshops"},
     "ticket.held": {"zh": "已报名（{party}人）", "en": "Signed up ({party} people)"},
     "ticket.place": {"zh": "候补第 {n} 位", "en": "Waitlist place {n}"},

@@ -132,6 +132,30 @@ def add_session(db: Database, session: Session, topics: Topics,
         queue_session(cur, topics, session.session_id, now)
 
 
+def cancel_session(db: Database, session_id: str, topics: Topics,
+                   now: float | None = None) -> bool:
+    """Call a session off: no more sign-ups, and its box refuses every ticket for it.
+
+    Returns whether it was open. The tickets stay as they are (their pages say the session
+    is cancelled); the box learns it from the session's state, queued here.
+
+    Raises:
+        ValueError: no such session.
+        hq.db.DbError: the database failed.
+    """
+    now = time.time() if now is None else now
+    with db.tx() as cur:
+        cur.execute("UPDATE web_workshop SET changes = changes + 1 WHERE session_id=?",
+                    (session_id,))
+        if cur.rowcount != 1:
+            raise ValueError(f"no session {session_id}")
+        cur.execute("UPDATE web_workshop SET status=? WHERE session_id=? AND status=?",
+                    (SessionStatus.CANCELLED.value, session_id, SessionStatus.OPEN.value))
+        was_open = cur.rowcount == 1
+        queue_session(cur, topics, session_id, now)
+    return was_open
+
+
 def new_session_id(starts: int) -> str:
     """A fresh session id: ``W`` + the start date + 4 random base32 characters."""
     return "W" + time.strftime("%m%d", time.localtime(starts)) + new_coupon_id("")[:4]
