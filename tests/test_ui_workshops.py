@@ -35,8 +35,9 @@ def cells(app: WatchedApp) -> list[list[str]]:
 async def test_sign_up_then_check_in_at_the_till(tmp_path: Path, midday: None) -> None:
     """GIVEN a session at the box's store and a customer who signed up 3 people on HQ's page
     (the ticket read off the page's QR), and HQ's workshops data applied at the box
-    WHEN the real daemon runs and the cashier opens F6, types 2 people and scans the ticket
-    THEN the till says 通过 with the session, the customer's name and 2人; today's list
+    WHEN the real daemon runs and the cashier opens F6, types 0 then 2 people and scans
+    THEN a party of 0 is refused before anything is sent; with 2 the till says 通过 with the
+    session, the customer's name and 2人; today's list
     shows the session with 3/4 signed up and 2 checked in; the same ticket scanned again is
     refused as already checked in, in Chinese."""
     web = make_web_hq(tmp_path)
@@ -58,6 +59,11 @@ async def test_sign_up_then_check_in_at_the_till(tmp_path: Path, midday: None) -
             pane = app.query_one(WorkshopsPane)
             await until(pilot, lambda: len(pane.sessions) == 1, "today's session listed")
             assert cells(app)[0][1:3] == ["3/4", "0"] and "亲子烘焙课" in cells(app)[0][4]
+            app.query_one("#workshop-party", Input).value = "0"
+            pane.focus_default()
+            await type_code(pilot, code)
+            await until(pilot, lambda: app.bells == 1, "a party of 0 refused before sending")
+            assert pane.sessions[0]["checked_in"] == 0 and not app.scan_pane.history
             app.query_one("#workshop-party", Input).value = "2"
             pane.focus_default()
             await type_code(pilot, code)

@@ -116,8 +116,10 @@ class WorkshopsPane(Pane):
         raw = party_box.value.strip()
         party = int(raw) if raw.isdigit() else None
         if raw and (party is None or not 1 <= party <= MAX_PARTY):
-            panel.display = True
-            panel.show_failure(self.t("ui.workshops.bad_party"), self.lang, None)
+            # Nothing was sent or recorded: say what to fix; the ticket is scanned again.
+            self.cashier.notify(self.t("ui.workshops.bad_party"), severity="error", timeout=6)
+            self.app.bell()
+            party_box.focus()
             return None
         view = await self.cashier.scan_pane.scan(code, "workshops", party=party)
         panel.display = True
