@@ -25,7 +25,7 @@ from hq.issuing.registry import DeviceRegistry
 from hq.publishing.fanout import seal_pending
 from hq.reports import workshops as report
 from hq.web.app import WebSettings, build_app
-from hq.web.workshops import Session, SignupStatus, add_session, get_session
+from hq.web.workshops import Session, SignupStatus, Workshops, add_session, get_session
 from sync.contract import EventBatch, Reported, Topics
 from sync.inbound import Inbound
 from tests.factory import DEVICE, STORE
@@ -353,4 +353,50 @@ def test_hq_calls_a_session_off(tmp_path: Path, hq_db_url: str,
     assert web.box.counter.redeem(code, till="T1").reason is Reason.TICKET_CANCELLED
     assert main(["--home", str(web.home), "workshop", "cancel", "--id", "NOPE", "--db",
                  web.db_url]) == 2
+    close(web)
+
+
+def test_cancellations_racing_sign_ups_never_leak_or_oversell(tmp_path: Path,
+                                                              hq_db_url: str) -> None:
+    """GIVEN a session of 10 seats, full (10 tickets of 1) with 10 on the waitlist, and four
+    HQ web workers (each its own database connection)
+    WHEN at once every ticket holder and every other waitlisted customer cancels while 10
+    new customers sign up
+    THEN the seats taken are exactly the seats the tickets hold, never over 10; every seat
+    freed went to someone (10 tickets held); each cancelled ticket that was ever signed is
+    named as revoked in the state queued for the box."""
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
+    make_session(web, capacity=10)
+    key = keystore.signing_key(web.home, Purpose.COUPON)
+    dbs = [Database(web.db_url) for _ in range(4)]
+    shops = [Workshops(db, key, TOPICS) for db in dbs]
+    first = [shops[0].sign_up("W-BAKE", f"cust-{i:016d}", f"顾客{i}", 1, f"idem-{i:016d}")
+             for i in range(20)]
+    assert [s.status for s in first] == [SignupStatus.TICKET] * 10 + [SignupStatus.WAITLIST] * 10
+    leaving = first[:10] + first[10::2]
+    start = threading.Barrier(len(leaving) + 10)
+
+    def act(i: int) -> None:
+        shop = shops[i % len(shops)]
+        start.wait()
+        if i < len(leaving):
+            assert shop.cancel(leaving[i].ticket_id, leaving[i].customer) is not None
+        else:
+            n = 100 + i
+            shop.sign_up("W-BAKE", f"cust-{n:016d}", f"新{n}", 1, f"idem-{n:016d}")
+
+    with ThreadPoolExecutor(len(leaving) + 10) as pool:
+        list(pool.map(act, range(len(leaving) + 10)))
+    (taken,), = web.db.query("SELECT taken FROM web_workshop WHERE session_id='W-BAKE'")
+    (held, seats), = web.db.query("SELECT COUNT(*), COALESCE(SUM(party), 0) FROM web_ticket"
+                                  " WHERE session_id='W-BAKE' AND status='ticket'")
+    assert taken == seats == held == 10
+    signed_cancelled = {str(t) for (t,) in web.db.query(
+        "SELECT ticket_id FROM web_ticket WHERE status='cancelled' AND code IS NOT NULL")}
+    (last,), = web.db.query("SELECT body FROM hq_outbox WHERE kind='workshops' ORDER BY id DESC"
+                            " LIMIT 1")
+    (state,) = decode_workshops(json.loads(last))
+    assert set(state.revoked) == signed_cancelled and state.signed_up == 10
+    for db in dbs:
+        db.close()
     close(web)

@@ -276,14 +276,18 @@ class Workshops:
         """
         now = self.clock()
         with self.db.tx() as cur:
-            cur.execute("SELECT session_id, customer, status, party FROM web_ticket"
-                        " WHERE ticket_id=?", (ticket_id,))
+            cur.execute("SELECT session_id, customer FROM web_ticket WHERE ticket_id=?",
+                        (ticket_id,))
             row = cur.fetchone()
             if row is None or row[1] != customer:
                 return None
-            session_id, _customer, status, party = row
+            session_id = row[0]
             cur.execute("UPDATE web_workshop SET changes = changes + 1 WHERE session_id=?",
                         (session_id,))
+            # Read the state under the session's lock: a cancellation racing this one may
+            # have just moved this sign-up off the waitlist (its seats must be freed too).
+            cur.execute("SELECT status, party FROM web_ticket WHERE ticket_id=?", (ticket_id,))
+            status, party = cur.fetchone()
             cur.execute("UPDATE web_ticket SET status=?, cancelled_at=? WHERE ticket_id=?"
                         " AND status<>?", (SignupStatus.CANCELLED.value, now, ticket_id,
                                            SignupStatus.CANCELLED.value))
