@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from edge import tokens
+from edge.hqdata import SessionStatus
 from edge.keys import Purpose
 from hq.db import Database, DbError
 from hq.issuing import keystore
@@ -410,9 +411,7 @@ class Web:
                     self.workshops.sign_up, session.session_id, cid,
                     fields.get("holder", ""), int(party) if party.isdigit() else 0, idem)
             except SignupRefused as exc:
-                error = words.t("workshop." + exc.code + ("_bad" if exc.code in
-                                                          ("party", "holder") else ""),
-                                lang, max=session.party_max)
+                error = words.t(_REFUSAL_WORDS[exc.code], lang, max=session.party_max)
                 session = await run_in_threadpool(get_session, self.db, session.session_id)
                 assert session is not None
             except DbError:
@@ -424,7 +423,7 @@ class Web:
     def _session_page(self, request: Request, session: Session, cid: str, new: bool,
                       error: str) -> HTMLResponse:
         store = self._store(session.store)
-        closed = session.status.value != "open" or time.time() >= session.starts
+        closed = session.status is not SessionStatus.OPEN or time.time() >= session.starts
         return self._page(request, "workshop.html", 400 if error else 200, script=True, cid=cid,
                           new=new, session=session, store=store, left=session.capacity
                           - session.taken, closed=closed, error=error, hm=_hm(session.ends),
@@ -473,6 +472,11 @@ class Web:
             response.set_cookie(COOKIE_LANG, lang, max_age=COOKIE_MAX_AGE, samesite="lax",
                                 secure=self.settings.secure_cookies)
         return response
+
+
+# A refused sign-up's words (hq.web.workshops.SignupRefused.code -> words key).
+_REFUSAL_WORDS = {"unknown": "workshop.unknown", "closed": "workshop.closed",
+                  "party": "workshop.party_bad", "holder": "workshop.holder_bad"}
 
 
 def _hm(ts: float) -> str:
