@@ -205,15 +205,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from edged.localapi import ApiError, DaemonUnavailable
 
     code = _code_arg(args.code)
+    if args.party is not None and not 1 <= args.party <= 100:
+        print(f"edge scan: --party must be 1-100, not {args.party}", file=sys.stderr)
+        return EXIT_USAGE
     try:
+        extra = {} if args.party is None else {"party": args.party}
         verdict = Verdict.from_dict(_api(args, "scan", code=code, till=args.till,
-                                         source="cli"))
+                                         source="cli", **extra))
     except DaemonUnavailable as exc:
         print(f"edge scan: daemon not running ({exc}); deciding on the ledger directly",
               file=sys.stderr)
         box = Box.open(args.home)
         try:
-            verdict = box.counter.redeem(code, till=args.till, source="cli")
+            verdict = box.counter.redeem(code, till=args.till, source="cli", party=args.party)
         finally:
             box.close()
     except ApiError as exc:
@@ -468,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "scan":
             sp.add_argument("code", help="the code, a pickup number, or - for stdin")
             sp.add_argument("--till", default="")
+            sp.add_argument("--party", type=int, help="people checking in on a workshop "
+                            "ticket (default: the ticket's party)")
         if name == "print-card":
             sp.add_argument("--receipt", default="", help="receipt / transaction reference")
     sp = command("preview", "render a (simulated) printer's ESC/POS output to a PNG of the paper")

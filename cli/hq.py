@@ -40,10 +40,13 @@ from hq.publishing.push import (
     web_links_from_body,
 )
 from hq.reports import stores as hq_report
+from hq.reports import workshops as workshop_report
 from hq.timeparse import parse_time
 from hq.web import campaigns as web_campaigns
 from hq.web import stores as web_stores
+from hq.web import workshops as web_workshops
 from provisioning import brokeraccounts, brokerauth
+from sync.contract import DEFAULT_ROOT, Topics
 
 CHANNELS = {c.name.lower(): c for c in tokens.Channel}
 
@@ -330,6 +333,14 @@ def cmd_enrol_serve(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     db = _db(args)
+    if args.what == "workshops":
+        try:
+            figures = workshop_report.build(db, args.since or 0.0)
+        finally:
+            db.close()
+        print(json.dumps(workshop_report.to_json(figures), ensure_ascii=False, indent=1)
+              if args.json else workshop_report.to_text(figures))
+        return 0
     try:
         reports = hq_report.build(db, args.since or 0.0)
     finally:
@@ -354,6 +365,46 @@ def cmd_web(args: argparse.Namespace) -> int:
     app = build_app(settings)
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="info",
                 proxy_headers=True, server_header=False)
+    return 0
+
+
+def cmd_workshop_add(args: argparse.Namespace) -> int:
+    session = web_workshops.Session(
+        args.id or web_workshops.new_session_id(int(args.starts)), args.store, args.title,
+        int(args.starts), int(args.ends), args.capacity, args.party_max, args.note,
+        args.early_min * 60, args.late_min * 60)
+    db = _db(args)
+    try:
+        web_workshops.add_session(db, session, Topics(args.root))
+    finally:
+        db.close()
+    link = session.link(args.base_url)
+    print(f"session {session.session_id} at {session.store}: {link}")
+    build_qr(link, border=2).print_ascii(out=sys.stdout, invert=True)
+    return 0
+
+
+def cmd_workshop_cancel(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        was_open = web_workshops.cancel_session(db, args.id, Topics(args.root))
+    finally:
+        db.close()
+    print(f"session {args.id} cancelled: its box refuses every ticket for it"
+          if was_open else f"session {args.id} was cancelled already (its state sent again)")
+    return 0
+
+
+def cmd_workshop_list(args: argparse.Namespace) -> int:
+    db = _db(args)
+    try:
+        found = web_workshops.list_sessions(db, args.store)
+    finally:
+        db.close()
+    for s in found:
+        start = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.starts))
+        print(f"{s.session_id}  {s.store}  {start}  {s.taken}/{s.capacity}  "
+              f"{s.status.value}  {s.title}  {s.link(args.base_url)}")
     return 0
 
 
@@ -546,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     _broker_auth_arguments(sp)
     sp.set_defaults(func=cmd_enrol_serve)
     sp = sub.add_parser("report", help="per-store figures from the HQ database")
+    sp.add_argument("what", nargs="?", choices=["stores", "workshops"], default="stores",
+                    help="stores (default) or workshops: sign-ups, check-ins, no-shows")
     _db_arguments(sp, db_help)
     sp.add_argument("--since", type=_time, help="only events from then (Unix, ISO, -7d)")
     sp.add_argument("--json", action="store_true")
@@ -606,6 +659,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp = camp.add_parser("list")
     sp.set_defaults(func=cmd_campaign_list)
     for sp in camp.choices.values():
+        _db_arguments(sp, db_help)
+    shop = sub.add_parser("workshop", help="workshop sessions the customer pages sign up for"
+                          ).add_subparsers(dest="action", required=True)
+    sp = shop.add_parser("add", help="define a session; prints its sign-up link and QR")
+    sp.add_argument("--id", help="session id (default: W + date + 4 random characters)")
+    sp.add_argument("--store", required=True)
+    sp.add_argument("--title", required=True)
+    sp.add_argument("--start", dest="starts", type=_time, required=True)
+    sp.add_argument("--end", dest="ends", type=_time, required=True)
+    sp.add_argument("--capacity", type=int, required=True, help="seats (people)")
+    sp.add_argument("--party-max", type=int, default=4, help="people per sign-up")
+    sp.add_argument("--note", default="")
+    sp.add_argument("--early-min", type=int, default=web_workshops.DEFAULT_EARLY_S // 60,
+                    help="check-in opens this many minutes before the start")
+    sp.add_argument("--late-min", type=int, default=web_workshops.DEFAULT_LATE_S // 60,
+                    help="check-in closes this many minutes after the end")
+    sp.add_argument("--root", default=DEFAULT_ROOT, help="MQTT topic root of the store's box")
+    sp.set_defaults(func=cmd_workshop_add)
+    sp = shop.add_parser("cancel", help="call a session off: its tickets are refused")
+    sp.add_argument("--id", required=True)
+    sp.add_argument("--root", default=DEFAULT_ROOT, help="MQTT topic root of the store's box")
+    sp.set_defaults(func=cmd_workshop_cancel)
+    sp = shop.add_parser("list")
+    sp.add_argument("--store")
+    sp.set_defaults(func=cmd_workshop_list)
+    for sp in shop.choices.values():
+        sp.add_argument("--base-url", default="http://127.0.0.1:8080/",
+                        help="where edge-hq web is reached")
         _db_arguments(sp, db_help)
     return p
 

@@ -50,6 +50,7 @@ class DataKind(enum.StrEnum):
     CONFIG = "config"  # the store's whole configuration (retained on the config topic)
     ORDERS = "orders"  # pickup orders assigned to the store: new, changed, cancelled
     REMOTE_USES = "remote_uses"  # redemptions at other stores, fanned out by HQ
+    WORKSHOPS = "workshops"  # the store's workshop sessions: times, counts, cancelled tickets
     TRUST = "trust"  # the set of trusted keys, signed by the trust root (inside a config)
     # Delivery, per device (its ``hq`` topic): what HQ committed, and what it lacks.
     CONFIRMED = "confirmed"  # HQ holds every event of the device up to a seq
@@ -396,6 +397,109 @@ def _int(value: object, where: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ContractError(f"{where} must be a whole number from {lo} to {hi}, not {value!r}")
     return value
+
+
+# -- data down: body of DataKind.WORKSHOPS envelopes ---------------------------------------
+# Added with workshops (additive); documented in docs/mqtt.md, "Workshops body".
+
+MAX_REVOKED_TICKETS: Final = 2000  # cancelled tickets one session line may name
+_SESSION_FIELDS: Final = frozenset({"session_id", "title", "starts", "ends", "capacity",
+                                    "party_max", "signed_up", "tickets", "early_s", "late_s",
+                                    "status", "revoked"})
+MAX_MARGIN_S: Final = 86400
+
+
+class SessionStatus(enum.StrEnum):
+    """A workshop session's state as HQ sends it."""
+
+    OPEN = "open"
+    CANCELLED = "cancelled"  # HQ called it off: every ticket for it is refused
+
+
+@dataclass(frozen=True, slots=True)
+class WorkshopSession:
+    """One session in a ``workshops`` envelope: ``{"sessions": [WorkshopSession, ...]}``.
+
+    Each line is HQ's **whole current state** of the session (like a remote use's count),
+    so applying it twice changes nothing: ``signed_up`` seats and ``tickets`` held now,
+    the check-in margins ``early_s``/``late_s`` around ``starts``..``ends``, and every
+    ticket of the session cancelled so far (``revoked``): the box refuses those.
+    """
+
+    session_id: str
+    title: str
+    starts: int
+    ends: int
+    capacity: int
+    party_max: int
+    signed_up: int = 0
+    tickets: int = 0
+    early_s: int = 1800
+    late_s: int = 900
+    status: SessionStatus = SessionStatus.OPEN
+    revoked: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in an envelope body."""
+        return {"session_id": self.session_id, "title": self.title, "starts": self.starts,
+                "ends": self.ends, "capacity": self.capacity, "party_max": self.party_max,
+                "signed_up": self.signed_up, "tickets": self.tickets, "early_s": self.early_s,
+                "late_s": self.late_s, "status": self.status.value,
+                "revoked": list(self.revoked)}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str = "session") -> WorkshopSession:
+        """Parse one session line strictly; errors name the field (``sessions[2].ends``).
+
+        Raises:
+            ContractError: unknown, missing or mistyped field, an unknown status, a session
+                that ends before it starts, or more revoked tickets than the bound.
+        """
+        item = _fields(obj, where, _SESSION_FIELDS)
+        starts = _int(item.get("starts"), f"{where}.starts", 0, _MAX_TIME)
+        ends = _int(item.get("ends"), f"{where}.ends", 0, _MAX_TIME)
+        if ends < starts:
+            raise ContractError(f"{where}: the session ends before it starts")
+        try:
+            status = SessionStatus(item.get("status", SessionStatus.OPEN.value))
+        except ValueError:
+            raise ContractError(f"{where}.status {item.get('status')!r} is not one of "
+                                f"{[s.value for s in SessionStatus]}") from None
+        revoked = item.get("revoked", [])
+        if not isinstance(revoked, list) or len(revoked) > MAX_REVOKED_TICKETS:
+            raise ContractError(f"{where}.revoked must be a list of at most "
+                                f"{MAX_REVOKED_TICKETS} ticket ids")
+        return cls(_text(item.get("session_id"), f"{where}.session_id", required=True),
+                   _text(item.get("title", ""), f"{where}.title"), starts, ends,
+                   _int(item.get("capacity"), f"{where}.capacity", 1, 100_000),
+                   _int(item.get("party_max"), f"{where}.party_max", 1, 100),
+                   _int(item.get("signed_up", 0), f"{where}.signed_up", 0, 100_000),
+                   _int(item.get("tickets", 0), f"{where}.tickets", 0, 100_000),
+                   _int(item.get("early_s", 1800), f"{where}.early_s", 0, MAX_MARGIN_S),
+                   _int(item.get("late_s", 900), f"{where}.late_s", 0, MAX_MARGIN_S), status,
+                   tuple(_text(t, f"{where}.revoked[{i}]", required=True)
+                         for i, t in enumerate(revoked)))
+
+
+def encode_workshops(sessions: list[WorkshopSession]) -> dict[str, Any]:
+    """The body of a ``workshops`` envelope."""
+    return {"sessions": [s.to_dict() for s in sessions]}
+
+
+def decode_workshops(body: object) -> list[WorkshopSession]:
+    """The sessions in a ``workshops`` envelope body.
+
+    Raises:
+        ContractError: not ``{"sessions": [...]}``, a bad session, or a session_id twice.
+    """
+    items = _fields(body, "workshops body", frozenset({"sessions"})).get("sessions")
+    if not isinstance(items, list):
+        raise ContractError("workshops body has no 'sessions' list")
+    sessions = [WorkshopSession.from_dict(o, f"sessions[{i}]") for i, o in enumerate(items)]
+    ids = [s.session_id for s in sessions]
+    if len(set(ids)) != len(ids):
+        raise ContractError("workshops body names a session_id twice")
+    return sessions
 
 
 # -- delivery: bodies of DataKind.CONFIRMED and DataKind.RESEND envelopes -----------------

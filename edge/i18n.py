@@ -27,6 +27,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
                   "en": "Pickup #{number}: {items} ({customer})"},
     "pickup.late": {"zh": "已过取货时间", "en": "Past the pickup window"},
     "uses_left": {"zh": "还可使用{n}次", "en": "{n} uses left"},
+    "ticket.ok": {"zh": "活动签到：{title}（{start}-{end}）{holder} {party}人",
+                  "en": "Workshop check-in: {title} ({start}-{end}) {holder}, {party} people"},
+    "ticket.partial": {"zh": "票面{ticket_party}人", "en": "ticket for {ticket_party}"},
     # cashier UI (ui/): panes, status bar, keys
     "ui.title": {"zh": "门店助手", "en": "Store Edge"},
     "ui.pane.scan": {"zh": "扫码", "en": "Scan"},
@@ -34,8 +37,23 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.pane.cards": {"zh": "包装卡", "en": "Cards"},
     "ui.pane.void": {"zh": "撤销", "en": "Void"},
     "ui.pane.report": {"zh": "日报", "en": "Report"},
+    "ui.pane.workshops": {"zh": "活动", "en": "Workshops"},
+    "ui.workshops.none": {"zh": "今天没有活动", "en": "No workshops today"},
+    "ui.workshops.col.time": {"zh": "时间", "en": "Time"},
+    "ui.workshops.col.title": {"zh": "活动", "en": "Session"},
+    "ui.workshops.col.signed_up": {"zh": "报名", "en": "Signed up"},
+    "ui.workshops.col.checked_in": {"zh": "已签到", "en": "Checked in"},
+    "ui.workshops.col.status": {"zh": "状态", "en": "Status"},
+    "ui.workshops.status.open": {"zh": "进行", "en": "open"},
+    "ui.workshops.status.cancelled": {"zh": "已取消", "en": "cancelled"},
+    "ui.workshops.code": {"zh": "扫描活动票，回车签到", "en": "Scan a workshop ticket, Enter to check in"},
+    "ui.workshops.party": {"zh": "人数（空=票面人数）", "en": "People (empty = ticket's party)"},
+    "ui.workshops.hint": {"zh": "先填人数（可不填），再扫票；R：刷新",
+                          "en": "Type the number of people (optional), then scan; R: refresh"},
+    "ui.workshops.bad_party": {"zh": "人数须为 1-99 的整数", "en": "People must be a whole number 1-99"},
     "ui.key.lang": {"zh": "English", "en": "中文"},
     "ui.key.quit": {"zh": "退出", "en": "Quit"},
+    "ui.key.workshops": {"zh": "活动", "en": "Class"},
     "ui.scan.ready": {"zh": "请扫码", "en": "READY TO SCAN"},
     "ui.scan.ready_hint": {"zh": "扫描顾客出示的券码或取货码，或输入取货号后按回车",
                            "en": "Scan the customer's coupon or pickup code, or type a pickup number and Enter"},
@@ -54,6 +72,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.source.camera": {"zh": "摄像头", "en": "camera"},
     "ui.source.cli": {"zh": "命令行", "en": "command line"},
     "ui.source.pickups": {"zh": "取货单", "en": "pickup list"},
+    "ui.source.workshops": {"zh": "活动签到", "en": "workshop check-in"},
     "ui.link.down": {"zh": "后台服务未连接，正在自动重连…（{detail}）",
                      "en": "Box service not reachable, reconnecting... ({detail})"},
     "ui.link.waiting": {"zh": "正在连接后台服务…", "en": "Connecting to the box service..."},
@@ -155,6 +174,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ui.short.unknown_pickup_number": {"zh": "无此取货号", "en": "unknown number"},
     "ui.short.too_many_attempts": {"zh": "输错过多", "en": "too many misses"},
     "ui.short.not_redeemable": {"zh": "包装卡码", "en": "card QR"},
+    "ui.short.already_checked_in": {"zh": "已签到", "en": "checked in"},
+    "ui.short.outside_session_window": {"zh": "不在签到时间", "en": "outside window"},
+    "ui.short.ticket_cancelled": {"zh": "票已取消", "en": "ticket cancelled"},
+    "ui.short.party_too_large": {"zh": "人数超出", "en": "party too large"},
     # reasons: what happened, then what to do
     "reason.bad_format": {"zh": "无法识别的码（{detail}）", "en": "Not a code we know ({detail})"},
     "reason.forged": {"zh": "签名无效：码可能被伪造或改动",
@@ -194,6 +217,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                  "en": "Too many wrong pickup numbers: type again in {retry} s"},
     "reason.not_redeemable": {"zh": "这是包装卡二维码，请顾客用手机扫码入群",
                               "en": "This is a packaging-card QR: the customer scans it with a phone"},
+    "reason.already_checked_in": {"zh": "此票已于 {used_at} 签到（{used_till}）",
+                                  "en": "Already checked in at {used_at} ({used_till})"},
+    "reason.outside_session_window": {"zh": "不在签到时间内（{window}）",
+                                      "en": "Outside the check-in window ({window})"},
+    "reason.ticket_cancelled": {"zh": "此票已取消（顾客退订或活动取消）",
+                                "en": "Ticket cancelled (by the customer, or the session was)"},
+    "reason.party_too_large": {"zh": "人数超出：此票限 {ticket_party} 人，本次 {party} 人",
+                               "en": "Too many people: the ticket is for {ticket_party}, not {party}"},
     "advice.bad_format": {"zh": "请重扫，或手动输入取货号", "en": "Scan again, or type the pickup number"},
     "advice.call_manager": {"zh": "请勿给予优惠，必要时联系店长",
                             "en": "Do not give the benefit; call the manager if needed"},
@@ -370,6 +401,13 @@ def when(ts: float | int | None) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(float(ts)))
 
 
+def hhmm(ts: float | int | None) -> str:
+    """A local ``HH:MM`` for a timestamp."""
+    if not ts:
+        return "?"
+    return time.strftime("%H:%M", time.localtime(float(ts)))
+
+
 def benefit_text(benefit: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     """A coupon benefit in plain words: 免费咖啡一杯, 95折, 减5元."""
     kind, value, item = benefit.get("kind"), int(benefit.get("value", 0)), benefit.get("item", "")
@@ -387,7 +425,13 @@ def verdict_lines(v: Verdict, lang: str = DEFAULT_LANG) -> tuple[str, str, str]:
     """(headline, what, what to do) for a verdict, in ``lang``."""
     f = v.facts
     if v.accepted:
-        if v.kind == "pickup":
+        if v.kind == "ticket":
+            what = t("ticket.ok", lang, title=f.get("title") or f.get("session_id", ""),
+                     start=hhmm(f.get("starts")), end=hhmm(f.get("ends")),
+                     holder=f.get("holder", ""), party=f.get("party", ""))
+            if f.get("party") != f.get("ticket_party"):
+                what += " · " + t("ticket.partial", lang, ticket_party=f.get("ticket_party"))
+        elif v.kind == "pickup":
             what = t("pickup.ok", lang, number=f.get("number", ""), items=f.get("items", ""),
                      customer=f.get("customer", ""))
             if f.get("late"):
@@ -407,7 +451,10 @@ def verdict_lines(v: Verdict, lang: str = DEFAULT_LANG) -> tuple[str, str, str]:
         "retry": f.get("retry_after_s") or f.get("locked_for_s") or "",
         "left": f.get("misses_left", ""),
         "window": f"{when(f.get('window_start'))} - {when(f.get('window_end'))}",
+        "party": f.get("party", ""), "ticket_party": f.get("ticket_party", ""),
     }
+    if v.kind == "ticket":  # a session's check-in window, margins included
+        values["window"] = f"{when(f.get('opens'))} - {when(f.get('closes'))}"
     key = "reason." + v.reason.value
     if v.reason is Reason.ALREADY_COLLECTED and f.get("collected_per_hq"):
         key += ".hq"  # collected before this box knew the order: no time or till here

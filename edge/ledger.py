@@ -34,7 +34,7 @@ import peewee as pw
 from edge.events import Event, EventType, wire_text
 from edge.keys import Purpose, TrustedKey
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL at most, if nothing else checkpoints
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -45,6 +45,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "void_shift_s": 8 * 3600,
     "pickup_late_grace_s": 2 * 3600,
     "clock_skew_s": 120,
+    # Check-in margins around a workshop session HQ has not described yet (its own
+    # early_s/late_s come with the session in a ``workshops`` message).
+    "workshop_early_s": 1800,
+    "workshop_late_s": 900,
     "config_version": 0,
 }
 
@@ -257,9 +261,28 @@ def _migrate_4(db: pw.SqliteDatabase) -> None:
     conn.execute("INSERT INTO outbox_confirmed(id, seq, version, at) VALUES (1, 0, 0, NULL)")
 
 
+def _migrate_5(db: pw.SqliteDatabase) -> None:
+    # Workshops (edge.workshops): the sessions HQ described (``workshops`` data, each row
+    # HQ's whole state of a session), the tickets HQ says were cancelled, and this box's
+    # check-ins (one per ticket; a void deletes it). Check-ins are decisions too (kind
+    # ``ticket``); this table keeps the party size and session a count needs in one place.
+    conn = db.connection()
+    conn.execute("CREATE TABLE workshop_session (session_id TEXT PRIMARY KEY, title TEXT NOT NULL,"
+                 " starts INTEGER NOT NULL, ends INTEGER NOT NULL, capacity INTEGER NOT NULL,"
+                 " party_max INTEGER NOT NULL, signed_up INTEGER NOT NULL, tickets INTEGER NOT"
+                 " NULL, early_s INTEGER NOT NULL, late_s INTEGER NOT NULL, status TEXT NOT NULL)")
+    conn.execute("CREATE INDEX workshop_session_starts ON workshop_session(starts)")
+    conn.execute("CREATE TABLE workshop_revoked (ticket_id TEXT PRIMARY KEY,"
+                 " session_id TEXT NOT NULL)")
+    conn.execute("CREATE TABLE workshop_checkin (ticket_id TEXT PRIMARY KEY, session_id TEXT NOT"
+                 " NULL, party INTEGER NOT NULL, holder TEXT NOT NULL, at REAL NOT NULL,"
+                 " decision_id INTEGER NOT NULL)")
+    conn.execute("CREATE INDEX workshop_checkin_session ON workshop_checkin(session_id)")
+
+
 # Index i migrates schema version i to i + 1. Append; never edit a shipped step.
 MIGRATIONS: list[Callable[[pw.SqliteDatabase], None]] = [_migrate_1, _migrate_2, _migrate_3,
-                                                         _migrate_4]
+                                                         _migrate_4, _migrate_5]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -17,17 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge import clock, keys, tokens
+from edge import clock, keys, tokens, workshops
 from edge.attempts import MissGuard
 from edge.events import EventType
 from edge.ledger import Ledger
-from edge.tokens import Card, Coupon, Pickup
+from edge.tokens import Card, Coupon, Pickup, Ticket
 from edge.verdict import Reason, Verdict
 
 PICKUP_NUMBER = re.compile(r"[0-9]{3,8}")
 _PREVIEW = 48
 
-_PURPOSE = {tokens.Kind.COUPON: keys.Purpose.COUPON, tokens.Kind.PICKUP: keys.Purpose.PICKUP}
+# A workshop ticket is a customer code HQ's web service mints as it mints personal coupons:
+# the same issuing role signs it (docs/tokens.md, "Workshop tickets").
+_PURPOSE = {tokens.Kind.COUPON: keys.Purpose.COUPON, tokens.Kind.PICKUP: keys.Purpose.PICKUP,
+            tokens.Kind.TICKET: keys.Purpose.COUPON}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class _Judgement:
     facts: dict[str, Any] | None = None
     max_uses: int = 1
     order: Pickup | None = None  # an accepted pickup, to mark collected
+    ticket: Ticket | None = None  # an accepted check-in, to note with its party
+    party: int = 0
 
 
 class VoidRefused(Exception):
@@ -71,7 +76,7 @@ class Counter:
 
     # -- public --------------------------------------------------------------------
 
-    def check(self, text: str | bytes, till: str = "") -> Verdict:
+    def check(self, text: str | bytes, till: str = "", party: int | None = None) -> Verdict:
         """What :meth:`redeem` would decide now, recording nothing.
 
         Except for a typed pickup number that misses or is refused for too many misses:
@@ -80,18 +85,28 @@ class Counter:
         """
         conn = self.ledger.conn
         reading = self._clock(conn)
-        j = self._judge(conn, text, reading.now, till)
+        j = self._judge(conn, text, reading.now, till, party)
         if j.reason in (Reason.UNKNOWN_PICKUP_NUMBER, Reason.TOO_MANY_ATTEMPTS):
             with self.ledger.immediate() as wconn:
                 decision_id, event_id = self._record(wconn, j, reading, till, "check")
             return self._verdict(j, reading, decision_id, event_id)
         return self._verdict(j, reading, None, None)
 
-    def redeem(self, text: str | bytes, till: str = "", source: str = "") -> Verdict:
-        """Decide on a scanned or typed code and record the decision durably."""
+    def redeem(self, text: str | bytes, till: str = "", source: str = "",
+               party: int | None = None) -> Verdict:
+        """Decide on a scanned or typed code and record the decision durably.
+
+        ``party``: for a workshop ticket, how many people check in (default: the ticket's
+        whole party); ignored for other codes.
+
+        Raises:
+            ValueError: ``party`` is below 1.
+        """
+        if party is not None and party < 1:
+            raise ValueError(f"a party is 1 or more people, not {party}")
         with self.ledger.immediate() as conn:
             reading = self._clock(conn)
-            j = self._judge(conn, text, reading.now, till)
+            j = self._judge(conn, text, reading.now, till, party)
             decision_id, event_id = self._record(conn, j, reading, till, source)
         return self._verdict(j, reading, decision_id, event_id)
 
@@ -120,6 +135,8 @@ class Counter:
                 if row[0] == tokens.Kind.PICKUP:
                     conn.execute("UPDATE pickup_order SET status='waiting', collected_at=NULL"
                                  " WHERE order_id=?", (row[1][2:],))
+                elif row[0] == tokens.Kind.TICKET:
+                    workshops.undo_checkin(conn, decision_id)
                 _seq, event_id = self.ledger.append_event(
                     conn, EventType.VOID, reading.now, reading.trusted,
                     {"decision_id": decision_id, "code_id": row[1], "kind": row[0],
@@ -137,7 +154,7 @@ class Counter:
         return clock.read(self.wall_clock(), float(row[0]) if row else 0.0, skew)
 
     def _judge(self, conn: sqlite3.Connection, text: str | bytes, now: float,
-               till: str = "") -> _Judgement:
+               till: str = "", party: int | None = None) -> _Judgement:
         if isinstance(text, str) and PICKUP_NUMBER.fullmatch(text.strip()):
             return self._judge_typed(conn, text.strip(), now, till)
         parsed = tokens.parse(text)
@@ -159,6 +176,8 @@ class Counter:
             return _Judgement(Reason.KEY_EXPIRED, kind, code_id, facts={"key_id": token.key_id})
         if isinstance(token, Coupon):
             return self._judge_coupon(conn, token, now)
+        if isinstance(token, Ticket):
+            return self._judge_ticket(conn, token, now, party)
         return self._judge_pickup(conn, token, now)
 
     def _judge_coupon(self, conn: sqlite3.Connection, c: Coupon, now: float) -> _Judgement:
@@ -217,6 +236,37 @@ class Counter:
                 j.facts["collected_per_hq"] = True
             elif j.reason is None and now > p.window_end:
                 j.facts["late"] = True
+        return j
+
+    def _judge_ticket(self, conn: sqlite3.Connection, w: Ticket, now: float,
+                      party: int | None) -> _Judgement:
+        """A workshop ticket: this store, not cancelled, inside its window, once, party."""
+        session = workshops.session_row(conn, w.session_id)
+        j = _Judgement(None, "ticket", w.code_id, ticket=w,
+                       party=w.party if party is None else party)
+        j.facts = {"ticket_id": w.ticket_id, "session_id": w.session_id,
+                   "title": session["title"] if session else "", "holder": w.holder,
+                   "party": j.party, "ticket_party": w.party, "starts": w.starts,
+                   "ends": w.ends}
+        win = workshops.window(self.ledger, session, w.starts, w.ends)
+        if w.store_id != self.identity.store_id:
+            j.reason = Reason.WRONG_STORE
+            j.facts["stores"] = [w.store_id]
+        elif workshops.is_revoked(conn, w.ticket_id, session):
+            j.reason = Reason.TICKET_CANCELLED
+        elif not win.opens <= now <= win.closes:
+            j.reason = Reason.OUTSIDE_SESSION_WINDOW
+            j.facts.update(opens=win.opens, closes=win.closes, early=now < win.opens)
+        elif j.party > w.party:
+            j.reason = Reason.PARTY_TOO_LARGE
+        else:
+            self._judge_uses(conn, j)
+            if j.reason is Reason.USED_AT_OTHER_STORE:
+                # HQ fanned out a check-in at another till of this store ("store/device")
+                j.facts["used_till"] = j.facts.get("used_store")
+            if j.reason in (Reason.ALREADY_USED_HERE, Reason.USED_AT_OTHER_STORE):
+                j.reason = Reason.ALREADY_CHECKED_IN
+            j.facts.pop("uses_left", None)
         return j
 
     def _judge_typed(self, conn: sqlite3.Connection, number: str, now: float,
@@ -301,6 +351,9 @@ class Counter:
                     (p.order_id, p.store_id, p.number, p.window_start, p.window_end,
                      p.items, p.customer, reading.now))
         assert cur.lastrowid is not None
+        if accepted and j.ticket is not None:
+            workshops.record_checkin(conn, j.ticket.ticket_id, j.ticket.session_id, j.party,
+                                     j.ticket.holder, reading.now, cur.lastrowid)
         return cur.lastrowid, event_id
 
     def _verdict(self, j: _Judgement, reading: clock.Reading, decision_id: int | None,

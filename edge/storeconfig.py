@@ -41,8 +41,10 @@ from edge.hqdata import (
     RemoteUse,
     SignatureError,
     UntrustedKeyError,
+    WorkshopSession,
     decode_orders,
     decode_remote_uses,
+    decode_workshops,
     json_object,
     open_envelope,
 )
@@ -50,13 +52,15 @@ from edge.keys import Purpose, TrustedKey, parse_trust
 from edge.ledger import DEFAULT_SETTINGS, Ledger
 from edge.orders import upsert_order
 from edge.rules import Identity
+from edge.workshops import upsert_sessions
 
 log = logging.getLogger(__name__)
 
 CONFIG_SCHEMA: Final = 1  # the body's "schema"; a box refuses a newer one it cannot read
 MAX_TEXT: Final = 200  # printer texts: a line or two on a 58 mm card
 VERSION_SETTING: Final = {DataKind.CONFIG: "config_version", DataKind.ORDERS: "orders_version",
-                          DataKind.REMOTE_USES: "remote_uses_version"}
+                          DataKind.REMOTE_USES: "remote_uses_version",
+                          DataKind.WORKSHOPS: "workshops_version"}
 CONFIG_DIGEST_SETTING: Final = "config_digest"
 TRUST_VERSION_SETTING: Final = "trust_version"  # the trust list applied (0: provisioned set)
 TRUST_DIGEST_SETTING: Final = "trust_digest"
@@ -638,9 +642,24 @@ def apply_remote_uses(ledger: Ledger, identity: Identity, data: HqData,
                        lambda: decode_remote_uses(data.body), write, wall_clock)
 
 
+def apply_workshops(ledger: Ledger, identity: Identity, data: HqData,
+                    wall_clock: Callable[[], float] = time.time) -> ApplyResult:
+    """Store HQ's state of the store's workshop sessions from a verified ``workshops`` message.
+
+    Each line is a session's whole state (times, counts, margins, cancelled tickets), so a
+    re-delivery or a later line for the same session simply replaces it; a ticket once
+    cancelled stays refused.
+    """
+    def write(conn: sqlite3.Connection, items: list[WorkshopSession]) -> int:
+        return upsert_sessions(conn, items)
+
+    return _apply_data(ledger, identity, data, DataKind.WORKSHOPS,
+                       lambda: decode_workshops(data.body), write, wall_clock)
+
+
 APPLY: Final[dict[DataKind, Callable[..., ApplyResult]]] = {
     DataKind.CONFIG: apply_config, DataKind.ORDERS: apply_orders,
-    DataKind.REMOTE_USES: apply_remote_uses}
+    DataKind.REMOTE_USES: apply_remote_uses, DataKind.WORKSHOPS: apply_workshops}
 
 
 # -- reading back -------------------------------------------------------------------------

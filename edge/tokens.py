@@ -13,6 +13,8 @@ varint, ``u32`` = 4-byte big-endian seconds since the Unix epoch):
   valid_until u32, max_uses uv, store count u8, stores str* (0 stores = all stores)
 * pickup ``SEP1``: key_id str, order_id str, store_id str, number str,
   window_start u32, window_end u32, items str, customer str
+* ticket ``SEW1`` (a workshop seat): key_id str, ticket_id str, session_id str,
+  store_id str, party uv, starts u32, ends u32, holder str
 * card ``SEK1``: flags u8 (bit 0: device id is written without its store-id prefix,
   bit 1: a receipt reference follows), store_id id6, device_id id6, serial uv,
   issued_at u32, [receipt_ref id6]. ``id6`` = 1-byte length + 6 bits a character over
@@ -43,9 +45,11 @@ class Kind(enum.StrEnum):
     COUPON = "coupon"
     PICKUP = "pickup"
     CARD = "card"
+    TICKET = "ticket"  # a workshop ticket (docs/tokens.md says why not a coupon variant)
 
 
-PREFIXES: Final[dict[Kind, str]] = {Kind.COUPON: "SEC1", Kind.PICKUP: "SEP1", Kind.CARD: "SEK1"}
+PREFIXES: Final[dict[Kind, str]] = {Kind.COUPON: "SEC1", Kind.PICKUP: "SEP1", Kind.CARD: "SEK1",
+                                    Kind.TICKET: "SEW1"}
 _KIND_BY_PREFIX: Final = {p: k for k, p in PREFIXES.items()}
 PREFIX_LEN: Final = 4
 
@@ -115,6 +119,29 @@ class Pickup:
 
 
 @dataclass(frozen=True, slots=True)
+class Ticket:
+    """A workshop ticket: ``party`` seats at one session, issued and signed by HQ.
+
+    ``starts``/``ends`` are the session's times as signed at issue; the box adds the
+    check-in margins. ``holder`` is the name the customer gave (for the cashier to greet).
+    """
+
+    key_id: str
+    ticket_id: str
+    session_id: str
+    store_id: str
+    party: int
+    starts: int
+    ends: int
+    holder: str = ""
+
+    @property
+    def code_id(self) -> str:
+        """The ledger's key for this ticket's check-in (once per ticket)."""
+        return "W:" + self.ticket_id
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """A packaging-card token, issued and signed by the store device."""
 
@@ -125,7 +152,7 @@ class Card:
     receipt_ref: str = ""
 
 
-Token = Coupon | Pickup | Card
+Token = Coupon | Pickup | Card | Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +169,8 @@ class Signed:
         return _KIND_OF[type(self.token)]
 
 
-_KIND_OF: Final[dict[type, Kind]] = {Coupon: Kind.COUPON, Pickup: Kind.PICKUP, Card: Kind.CARD}
+_KIND_OF: Final[dict[type, Kind]] = {Coupon: Kind.COUPON, Pickup: Kind.PICKUP, Card: Kind.CARD,
+                                     Ticket: Kind.TICKET}
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +312,17 @@ def _write(token: Token) -> bytes:
             w.u32(token.window_end)
             w.str(token.items)
             w.str(token.customer)
+        case Ticket():
+            if not token.party > 0:
+                raise ValueError("a ticket is for a party of 1 or more")
+            w.str(token.key_id)
+            w.str(token.ticket_id)
+            w.str(token.session_id)
+            w.str(token.store_id)
+            w.uv(token.party)
+            w.u32(token.starts)
+            w.u32(token.ends)
+            w.str(token.holder)
         case Card():
             relative = token.device_id.startswith(token.store_id) and token.store_id != ""
             w.u8((_CARD_RELATIVE_DEVICE if relative else 0)
@@ -312,6 +351,10 @@ def _read(kind: Kind, payload: bytes) -> Token:
                        valid_until, max_uses, stores)
     elif kind is Kind.PICKUP:
         token = Pickup(r.str(), r.str(), r.str(), r.str(), r.u32(), r.u32(), r.str(), r.str())
+    elif kind is Kind.TICKET:
+        token = Ticket(r.str(), r.str(), r.str(), r.str(), r.uv(), r.u32(), r.u32(), r.str())
+        if token.party < 1:  # the writer refuses it too
+            raise ValueError("party 0")
     else:
         flags = r.u8()
         if flags & ~(_CARD_RELATIVE_DEVICE | _CARD_HAS_RECEIPT):
@@ -337,6 +380,8 @@ def _required_ids(token: Token) -> bool:
         return bool(token.key_id and token.coupon_id and token.campaign_id)
     if isinstance(token, Pickup):
         return bool(token.key_id and token.order_id and token.store_id)
+    if isinstance(token, Ticket):
+        return bool(token.key_id and token.ticket_id and token.session_id and token.store_id)
     return bool(token.store_id and token.device_id)
 
 

@@ -28,6 +28,11 @@ class Reason(enum.StrEnum):
     UNKNOWN_PICKUP_NUMBER = "unknown_pickup_number"
     TOO_MANY_ATTEMPTS = "too_many_attempts"  # typed numbers locked at this till for a while
     NOT_REDEEMABLE = "not_redeemable"  # a packaging card shown at the till
+    # workshop tickets (edge.workshops)
+    ALREADY_CHECKED_IN = "already_checked_in"  # this ticket was checked in (once per ticket)
+    OUTSIDE_SESSION_WINDOW = "outside_session_window"  # before start - early, after end + late
+    TICKET_CANCELLED = "ticket_cancelled"  # the customer cancelled it (or HQ the session)
+    PARTY_TOO_LARGE = "party_too_large"  # more people than the ticket's party
 
 
 @dataclass(frozen=True, slots=True)

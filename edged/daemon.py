@@ -36,6 +36,7 @@ from drivers.camera import CameraScanner
 from drivers.scan import DeviceState, DeviceStatus, DropReason, ScanInput
 from drivers.scanner_serial import SerialScanner
 from edge import report as reports
+from edge import workshops
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
@@ -136,7 +137,7 @@ class Daemon:
 
     # -- the scan pipeline ----------------------------------------------------------
 
-    def decide(self, text: str, source: str, till: str = "") -> Verdict:
+    def decide(self, text: str, source: str, till: str = "", party: int | None = None) -> Verdict:
         """Decide on one scan: record it, tell subscribers, print what config asks for.
 
         Raises:
@@ -144,7 +145,7 @@ class Daemon:
             sqlite3.Error: the ledger could not record it otherwise: no verdict exists.
         """
         try:
-            verdict = self.box.counter.redeem(text, till=till, source=source)
+            verdict = self.box.counter.redeem(text, till=till, source=source, party=party)
         except LedgerFull as exc:
             self._storage_failed(exc)
             raise
@@ -470,9 +471,12 @@ class Daemon:
     async def _dispatch(self, op: Op, args: dict[str, Any]) -> dict[str, Any]:
         if op is Op.SCAN:
             code = _arg(args, "code", str)
+            party = _arg(args, "party", int, None)
+            if party is not None and not 1 <= party <= 100:
+                raise ApiError(ErrorCode.BAD_REQUEST, f"party must be 1-100, not {party}")
             try:
                 v = self.decide(code, _arg(args, "source", str, ScanSource.API.value),
-                                _arg(args, "till", str, ""))
+                                _arg(args, "till", str, ""), party)
             except (ApiError, LedgerFull):
                 raise
             except Exception as exc:
@@ -502,6 +506,8 @@ class Daemon:
         start, end = self._day(args)
         if op is Op.PICKUPS:
             return {"orders": orders(self.box.ledger, start, end, self.box.clock().now)}
+        if op is Op.WORKSHOPS:
+            return {"sessions": workshops.sessions(self.box.ledger, start, end)}
         if op is Op.REPORT:
             return reports.report(self.box.ledger, start, end)
         printing = self._printing()

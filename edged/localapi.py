@@ -29,7 +29,7 @@ SOCKET_NAME = "run/edge.sock"
 class Op(enum.StrEnum):
     """Every request the daemon serves, with the arguments it takes."""
 
-    SCAN = "scan"  # {code, till?, source?} -> Verdict.to_dict()
+    SCAN = "scan"  # {code, till?, source?, party?} -> Verdict.to_dict()
     CHECK = "check"  # {code, till?} -> Verdict.to_dict(); records only a typed-number miss
     VOID = "void"  # {decision_id, reason, till?} -> {decision_id, code_id, voided_at, ...}
     RECENT = "recent"  # {limit?} -> {"decisions": [...]} newest first
@@ -41,6 +41,7 @@ class Op(enum.StrEnum):
     PRINT_REPORT = "print_report"  # {day_start?, day_end?} -> {job_id}
     SUBSCRIBE = "subscribe"  # {} -> {} and then event lines
     SALE = "sale"  # {receipt_ref?} -> {card: {serial, url, job_id} | null}: the till sold
+    WORKSHOPS = "workshops"  # {day_start?, day_end?} -> {"sessions": [...]} with check-ins
 
 
 class Topic(enum.StrEnum):

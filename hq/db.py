@@ -27,7 +27,7 @@ Schema (version 1):
 - ``hq_issued``, ``hq_device_use``, ``hq_catch_up``: HQ's own record of what it issued,
   uses per device, and catch-ups given (``docs/security.md``).
 - ``web_*``: the customer pages' stores, campaigns, customers, card claims, coupons and
-  the pickup orders pushed for a customer (``docs/web.md``).
+  the pickup orders pushed for a customer, workshop sessions and sign-ups (``docs/web.md``).
 - ``hq_delivery``: per device, what HQ holds without a gap, the confirmation it owes and
   the range it asks the box to resend (``hq.ingest.delivery``).
 """
@@ -150,6 +150,25 @@ _SCHEMA: Final = (
     " window_start BIGINT NOT NULL, window_end BIGINT NOT NULL, created_at {float} NOT NULL,"
     " PRIMARY KEY (store, order_id))",
     "CREATE INDEX IF NOT EXISTS web_order_customer ON web_order (customer, window_start)",
+    # A workshop session (hq/web/workshops.py): ``taken`` seats of ``capacity``, held by one
+    # conditional UPDATE (taken + party <= capacity) so no race oversells it; ``changes``
+    # counts the session's changes (every sign-up, promotion and cancellation bumps it
+    # first, so they serialise on the row and their pushes to the box leave in order).
+    "CREATE TABLE IF NOT EXISTS web_workshop (session_id TEXT PRIMARY KEY,"
+    " store TEXT NOT NULL, title TEXT NOT NULL, starts BIGINT NOT NULL, ends BIGINT NOT NULL,"
+    " capacity BIGINT NOT NULL, party_max BIGINT NOT NULL, note TEXT NOT NULL DEFAULT '',"
+    " early_s BIGINT NOT NULL, late_s BIGINT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
+    " taken BIGINT NOT NULL DEFAULT 0, changes BIGINT NOT NULL DEFAULT 0,"
+    " created_at {float} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS web_workshop_store ON web_workshop (store, starts)",
+    # A sign-up: status 'ticket' (a seat, ``code`` the signed ticket), 'waitlist' (in id
+    # order) or 'cancelled'. ``idem_key`` makes a resubmitted form find its sign-up.
+    "CREATE TABLE IF NOT EXISTS web_ticket (id {serial}, ticket_id TEXT NOT NULL UNIQUE,"
+    " session_id TEXT NOT NULL, customer TEXT NOT NULL, holder TEXT NOT NULL,"
+    " party BIGINT NOT NULL, status TEXT NOT NULL, code TEXT, idem_key TEXT NOT NULL UNIQUE,"
+    " created_at {float} NOT NULL, ticketed_at {float}, cancelled_at {float})",
+    "CREATE INDEX IF NOT EXISTS web_ticket_session ON web_ticket (session_id, status, id)",
+    "CREATE INDEX IF NOT EXISTS web_ticket_customer ON web_ticket (customer, created_at)",
     # -- end web ----------------------------------------------------------------------
     # -- delivery (hq/ingest/delivery.py): what HQ confirmed to each device, what it asks --
     # ``held``: every seq 1..held is in hq_event; ``last_seq``: the device's newest seq as

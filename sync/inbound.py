@@ -80,7 +80,7 @@ class Inbound:
         if topic == self.config_topic:
             expected: tuple[DataKind, ...] = (DataKind.CONFIG,)
         elif topic == self.data_topic:
-            expected = (DataKind.ORDERS, DataKind.REMOTE_USES)
+            expected = (DataKind.ORDERS, DataKind.REMOTE_USES, DataKind.WORKSHOPS)
         elif topic == self.hq_topic:
             expected = (DataKind.CONFIRMED, DataKind.RESEND)
         else:

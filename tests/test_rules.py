@@ -13,6 +13,7 @@ from edge.keys import Purpose, SigningKey, TrustedKey
 from edge.orders import learn_pickup_code, upsert_order
 from edge.rules import VoidRefused
 from edge.verdict import Reason
+from hq.issuing.codes import sign_token
 from tests.factory import NOW, STORE, Clock, Hq, sample_pickup
 
 
@@ -28,6 +29,7 @@ class Case:
     reason: Reason
     code: Callable[[Hq, Box], str]
     setup: Callable[[Hq, Box], None] = lambda hq, box: None
+    party: int | None = None  # a workshop check-in's party (default: the ticket's)
 
 
 def _campaign(state: str) -> Callable[[Hq, Box], None]:
@@ -89,6 +91,24 @@ def _card(hq: Hq, box: Box) -> str:
     return tokens.code_from_url(box.issue_card().url)
 
 
+def _ticket(**overrides: object) -> Callable[[Hq, Box], str]:
+    def make(hq: Hq, box: Box) -> str:
+        return sign_token(hq.key, tokens.Ticket(**{
+            "key_id": hq.key.key_id, "ticket_id": "T1", "session_id": "W1", "store_id": STORE,
+            "party": 2, "starts": int(NOW), "ends": int(NOW + 3600), "holder": "王",
+            **overrides}))
+    return make
+
+
+def _check_in_first(hq: Hq, box: Box) -> None:
+    assert box.counter.redeem(_ticket()(hq, box), till="T2").accepted
+
+
+def _cancel_ticket(hq: Hq, box: Box) -> None:
+    with box.ledger.immediate() as conn:
+        conn.execute("INSERT INTO workshop_revoked(ticket_id, session_id) VALUES ('T1', 'W1')")
+
+
 CASES = [
     Case(Reason.BAD_FORMAT, lambda hq, box: "6901234567892"),
     Case(Reason.FORGED, _forged),
@@ -112,6 +132,11 @@ CASES = [
     Case(Reason.UNKNOWN_PICKUP_NUMBER, lambda hq, box: "4242"),
     Case(Reason.TOO_MANY_ATTEMPTS, lambda hq, box: "4242", _five_misses_at_t1),
     Case(Reason.NOT_REDEEMABLE, _card),
+    Case(Reason.WRONG_STORE, _ticket(store_id="SH002")),
+    Case(Reason.ALREADY_CHECKED_IN, _ticket(), _check_in_first),
+    Case(Reason.OUTSIDE_SESSION_WINDOW, _ticket(starts=int(NOW + 7200), ends=int(NOW + 9000))),
+    Case(Reason.TICKET_CANCELLED, _ticket(), _cancel_ticket),
+    Case(Reason.PARTY_TOO_LARGE, _ticket(), party=3),
 ]
 
 
@@ -127,7 +152,7 @@ def test_reason(case: Case, hq: Hq, box: Box) -> None:
     case.setup(hq, box)
     code = case.code(hq, box)
     before = box.ledger.backlog()
-    verdict = box.counter.redeem(code, till="T1", source="test")
+    verdict = box.counter.redeem(code, till="T1", source="test", party=case.party)
     assert not verdict.accepted
     assert verdict.reason is case.reason
     assert verdict.decision_id is not None

@@ -2,7 +2,7 @@
 
 It holds no business logic: every verdict, list and figure comes from the daemon through
 :mod:`edged.localapi` (via :class:`ui.link.Link`), every word from :mod:`edge.i18n`.
-Keyboard first: F1-F5 switch panes, F9 switches language, F10 (or Ctrl+C, Ctrl+Q) quits.
+Keyboard first: F1-F6 switch panes, F9 switches language, F10 (or Ctrl+C, Ctrl+Q) quits.
 Works at 80x24 on a Linux console (no mouse, box-drawing characters only).
 """
 
@@ -31,10 +31,11 @@ from ui.status_bar import StatusBar
 from ui.title_bar import TitleBar
 from ui.void import VoidPane
 from ui.words import VerdictView
+from ui.workshops import WorkshopsPane
 
-PANES = ("scan", "pickups", "cards", "void", "report")
+PANES = ("scan", "pickups", "cards", "void", "report", "workshops")
 STATUS_POLL_S = 2.0
-OWN_SOURCES = ("keyboard", "pickups")  # the scan sources this app sends
+OWN_SOURCES = ("keyboard", "pickups", "workshops")  # the scan sources this app sends
 
 
 class CashierApp(App[None]):
@@ -49,6 +50,7 @@ class CashierApp(App[None]):
         Binding("f3", "pane('cards')", "cards", show=False, priority=True),
         Binding("f4", "pane('void')", "void", show=False, priority=True),
         Binding("f5", "pane('report')", "report", show=False, priority=True),
+        Binding("f6", "pane('workshops')", "workshops", show=False, priority=True),
         Binding("f9", "switch_language", "language", show=False, priority=True),
         Binding("f10,ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "pane('scan')", "scan", show=False),
@@ -91,6 +93,7 @@ class CashierApp(App[None]):
             yield CardsPane(id="cards")
             yield VoidPane(id="void")
             yield ReportPane(id="report")
+            yield WorkshopsPane(id="workshops")
         yield Static(id="banner")
         yield StatusBar(id="status")
         yield KeyBar(id="keys")

@@ -56,10 +56,14 @@ class ScanPane(Pane):
         if code:
             await self.scan(code, "keyboard")
 
-    async def scan(self, code: str, source: str) -> VerdictView | None:
-        """Send ``code`` to the daemon and show its verdict (or that none came)."""
+    async def scan(self, code: str, source: str, party: int | None = None) -> VerdictView | None:
+        """Send ``code`` to the daemon and show its verdict (or that none came).
+
+        ``party``: the people checking in on a workshop ticket (default: its whole party).
+        """
+        extra = {} if party is None else {"party": party}
         result = await self.cashier.call(Op.SCAN, show_error=False, code=code,
-                                         till=self.cashier.till_name, source=source)
+                                         till=self.cashier.till_name, source=source, **extra)
         panel = self.query_one(VerdictPanel)
         if result is None:
             panel.show_failure(self.cashier.last_error, self.lang, self.cashier.failure_advice())

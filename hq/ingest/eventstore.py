@@ -24,16 +24,18 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from edge.coalesce import Coalescer
 from edge.events import EventType
+from edge.hqdata import encode_workshops
 from hq.db import Cursor, Database
 from hq.ingest import delivery
 from hq.ingest.delivery import DeliveryTiming
 from hq.issuing.issued import issued
 from hq.issuing.registry import DeviceRegistry
 from hq.publishing import fanout
+from hq.publishing.workshops import CATCH_UP_SESSIONS, live_sessions
 from sync.contract import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
@@ -436,8 +438,8 @@ class EventStore:
         """Queue what a box without a session missed; returns the envelopes queued.
 
         The store's orders whose window has not ended (those HQ saw collected there marked
-        so), the uses at other stores of codes valid there, and the uses by the store's
-        other boxes (last 90 days).
+        so), the uses at other stores of codes valid there, the uses by the store's
+        other boxes (last 90 days), and its workshop sessions still open for check-in.
         """
         cur.execute("SELECT code_id FROM hq_event WHERE store=? AND kind='pickup' AND"
                     " code_id IS NOT NULL AND ((type=? AND accepted=1) OR type=?)"
@@ -473,6 +475,13 @@ class EventStore:
         for i in range(0, len(uses), CATCH_UP_CHUNK):
             self._enqueue(cur, store, DataKind.REMOTE_USES,
                           encode_remote_uses(uses[i:i + CATCH_UP_CHUNK]), now)
+            queued += 1
+        # Workshop sessions still open for check-in, with their cancelled tickets: a box
+        # that missed them would check a cancelled ticket in.
+        sessions = live_sessions(cur, store, now)
+        for i in range(0, len(sessions), CATCH_UP_SESSIONS):
+            self._enqueue(cur, store, DataKind.WORKSHOPS,
+                          encode_workshops(sessions[i:i + CATCH_UP_SESSIONS]), now)
             queued += 1
         return queued
 
@@ -562,10 +571,17 @@ def _mismatch(batch: EventBatch, store: str, device: str) -> str:
     return ""
 
 
+_COUNTED_KINDS: Final = ("coupon", "ticket")
+
+
 def _use_change(e: dict[str, Any]) -> _UseChange | None:
-    """The coupon-use change an event makes, if any: +1 accepted, -1 voided."""
+    """The use change an event makes, if any: +1 accepted, -1 voided.
+
+    Coupons and workshop tickets (a check-in is a ticket's one use: counted and fanned out
+    the same way, so the store's other tills refuse a ticket checked in at one of them).
+    """
     body = e["body"]
-    if body.get("kind") != "coupon" or not isinstance(body.get("code_id"), str):
+    if body.get("kind") not in _COUNTED_KINDS or not isinstance(body.get("code_id"), str):
         return None
     if e["type"] == EventType.DECISION and body.get("accepted") is True:
         delta = 1

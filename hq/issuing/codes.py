@@ -26,7 +26,7 @@ def random_pickup_number(digits: int = PICKUP_DIGITS) -> str:
     return f"{secrets.randbelow(10 ** digits):0{digits}d}"
 
 
-def sign_token(key: SigningKey, token: tokens.Coupon | tokens.Pickup) -> str:
+def sign_token(key: SigningKey, token: tokens.Coupon | tokens.Pickup | tokens.Ticket) -> str:
     """The code text for ``token``, signed with ``key`` (whose id the token must carry)."""
     if token.key_id != key.key_id:
         raise ValueError(f"token names key {token.key_id!r} but is signed by {key.key_id!r}")

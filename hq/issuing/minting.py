@@ -1,4 +1,4 @@
-"""Minting personal coupons: the one place HQ signs a coupon for one customer.
+"""Minting personal codes: the one place HQ signs a coupon or a workshop ticket for a customer.
 
 The customer pages (``hq.web``) call :func:`mint_coupon` inside the transaction that records
 the claim, so a coupon exists exactly when its claim does. Anything HQ must note about
@@ -36,4 +36,22 @@ def mint_coupon(cur: Cursor, key: SigningKey, coupon: tokens.Coupon, now: float)
     """
     text = sign_token(key, coupon)
     record_issued(cur, coupon, now)
+    return text
+
+
+def mint_ticket(cur: Cursor, key: SigningKey, ticket: tokens.Ticket, now: float) -> str:
+    """Sign a workshop ``ticket`` with HQ's issuing key ``key``; return its code text.
+
+    ``cur`` is the transaction that gives the seat; HQ's record of the code (``hq_issued``:
+    kind ``ticket``, its store, one use, the session's times) is written on it too.
+
+    Raises:
+        ValueError: the ticket names another key, or a field does not fit the layout.
+    """
+    text = sign_token(key, ticket)
+    cur.execute("INSERT INTO hq_issued(code_id, kind, campaign_id, eligible, max_uses,"
+                " valid_from, valid_until, key_id, issued_at) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (code_id) DO NOTHING",
+                (ticket.code_id, "ticket", ticket.session_id, ticket.store_id, 1,
+                 ticket.starts, ticket.ends, ticket.key_id, now))
     return text

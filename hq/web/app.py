@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from edge import tokens
+from edge.hqdata import SessionStatus
 from edge.keys import Purpose
 from hq.db import Database, DbError
 from hq.issuing import keystore
@@ -36,6 +37,8 @@ from hq.web.orders import PickupOrder, PickupStatus, orders_of
 from hq.web.qrimage import QrImage, qr_image
 from hq.web.security import RateLimiter, SecurityHeaders, csrf_ok, csrf_token, load_secret, nonce_of
 from hq.web.stores import Store, get_store, list_stores, nearest_first
+from hq.web.workshops import Session, Signup, SignupRefused, SignupStatus, Workshops, get_session
+from sync.contract import DEFAULT_ROOT, Topics
 
 HERE = Path(__file__).parent
 COOKIE_ID = "cid"
@@ -56,6 +59,7 @@ class WebSettings:
     check_limit: int = 60  # card and campaign page views per IP and per customer a minute
     claim_limit: int = 10  # claims per IP and per customer a minute
     secure_cookies: bool = False  # set behind HTTPS
+    mqtt_root: str = DEFAULT_ROOT  # the topic root workshop data for boxes is queued under
 
 
 class _Devices:
@@ -88,6 +92,7 @@ class Web:
         self.key = keystore.signing_key(settings.home, Purpose.COUPON)
         self.db = db or Database(settings.db_url)
         self.claims = Claims(self.db, self.key)
+        self.workshops = Workshops(self.db, self.key, Topics(settings.mqtt_root))
         self.devices = _Devices(settings.home)
         self.secret = load_secret(settings.home)
         self.checks = RateLimiter(settings.check_limit)
@@ -164,6 +169,18 @@ class Web:
             return None
         if not csrf_ok(self.secret, cid, fields.get("csrf", "")):
             return None
+        return fields
+
+    async def _posted(self, request: Request, cid: str, lang: str) -> dict[str, str] | Response:
+        """A posted form, within the claim limit, with this customer's CSRF token.
+
+        Otherwise the page saying why not (429 or 403), to return as it is.
+        """
+        if self._limited(request, self.claim_limits, cid):
+            return self._too_many(request)
+        fields = await self._form(request, cid)
+        if fields is None:
+            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
         return fields
 
     def _check_card(self, code: str) -> tuple[CardResult, bool]:
@@ -283,8 +300,24 @@ class Web:
         cid, new = self._who(request)
         rows = await run_in_threadpool(self._rows, cid, self._lang(request))
         orders = await run_in_threadpool(self._orders, cid, self._lang(request))
+        signups = await run_in_threadpool(self._signups, cid, self._lang(request))
         return self._page(request, "mine.html", cid=cid, new=new, rows=rows, orders=orders,
-                          saved="saved" in request.query_params, phone_error="")
+                          signups=signups, saved="saved" in request.query_params,
+                          phone_error="")
+
+    def _signups(self, cid: str, lang: str) -> list[tuple[Signup, str, str, str]]:
+        """The customer's workshop sign-ups: each with its session's title, time, state."""
+        out = []
+        for s in self.workshops.signups_of(cid):
+            session = get_session(self.db, s.session_id)
+            if session is None:
+                continue
+            state = (words.t("ticket.held", lang, party=s.party)
+                     if s.status is SignupStatus.TICKET
+                     else words.t("ticket.place", lang, n=s.position)
+                     if s.status is SignupStatus.WAITLIST else words.t("ticket.cancelled", lang))
+            out.append((s, session.title, words.date(session.starts), state))
+        return out
 
     def _orders(self, cid: str, lang: str) -> list[tuple[PickupOrder, str, str, QrImage]]:
         """The customer's pickup orders: each with its store's name, status and code's QR."""
@@ -306,19 +339,19 @@ class Web:
         """Keep the optional phone number and, only if ticked, the marketing consent."""
         cid, _new = self._who(request)
         lang = self._lang(request)
-        if self._limited(request, self.claim_limits, cid):
-            return self._too_many(request)
-        fields = await self._form(request, cid)
-        if fields is None:
-            return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
+        fields = await self._posted(request, cid, lang)
+        if isinstance(fields, Response):
+            return fields
         try:
             await run_in_threadpool(set_phone, self.db, cid, fields.get("phone", "").strip(),
                                     fields.get("marketing") == "yes")
         except ValueError:
             rows = await run_in_threadpool(self._rows, cid, lang)
             orders = await run_in_threadpool(self._orders, cid, lang)
+            signups = await run_in_threadpool(self._signups, cid, lang)
             return self._page(request, "mine.html", 400, cid=cid, rows=rows, orders=orders,
-                              saved=False, phone_error=words.t("phone.bad", lang))
+                              signups=signups, saved=False,
+                              phone_error=words.t("phone.bad", lang))
         return RedirectResponse("/me?saved=1", 303, headers=NO_STORE)
 
     def _status(self, coupon: IssuedCoupon, lang: str) -> str:
@@ -353,6 +386,81 @@ class Web:
                           stores=nearest_first(stores, lat, lon), located=lat is not None,
                           join=join, join_qr=join_qr)
 
+    async def workshop(self, request: Request) -> Response:
+        """A workshop session's sign-up page (GET) and its sign-up (POST)."""
+        cid, new = self._who(request)
+        lang = self._lang(request)
+        limiter = self.claim_limits if request.method == "POST" else self.checks
+        if self._limited(request, limiter, cid):
+            return self._too_many(request)
+        session = await run_in_threadpool(get_session, self.db, request.path_params["session_id"])
+        if session is None:
+            return self._problem(request, words.t("workshop.unknown", lang), status=404,
+                                 cid=cid, new=new)
+        error = ""
+        if request.method == "POST":
+            fields = await self._form(request, cid)
+            if fields is None:
+                return self._problem(request, words.t("error.csrf", lang), status=403, cid=cid)
+            idem = fields.get("idem", "")
+            if not IDEM_KEY.fullmatch(idem):
+                idem = secrets.token_urlsafe(16)
+            party = fields.get("party", "1").strip()
+            try:
+                signup = await run_in_threadpool(
+                    self.workshops.sign_up, session.session_id, cid,
+                    fields.get("holder", ""), int(party) if party.isdigit() else 0, idem)
+            except SignupRefused as exc:
+                error = words.t(_REFUSAL_WORDS[exc.code], lang, max=session.party_max)
+                session = await run_in_threadpool(get_session, self.db, session.session_id)
+                assert session is not None
+            except DbError:
+                return self._problem(request, words.t("error.busy", lang), status=503, cid=cid)
+            else:
+                return RedirectResponse(f"/t/{signup.ticket_id}", 303, headers=NO_STORE)
+        return self._session_page(request, session, cid, new, error)
+
+    def _session_page(self, request: Request, session: Session, cid: str, new: bool,
+                      error: str) -> HTMLResponse:
+        store = self._store(session.store)
+        closed = session.status is not SessionStatus.OPEN or time.time() >= session.starts
+        return self._page(request, "workshop.html", 400 if error else 200, script=True, cid=cid,
+                          new=new, session=session, store=store, left=session.capacity
+                          - session.taken, closed=closed, error=error, hm=_hm(session.ends),
+                          action=f"/w/{session.session_id}", idem=secrets.token_urlsafe(16))
+
+    async def ticket(self, request: Request) -> Response:
+        """A customer's sign-up: the ticket's QR, or the waitlist place, or cancelled."""
+        cid, _new = self._who(request)
+        lang = self._lang(request)
+        signup: Signup | None = await run_in_threadpool(
+            self.workshops.signup, request.path_params["ticket_id"], cid)
+        if signup is None:
+            return self._problem(request, words.t("error.not_found", lang), status=404, cid=cid)
+        session = await run_in_threadpool(get_session, self.db, signup.session_id)
+        assert session is not None
+        store = await run_in_threadpool(self._store, session.store)
+        qr = (qr_image(signup.code) if signup.status is SignupStatus.TICKET and signup.code
+              else None)
+        return self._page(request, "ticket.html", script=True, cid=cid, signup=signup,
+                          session=session, store=store, qr=qr, hm=_hm(session.ends))
+
+    async def cancel_ticket(self, request: Request) -> Response:
+        """Cancel the customer's sign-up: frees the seats, moves the waitlist up."""
+        cid, _new = self._who(request)
+        lang = self._lang(request)
+        fields = await self._posted(request, cid, lang)
+        if isinstance(fields, Response):
+            return fields
+        ticket_id = request.path_params["ticket_id"]
+        try:
+            done = await run_in_threadpool(self.workshops.cancel, ticket_id, cid)
+        except DbError:
+            return self._problem(request, words.t("error.busy", lang), status=503, cid=cid)
+        if done is None:
+            return self._problem(request, words.t("error.not_found", lang), status=404, cid=cid)
+        return RedirectResponse(f"/t/{ticket_id}", 303, headers=NO_STORE)
+
     async def lang(self, request: Request) -> Response:
         """Switch the page language and go back."""
         target = request.query_params.get("next", "/me")
@@ -364,6 +472,15 @@ class Web:
             response.set_cookie(COOKIE_LANG, lang, max_age=COOKIE_MAX_AGE, samesite="lax",
                                 secure=self.settings.secure_cookies)
         return response
+
+
+# A refused sign-up's words (hq.web.workshops.SignupRefused.code -> words key).
+_REFUSAL_WORDS = {"unknown": "workshop.unknown", "closed": "workshop.closed",
+                  "party": "workshop.party_bad", "holder": "workshop.holder_bad"}
+
+
+def _hm(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
 
 
 def _km(d: float) -> str:
@@ -390,6 +507,11 @@ ROUTES: tuple[tuple[str, tuple[str, ...], Handler, str], ...] = (
     ("/me/{coupon_id}", ("GET",), Web.coupon, "one coupon: QR, validity, where it works"),
     ("/c/{campaign_id}", ("GET", "POST"), Web.campaign, "a campaign link; POST claims"),
     ("/lang/{lang}", ("GET",), Web.lang, "switch the language (zh, en) and go back"),
+    ("/w/{session_id}", ("GET", "POST"), Web.workshop,
+     "a workshop session's sign-up page (the store group's link); POST signs up"),
+    ("/t/{ticket_id}", ("GET",), Web.ticket, "my sign-up: the ticket QR, or my waitlist place"),
+    ("/t/{ticket_id}/cancel", ("POST",), Web.cancel_ticket,
+     "cancel my sign-up: frees the seats, moves the waitlist up, revokes the ticket"),
     ("/{code}", ("GET", "POST"), Web.card, "a packaging card's landing page; POST claims"),
 )
 STATIC_PATH = "/static"
