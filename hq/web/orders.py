@@ -91,19 +91,28 @@ def split_web_fields(items: list[Any]) -> tuple[list[Any], list[WebLink]]:
     return bare, links
 
 
+def sign_pickup(key: SigningKey, order: OrderUpdate, store: str) -> str:
+    """The pickup code for ``order`` at ``store``, signed with ``key``.
+
+    Raises:
+        WebOrderError: the code would need a QR version a till camera may not read.
+    """
+    code = sign_token(key, tokens.Pickup(key.key_id, order.order_id, store, order.number,
+                                         order.window_start, order.window_end,
+                                         order.items, order.customer))
+    if qr_version(code) > CODE_MAX_VERSION:  # a till camera reads up to this from a phone
+        raise WebOrderError(f"order {order.order_id!r}: its pickup code needs QR version "
+                            f"{qr_version(code)}, over {CODE_MAX_VERSION}: shorten items")
+    return code
+
+
 def _code_for(order: OrderUpdate, store: str, link: WebLink, key: SigningKey | None) -> str:
     """The given pickup code, checked against the order, or one signed now."""
     if not link.pickup_code:
         if key is None:
             raise WebOrderError(f"order {order.order_id!r}: no pickup_code given and no pickup"
                                 " key to sign one (keygen --purposes pickup)")
-        code = sign_token(key, tokens.Pickup(key.key_id, order.order_id, store, order.number,
-                                             order.window_start, order.window_end,
-                                             order.items, order.customer))
-        if qr_version(code) > CODE_MAX_VERSION:  # a till camera reads up to this from a phone
-            raise WebOrderError(f"order {order.order_id!r}: its pickup code needs QR version "
-                                f"{qr_version(code)}, over {CODE_MAX_VERSION}: shorten items")
-        return code
+        return sign_pickup(key, order, store)
     parsed = tokens.parse(link.pickup_code)
     token = None if isinstance(parsed, tokens.FormatError) else parsed.token
     if not isinstance(token, tokens.Pickup):
