@@ -22,21 +22,7 @@ from hq.storeregistry import (
     sites,
 )
 from hq.web import stores as web_stores
-from tests.stores_hangzhou import HANGZHOU
-
-
-def registry_toml(path: Path, places: int = 4, hours: str = "07:00-21:00") -> Path:
-    """The twenty Hangzhou stores as a registry file (TOML), XIHU closed on Mondays."""
-    out = []
-    for sid, lat, lon in HANGZHOU:
-        h = (f'{{mon = "closed", tue = "{hours}", wed = "{hours}", thu = "{hours}", '
-             f'fri = "{hours}", sat = "{hours}", sun = "{hours}"}}' if sid == "HZ01-XIHU"
-             else json.dumps(hours))
-        out.append(f'[[stores]]\nid = "{sid}"\nname = "{sid[5:].title()}店"\n'
-                   f'address = "杭州市 {sid}"\nlat = {lat}\nlon = {lon}\nhours = {h}\n'
-                   f"pickup_per_slot = {places}\n")
-    path.write_text("\n".join(out), encoding="utf-8")
-    return path
+from tests.stores_hangzhou import HANGZHOU, registry_toml
 
 
 def test_hours_in_every_form_read_back_the_same() -> None:
