@@ -42,7 +42,7 @@ from hq.publishing.push import (
     web_links_from_body,
 )
 from hq.reports import stores as hq_report
-from hq.storeregistry import format_hours, import_stores, parse_hours, read_stores_file
+from hq.storeregistry import format_hours, import_stores, parse_hours, stores_from_body
 from hq.timeparse import parse_time
 from hq.web import campaigns as web_campaigns
 from hq.web import stores as web_stores
@@ -353,7 +353,8 @@ def cmd_store_set(args: argparse.Namespace) -> int:
 
 
 def cmd_store_import(args: argparse.Namespace) -> int:
-    stores = read_stores_file(args.file)  # every record checked before the database opens
+    # every record checked before the database opens
+    stores = stores_from_body(read_body(args.file), str(args.file))
     db = _db(args)
     try:
         n = import_stores(db, stores)

@@ -2,19 +2,16 @@
 
 Each store has a name, an address, coordinates, its group's join link, opening hours per
 weekday and pickup places per one-hour slot, kept in ``hq_store_registry`` (``hq/db.py``).
-Loaded from a file (``edge-hq store import``: :func:`read_stores_file`, format in
+Loaded from a file (``edge-hq store import``: :func:`stores_from_body`, format in
 ``docs/hq.md``, "Store registry") or one store at a time (``edge-hq store set``).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -225,31 +222,21 @@ def sites(stores: Iterable[Store]) -> list[Site]:
             if s.lat is not None and s.lon is not None and s.hours is not None]
 
 
-def read_stores_file(path: Path) -> list[Store]:
-    """The stores of a registry file: JSON (``.json``) or TOML, ``stores`` a list of records.
+def stores_from_body(data: dict[str, Any], where: str = "stores file") -> list[Store]:
+    """The stores of a registry file's object (``hq.publishing.push.read_body`` reads it).
 
     Raises:
-        StoreFileError: unreadable, bad syntax, no ``stores`` list, or a bad record (named
-            by its place in the list and its id, with the field).
+        StoreFileError: no ``stores`` list, a store id twice, or a bad record (named by its
+            place in the list and its id, with the field).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoreFileError(f"{path}: {exc}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
-        raise StoreFileError(f"{path}: not valid "
-                             f"{'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}"
-                             ) from None
-    items = data.get("stores") if isinstance(data, dict) else None
+    items = data.get("stores")
     if not isinstance(items, list) or not items:
-        raise StoreFileError(f"{path}: needs a non-empty 'stores' list")
+        raise StoreFileError(f"{where}: needs a non-empty 'stores' list")
     out = [_record(item, f"stores[{i}]") for i, item in enumerate(items)]
     ids = [s.store for s in out]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
-        raise StoreFileError(f"{path}: store id(s) {twice} listed twice")
+        raise StoreFileError(f"{where}: store id(s) {twice} listed twice")
     return out
 
 

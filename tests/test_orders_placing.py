@@ -18,7 +18,8 @@ from hq.db import Database
 from hq.geo import great_circle_m
 from hq.orders.intake import MAX_LINE, BadLine, OrderLine, read_orders
 from hq.orders.placing import Placed, place
-from hq.storeregistry import import_stores, read_stores_file
+from hq.publishing.push import read_body
+from hq.storeregistry import import_stores, stores_from_body
 from tests.stores_hangzhou import HANGZHOU, registry_toml
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -45,7 +46,7 @@ def write(path: Path, *lines: str) -> Path:
 def db(tmp_path: Path, hq_db_url: str) -> Any:
     """HQ's database holding the twenty stores, one place per slot, XIHU shut on Mondays."""
     d = Database(hq_db_url)
-    import_stores(d, read_stores_file(registry_toml(tmp_path / "stores.toml", places=1)))
+    import_stores(d, stores_from_body(read_body(registry_toml(tmp_path / "stores.toml", places=1))))
     yield d
     d.close()
 

@@ -11,6 +11,7 @@ import pytest
 from cli import hq as hq_cli
 from hq.db import Database
 from hq.orders.assign import WeekHours
+from hq.publishing.push import read_body
 from hq.storeregistry import (
     StoreFileError,
     format_hours,
@@ -18,8 +19,8 @@ from hq.storeregistry import (
     import_stores,
     list_stores,
     parse_hours,
-    read_stores_file,
     sites,
+    stores_from_body,
 )
 from hq.web import stores as web_stores
 from tests.stores_hangzhou import HANGZHOU, registry_toml
@@ -66,7 +67,7 @@ def test_import_then_list_is_the_one_registry_the_pages_and_the_assigner_read(
         assert len(assigner) == 20 and assigner["HZ01-XIHU"].hours.days[0] is None
         assert assigner["HZ02-WULIN"].slot_capacity == 4
         again = registry_toml(tmp_path / "again.toml", places=9, hours="08:00-20:00")
-        import_stores(db, read_stores_file(again)[:1])
+        import_stores(db, stores_from_body(read_body(again))[:1])
         first = get_store(db, HANGZHOU[0][0])
         assert first is not None and first.pickup_per_slot == 9
         assert first.hours is not None and first.hours.days[1] == (480, 1200)
@@ -122,16 +123,20 @@ def test_a_bad_record_is_named_and_nothing_is_imported(
         db.close()
 
 
-def test_a_registry_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
+def test_a_registry_file_that_is_not_one_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """GIVEN files with bad syntax, no stores, or one id twice
-    WHEN read THEN each is refused with its own message."""
+    WHEN imported THEN each exits 2 with its own message."""
     cases = {"a.json": ("{", "not valid JSON"), "b.toml": ("x = 1", "non-empty 'stores'"),
              "c.json": ('{"stores": [{"id": "A", "name": "a"}, {"id": "A", "name": "b"}]}',
                         "listed twice")}
     for name, (text, words) in cases.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-        with pytest.raises(StoreFileError, match=words):
-            read_stores_file(tmp_path / name)
+        assert hq_cli.main(["--home", str(tmp_path / "hq"), "store", "import",
+                            str(tmp_path / name)]) == 2
+        assert words in capsys.readouterr().err
+    with pytest.raises(StoreFileError, match="stores\\[0\\]: a store is a table"):
+        stores_from_body({"stores": ["HZ01"]})
 
 
 def test_the_pages_old_store_list_moves_into_the_registry_once(hq_db_url: str) -> None:
