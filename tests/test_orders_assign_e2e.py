@@ -103,6 +103,7 @@ async def test_json_lines_are_assigned_pushed_and_collected_at_the_till(
         assert two["outcome"] == "assigned" and two["store"] != STORE and two["pushed"]
         assert (bad["line"], bad["outcome"]) == (3, "bad_line") and "missing" in bad["error"]
         assert far["outcome"] == "no_store_in_range" and "store" not in far
+        assert far["reason"].startswith("no store within range")
 
         order = await _until_order(r.client, "LS-1")
         assert order["number"] == "4321" and order["customer"] == "王*"

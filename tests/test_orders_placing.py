@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge import tokens
-from edge.keys import SigningKey
+from edge.keys import Purpose, SigningKey, TrustedKey
+from hq.broker import BrokerOptions
 from hq.db import Database
 from hq.geo import great_circle_m
 from hq.orders.intake import MAX_LINE, BadLine, OrderLine, read_orders
-from hq.orders.placing import Placed, place
+from hq.orders.placing import Placed, place, push_placed
 from hq.publishing.push import read_body
 from hq.storeregistry import import_stores, stores_from_body
+from provisioning.localbroker import Broker, free_port
+from sync.contract import Envelope, decode_orders, open_envelope
+from tests.hq_support import TOPICS, Inbox, wait_until
 from tests.stores_hangzhou import HANGZHOU, registry_toml
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -28,6 +33,7 @@ TUE_10 = MON_10 + 86400
 WEST_LAKE = (30.2586, 120.1493)
 SHANGHAI = (31.2304, 121.4737)
 KEY = SigningKey.generate("HQP")
+DATA = SigningKey.generate("HQD")
 
 
 def line(oid: str, at: tuple[float, float] = WEST_LAKE, start: int = TUE_10,
@@ -180,3 +186,34 @@ def test_reading_lines_is_bounded_and_keeps_numbers(tmp_path: Path) -> None:
     assert bad[4].order_id == "N" and "3-8 digits" in bad[4].error
     (ok,) = [g for g in got if isinstance(g, OrderLine)]
     assert (ok.line, ok.order.number, ok.order.customer) == (6, "0042", "李*")
+
+
+@pytest.mark.network
+def test_a_failed_push_keeps_the_place_and_the_next_run_pushes_it(db: Database,
+                                                                  tmp_path: Path) -> None:
+    """GIVEN an order placed while the broker is unreachable
+    WHEN the push fails THEN the order keeps its place and says why it is not pushed;
+    WHEN the file runs again with the broker up THEN the same order (a repeat, same code)
+    is pushed, and the store's box receives it."""
+    path = write(tmp_path / "o.jsonl", line("P1"))
+    first = push_placed(db, BrokerOptions(host="127.0.0.1", port=free_port()), DATA,
+                        list(run(db, path).values()))
+    assert not first[0].pushed and "cannot reach broker" in first[0].push_error
+    assert db.query("SELECT store, pushed_at FROM hq_assignment") == [("HZ01-XIHU", None)]
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        inbox = Inbox(broker, TOPICS.data("HZ01-XIHU"))
+        again = push_placed(db, BrokerOptions(host=broker.host, port=broker.port), DATA,
+                            list(run(db, path).values()))
+        assert again[0].pushed and again[0].repeat and again[0].code == first[0].code
+        wait_until(lambda: len(inbox.messages) == 1, what="the store's orders")
+        body = open_envelope(Envelope.decode(inbox.messages[0].payload),
+                             [TrustedKey(DATA.key_id, DATA.public_key,
+                                         frozenset({Purpose.DATA}))], time.time()).body
+        assert [o.order_id for o in decode_orders(body)] == ["P1"]
+        inbox.close()
+    finally:
+        broker.stop()
+    (pushed_at,), = db.query("SELECT pushed_at FROM hq_assignment")
+    assert pushed_at is not None

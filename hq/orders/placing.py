@@ -42,6 +42,13 @@ from sync.contract import OrderUpdate
 BAD_LINE: Final = "bad_line"
 PUSH_CHUNK: Final = 500  # orders per envelope: well under the box's 2 MiB message bound
 _IN_CHUNK: Final = 500  # ids per IN (...) query
+# What an unassigned outcome means, in the output line's ``reason``.
+REASONS: Final = {
+    Outcome.NO_STORE_IN_RANGE.value: "no store within range (--max-km)",
+    Outcome.NONE_OPEN.value: "every store within range is closed for the pickup window",
+    Outcome.ALL_FULL.value: "every store within range that is open for the window has no "
+                            "pickup place left in that slot",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,8 @@ class Placed:
                        repeat=self.repeat, pushed=self.pushed)
             if self.push_error:
                 out["push_error"] = self.push_error
+        elif self.outcome in REASONS:
+            out["reason"] = REASONS[self.outcome]
         if self.error:
             out["error"] = self.error
         return out
