@@ -40,7 +40,7 @@ def line(oid: str, at: tuple[float, float] = WEST_LAKE, start: int = TUE_10,
          hours: float = 1.0, **more: Any) -> str:
     return json.dumps({"order_id": oid, "lat": at[0], "lon": at[1], "window_start": start,
                        "window_end": start + int(hours * 3600), "items": "2x 全麦面包",
-                       **more}, ensure_ascii=False)
+                       } | more, ensure_ascii=False)
 
 
 def write(path: Path, *lines: str) -> Path:
@@ -217,3 +217,21 @@ def test_a_failed_push_keeps_the_place_and_the_next_run_pushes_it(db: Database,
         broker.stop()
     (pushed_at,), = db.query("SELECT pushed_at FROM hq_assignment")
     assert pushed_at is not None
+
+
+def test_an_order_that_cannot_be_a_pickup_code_is_a_bad_line_and_takes_no_place(
+        db: Database, tmp_path: Path) -> None:
+    """GIVEN one place per slot, and orders that cannot be pickup codes: items over 64
+    bytes, fields that together need a QR over version 10 (what a till camera reads off a
+    phone); then an order of normal size
+    WHEN placed THEN each of the first two is a bad line saying why, and the last takes
+    the West Lake place they would have taken."""
+    got = run(db, write(tmp_path / "o.jsonl",
+                        line("LONG", items="全麦面包蛋糕吐司" * 3),
+                        line("O" * 63, items="全" * 21, customer="李" * 21,
+                             number="12345678"),
+                        line("SHORT")))
+    assert "over 64 bytes" in got[1].error and "QR version 13, over 10" in got[2].error
+    assert {got[n].outcome for n in (1, 2)} == {"bad_line"}
+    assert (got[3].outcome, got[3].store) == ("assigned", "HZ01-XIHU")
+    assert db.query("SELECT order_id FROM hq_assignment") == [("SHORT",)]
