@@ -235,3 +235,25 @@ def test_an_order_that_cannot_be_a_pickup_code_is_a_bad_line_and_takes_no_place(
     assert {got[n].outcome for n in (1, 2)} == {"bad_line"}
     assert (got[3].outcome, got[3].store) == ("assigned", "HZ01-XIHU")
     assert db.query("SELECT order_id FROM hq_assignment") == [("SHORT",)]
+
+
+def test_a_codes_qr_version_measured_by_its_length_is_never_too_small() -> None:
+    """GIVEN pickup codes of many lengths (items from none to 64 bytes)
+    WHEN their QR version is taken from their length (as sign_pickup does)
+    THEN it is never below the version of the QR actually built, and equal to it past
+    version 10, where a code is refused."""
+    from edge.qrfit import CODE_MAX_VERSION, qr_version
+    from hq.web.orders import _code_version
+    from sync.contract import OrderUpdate
+
+    for n in range(0, 65, 4):
+        order = OrderUpdate("O" * (n % 40 + 1), "123456", TUE_10, TUE_10 + 3600, "x" * n,
+                            "李" * (n // 4))
+        code = tokens.assemble(tokens.Pickup(KEY.key_id, order.order_id, "HZ01-XIHU",
+                                             order.number, order.window_start,
+                                             order.window_end, order.items, order.customer),
+                               KEY.sign(b"x"))
+        built = qr_version(code)
+        assert _code_version(code) >= built
+        if built > CODE_MAX_VERSION:
+            assert _code_version(code) == built
