@@ -32,6 +32,8 @@ from hq.issuing.codes import CardCheck, random_pickup_number, sign_token, verify
 from hq.issuing.issued import record_issued
 from hq.issuing.registry import DeviceRegistry
 from hq.issuing.trust import load_trust_list, sign_trust_list
+from hq.orders import intake as order_intake
+from hq.orders import placing as order_placing
 from hq.publishing.push import (
     orders_from_body,
     push_config,
@@ -41,6 +43,7 @@ from hq.publishing.push import (
 )
 from hq.reports import stores as hq_report
 from hq.reports import workshops as workshop_report
+from hq.storeregistry import format_hours, import_stores, parse_hours, stores_from_body
 from hq.timeparse import parse_time
 from hq.web import campaigns as web_campaigns
 from hq.web import stores as web_stores
@@ -409,14 +412,55 @@ def cmd_workshop_list(args: argparse.Namespace) -> int:
 
 
 def cmd_store_set(args: argparse.Namespace) -> int:
+    hours = parse_hours(args.hours) if args.hours is not None else None
     db = _db(args)
     try:
-        web_stores.put_store(db, web_stores.Store(args.id, args.name, args.address, args.lat,
-                                                  args.lon, args.join_url))
+        old = web_stores.get_store(db, args.id)  # hours and places not given are kept
+        web_stores.put_store(db, web_stores.Store(
+            args.id, args.name, args.address, args.lat, args.lon, args.join_url,
+            hours if args.hours is not None else old.hours if old else None,
+            args.pickup_per_slot if args.pickup_per_slot is not None
+            else old.pickup_per_slot if old else 0))
     finally:
         db.close()
     print(f"store {args.id} saved")
     return 0
+
+
+def cmd_store_import(args: argparse.Namespace) -> int:
+    # every record checked before the database opens
+    stores = stores_from_body(read_body(args.file), str(args.file))
+    db = _db(args)
+    try:
+        n = import_stores(db, stores)
+    finally:
+        db.close()
+    print(json.dumps({"imported": n, "stores": [s.store for s in stores]}))
+    return 0
+
+
+def cmd_orders_assign(args: argparse.Namespace) -> int:
+    if args.max_km <= 0:
+        raise ValueError(f"--max-km {args.max_km}: must be above 0")
+    lines = list(order_intake.read_orders(args.file))
+    data_key = keystore.signing_key(args.home, Purpose.DATA, args.key_id)
+    pickup_key = keystore.signing_key(args.home, Purpose.PICKUP, args.pickup_key_id)
+    db = _db(args)
+    try:
+        placed = order_placing.place(db, lines, pickup_key, args.max_km * 1000)
+        placed = order_placing.push_placed(db, options_from_args(args), data_key, placed)
+    finally:
+        db.close()
+    counts: dict[str, int] = {}
+    for p in placed:
+        print(json.dumps(p.to_json(), ensure_ascii=False))
+        counts[p.outcome] = counts.get(p.outcome, 0) + 1
+        counts["repeat"] = counts.get("repeat", 0) + p.repeat
+        counts["push_failed"] = counts.get("push_failed", 0) + bool(p.push_error)
+    print("edge-hq: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+          file=sys.stderr)
+    settled = all(p.outcome == "assigned" and p.pushed for p in placed)
+    return 0 if settled else 1
 
 
 def cmd_store_list(args: argparse.Namespace) -> int:
@@ -426,11 +470,13 @@ def cmd_store_list(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        print(json.dumps([dataclasses.asdict(s) for s in found], ensure_ascii=False, indent=1))
+        print(json.dumps([s.to_json() for s in found], ensure_ascii=False, indent=1))
         return 0
     for s in found:
         place = "" if s.lat is None else f" ({s.lat},{s.lon})"
-        print(f"{s.store}  {s.name}  {s.address}{place}  {s.join_link()}".rstrip())
+        pickup = (f"  {format_hours(s.hours)} x{s.pickup_per_slot}" if s.hours
+                  else "")
+        print(f"{s.store}  {s.name}  {s.address}{place}{pickup}  {s.join_link()}".rstrip())
     return 0
 
 
@@ -615,7 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="claims per IP and per customer a minute")
     sp.add_argument("--secure-cookies", action="store_true", help="behind HTTPS")
     sp.set_defaults(func=cmd_web)
-    store = sub.add_parser("store", help="HQ's store registry (the customer pages show it)"
+    store = sub.add_parser("store", help="HQ's store registry (customer pages and order "
+                           "assignment read it)"
                            ).add_subparsers(dest="action", required=True)
     sp = store.add_parser("set", help="add or replace a store")
     sp.add_argument("--id", required=True)
@@ -625,7 +672,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lon", type=float)
     sp.add_argument("--join-url", default="", help="the store group's join link (WeCom "
                     "channel code: state=STORE is added)")
+    sp.add_argument("--hours", help="opening hours for assigned pickups: 07:00-21:00 every "
+                    "day, or seven comma-separated, Monday first, 'closed' for none "
+                    "(default: as before)")
+    sp.add_argument("--pickup-per-slot", type=int, help="assigned pickups per one-hour slot "
+                    "(default: as before, else 0)")
     sp.set_defaults(func=cmd_store_set)
+    sp = store.add_parser("import", help="add or replace the stores of a registry file "
+                          "(JSON or TOML, docs/hq.md)")
+    sp.add_argument("file", type=Path)
+    sp.set_defaults(func=cmd_store_import)
     sp = store.add_parser("list")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_store_list)
@@ -634,6 +690,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_store_remove)
     for sp in store.choices.values():
         _db_arguments(sp, db_help)
+    orders = sub.add_parser("orders", help="orders that reach HQ without a store"
+                            ).add_subparsers(dest="action", required=True)
+    sp = orders.add_parser("assign", help="assign JSON-lines orders to the nearest open store "
+                           "with a place, issue their pickup codes and push them")
+    sp.add_argument("file", type=Path)
+    sp.add_argument("--max-km", type=float, default=15.0,
+                    help="no store further than this (default 15 km)")
+    sp.add_argument("--key-id", help="HQ data key the pushes are signed with (default: newest)")
+    sp.add_argument("--pickup-key-id", help="HQ pickup key for the codes (default: newest)")
+    _db_arguments(sp, db_help)
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_orders_assign)
     camp = sub.add_parser("campaign", help="campaigns the customer pages hand out"
                           ).add_subparsers(dest="action", required=True)
     sp = camp.add_parser("create", help="define a campaign; a link campaign prints its link "

@@ -26,8 +26,12 @@ Schema (version 1):
   ``payload`` when first sent (in id order, by the one fan-out sender); ``sent_at`` on PUBACK.
 - ``hq_issued``, ``hq_device_use``, ``hq_catch_up``: HQ's own record of what it issued,
   uses per device, and catch-ups given (``docs/security.md``).
-- ``web_*``: the customer pages' stores, campaigns, customers, card claims, coupons and
-  the pickup orders pushed for a customer, workshop sessions and sign-ups (``docs/web.md``).
+- ``hq_store_registry``: every store's name, place, join link, opening hours and pickup
+  places per slot (replaces ``web_store``, copied once); ``hq_assignment``: orders
+  assigned to the nearest store (``hq.orders``).
+- ``web_*``: the customer pages' stores (legacy), campaigns, customers, card claims, coupons and
+  the pickup orders pushed for a customer, workshop sessions and sign-ups
+  (``docs/web.md``).
 - ``hq_delivery``: per device, what HQ holds without a gap, the confirmation it owes and
   the range it asks the box to resend (``hq.ingest.delivery``).
 """
@@ -110,7 +114,8 @@ _SCHEMA: Final = (
     " DO NOTHING",
     # -- trust between boxes and HQ ----------------------------------------------- end --
     # -- web: HQ's customer pages (hq/web/, docs/web.md) ------------------------------
-    # The store registry the pages show (name, address, coordinates, group join link).
+    # Legacy: the pages' store list before hq_store_registry; its rows are copied there
+    # once (below) and it is no longer read or written (docs/hq.md, "Store registry").
     "CREATE TABLE IF NOT EXISTS web_store (store TEXT PRIMARY KEY, name TEXT NOT NULL,"
     " address TEXT NOT NULL DEFAULT '', lat {float}, lon {float},"
     " join_url TEXT NOT NULL DEFAULT '', updated_at {float} NOT NULL)",
@@ -170,6 +175,33 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS web_ticket_session ON web_ticket (session_id, status, id)",
     "CREATE INDEX IF NOT EXISTS web_ticket_customer ON web_ticket (customer, created_at)",
     # -- end web ----------------------------------------------------------------------
+    # -- store registry and order assignment (hq/storeregistry.py, hq/orders/) --------
+    # One record per store, read by the customer pages and the assigner: name, address,
+    # coordinates, group join link, opening hours (Monday first, '' = takes no pickups)
+    # and pickup places per one-hour slot.
+    "CREATE TABLE IF NOT EXISTS hq_store_registry (store TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL, address TEXT NOT NULL DEFAULT '', lat {float}, lon {float},"
+    " join_url TEXT NOT NULL DEFAULT '', hours TEXT NOT NULL DEFAULT '',"
+    " pickup_per_slot BIGINT NOT NULL DEFAULT 0, updated_at {float} NOT NULL)",
+    # A database from before the registry: web_store's stores, once, without hours.
+    "INSERT INTO hq_store_registry(store, name, address, lat, lon, join_url, updated_at)"
+    " SELECT store, name, address, lat, lon, join_url, updated_at FROM web_store"
+    " WHERE NOT EXISTS (SELECT 1 FROM hq_meta WHERE key='store_registry')"
+    " ON CONFLICT (store) DO NOTHING",
+    "INSERT INTO hq_meta(key, value) VALUES ('store_registry', 'from web_store')"
+    " ON CONFLICT (key) DO NOTHING",
+    # An order assigned to a store (edge-hq orders assign): the order as pushed (body),
+    # its slot's place (counted per store and slot: the capacity used), its pickup code,
+    # and pushed_at once the store's push went out. The key makes assignment once per order.
+    "CREATE TABLE IF NOT EXISTS hq_assignment (order_id TEXT PRIMARY KEY,"
+    " store TEXT NOT NULL, slot BIGINT NOT NULL, distance_m {float} NOT NULL,"
+    " body TEXT NOT NULL, web_customer TEXT NOT NULL DEFAULT '', code TEXT NOT NULL,"
+    " assigned_at {float} NOT NULL, pushed_at {float})",
+    "CREATE INDEX IF NOT EXISTS hq_assignment_slot ON hq_assignment (slot, store)",
+    # The row every assignment run updates first: runs take turns (on PostgreSQL too).
+    "INSERT INTO hq_meta(key, value) VALUES ('assign_turn', '0') ON CONFLICT (key)"
+    " DO NOTHING",
+    # -- end of store registry and order assignment --
     # -- delivery (hq/ingest/delivery.py): what HQ confirmed to each device, what it asks --
     # ``held``: every seq 1..held is in hq_event; ``last_seq``: the device's newest seq as
     # its presence or report said; ``due``: a confirmation of ``held`` should go out;

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from hq.orders.assign import Site, WeekHours
 
 HANGZHOU: tuple[tuple[str, float, float], ...] = (
@@ -32,3 +35,17 @@ def sites(capacity: int = 10, hours: WeekHours | None = None) -> list[Site]:
     """The twenty stores, open 07:00-21:00 every day unless ``hours`` says otherwise."""
     h = hours or WeekHours.daily(7 * 60, 21 * 60)
     return [Site(sid, lat, lon, h, capacity) for sid, lat, lon in HANGZHOU]
+
+
+def registry_toml(path: Path, places: int = 4, hours: str = "07:00-21:00") -> Path:
+    """The twenty Hangzhou stores as a registry file (TOML), XIHU closed on Mondays."""
+    out = []
+    for sid, lat, lon in HANGZHOU:
+        h = (f'{{mon = "closed", tue = "{hours}", wed = "{hours}", thu = "{hours}", '
+             f'fri = "{hours}", sat = "{hours}", sun = "{hours}"}}' if sid == "HZ01-XIHU"
+             else json.dumps(hours))
+        out.append(f'[[stores]]\nid = "{sid}"\nname = "{sid[5:].title()}店"\n'
+                   f'address = "杭州市 {sid}"\nlat = {lat}\nlon = {lon}\nhours = {h}\n'
+                   f"pickup_per_slot = {places}\n")
+    path.write_text("\n".join(out), encoding="utf-8")
+    return path

@@ -8,9 +8,12 @@ the pages' behaviour is tested in process (tests/test_web.py).
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +21,14 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from cli import hq as hq_cli
 from edge import tokens
 from edge.keys import SigningKey
+from hq.storeregistry import get_store, parse_hours, put_store
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
+from provisioning.localbroker import Broker
 from tests.factory import DEVICE, STORE
+from tests.hq_support import url as broker_url
 from tests.web_support import WebHq, loopback_socket, make_web_hq, read_qr, serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -191,3 +198,46 @@ def test_nearest_store_first_after_a_tap_on_geolocation(browser: Browser,
     stores = page.locator("#stores li").all_inner_texts()
     assert stores[0].startswith("静安店") and stores[1].startswith("望京店")
     context.close()
+
+
+@pytest.mark.network
+def test_an_assigned_order_shows_its_pickup_code_on_my_coupons(
+        browser: Browser, site: tuple[WebHq, str], tmp_path: Path) -> None:
+    """GIVEN a phone that has opened "my coupons" once (its cookie id), and Wangjing's
+    store open all day with pickup places in the registry
+    WHEN a livestream order for that phone, placed near Wangjing, goes through `edge-hq
+    orders assign` over a real broker
+    THEN the phone's "my coupons" shows the order at 望京店 with its number, and the QR
+    read off the screen is the pickup code the command issued, which the store's box
+    accepts once."""
+    web, base = site
+    registered = get_store(web.db, STORE)
+    assert registered is not None
+    put_store(web.db, dataclasses.replace(registered, hours=parse_hours("00:00-24:00"),
+                                          pickup_per_slot=5))
+    page = phone(browser)
+    page.goto(base + "/me")
+    (cid,) = [c["value"] for c in page.context.cookies() if c["name"] == "cid"]
+    start = int(time.time()) // 3600 * 3600
+    orders = tmp_path / "live.jsonl"
+    orders.write_text(json.dumps({
+        "order_id": "LIVE-77", "lat": 39.9925, "lon": 116.4707, "window_start": start,
+        "window_end": start + 3600, "items": "蛋糕x1", "number": "7788",
+        "web_customer": cid}, ensure_ascii=False) + "\n", encoding="utf-8")
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        assert hq_cli.main(["--home", str(web.home), "orders", "assign", str(orders),
+                            "--db", web.db_url, "--broker", broker_url(broker)]) == 0
+    finally:
+        broker.stop()
+    page.goto(base + "/me")
+    order = page.locator("#order-LIVE-77")
+    assert "7788" in order.inner_text() and "望京店" in order.inner_text()
+    assert page.locator("#pickup-qr-LIVE-77").evaluate("i => i.complete && i.naturalWidth > 0")
+    (code,) = read_qr(shot(page, "#pickup-qr-LIVE-77"))
+    (issued,) = web.db.query("SELECT code FROM hq_assignment WHERE order_id='LIVE-77'")
+    assert code == issued[0]
+    assert web.box.counter.redeem(code).accepted
+    assert not web.box.counter.redeem(code).accepted
+    page.context.close()

@@ -12,6 +12,7 @@ HQ knows: the order as last pushed (``hq_order``: cancelled) and the box's decis
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Final
@@ -91,19 +92,51 @@ def split_web_fields(items: list[Any]) -> tuple[list[Any], list[WebLink]]:
     return bare, links
 
 
+@functools.lru_cache(maxsize=256)
+def _alnum_version(length: int) -> int:
+    """The QR version of ``length`` alphanumeric characters in one segment.
+
+    Every code is QR-alphanumeric (``edge.base41``), so this bounds any code of that
+    length: building a QR per code to measure it costs ~50 ms, this once per length.
+    """
+    return qr_version("A" * length)
+
+
+def _code_version(code: str) -> int:
+    """``qr_version(code)``, or a bound of it that is already small enough."""
+    bound = _alnum_version(len(code))
+    return bound if bound <= CODE_MAX_VERSION else qr_version(code)
+
+
+def sign_pickup(key: SigningKey, order: OrderUpdate, store: str) -> str:
+    """The pickup code for ``order`` at ``store``, signed with ``key``.
+
+    Raises:
+        WebOrderError: a field does not fit a pickup code (an order id outside
+            0-9A-Za-z_- or over 63, items or customer over 64 bytes), or the code would need
+            a QR version a till camera may not read.
+    """
+    try:
+        code = sign_token(key, tokens.Pickup(key.key_id, order.order_id, store, order.number,
+                                             order.window_start, order.window_end,
+                                             order.items, order.customer))
+    except ValueError as exc:
+        raise WebOrderError(f"order {order.order_id!r} cannot have a pickup code: {exc}"
+                            ) from None
+    version = _code_version(code)
+    if version > CODE_MAX_VERSION:  # a till camera reads up to this from a phone
+        raise WebOrderError(f"order {order.order_id!r}: its pickup code needs QR version "
+                            f"{version}, over {CODE_MAX_VERSION}: shorten items")
+    return code
+
+
 def _code_for(order: OrderUpdate, store: str, link: WebLink, key: SigningKey | None) -> str:
     """The given pickup code, checked against the order, or one signed now."""
     if not link.pickup_code:
         if key is None:
             raise WebOrderError(f"order {order.order_id!r}: no pickup_code given and no pickup"
                                 " key to sign one (keygen --purposes pickup)")
-        code = sign_token(key, tokens.Pickup(key.key_id, order.order_id, store, order.number,
-                                             order.window_start, order.window_end,
-                                             order.items, order.customer))
-        if qr_version(code) > CODE_MAX_VERSION:  # a till camera reads up to this from a phone
-            raise WebOrderError(f"order {order.order_id!r}: its pickup code needs QR version "
-                                f"{qr_version(code)}, over {CODE_MAX_VERSION}: shorten items")
-        return code
+        return sign_pickup(key, order, store)
     parsed = tokens.parse(link.pickup_code)
     token = None if isinstance(parsed, tokens.FormatError) else parsed.token
     if not isinstance(token, tokens.Pickup):
