@@ -162,6 +162,8 @@ def _publish_while_ingest_is_down(hq: Hq, restart_broker: bool) -> None:
         hq.broker.restart()  # graceful: the queued session is saved and reloaded
     w2 = hq.worker("hq-ingest-1")
     wait_until(lambda: hq.count() == 6, what="6 events after restart")
+    # counted after the commit that stored them (and they may share one)
+    wait_until(lambda: w2.counters.messages == 3, what="3 batches counted")
     assert w2.counters.new_events == 6 and w2.counters.duplicates == 0
 
 
