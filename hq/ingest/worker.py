@@ -68,7 +68,7 @@ DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
 # A group commit holds the write lock this long at most, and acknowledges nothing before
 # its commit: a few tens of messages amortise the commit, more only delay the PUBACKs.
-GROUP_MAX_MESSAGES = 50
+GROUP_MAX_MESSAGES = 10
 GROUP_MAX_S = 0.05
 QUEUE_MAX = 4 * GROUP_MAX_MESSAGES  # paho's thread waits beyond this (TCP backpressure)
 
@@ -163,6 +163,11 @@ class IngestWorker:
             self._sender = threading.Thread(target=self._send_loop, name="hq-fanout",
                                             daemon=True)
             self._sender.start()
+
+    @property
+    def waiting(self) -> int:
+        """Messages received and not yet taken into a transaction (none acknowledged)."""
+        return self._queue.qsize()
 
     def wait_subscribed(self, timeout_s: float = 10.0) -> bool:
         """Whether the subscription was acknowledged within ``timeout_s``."""
