@@ -46,6 +46,7 @@ def test_messages_waiting_share_one_commit_and_each_is_acknowledged(hq: Hq) -> N
     max seq); all 5 were acknowledged: the same session, resumed, gets only what comes
     next."""
     w = hq.worker("hq-ingest-1")
+    w.group_max_s = 60.0  # a loaded machine must not close the group early
     a, b = hq.box("S1", "D1"), hq.box("S2", "D2")
     with database_busy(hq.db_url):
         a.send([event("S1", "D1", s) for s in (1, 2)])
@@ -80,6 +81,7 @@ def test_a_bad_message_in_a_group_does_not_spoil_the_others(
     the forged one is a bad_signature reject with its payload kept, the failing presence an
     internal_error reject kept whole; each is acknowledged."""
     w = hq.worker("hq-ingest-1")
+    w.group_max_s = 60.0  # a loaded machine must not close the group early
     store: EventStore = w.store
     real = store.record_presence
 

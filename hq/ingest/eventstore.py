@@ -351,18 +351,23 @@ class EventStore:
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
                       seen: bool = True) -> int:
-        """Create or update the device row first: it is the lock that orders its batches."""
-        cur.execute("INSERT INTO hq_device(device, store, max_seq) VALUES (?,?,0)"
-                    " ON CONFLICT (device) DO NOTHING", (device, store))
+        """Create or update the device row first: it is the lock that orders its batches.
+
+        Returns the device's highest seq stored. One upsert (a round trip counts on
+        PostgreSQL: this runs for every message).
+        """
         if seen:
-            cur.execute("UPDATE hq_device SET last_seen=?, store=? WHERE device=?",
-                        (now, store, device))
+            cur.execute("INSERT INTO hq_device(device, store, max_seq, last_seen) VALUES"
+                        " (?,?,0,?) ON CONFLICT (device) DO UPDATE SET store=excluded.store,"
+                        " last_seen=excluded.last_seen RETURNING max_seq", (device, store, now))
         else:  # still the row lock, without claiming the device was heard from now
-            cur.execute("UPDATE hq_device SET store=? WHERE device=?", (store, device))
+            cur.execute("INSERT INTO hq_device(device, store, max_seq) VALUES (?,?,0)"
+                        " ON CONFLICT (device) DO UPDATE SET store=excluded.store"
+                        " RETURNING max_seq", (device, store))
+        max_seq = int(cur.fetchone()[0])
         cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
                     " ON CONFLICT (store) DO NOTHING", (store, now))
-        cur.execute("SELECT max_seq FROM hq_device WHERE device=?", (device,))
-        return int(cur.fetchone()[0])
+        return max_seq
 
     # -- coupon uses, conflicts, fan-out ---------------------------------------------
 

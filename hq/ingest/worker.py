@@ -66,8 +66,9 @@ DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the bro
 FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
 DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
-# A group commit holds the write lock this long at most, and acknowledges nothing before
-# its commit: a few tens of messages amortise the commit, more only delay the PUBACKs.
+# A group commit takes at most this many messages, or this long (it holds the write lock
+# and acknowledges nothing before its commit). Half the broker's in-flight window per client
+# (mosquitto's max_inflight_messages defaults to 20): the next group arrives during a commit.
 GROUP_MAX_MESSAGES = 10
 GROUP_MAX_S = 0.05
 QUEUE_MAX = 4 * GROUP_MAX_MESSAGES  # paho's thread waits beyond this (TCP backpressure)
@@ -245,7 +246,10 @@ class IngestWorker:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._commit_group(first)
+            try:
+                self._commit_group(first)
+            except Exception:  # a bug after the commit: what is unacknowledged comes again
+                log.exception("ingest failed after storing a group; it goes on")
 
     def _commit_group(self, first: tuple[mqtt.MQTTMessage, int]) -> None:
         """Store ``first`` and the messages waiting behind it in one transaction, then ack.
