@@ -72,6 +72,26 @@ def test_messages_waiting_share_one_commit_and_each_is_acknowledged(hq: Hq) -> N
     assert hq.dbs[0].query("SELECT missing FROM hq_gap") == [(0,)]
 
 
+def test_a_group_holds_at_most_group_max_messages_and_a_lone_one_commits_at_once(
+        hq: Hq) -> None:
+    """GIVEN a worker grouping at most 2 messages, its database busy while 5 batches arrive
+    WHEN the lock is released, and later a single batch arrives in a quiet period
+    THEN the 5 take 3 commits (2, 2, 1), and the lone batch is committed alone without
+    waiting for company."""
+    w = hq.worker("hq-ingest-1")
+    w.group_max, w.group_max_s = 2, 60.0
+    box = hq.box("S1", "D1")
+    with database_busy(hq.db_url):
+        for seq in range(1, 6):
+            box.send([event("S1", "D1", seq)])
+        wait_until(lambda: w.waiting == 4, what="4 batches queued behind the first")
+    wait_until(lambda: w.counters.messages == 5, what="5 batches stored")
+    assert w.counters.commits == 3 and hq.count() == 5
+    box.send([event("S1", "D1", 6)])
+    wait_until(lambda: w.counters.messages == 6, what="the lone batch stored")
+    assert w.counters.commits == 4 and hq.count() == 6
+
+
 def test_a_bad_message_in_a_group_does_not_spoil_the_others(
         hq: Hq, monkeypatch: pytest.MonkeyPatch) -> None:
     """GIVEN a worker whose database is busy while a good batch, a forged batch, a presence
