@@ -15,7 +15,8 @@
    ingests it and fans out a signed ``remote_uses`` envelope, store B verifies and
    applies it, and B's Counter rejects the coupon. Timed from A's redeem call to B's verdict.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/hq_ingest.py [--events 20000] [--batch 100]``
+Run: ``PYTHONPATH=. .venv/bin/python bench/hq_ingest.py [--events 20000] [--batch 100]
+[--postgres local]``; method and latest figures in ``docs/performance.md``, "Ingest".
 """
 
 from __future__ import annotations
