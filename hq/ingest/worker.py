@@ -67,11 +67,14 @@ FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other w
 DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
 # A group commit takes at most this many messages, or this long (it holds the write lock
-# and acknowledges nothing before its commit). Half the broker's in-flight window per client
-# (mosquitto's max_inflight_messages defaults to 20): the next group arrives during a commit.
+# and acknowledges nothing before its commit).
 GROUP_MAX_MESSAGES = 10
 GROUP_MAX_S = 0.05
-QUEUE_MAX = 4 * GROUP_MAX_MESSAGES  # paho's thread waits beyond this (TCP backpressure)
+# MQTT 5 Receive Maximum in CONNECT: the broker sends at most this many messages before
+# their PUBACKs (else its own default: mosquitto's max_inflight_messages, 20), enough for
+# the next groups to arrive while one commits.
+RECEIVE_MAXIMUM = 4 * GROUP_MAX_MESSAGES
+QUEUE_MAX = RECEIVE_MAXIMUM  # beyond this paho's thread waits (seen with mosquitto 2.0.11)
 
 
 def message_signature(properties: Properties | None) -> str | None:
@@ -151,10 +154,11 @@ class IngestWorker:
         Raises:
             BrokerError: the broker cannot be reached.
         """
+        props = connect_properties(self.session_expiry_s)
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         try:
             self.client.connect(self.opts.host, self.opts.port, keepalive=30,
-                                clean_start=False,
-                                properties=connect_properties(self.session_expiry_s))
+                                clean_start=False, properties=props)
         except OSError as exc:
             raise BrokerError(f"cannot reach broker {self.opts.host}:{self.opts.port}: "
                               f"{exc}") from None
