@@ -1,18 +1,22 @@
 """HQ ingest rate, and end-to-end time from a redemption at store A to a rejection at B.
 
 1. Ingest: N events in batches (as boxes send them) published to a loopback mosquitto,
-   ingested by one ``hq.ingest.worker.IngestWorker`` into SQLite (WAL, synchronous=FULL, one
-   transaction per batch, PUBACK after COMMIT). Floor, measured in the same run: bare
-   ``sqlite3`` inserts of the same rows into the same table, one transaction per batch,
-   same pragmas: what the database alone allows. Every batch is signed by its device's
-   registered key and verified by ingest before it is stored (``docs/security.md``); the
-   verify cost per batch is printed apart.
+   ingested by one ``hq.ingest.worker.IngestWorker`` into SQLite (WAL, synchronous=FULL,
+   group commits: the batches waiting share a transaction, each PUBACK after its COMMIT).
+   Floor, measured in the same run: bare ``sqlite3`` inserts of the same rows into the same
+   table, one transaction per batch, same pragmas: what the database alone allows for the
+   batches as boxes send them. Also printed, not the target: a floor that groups batches
+   per transaction as ingest did in that run (its mean batches per commit), the database
+   alone with the same transactions. Every batch is signed by its device's registered key
+   and verified by ingest before it is stored (``docs/security.md``); the verify cost per
+   batch is printed apart.
 2. End to end: store A's real ``edge.rules.Counter`` accepts a single-use coupon, A's
    outbox is published (a minimal uplink: ``sync/service.py`` is not on main yet), HQ
    ingests it and fans out a signed ``remote_uses`` envelope, store B verifies and
    applies it, and B's Counter rejects the coupon. Timed from A's redeem call to B's verdict.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/hq_ingest.py [--events 20000] [--batch 100]``
+Run: ``PYTHONPATH=. .venv/bin/python bench/hq_ingest.py [--events 20000] [--batch 100]
+[--postgres local]``; method and latest figures in ``docs/performance.md``, "Ingest".
 """
 
 from __future__ import annotations
@@ -83,8 +87,8 @@ def make_batches(n: int, batch: int, devices: int) -> list[tuple[str, str, list[
 
 
 def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int,
-          pg_url: str = "") -> float:
-    """Bare driver: same rows, same table, one transaction per batch; events/s."""
+          pg_url: str = "", per_tx: int = 1) -> float:
+    """Bare driver: same rows, same table, ``per_tx`` batches per transaction; events/s."""
     if pg_url:
         import psycopg
 
@@ -92,7 +96,7 @@ def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int,
         ph = "%s"
         dialect = "postgresql"
     else:
-        conn = sqlite3.connect(folder / f"floor{rep}.sqlite", isolation_level=None)
+        conn = sqlite3.connect(folder / f"floor{rep}-{per_tx}.sqlite", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         ph = "?"
@@ -107,9 +111,10 @@ def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int,
     sql = ("INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted, body,"
            " received_at, kind, code_id, campaign_id, accepted, reason)"
            f" VALUES ({','.join([ph] * 14)}) ON CONFLICT (device, seq) DO NOTHING")
-    for batch_rows in rows:
+    for i in range(0, len(rows), per_tx):
         conn.execute("BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN")
-        conn.cursor().executemany(sql, batch_rows)
+        for batch_rows in rows[i:i + per_tx]:
+            conn.cursor().executemany(sql, batch_rows)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()
@@ -117,8 +122,8 @@ def floor(folder: Path, batches: list[tuple[str, str, list[dict]]], rep: int,
 
 
 def ingest_rate(hq: Hq, batches: list[tuple[str, str, list[dict]]],
-                group: str) -> tuple[float, float]:
-    """(events/s through broker + ingest into SQLite, publish-only events/s)."""
+                group: str) -> tuple[float, float, float]:
+    """(events/s through broker + ingest, publish-only events/s, batches per commit)."""
     payloads = [(TOPICS.events(s, d), EventBatch(s, d, ev).encode()) for s, d, ev in batches]
     total = sum(len(ev) for _, _, ev in batches)
     keys = {d: hq.register(s, d) for s, d, _ev in batches}  # each device, registered at HQ
@@ -146,7 +151,7 @@ def ingest_rate(hq: Hq, batches: list[tuple[str, str, list[dict]]],
     pub.disconnect()
     pub.loop_stop()
     assert w.counters.new_events == total, w.counters
-    return total / elapsed, total / t_pub
+    return total / elapsed, total / t_pub, w.counters.messages / max(w.counters.commits, 1)
 
 
 def verify_cost(batches: list[tuple[str, str, list[dict]]]) -> float:
@@ -240,31 +245,40 @@ def run_all(args: argparse.Namespace) -> None:
         broker.start()
         hq = Hq(broker, SigningKey.generate("hqcfg"), f"sqlite:///{folder / 'hq.sqlite'}")
         try:
-            rates, pubs, floors = [], [], []
+            rates, pubs, floors, grouped, per_commit = [], [], [], [], []
             for rep in range(args.repeat):  # alternate, so both see the same machine load
                 run = Hq(broker, hq.key, fresh_database(args.postgres) if args.postgres
                          else f"sqlite:///{folder / f'ingest{rep}.sqlite'}")
                 try:
-                    r, p = ingest_rate(run, batches, f"g{rep}")
+                    r, p, g = ingest_rate(run, batches, f"g{rep}")
                 finally:
                     run.close()
                 rates.append(r)
                 pubs.append(p)
+                per_commit.append(g)
                 floors.append(floor(folder, batches, rep, fresh_database(args.postgres)
                                     if args.postgres else ""))
+                grouped.append(floor(folder, batches, rep, fresh_database(args.postgres)
+                                     if args.postgres else "", max(1, round(g))))
             rate, pub_rate, floor_rate = max(rates), max(pubs), max(floors)
             target = ("PostgreSQL (default settings)" if args.postgres
                       else "SQLite (WAL, synchronous=FULL)")
             driver = "psycopg" if args.postgres else "sqlite3"
             print(f"ingest: {args.events} events in batches of {args.batch} from "
-                  f"{args.devices} devices -> {target} (PUBACK after COMMIT): "
-                  f"{rate:,.0f} events/s (best of {', '.join(f'{r:,.0f}' for r in rates)})")
+                  f"{args.devices} devices -> {target} (group commits, PUBACK after "
+                  f"COMMIT): {rate:,.0f} events/s (best of "
+                  f"{', '.join(f'{r:,.0f}' for r in rates)}; batches per commit "
+                  f"{', '.join(f'{g:.1f}' for g in per_commit)})")
             print(f"  publisher alone (QoS 1, paho default max_inflight 20): "
                   f"{pub_rate:,.0f} events/s")
             print(f"  floor: bare {driver} executemany, same rows, one transaction per batch: "
                   f"{floor_rate:,.0f} events/s (best of "
                   f"{', '.join(f'{r:,.0f}' for r in floors)}); ingest/floor = "
-                  f"{rate / floor_rate:.2f}")
+                  f"{rate / floor_rate:.2f} (target 0.8)")
+            print(f"  not the target: bare {driver}, batches grouped per transaction as ingest "
+                  f"grouped them: {max(grouped):,.0f} events/s (best of "
+                  f"{', '.join(f'{r:,.0f}' for r in grouped)}); ingest/grouped floor = "
+                  f"{rate / max(grouped):.2f}")
             us = verify_cost(batches)
             print(f"  verifying a batch's device signature: {us:.0f} us per batch of "
                   f"{args.batch} ({us / args.batch:.2f} us per event)")

@@ -56,6 +56,11 @@ class Coalescer(Generic[K]):
             tally.detail = detail[:200]
         return False
 
+    def forget(self, key: K) -> None:
+        """Undo ``key``'s admission and count (the caller's record of it was not kept)."""
+        self._opened.pop(key, None)
+        self._tallies.pop(key, None)
+
     def due(self, now: float, force: bool = False) -> list[tuple[K, Tally]]:
         """The counts whose interval has ended (every count with ``force``), removed.
 

@@ -162,6 +162,8 @@ def _publish_while_ingest_is_down(hq: Hq, restart_broker: bool) -> None:
         hq.broker.restart()  # graceful: the queued session is saved and reloaded
     w2 = hq.worker("hq-ingest-1")
     wait_until(lambda: hq.count() == 6, what="6 events after restart")
+    # counted after the commit that stored them (and they may share one)
+    wait_until(lambda: w2.counters.messages == 3, what="3 batches counted")
     assert w2.counters.new_events == 6 and w2.counters.duplicates == 0
 
 
@@ -261,3 +263,25 @@ def test_a_message_hq_fails_on_is_kept_whole_for_re_ingest(hq: Hq) -> None:
     row = hq.dbs[0].query("SELECT store, device, reason, detail, raw FROM hq_reject")[0]
     assert row[:4] == ("S1", "D1", "internal_error", "KeyError: 'facts'")
     assert base64.b64decode(row[4]) == payload
+
+
+def test_an_event_body_is_stored_as_json_dumps_writes_it(hq_db_url: str) -> None:
+    """GIVEN a batch whose event body has non-ASCII text, floats, nulls, nesting and a NaN
+    WHEN HQ stores it
+    THEN hq_event.body is exactly json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    (HQ builds that text with a reused encoder, not json.dumps per event)."""
+    from hq.ingest.eventstore import EventStore
+    from hq.issuing.registry import DeviceRegistry
+    from sync.contract import EventBatch
+
+    body = {"accepted": True, "kind": "coupon", "code_id": "C:1", "note": "买一送一 ☕\n\"q\"",
+            "facts": {"price": 12.5, "big": 1e16, "tiny": 5e-324, "nan": float("nan"),
+                      "list": [1, None, False, {"k": []}]}}
+    db = Database(hq_db_url)
+    try:
+        store = EventStore(db, TOPICS, DeviceRegistry())
+        store.ingest_batch("S1", "D1", EventBatch("S1", "D1", [event("S1", "D1", 1, body=body)]))
+        stored = db.query("SELECT body FROM hq_event")[0][0]
+    finally:
+        db.close()
+    assert stored == json.dumps(body, ensure_ascii=False, separators=(",", ":"))

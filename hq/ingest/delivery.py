@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from edge.keys import SigningKey
 from hq.db import Cursor, Database
@@ -79,11 +79,15 @@ class Versions:
 
 def note_events(cur: Cursor, store: str, device: str, max_seq: int, now: float,
                 timing: DeliveryTiming) -> None:
-    """After a batch of ``device`` (in its transaction): what HQ holds, a confirmation due."""
-    _upsert(cur, store, device)
-    cur.execute("UPDATE hq_delivery SET held=?, due=1 WHERE device=?",
-                (_held(cur, device, max_seq), device))
-    _plan_ask(cur, device, max_seq, now, timing)
+    """After a batch of ``device`` (in its transaction): what HQ holds, a confirmation due.
+
+    One upsert in the usual case (no gap, nothing asked): this runs for every batch.
+    """
+    cur.execute("INSERT INTO hq_delivery(device, store, held, due) VALUES (?, ?, COALESCE("
+                "(SELECT MIN(seq_from) FROM hq_gap WHERE device=? AND missing>0) - 1, ?), 1)"
+                " ON CONFLICT (device) DO UPDATE SET held=excluded.held, due=1"
+                " RETURNING held, last_seq, ask_from, ask_to", (device, store, device, max_seq))
+    _plan_ask(cur, device, max_seq, now, timing, tuple(cur.fetchone()))
 
 
 def note_last_seq(cur: Cursor, store: str, device: str, last_seq: int, max_seq: int,
@@ -111,12 +115,17 @@ def _held(cur: Cursor, device: str, max_seq: int) -> int:
     return max_seq if row is None or row[0] is None else int(row[0]) - 1
 
 
-def _plan_ask(cur: Cursor, device: str, max_seq: int, now: float,
-              timing: DeliveryTiming) -> None:
-    """Ask for the first range HQ lacks; a new range waits ``ask_after_s`` first."""
-    cur.execute("SELECT held, last_seq, ask_from, ask_to FROM hq_delivery WHERE device=?",
-                (device,))
-    held, last_seq, ask_from, ask_to = cur.fetchone()
+def _plan_ask(cur: Cursor, device: str, max_seq: int, now: float, timing: DeliveryTiming,
+              row: tuple[Any, ...] | None = None) -> None:
+    """Ask for the first range HQ lacks; a new range waits ``ask_after_s`` first.
+
+    ``row``: the device's ``(held, last_seq, ask_from, ask_to)`` if the caller has it.
+    """
+    if row is None:
+        cur.execute("SELECT held, last_seq, ask_from, ask_to FROM hq_delivery WHERE device=?",
+                    (device,))
+        row = tuple(cur.fetchone())
+    held, last_seq, ask_from, ask_to = row
     want: tuple[int, int] | None = None
     if held < max_seq:  # a gap: up to its end
         cur.execute("SELECT seq_to FROM hq_gap WHERE device=? AND seq_from=?",
@@ -126,8 +135,9 @@ def _plan_ask(cur: Cursor, device: str, max_seq: int, now: float,
     elif held < last_seq:  # a tail HQ never received
         want = (held + 1, int(last_seq))
     if want is None:
-        cur.execute("UPDATE hq_delivery SET ask_from=NULL, ask_to=NULL, ask_at=NULL, asks=0"
-                    " WHERE device=?", (device,))
+        if ask_from is not None:  # else nothing is asked: ask_to and ask_at NULL, asks 0
+            cur.execute("UPDATE hq_delivery SET ask_from=NULL, ask_to=NULL, ask_at=NULL,"
+                        " asks=0 WHERE device=?", (device,))
     elif want != (ask_from, ask_to):
         cur.execute("UPDATE hq_delivery SET ask_from=?, ask_to=?, ask_at=?, asks=0"
                     " WHERE device=?", (want[0], want[1], now + timing.ask_after_s, device))

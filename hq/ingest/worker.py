@@ -3,10 +3,20 @@
 Several workers may run with the same ``--group``: the broker splits the events among
 them (``$share/GROUP/...``). Each worker keeps a persistent session (``clean_start`` off, a
 session expiry) under a *stable* client id, so batches published while it is down wait for
-it at the broker. A message is acknowledged (PUBACK, paho ``manual_ack``) only after its
-transaction committed: a crash between the two means a redelivery, which the
-``UNIQUE(device, seq)`` constraint makes a no-op. While the database fails, the worker
-retries the same message with a capped backoff and acknowledges nothing.
+it at the broker.
+
+Group commit: paho's network thread only queues each message; the worker's committer thread
+stores them, several per transaction (:meth:`EventStore.group`): it opens a transaction with
+the oldest message waiting and adds the next ones while more are waiting, up to
+``group_max`` messages or ``group_max_s`` seconds, then commits. Nothing waits for a group
+to fill: a message arriving in a quiet period commits at once, alone. Each message is
+acknowledged (PUBACK, paho ``manual_ack``) only after the commit that stored it: a crash
+between the two means a redelivery, which the ``UNIQUE(device, seq)`` constraint makes a
+no-op. If anything fails in a group (the database, or a bug on one message), the group is
+rolled back and its messages are stored again one transaction each: a bad message gets its
+own ``hq_reject`` row and the others are stored as if they had come alone. While the
+database fails, the worker retries the same message with a capped backoff and acknowledges
+nothing.
 
 Fan-out rows are committed to ``hq_outbox`` in the same transaction as the event that
 caused them, by every worker. Exactly one worker per HQ sends them (the one given a
@@ -23,7 +33,9 @@ for what it lacks (``hq.ingest.delivery``).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -54,6 +66,15 @@ DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of HQ downtime before the bro
 FANOUT_POLL_S = 0.2  # how soon the sender sees fan-out committed by the other workers
 DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
+# A group commit takes at most this many messages, or this long (it holds the write lock
+# and acknowledges nothing before its commit).
+GROUP_MAX_MESSAGES = 10
+GROUP_MAX_S = 0.05
+# MQTT 5 Receive Maximum in CONNECT: the broker sends at most this many messages before
+# their PUBACKs (else its own default: mosquitto's max_inflight_messages, 20), enough for
+# the next groups to arrive while one commits.
+RECEIVE_MAXIMUM = 4 * GROUP_MAX_MESSAGES
+QUEUE_MAX = RECEIVE_MAXIMUM  # beyond this paho's thread waits (seen with mosquitto 2.0.11)
 
 
 def message_signature(properties: Properties | None) -> str | None:
@@ -77,6 +98,8 @@ class Counters:
     confirmations: int = 0  # confirmations published (hq.ingest.delivery)
     resend_requests: int = 0  # requests to resend a range HQ lacks
     db_errors: int = 0
+    commits: int = 0  # transactions that stored messages (fewer than messages: grouped)
+    groups_split: int = 0  # groups rolled back and stored one message at a time
 
 
 class IngestWorker:
@@ -85,10 +108,12 @@ class IngestWorker:
     def __init__(self, store: EventStore, opts: BrokerOptions, client_id: str,
                  group: str = DEFAULT_GROUP,
                  session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
-                 signer: SigningKey | None = None) -> None:
+                 signer: SigningKey | None = None, group_max: int = GROUP_MAX_MESSAGES,
+                 group_max_s: float = GROUP_MAX_S) -> None:
         """Ingest into ``store`` from the broker in ``opts`` as ``client_id``.
 
-        With a ``signer`` this worker is the fan-out sender (one per HQ).
+        With a ``signer`` this worker is the fan-out sender (one per HQ). ``group_max`` and
+        ``group_max_s`` bound a group commit (1: one message per transaction).
         """
         self.store = store
         self.signer = signer
@@ -113,6 +138,13 @@ class IngestWorker:
         self._sender: threading.Thread | None = None
         self._versions = delivery.Versions(store.clock)
         self.shared = True  # False once a broker without shared subscriptions said so
+        self.group_max = max(1, group_max)
+        self.group_max_s = group_max_s
+        # (message, connection it came on): paho's thread in, the committer thread out
+        self._queue: queue.Queue[tuple[mqtt.MQTTMessage, int]] = queue.Queue(QUEUE_MAX)
+        self._connection = 0  # counts CONNACKs: a message is acknowledged on its own one
+        self._committer = threading.Thread(target=self._commit_loop, name="hq-ingest-commit",
+                                           daemon=True)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -122,18 +154,25 @@ class IngestWorker:
         Raises:
             BrokerError: the broker cannot be reached.
         """
+        props = connect_properties(self.session_expiry_s)
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         try:
             self.client.connect(self.opts.host, self.opts.port, keepalive=30,
-                                clean_start=False,
-                                properties=connect_properties(self.session_expiry_s))
+                                clean_start=False, properties=props)
         except OSError as exc:
             raise BrokerError(f"cannot reach broker {self.opts.host}:{self.opts.port}: "
                               f"{exc}") from None
+        self._committer.start()
         self.client.loop_start()
         if self.signer is not None:
             self._sender = threading.Thread(target=self._send_loop, name="hq-fanout",
                                             daemon=True)
             self._sender.start()
+
+    @property
+    def waiting(self) -> int:
+        """Messages received and not yet taken into a transaction (none acknowledged)."""
+        return self._queue.qsize()
 
     def wait_subscribed(self, timeout_s: float = 10.0) -> bool:
         """Whether the subscription was acknowledged within ``timeout_s``."""
@@ -145,6 +184,9 @@ class IngestWorker:
         self._wake.set()
         if self._sender is not None:
             self._sender.join(10)
+        # Its group commits and is acknowledged; what is still queued is redelivered later.
+        if self._committer.ident is not None:
+            self._committer.join(10)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -155,6 +197,7 @@ class IngestWorker:
         if rc.is_failure:
             log.error("broker refused ingest worker: %s", rc)
             return
+        self._connection += 1  # before any message of this connection is queued
         set_nodelay(client)
         topics = self.opts.topics
         opts = SubscribeOptions(qos=QOS)
@@ -190,11 +233,75 @@ class IngestWorker:
         log.info("subscribed (%s)", f"group {self.group}" if self.shared else "unshared")
         self._subscribed.set()
 
-    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        outcome = self._store_retrying(msg)
-        if outcome is None:
-            return  # stopping with the database still down: not acknowledged, redelivered
-        client.ack(msg.mid, msg.qos)
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        # Waits while the committer is QUEUE_MAX behind: the broker then holds the rest.
+        while not self._stopping.is_set():
+            try:
+                self._queue.put((msg, self._connection), timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    # -- committer (its own thread): group commits, PUBACK after COMMIT -------------------
+
+    def _commit_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._commit_group(first)
+            except Exception:  # a bug after the commit: what is unacknowledged comes again
+                log.exception("ingest failed after storing a group; it goes on")
+
+    def _commit_group(self, first: tuple[mqtt.MQTTMessage, int]) -> None:
+        """Store ``first`` and the messages waiting behind it in one transaction, then ack.
+
+        A failure anywhere rolls the group back; its messages are then stored one
+        transaction each, exactly as they would have been alone (``_store_retrying``).
+        """
+        group = [first]
+        outcomes: list[Outcome] = []
+        try:
+            with self.store.group():
+                outcomes.append(self._handle(first[0]))
+                ends = time.monotonic() + self.group_max_s
+                while len(group) < self.group_max and time.monotonic() < ends:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break  # nothing waiting: commit now, a quiet period waits for nothing
+                    group.append(item)
+                    outcomes.append(self._handle(item[0]))
+        except Exception as exc:  # the database, or a bug on one message: one at a time
+            self.counters.groups_split += 1
+            if isinstance(exc, DbError):
+                self.counters.db_errors += 1
+            log.warning("a group of %d messages failed (%s: %s); storing them one by one",
+                        len(group), type(exc).__name__, exc)
+            for msg, connection in group:
+                outcome = self._store_retrying(msg)
+                if outcome is None:
+                    return  # stopping with the database still down: redelivered later
+                self.counters.commits += 1
+                self._done(msg, connection, outcome)
+            return
+        self.counters.commits += 1
+        for (msg, connection), outcome in zip(group, outcomes, strict=True):
+            self._done(msg, connection, outcome)
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> Outcome:
+        content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        return self.store.handle(msg.topic, bytes(msg.payload), content_type,
+                                 bool(msg.retain), message_signature(msg.properties))
+
+    def _done(self, msg: mqtt.MQTTMessage, connection: int, outcome: Outcome) -> None:
+        """After the commit that stored ``msg``: acknowledge it, count it, say what it did."""
+        if connection == self._connection:
+            # On a later connection the broker redelivers it (the session) or it is gone
+            # (a clean session, whose packet ids mean other messages): never ack it there.
+            self.client.ack(msg.mid, msg.qos)
         self.counters.new_events += outcome.new
         self.counters.duplicates += outcome.duplicates
         if outcome.handled is Handled.REJECTED:
@@ -211,21 +318,18 @@ class IngestWorker:
             self._wake.set()
 
     def _store_retrying(self, msg: mqtt.MQTTMessage) -> Outcome | None:
-        """Store a message, waiting out a database failure (capped backoff).
+        """Store a message in its own transaction, waiting out a database failure.
 
-        While the database is down nothing can be stored anyway, so this holds paho's
-        thread; if that outlasts the keepalive, the broker drops the connection and resends
-        the unacknowledged messages once paho reconnects. None: stopped before it worked.
+        While the database is down nothing can be stored anyway, so the committer waits
+        (capped backoff) and the queue fills; paho's thread then waits too and the broker
+        holds the rest. None: stopped before it worked.
         """
-        content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
-        signature = message_signature(msg.properties)
         payload = bytes(msg.payload)
         delay = DB_RETRY_FIRST_S
         while True:
             try:
                 try:
-                    return self.store.handle(msg.topic, payload, content_type,
-                                             bool(msg.retain), signature)
+                    return self._handle(msg)
                 except DbError:
                     raise
                 except Exception as exc:  # a bug: keep the message whole, acknowledge it
