@@ -1,0 +1,173 @@
+"""The dashboard's aggregates, per store and local day, kept as the facts arrive.
+
+:func:`count_events` runs inside the event store's insert transaction (``hq.ingest``), and
+:func:`count_claim` inside a card claim's (``hq.web.claims``), so a figure and the facts it
+counts commit together: the dashboard never reads a half-counted batch, and a redelivered
+batch (no new rows) counts nothing. :func:`rebuild` recounts everything from ``hq_event``
+and ``web_card_claim`` with the same code (``edge-hq dashboard rebuild``), for a database
+that has events from before these tables.
+
+Each step is counted on the local day it happened, at the store where it happened:
+
+- ``printed``: a ``card_issued`` event;
+- ``claimed``: a card claimed on the web (the card's store);
+- ``welcome``: an accepted redemption of a ``welcome``-channel coupon;
+- ``came_back``: a web customer's second accepted redemption (a customer once);
+- ``redeemed``, ``rejected``, ``voided``, ``pickups``: accepted coupon decisions, rejected
+  decisions (coupon or pickup), coupon voids, accepted pickup decisions.
+
+``dash_detail`` breaks ``redeemed`` down by ``campaign`` and ``channel`` and ``rejected`` by
+``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from edge.events import EventType
+from hq.db import Cursor, Database
+
+COLUMNS: Final = ("printed", "claimed", "welcome", "came_back", "redeemed", "rejected",
+                  "voided", "pickups")
+_INDEX: Final = {c: i for i, c in enumerate(COLUMNS)}
+UNKNOWN_DAY: Final = 0  # an event time no calendar can place (absurd clock): counted here
+REBUILD_CHUNK: Final = 5000
+
+_UPSERT_DAY: Final = (
+    f"INSERT INTO dash_day(store, day, {', '.join(COLUMNS)}) VALUES"
+    f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (store, day) DO UPDATE SET "
+    + ", ".join(f"{c}=dash_day.{c}+excluded.{c}" for c in COLUMNS))
+_UPSERT_DETAIL: Final = (
+    "INSERT INTO dash_detail(store, day, metric, dim, n) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (store, day, metric, dim) DO UPDATE SET n=dash_detail.n+excluded.n")
+
+
+def day_of(at: float) -> int:
+    """The local calendar day of ``at`` as ``YYYYMMDD`` (:data:`UNKNOWN_DAY` if unplaceable)."""
+    try:
+        t = time.localtime(at)
+    except (OverflowError, OSError, ValueError):
+        return UNKNOWN_DAY
+    if not 1 <= t.tm_year <= 9999:
+        return UNKNOWN_DAY
+    return t.tm_year * 10000 + t.tm_mon * 100 + t.tm_mday
+
+
+class _Tally:
+    """Deltas gathered over many facts, written in two statements."""
+
+    def __init__(self) -> None:
+        self.days: dict[tuple[str, int], list[int]] = {}
+        self.details: dict[tuple[str, int, str, str], int] = {}
+
+    def add(self, store: str, day: int, column: str, n: int = 1) -> None:
+        row = self.days.setdefault((store, day), [0] * len(COLUMNS))
+        row[_INDEX[column]] += n
+
+    def detail(self, store: str, day: int, metric: str, dim: str) -> None:
+        key = (store, day, metric, dim[:64])
+        self.details[key] = self.details.get(key, 0) + 1
+
+    def write(self, cur: Cursor) -> None:
+        if self.days:
+            cur.executemany(_UPSERT_DAY, [(s, d, *row) for (s, d), row in
+                                          sorted(self.days.items())])
+        if self.details:
+            cur.executemany(_UPSERT_DETAIL, [(*k, n) for k, n in sorted(self.details.items())])
+
+
+def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]]) -> None:
+    """Count newly stored events of ``store`` (wire form: ``type``, ``at``, ``body``).
+
+    Call it in the transaction that inserts them, with only the events inserted now.
+    """
+    tally = _Tally()
+    for e in events:
+        _count(cur, tally, store, e)
+    tally.write(cur)
+
+
+def _count(cur: Cursor, tally: _Tally, store: str, e: Mapping[str, Any]) -> None:
+    kind = e.get("type")
+    day = day_of(float(e["at"]))
+    body = e.get("body")
+    if not isinstance(body, Mapping):
+        return
+    if kind == EventType.CARD_ISSUED:
+        tally.add(store, day, "printed")
+    elif kind == EventType.VOID and body.get("kind") == "coupon":
+        tally.add(store, day, "voided")
+    elif kind == EventType.DECISION:
+        if body.get("accepted") is not True:
+            tally.add(store, day, "rejected")
+            tally.detail(store, day, "reason", str(body.get("reason") or "-"))
+        elif body.get("kind") == "pickup":
+            tally.add(store, day, "pickups")
+        elif body.get("kind") == "coupon":
+            facts = body.get("facts")
+            facts = facts if isinstance(facts, Mapping) else {}
+            channel = str(facts.get("channel") or "-")
+            tally.add(store, day, "redeemed")
+            tally.detail(store, day, "campaign", str(body.get("campaign_id") or "-"))
+            tally.detail(store, day, "channel", channel)
+            if channel == "welcome":
+                tally.add(store, day, "welcome")
+            if _second_redemption(cur, facts.get("coupon_id")):
+                tally.add(store, day, "came_back")
+
+
+def _second_redemption(cur: Cursor, coupon_id: object) -> bool:
+    """Count a redemption for the coupon's web customer; True when it is their second."""
+    if not isinstance(coupon_id, str):
+        return False
+    cur.execute("SELECT customer FROM web_coupon WHERE coupon_id=?", (coupon_id,))
+    row = cur.fetchone()
+    if row is None:  # a coupon not minted for a web customer (edge-hq issue coupon)
+        return False
+    cur.execute("INSERT INTO dash_customer(customer, redemptions) VALUES (?, 1)"
+                " ON CONFLICT (customer) DO UPDATE SET"
+                " redemptions=dash_customer.redemptions+1", (str(row[0]),))
+    cur.execute("SELECT redemptions FROM dash_customer WHERE customer=?", (str(row[0]),))
+    return int(cur.fetchone()[0]) == 2
+
+
+def count_claim(cur: Cursor, store: str, at: float) -> None:
+    """Count a card claimed at ``at`` for ``store``, in the claim's transaction."""
+    tally = _Tally()
+    tally.add(store, day_of(at), "claimed")
+    tally.write(cur)
+
+
+def rebuild(db: Database) -> int:
+    """Recount every aggregate from the stored events and claims; returns events counted.
+
+    One transaction: the dashboard shows the old figures until the new ones are whole.
+    """
+    counted = 0
+    with db.tx() as cur:
+        for table in ("dash_day", "dash_detail", "dash_customer"):
+            cur.execute(f"DELETE FROM {table}")
+        last = 0
+        while True:
+            # ingest order (id), so the second redemption is the same one ingest saw
+            cur.execute("SELECT id, store, type, at, body FROM hq_event WHERE id>? ORDER BY id"
+                        " LIMIT ?", (last, REBUILD_CHUNK))
+            rows = cur.fetchall()
+            if not rows:
+                break
+            tally = _Tally()
+            for _id, store, kind, at, body in rows:
+                _count(cur, tally, str(store), {"type": kind, "at": at,
+                                                "body": json.loads(body)})
+            tally.write(cur)
+            counted += len(rows)
+            last = int(rows[-1][0])
+        cur.execute("SELECT store, claimed_at FROM web_card_claim")
+        tally = _Tally()
+        for store, at in cur.fetchall():
+            tally.add(str(store), day_of(float(at)), "claimed")
+        tally.write(cur)
+    return counted
