@@ -101,8 +101,9 @@ class Dashboard:
         def tr(key: str, **values: Any) -> str:
             return words.t(key, lang, **values)
 
+        context.setdefault("path", request.url.path)
         html = self.web.env.get_template(template).render(
-            t=tr, lang=lang, other="en" if lang == "zh" else "zh", path=request.url.path,
+            t=tr, lang=lang, other="en" if lang == "zh" else "zh",
             nonce=nonce_of(request.scope), **context)
         return HTMLResponse(html, status, headers=NO_STORE)
 
@@ -137,7 +138,9 @@ class Dashboard:
         lang = self._lang(request)
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "csv"]
         return self._render(
-            request, "hq_page.html", status, title=heading, op=op, nav=_nav(op, lang, days),
+            # a refused page echoes nothing of what was asked, not even its path
+            request, "hq_page.html", status, path=request.url.path if status < 400 else "/hq",
+            title=heading, op=op, nav=_nav(op, lang, days),
             sections=sections, days=None if days is None else days.iso(), back=back,
             csrf=csrf_token(self.web.secret, "op:" + sid),
             csv_base=request.url.path + "?" + urlencode([*query, ("csv", "")]))
