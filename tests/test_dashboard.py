@@ -7,6 +7,7 @@ The loop is seeded through HQ's real ingest and the web service's real claims
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -78,7 +79,7 @@ def test_shares_of_previous_and_first_step(db: Database, seeded: Seeded) -> None
     THEN each step's share is its count over the step before and over the first."""
     steps = figures.funnel(figures.total(figures.by_day(db, _days(0, DAYS))))
     assert steps[0].of_previous is None and steps[0].of_first is None
-    for before, step in zip(steps, steps[1:], strict=False):
+    for before, step in itertools.pairwise(steps):
         assert step.of_previous == pytest.approx(step.count / before.count)
         assert step.of_first == pytest.approx(step.count / steps[0].count)
 

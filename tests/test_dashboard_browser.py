@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from edge.keys import Purpose
 from hq.issuing import keystore
 from hq.web.operators import Role, add_operator
-from tests.dash_support import DAYS, START, Seeded, csv_rows, seed
+from tests.dash_support import START, Seeded, csv_rows, seed
 from tests.test_web_browser import ARGS, CHROMIUM
 from tests.web_support import WebHq, make_web_hq, serving
 
