@@ -177,6 +177,15 @@ _SCHEMA: Final = (
     # The chain's pages read a day range over every store: this index covers them.
     "CREATE INDEX IF NOT EXISTS dash_day_day ON dash_day (day, store, printed, claimed,"
     " welcome, came_back, redeemed, rejected, voided, pickups)",
+    # The same per store and month (YYYYMM): a year of the chain is 24,000 rows, not 730,000.
+    "CREATE TABLE IF NOT EXISTS dash_month (store TEXT NOT NULL, month INTEGER NOT NULL,"
+    " printed BIGINT NOT NULL DEFAULT 0, claimed BIGINT NOT NULL DEFAULT 0,"
+    " welcome BIGINT NOT NULL DEFAULT 0, came_back BIGINT NOT NULL DEFAULT 0,"
+    " redeemed BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0,"
+    " voided BIGINT NOT NULL DEFAULT 0, pickups BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (store, month))",
+    "CREATE INDEX IF NOT EXISTS dash_month_month ON dash_month (month, store, printed,"
+    " claimed, welcome, came_back, redeemed, rejected, voided, pickups)",
     # The breakdowns: redemptions by campaign and by channel, rejections by reason.
     "CREATE TABLE IF NOT EXISTS dash_detail (store TEXT NOT NULL, day INTEGER NOT NULL,"
     " metric TEXT NOT NULL, dim TEXT NOT NULL, n BIGINT NOT NULL,"

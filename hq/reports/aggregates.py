@@ -16,8 +16,8 @@ Each step is counted on the local day it happened, at the store where it happene
 - ``redeemed``, ``rejected``, ``voided``, ``pickups``: accepted coupon decisions, rejected
   decisions (coupon or pickup), coupon voids, accepted pickup decisions.
 
-``dash_detail`` breaks ``redeemed`` down by ``campaign`` and ``channel`` and ``rejected`` by
-``reason``.
+``dash_month`` holds the same per store and month (long ranges read it); ``dash_detail``
+breaks ``redeemed`` down by ``campaign`` and ``channel`` and ``rejected`` by ``reason``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ _UPSERT_DAY: Final = (
     f"INSERT INTO dash_day(store, day, {', '.join(COLUMNS)}) VALUES"
     f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (store, day) DO UPDATE SET "
     + ", ".join(f"{c}=dash_day.{c}+excluded.{c}" for c in COLUMNS))
+_UPSERT_MONTH: Final = (
+    f"INSERT INTO dash_month(store, month, {', '.join(COLUMNS)}) VALUES"
+    f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (store, month) DO UPDATE SET "
+    + ", ".join(f"{c}=dash_month.{c}+excluded.{c}" for c in COLUMNS))
 _UPSERT_DETAIL: Final = (
     "INSERT INTO dash_detail(store, day, metric, dim, n) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (store, day, metric, dim) DO UPDATE SET n=dash_detail.n+excluded.n")
@@ -75,6 +79,13 @@ class _Tally:
         if self.days:
             cur.executemany(_UPSERT_DAY, [(s, d, *row) for (s, d), row in
                                           sorted(self.days.items())])
+            months: dict[tuple[str, int], list[int]] = {}
+            for (s, d), row in self.days.items():
+                total = months.setdefault((s, d // 100), [0] * len(COLUMNS))
+                for i, n in enumerate(row):
+                    total[i] += n
+            cur.executemany(_UPSERT_MONTH, [(s, m, *row) for (s, m), row in
+                                            sorted(months.items())])
         if self.details:
             cur.executemany(_UPSERT_DETAIL, [(*k, n) for k, n in sorted(self.details.items())])
 
@@ -148,7 +159,7 @@ def rebuild(db: Database) -> int:
     """
     counted = 0
     with db.tx() as cur:
-        for table in ("dash_day", "dash_detail", "dash_customer"):
+        for table in ("dash_day", "dash_month", "dash_detail", "dash_customer"):
             cur.execute(f"DELETE FROM {table}")
         last = 0
         while True:

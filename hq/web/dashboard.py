@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the app module imports this one
 SESSION_COOKIE: Final = "hqs"
 LOGIN_COOKIE: Final = "hql"  # a random id the login form's CSRF token is bound to
 DEFAULT_DAYS: Final = 30
+MAX_DAY_ROWS: Final = 62  # the chain's longer ranges go by month
 TOP_N: Final = 10
 MAX_FORM_BYTES: Final = 4096
 NO_STORE: Final = {"Cache-Control": "no-store"}
@@ -252,12 +253,15 @@ class Dashboard:
         if op.role is not Role.ADMIN:
             return self._forbidden(request, op)
         lang = self._lang(request)
-        per_day = await run_in_threadpool(figures.by_day, self.db, days)
+        monthly = len(days) > MAX_DAY_ROWS  # a long range reads (and shows) months
+        per_period = await run_in_threadpool(
+            figures.by_month if monthly else figures.by_day, self.db, days)
         per_store = await run_in_threadpool(figures.by_store, self.db, days)
         q = _range_query(days)
         sections = [
             _funnel_section(figures.total(per_store), lang),
-            _days_section(per_day, lang, None, q),
+            _months_section(per_period, lang) if monthly else
+            _days_section(per_period, lang, None, q),
             Section(words.t("hq.sec.stores", lang), _totals_table(
                 "stores", "hq.col.store", per_store, lang,
                 lambda key: f"/hq/stores/{key}?{q}")),
@@ -474,6 +478,15 @@ def _days_section(per_day: Sequence[Totals], lang: str, store: str | None,
                      [(_col_name(c, lang), [t.get(c) for t in labeled])
                       for c in figures.FUNNEL])
     return Section(words.t("hq.sec.days", lang), table, chart)
+
+
+def _months_section(per_month: Sequence[Totals], lang: str) -> Section:
+    labeled = [Totals(f"{t.key[:4]}-{t.key[4:]}", t.values) for t in per_month]
+    table = _totals_table("months", "hq.col.month", labeled, lang, lambda _key: "")
+    chart = svg.bars(words.t("hq.sec.months", lang), [t.key for t in labeled],
+                     [(_col_name(c, lang), [t.get(c) for t in labeled])
+                      for c in figures.FUNNEL])
+    return Section(words.t("hq.sec.months", lang), table, chart)
 
 
 def _nav(op: Operator, lang: str, days: Days | None) -> list[tuple[str, str]]:
