@@ -222,3 +222,34 @@ def test_date_ranges_are_checked() -> None:
     assert (days.first, days.last) == (20260301, 20260302)
     start, end = days.epoch()
     assert end - start in (2 * 86400, 2 * 86400 - 3600, 2 * 86400 + 3600)  # DST aside
+
+
+def test_long_ranges_read_whole_months_and_agree_with_days(db: Database) -> None:
+    """GIVEN cards printed on every day from mid-January to mid-April at two stores
+    WHEN ranges with and without whole months are summed per store and per month
+    THEN each equals the count of cards printed in the range, day by day."""
+    store = EventStore(db, Topics(), DeviceRegistry())
+    first = dt.date(2026, 1, 14)
+    printed: list[tuple[str, dt.date]] = []
+    for s in ("S1", "S2"):
+        wire = []
+        for n in range(95):
+            day = first + dt.timedelta(days=n)
+            t = dt.datetime(day.year, day.month, day.day, 11).timestamp()
+            for k in range(1 + n % 3):
+                wire.append({"v": 1, "id": f"{s}-{n}-{k}", "seq": len(wire) + 1, "store": s,
+                             "device": f"D{s}", "type": "card_issued", "at": t,
+                             "clock_trusted": True, "body": {"serial": len(wire)}})
+                printed.append((s, day))
+        store.ingest_batch(s, f"D{s}", EventBatch(s, f"D{s}", wire))
+    for a, b in (("2026-01-20", "2026-04-10"), ("2026-02-01", "2026-03-31"),
+                 ("2026-02-01", "2026-02-27"), ("2026-01-31", "2026-03-01")):
+        days = Days.parse(a, b)
+        lo, hi = dt.date.fromisoformat(a), dt.date.fromisoformat(b)
+        want = {s: sum(1 for ps, d in printed if ps == s and lo <= d <= hi) for s in ("S1", "S2")}
+        assert {t.key: t.get("printed") for t in figures.by_store(db, days)} == want, (a, b)
+        assert figures.total(figures.by_month(db, days)) == figures.total(
+            figures.by_day(db, days))
+        assert figures.total(figures.by_store(db, days, "S2")).get("printed") == want["S2"]
+    months = figures.by_month(db, Days.parse("2026-01-20", "2026-04-10"))
+    assert [t.key for t in months] == ["202601", "202602", "202603", "202604"]
