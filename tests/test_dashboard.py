@@ -253,3 +253,21 @@ def test_long_ranges_read_whole_months_and_agree_with_days(db: Database) -> None
         assert figures.total(figures.by_store(db, days, "S2")).get("printed") == want["S2"]
     months = figures.by_month(db, Days.parse("2026-01-20", "2026-04-10"))
     assert [t.key for t in months] == ["202601", "202602", "202603", "202604"]
+
+
+def test_operator_add_reads_the_password_from_stdin(db: Database, hq_db_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN `edge-hq operator add` with the password on standard input
+    WHEN a manager is added with a store, and one without
+    THEN the first can sign in with that password; the second is refused (exit 2, why)."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a password from stdin\n"))
+    assert main(["operator", "add", "mgr", "--role", "manager", "--store", "S1",
+                 "--db", hq_db_url]) == 0
+    op = check_password(db, "mgr", "a password from stdin")
+    assert op is not None and op.store == "S1"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a password from stdin\n"))
+    assert main(["operator", "add", "mgr2", "--role", "manager", "--db", hq_db_url]) == 2
+    assert "needs --store" in capsys.readouterr().err
