@@ -271,3 +271,41 @@ def test_operator_add_reads_the_password_from_stdin(db: Database, hq_db_url: str
     monkeypatch.setattr("sys.stdin", io.StringIO("a password from stdin\n"))
     assert main(["operator", "add", "mgr2", "--role", "manager", "--db", hq_db_url]) == 2
     assert "needs --store" in capsys.readouterr().err
+
+
+def test_came_back_is_the_second_redemption_even_within_one_batch(db: Database) -> None:
+    """GIVEN a web customer's three coupons, redeemed on three days in one batch, then a
+    fourth in another batch
+    WHEN HQ ingests them
+    THEN the customer came back once, on the day of the second redemption."""
+    with db.tx() as cur:
+        for n in range(4):
+            cur.execute("INSERT INTO web_coupon(coupon_id, code, customer, campaign_id, source,"
+                        " store, idem_key, issued_at, valid_until, stores) VALUES"
+                        " (?,?,?,?,?,?,?,?,?,?)", (f"K{n}", "x", "cust-0123456789abcdef",
+                                                   "LIVE1", "link", "", f"i{n}", 0, 0, ""))
+    store = EventStore(db, Topics(), DeviceRegistry())
+
+    def redemption(n: int) -> dict[str, object]:
+        return {"v": 1, "id": f"r{n}", "seq": n + 1, "store": "S1", "device": "D1",
+                "type": "decision", "at": at(n, 12), "clock_trusted": True,
+                "body": {"accepted": True, "kind": "coupon", "code_id": f"C:K{n}",
+                         "campaign_id": "LIVE1", "reason": None,
+                         "facts": {"coupon_id": f"K{n}", "channel": "livestream"}}}
+
+    store.ingest_batch("S1", "D1", EventBatch("S1", "D1", [redemption(n) for n in range(3)]))
+    store.ingest_batch("S1", "D1", EventBatch("S1", "D1", [redemption(3)]))
+    rows = db.query("SELECT day, came_back, redeemed FROM dash_day ORDER BY day")
+    second = int((START + dt.timedelta(days=1)).strftime("%Y%m%d"))
+    assert [(int(d), int(c)) for d, c, _r in rows if c] == [(second, 1)]
+    assert sum(int(r) for *_x, r in rows) == 4
+
+
+def test_csv_cells_are_never_formulas() -> None:
+    """GIVEN a table whose cells a spreadsheet would run (a box sent such a reason)
+    WHEN it is exported as CSV
+    THEN those cells are quoted with a leading ', the rest are exactly the table's."""
+    from hq.web.dashboard import Table
+
+    t = Table("x", ("a", "b"), (("=HYPERLINK(1)", "-"), ("@x", ("-5", "/hq")), ("+1", "-cmd")))
+    assert t.csv().splitlines() == ["a,b", "'=HYPERLINK(1),-", "'@x,-5", "'+1,'-cmd"]

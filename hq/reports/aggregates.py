@@ -61,11 +61,13 @@ def day_of(at: float) -> int:
 
 
 class _Tally:
-    """Deltas gathered over many facts, written in two statements."""
+    """Deltas gathered over many facts, written in a few statements."""
 
     def __init__(self) -> None:
         self.days: dict[tuple[str, int], list[int]] = {}
         self.details: dict[tuple[str, int, str, str], int] = {}
+        # per web customer, their redemptions here in order: (store, day) of each
+        self.redemptions: dict[str, list[tuple[str, int]]] = {}
 
     def add(self, store: str, day: int, column: str, n: int = 1) -> None:
         row = self.days.setdefault((store, day), [0] * len(COLUMNS))
@@ -76,6 +78,18 @@ class _Tally:
         self.details[key] = self.details.get(key, 0) + 1
 
     def write(self, cur: Cursor) -> None:
+        # Customers first, in sorted order (as every row below): two transactions never
+        # take the same rows in opposite orders, so PostgreSQL has no deadlock to break.
+        for customer, visits in sorted(self.redemptions.items()):
+            cur.execute("INSERT INTO dash_customer(customer, redemptions) VALUES (?, ?)"
+                        " ON CONFLICT (customer) DO UPDATE SET"
+                        " redemptions=dash_customer.redemptions+excluded.redemptions"
+                        " RETURNING redemptions", (customer, len(visits)))
+            before = int(cur.fetchone()[0]) - len(visits)
+            if before < 2 <= before + len(visits):  # the second one is among these
+                store, day = visits[1 - before]
+                self.add(store, day, "came_back")
+        self.redemptions = {}
         if self.days:
             cur.executemany(_UPSERT_DAY, [(s, d, *row) for (s, d), row in
                                           sorted(self.days.items())])
@@ -126,23 +140,18 @@ def _count(cur: Cursor, tally: _Tally, store: str, e: Mapping[str, Any]) -> None
             tally.detail(store, day, "channel", channel)
             if channel == "welcome":
                 tally.add(store, day, "welcome")
-            if _second_redemption(cur, facts.get("coupon_id")):
-                tally.add(store, day, "came_back")
+            customer = _customer(cur, facts.get("coupon_id"))
+            if customer is not None:
+                tally.redemptions.setdefault(customer, []).append((store, day))
 
 
-def _second_redemption(cur: Cursor, coupon_id: object) -> bool:
-    """Count a redemption for the coupon's web customer; True when it is their second."""
+def _customer(cur: Cursor, coupon_id: object) -> str | None:
+    """The web customer a coupon was minted for (None: not a web coupon)."""
     if not isinstance(coupon_id, str):
-        return False
+        return None
     cur.execute("SELECT customer FROM web_coupon WHERE coupon_id=?", (coupon_id,))
     row = cur.fetchone()
-    if row is None:  # a coupon not minted for a web customer (edge-hq issue coupon)
-        return False
-    cur.execute("INSERT INTO dash_customer(customer, redemptions) VALUES (?, 1)"
-                " ON CONFLICT (customer) DO UPDATE SET"
-                " redemptions=dash_customer.redemptions+1", (str(row[0]),))
-    cur.execute("SELECT redemptions FROM dash_customer WHERE customer=?", (str(row[0]),))
-    return int(cur.fetchone()[0]) == 2
+    return None if row is None else str(row[0])
 
 
 def count_claim(cur: Cursor, store: str, at: float) -> None:

@@ -63,8 +63,15 @@ class Table:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(self.header)
         for row in self.rows:
-            writer.writerow([c if isinstance(c, str) else c[0] for c in row])
+            writer.writerow([_inert(c if isinstance(c, str) else c[0]) for c in row])
         return out.getvalue()
+
+
+def _inert(text: str) -> str:
+    """A cell a spreadsheet would run as a formula, quoted (a box's reason text is data)."""
+    risky = text[:1] in ("=", "+", "@", "\t", "\r") or (
+        text[:1] == "-" and len(text) > 1 and not text[1].isdigit())
+    return "'" + text if risky else text
 
 
 @dataclass(frozen=True, slots=True)
