@@ -12,27 +12,20 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from edge.keys import Purpose
 from hq.issuing import keystore
 from hq.web.operators import Role, add_operator
+from tests import test_web_browser
 from tests.dash_support import START, Seeded, csv_rows, seed, without_tokens
-from tests.test_web_browser import ARGS, CHROMIUM
 from tests.web_support import WebHq, make_web_hq, serving
 
 ADMIN_PW = "correct horse battery"
 MANAGER_PW = "S1 manager's secret"
+browser = test_web_browser.browser  # the same Chromium fixture (module-scoped)
 FIRST, LAST = START + dt.timedelta(days=1), START + dt.timedelta(days=4)
 STEPS = ("printed", "claimed", "welcome", "came_back")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -177,6 +177,17 @@ class Dashboard:
             return self._page(request, op, words.t("hq.bad_range", lang, why=str(exc)), [],
                               None, status=400)
 
+    async def _store_guard(self, request: Request) -> tuple[Operator, Days, str] | Response:
+        """As :meth:`_guard`, and the path's store, which the operator may see (else 403)."""
+        guard = await self._guard(request)
+        if isinstance(guard, Response):
+            return guard
+        op, days = guard
+        store = str(request.path_params["store"])
+        if not op.may_see(store):
+            return self._forbidden(request, op)
+        return op, days, store
+
     async def _form(self, request: Request) -> dict[str, str]:
         body = b""
         async for chunk in request.stream():
@@ -277,13 +288,10 @@ class Dashboard:
 
     async def store(self, request: Request) -> Response:
         """One store's funnel and its days."""
-        guard = await self._guard(request)
+        guard = await self._store_guard(request)
         if isinstance(guard, Response):
             return guard
-        op, days = guard
-        store = request.path_params["store"]
-        if not op.may_see(store):
-            return self._forbidden(request, op)
+        op, days, store = guard
         lang = self._lang(request)
         per_day = await run_in_threadpool(figures.by_day, self.db, days, store)
         q = _range_query(days)
@@ -294,13 +302,10 @@ class Dashboard:
 
     async def day(self, request: Request) -> Response:
         """One store's day: its funnel, campaigns, channels and rejections."""
-        guard = await self._guard(request)
+        guard = await self._store_guard(request)
         if isinstance(guard, Response):
             return guard
-        op, days = guard
-        store = request.path_params["store"]
-        if not op.may_see(store):
-            return self._forbidden(request, op)
+        op, days, store = guard
         lang = self._lang(request)
         try:
             one = Days.parse(request.path_params["day"], request.path_params["day"])
