@@ -352,7 +352,7 @@ class Dashboard:
             return guard
         op, days = guard
         lang = self._lang(request)
-        store = op.store if op.role is Role.MANAGER else None
+        store = op.scope
         sections = await run_in_threadpool(self._breakdowns, days, store, lang)
         per_store = await run_in_threadpool(figures.by_store, self.db, days, store)
         ranked = sorted(per_store, key=lambda t: (-t.get("redeemed"), t.key))
@@ -372,7 +372,7 @@ class Dashboard:
             return guard
         op, days = guard
         lang = self._lang(request)
-        store = op.store if op.role is Role.MANAGER else None
+        store = op.scope
         rows = await run_in_threadpool(figures.pickups, self.db, days, store)
         table = Table("pickups", _header(lang, "store", "assigned", "on_time", "late",
                                          "not_collected", "waiting", "cancelled",
@@ -394,7 +394,7 @@ class Dashboard:
         if op is None:
             return self._to_login(request)
         lang = self._lang(request)
-        store = op.store if op.role is Role.MANAGER else None
+        store = op.scope
         found = await run_in_threadpool(figures.boxes, self.db, store)
 
         def yes_no(v: bool | None) -> str:

@@ -51,6 +51,11 @@ class Operator:
     role: Role
     store: str | None  # a manager's store
 
+    @property
+    def scope(self) -> str | None:
+        """The one store this operator's pages are held to; None: the whole chain."""
+        return self.store if self.role is Role.MANAGER else None
+
     def may_see(self, store: str) -> bool:
         """Whether this operator may see ``store``'s figures."""
         return self.role is Role.ADMIN or store == self.store
