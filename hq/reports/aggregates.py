@@ -109,13 +109,39 @@ def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]]) -
 
     Call it in the transaction that inserts them, with only the events inserted now.
     """
+    events = list(events)
+    customers = _customers(cur, events)
     tally = _Tally()
     for e in events:
-        _count(cur, tally, store, e)
+        _count(customers, tally, store, e)
     tally.write(cur)
 
 
-def _count(cur: Cursor, tally: _Tally, store: str, e: Mapping[str, Any]) -> None:
+def _coupon_id(e: Mapping[str, Any]) -> str | None:
+    """The coupon id of an accepted coupon redemption, else None."""
+    body = e.get("body")
+    if e.get("type") != EventType.DECISION or not isinstance(body, Mapping) or \
+            body.get("accepted") is not True or body.get("kind") != "coupon":
+        return None
+    facts = body.get("facts")
+    coupon_id = facts.get("coupon_id") if isinstance(facts, Mapping) else None
+    return coupon_id if isinstance(coupon_id, str) else None
+
+
+def _customers(cur: Cursor, events: list[Mapping[str, Any]]) -> dict[str, str]:
+    """The web customer of each web coupon redeemed in ``events``: one query per 500."""
+    ids = sorted({c for c in map(_coupon_id, events) if c is not None})
+    found: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        cur.execute("SELECT coupon_id, customer FROM web_coupon WHERE coupon_id IN"
+                    f" ({', '.join('?' for _ in chunk)})", chunk)
+        found.update((str(c), str(u)) for c, u in cur.fetchall())
+    return found
+
+
+def _count(customers: Mapping[str, str], tally: _Tally, store: str,
+           e: Mapping[str, Any]) -> None:
     kind = e.get("type")
     day = day_of(float(e["at"]))
     body = e.get("body")
@@ -140,18 +166,10 @@ def _count(cur: Cursor, tally: _Tally, store: str, e: Mapping[str, Any]) -> None
             tally.detail(store, day, "channel", channel)
             if channel == "welcome":
                 tally.add(store, day, "welcome")
-            customer = _customer(cur, facts.get("coupon_id"))
+            # a coupon not minted for a web customer (edge-hq issue coupon) has none
+            customer = customers.get(_coupon_id(e) or "")
             if customer is not None:
                 tally.redemptions.setdefault(customer, []).append((store, day))
-
-
-def _customer(cur: Cursor, coupon_id: object) -> str | None:
-    """The web customer a coupon was minted for (None: not a web coupon)."""
-    if not isinstance(coupon_id, str):
-        return None
-    cur.execute("SELECT customer FROM web_coupon WHERE coupon_id=?", (coupon_id,))
-    row = cur.fetchone()
-    return None if row is None else str(row[0])
 
 
 def count_claim(cur: Cursor, store: str, at: float) -> None:
@@ -178,10 +196,12 @@ def rebuild(db: Database) -> int:
             rows = cur.fetchall()
             if not rows:
                 break
+            events = [(str(store), {"type": kind, "at": at, "body": json.loads(body)})
+                      for _id, store, kind, at, body in rows]
+            customers = _customers(cur, [e for _s, e in events])
             tally = _Tally()
-            for _id, store, kind, at, body in rows:
-                _count(cur, tally, str(store), {"type": kind, "at": at,
-                                                "body": json.loads(body)})
+            for store, e in events:
+                _count(customers, tally, store, e)
             tally.write(cur)
             counted += len(rows)
             last = int(rows[-1][0])
