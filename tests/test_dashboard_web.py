@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from edge.keys import Purpose
+from hq.ingest.eventstore import EventStore
 from hq.issuing import keystore
+from hq.issuing.registry import DeviceRegistry
 from hq.web.dashboard import HQ_ROUTES
 from hq.web.operators import Role, add_operator
+from sync.contract import Presence, PresenceState, Topics
 from tests.dash_support import (
     DAYS,
     START,
@@ -203,3 +207,25 @@ def test_routes_are_documented_once() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "dashboard.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `(?:GET|POST|GET, POST) (/[^`]*)`", doc, re.M))
     assert listed == {path for path, *_ in HQ_ROUTES}
+
+
+def test_boxes_sort_by_a_column_from_its_header(site: tuple[WebHq, Seeded]) -> None:
+    """GIVEN a healthy box, one with backlog 5, one with backlog 50 and an untrusted clock
+    (and the seeded ones, never heard from: offline)
+    WHEN the admin opens the boxes page, then follows the backlog header's link
+    THEN the one in most trouble leads and the healthy one comes last; then the biggest
+    backlog leads."""
+    web, _ = site
+    store = EventStore(web.db, Topics(), DeviceRegistry())
+    now = time.time()
+    store.record_presence("S1", "OK", Presence(PresenceState.ONLINE, "1", 1, 0, True, now))
+    store.record_presence("S1", "B5", Presence(PresenceState.ONLINE, "1", 1, 5, True, now))
+    store.record_presence("S1", "B50", Presence(PresenceState.ONLINE, "1", 1, 50, False, now))
+    client = login(web, "boss", ADMIN_PW)
+    page = client.get("/hq/boxes")
+    rows = html_tables(page.text)["t-boxes"]
+    assert rows[1][1] == "B50" and rows[-1][1] == "OK"  # trouble first
+    link = re.search(r'href="(/hq/boxes\?sort=backlog)"', page.text)
+    assert link
+    by_backlog = html_tables(client.get(link.group(1)).text)["t-boxes"]
+    assert [r[1] for r in by_backlog[1:3]] == ["B50", "B5"]

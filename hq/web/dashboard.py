@@ -54,17 +54,21 @@ class Table:
     """A table as the page shows it and its CSV gives it: the same header and rows."""
 
     id: str
-    header: tuple[str, ...]
+    header: tuple[Cell, ...]  # a link in a header sorts by that column
     rows: tuple[tuple[Cell, ...], ...]
 
     def csv(self) -> str:
         """The table as CSV text (links dropped, text kept)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(self.header)
+        writer.writerow([_text(c) for c in self.header])
         for row in self.rows:
-            writer.writerow([_inert(c if isinstance(c, str) else c[0]) for c in row])
+            writer.writerow([_inert(_text(c)) for c in row])
         return out.getvalue()
+
+
+def _text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else cell[0]
 
 
 def _inert(text: str) -> str:
@@ -414,7 +418,9 @@ class Dashboard:
         if sort in BOX_COLUMNS:  # else trouble first, as figures.boxes ordered them
             i = BOX_COLUMNS.index(sort)
             rows.sort(key=lambda r: _sort_key(r[i]))
-        table = Table("boxes", header, tuple(rows))
+        sortable = tuple((h, f"/hq/boxes?sort={c}") for h, c in zip(header, BOX_COLUMNS,
+                                                                        strict=True))
+        table = Table("boxes", sortable, tuple(rows))
         return self._page(request, op, words.t("hq.nav.boxes", lang),
                           [Section(words.t("hq.sec.boxes", lang), table)], None)
 
