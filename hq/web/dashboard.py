@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -141,7 +142,9 @@ class Dashboard:
         if wanted is not None and status == 200:
             for s in sections:
                 if s.table.id == wanted:
-                    name = f"{request.url.path.strip('/').replace('/', '-')}-{wanted}.csv"
+                    # the path is the operator's to type: only safe characters in a header
+                    base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.url.path.strip("/"))
+                    name = f"{base}-{wanted}.csv"
                     return Response(s.table.csv(), 200, media_type="text/csv; charset=utf-8",
                                     headers={**NO_STORE, "Content-Disposition":
                                              f'attachment; filename="{name}"'})
