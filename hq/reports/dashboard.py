@@ -23,6 +23,7 @@ from hq.reports.stores import DeviceStatus, device_statuses
 from sync.contract import DataKind
 
 FUNNEL: Final = ("printed", "claimed", "welcome", "came_back")
+_AT: Final = {c: i for i, c in enumerate(COLUMNS)}
 _SUMS: Final = ", ".join(f"SUM({c})" for c in COLUMNS)
 
 
@@ -97,7 +98,7 @@ class Totals:
 
     def get(self, column: str) -> int:
         """One column's sum."""
-        return self.values[COLUMNS.index(column)]
+        return self.values[_AT[column]]
 
 
 @dataclass(frozen=True, slots=True)

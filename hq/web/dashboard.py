@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode
 
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -57,6 +58,20 @@ class Table:
     id: str
     header: tuple[Cell, ...]  # a link in a header sorts by that column
     rows: tuple[tuple[Cell, ...], ...]
+
+    def body_html(self) -> Markup:
+        """The rows as ``<tr>`` markup, every text escaped.
+
+        Built here: a 2,000-store table renders several times faster than cell by cell
+        in the template.
+        """
+        out = []
+        for row in self.rows:
+            cells = "".join(f"<td>{escape(c)}</td>" if isinstance(c, str) else
+                            f'<td><a href="{escape(c[1])}">{escape(c[0])}</a></td>'
+                            for c in row)
+            out.append(f"<tr>{cells}</tr>\n")
+        return Markup("".join(out))
 
     def csv(self) -> str:
         """The table as CSV text (links dropped, text kept)."""
