@@ -1,8 +1,9 @@
 """Server time of HQ's dashboard pages at chain scale, against bare SQL over the same data.
 
 Seeds ``--stores`` stores x ``--days`` days ending today with ``--events`` events by bulk
-SQL (a generated series straight into ``hq_event``, then the aggregates ``dash_day`` and
-``dash_detail`` grouped from it in SQL, as ``edge-hq dashboard rebuild`` would count them),
+SQL (a generated series straight into ``hq_event``, then the aggregates ``dash_day``,
+``dash_detail``, ``dash_month`` and ``dash_chain_day`` grouped from it in SQL, as ingest
+and ``edge-hq dashboard rebuild`` would count them),
 then measures, in the same run and on the same database:
 
 - the chain page (``/hq/chain``: funnel, days or months, every store) and a store page
@@ -38,7 +39,7 @@ from edge.keys import Purpose
 from hq.db import Database
 from hq.issuing import keystore
 from hq.reports import dashboard as figures
-from hq.reports.aggregates import COLUMNS
+from hq.reports.aggregates import COLUMNS, SHARDS
 from hq.reports.dashboard import Days
 from hq.web.dashboard import MAX_DAY_ROWS
 from hq.web.operators import Role, add_operator
@@ -131,10 +132,16 @@ def seed(db: Database, stores: int, days: int, events: int) -> float:
                         f" SELECT store, {day}, 'reason', reason, COUNT(*) FROM hq_event"
                         f" WHERE type='decision' AND accepted=0 GROUP BY store, {day}, reason"))
     month_cols = ", ".join(f"SUM({c})" for c in COLUMNS)
+    last_char = ("unicode(substr(store, -1))" if db.dialect == "sqlite"
+                 else "ascii(right(store, 1))")
     with db.tx() as cur:
         cur.execute(f"INSERT INTO dash_month(store, month, {', '.join(COLUMNS)})"
                     f" SELECT store, day / 100, {month_cols} FROM dash_day"
                     " GROUP BY store, day / 100")
+        # hq.reports.aggregates.shard, in SQL
+        cur.execute(lit(f"INSERT INTO dash_chain_day(day, shard, {', '.join(COLUMNS)})"
+                        f" SELECT day, {last_char} % {SHARDS}, {month_cols} FROM dash_day"
+                        f" GROUP BY day, {last_char} % {SHARDS}"))
     if db.dialect == "sqlite":
         db.query("ANALYZE")
     else:  # outside a transaction; the visibility map lets the covering indexes answer alone

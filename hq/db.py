@@ -186,6 +186,14 @@ _SCHEMA: Final = (
     " PRIMARY KEY (store, month))",
     "CREATE INDEX IF NOT EXISTS dash_month_month ON dash_month (month, store, printed,"
     " claimed, welcome, came_back, redeemed, rejected, voided, pickups)",
+    # The chain's days: dash_day summed over stores, in 16 rows a day (a store's row is its
+    # id's last character mod 16), so two ingest workers rarely wait on one row.
+    "CREATE TABLE IF NOT EXISTS dash_chain_day (day INTEGER NOT NULL, shard INTEGER NOT NULL,"
+    " printed BIGINT NOT NULL DEFAULT 0, claimed BIGINT NOT NULL DEFAULT 0,"
+    " welcome BIGINT NOT NULL DEFAULT 0, came_back BIGINT NOT NULL DEFAULT 0,"
+    " redeemed BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0,"
+    " voided BIGINT NOT NULL DEFAULT 0, pickups BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (day, shard))",
     # The breakdowns: redemptions by campaign and by channel, rejections by reason.
     "CREATE TABLE IF NOT EXISTS dash_detail (store TEXT NOT NULL, day INTEGER NOT NULL,"
     " metric TEXT NOT NULL, dim TEXT NOT NULL, n BIGINT NOT NULL,"

@@ -109,11 +109,14 @@ def test_rebuild_equals_what_ingest_kept(db: Database, seeded: Seeded) -> None:
     THEN every row is as it was; and a redelivered batch counts nothing twice."""
     def snapshot() -> tuple[list[tuple[object, ...]], ...]:
         return (db.query("SELECT * FROM dash_day ORDER BY store, day"),
+                db.query("SELECT * FROM dash_month ORDER BY store, month"),
+                db.query("SELECT * FROM dash_chain_day ORDER BY day, shard"),
                 db.query("SELECT * FROM dash_detail ORDER BY store, day, metric, dim"),
                 db.query("SELECT * FROM dash_customer ORDER BY customer"))
 
     before = snapshot()
-    db.query("DELETE FROM dash_day")
+    for table in ("dash_day", "dash_month", "dash_chain_day", "dash_customer"):
+        db.query(f"DELETE FROM {table}")
     assert main(["dashboard", "rebuild", "--db", db.url.target
                  if db.dialect == "postgresql" else f"sqlite:///{db.url.target}"]) == 0
     assert snapshot() == before

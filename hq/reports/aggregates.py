@@ -16,7 +16,8 @@ Each step is counted on the local day it happened, at the store where it happene
 - ``redeemed``, ``rejected``, ``voided``, ``pickups``: accepted coupon decisions, rejected
   decisions (coupon or pickup), coupon voids, accepted pickup decisions.
 
-``dash_month`` holds the same per store and month (long ranges read it); ``dash_detail``
+``dash_month`` holds the same per store and month (long ranges read it),
+``dash_chain_day`` per day for the whole chain (in a few shards); ``dash_detail``
 breaks ``redeemed`` down by ``campaign`` and ``channel`` and ``rejected`` by ``reason``.
 """
 
@@ -44,9 +45,19 @@ _UPSERT_MONTH: Final = (
     f"INSERT INTO dash_month(store, month, {', '.join(COLUMNS)}) VALUES"
     f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (store, month) DO UPDATE SET "
     + ", ".join(f"{c}=dash_month.{c}+excluded.{c}" for c in COLUMNS))
+_UPSERT_CHAIN: Final = (
+    f"INSERT INTO dash_chain_day(day, shard, {', '.join(COLUMNS)}) VALUES"
+    f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (day, shard) DO UPDATE SET "
+    + ", ".join(f"{c}=dash_chain_day.{c}+excluded.{c}" for c in COLUMNS))
+SHARDS: Final = 16
 _UPSERT_DETAIL: Final = (
     "INSERT INTO dash_detail(store, day, metric, dim, n) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (store, day, metric, dim) DO UPDATE SET n=dash_detail.n+excluded.n")
+
+
+def shard(store: str) -> int:
+    """Which of the chain's rows of a day counts ``store`` (``dash_chain_day``)."""
+    return ord(store[-1]) % SHARDS if store else 0
 
 
 def day_of(at: float) -> int:
@@ -94,14 +105,21 @@ class _Tally:
             cur.executemany(_UPSERT_DAY, [(s, d, *row) for (s, d), row in
                                           sorted(self.days.items())])
             months: dict[tuple[str, int], list[int]] = {}
+            chain: dict[tuple[int, int], list[int]] = {}
             for (s, d), row in self.days.items():
-                total = months.setdefault((s, d // 100), [0] * len(COLUMNS))
-                for i, n in enumerate(row):
-                    total[i] += n
+                _add(months.setdefault((s, d // 100), [0] * len(COLUMNS)), row)
+                _add(chain.setdefault((d, shard(s)), [0] * len(COLUMNS)), row)
             cur.executemany(_UPSERT_MONTH, [(s, m, *row) for (s, m), row in
                                             sorted(months.items())])
+            cur.executemany(_UPSERT_CHAIN, [(d, k, *row) for (d, k), row in
+                                            sorted(chain.items())])
         if self.details:
             cur.executemany(_UPSERT_DETAIL, [(*k, n) for k, n in sorted(self.details.items())])
+
+
+def _add(total: list[int], row: list[int]) -> None:
+    for i, n in enumerate(row):
+        total[i] += n
 
 
 def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]]) -> None:
@@ -186,7 +204,8 @@ def rebuild(db: Database) -> int:
     """
     counted = 0
     with db.tx() as cur:
-        for table in ("dash_day", "dash_month", "dash_detail", "dash_customer"):
+        for table in ("dash_day", "dash_month", "dash_chain_day", "dash_detail",
+                      "dash_customer"):
             cur.execute(f"DELETE FROM {table}")
         last = 0
         while True:

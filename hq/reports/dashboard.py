@@ -137,7 +137,8 @@ def _totals(key: object, row: tuple[object, ...]) -> Totals:
 def by_day(db: Database, days: Days, store: str | None = None) -> list[Totals]:
     """The aggregates per day (days with nothing left out), oldest first."""
     where, params = _where(days, store)
-    rows = db.query(f"SELECT day, {_SUMS} FROM dash_day WHERE {where} GROUP BY day"
+    table = "dash_day" if store is not None else "dash_chain_day"  # the chain's own rows
+    rows = db.query(f"SELECT day, {_SUMS} FROM {table} WHERE {where} GROUP BY day"
                     " ORDER BY day", params)
     return [_totals(r[0], r[1:]) for r in rows]
 
@@ -186,6 +187,10 @@ def by_store(db: Database, days: Days, store: str | None = None) -> list[Totals]
 
 def by_month(db: Database, days: Days, store: str | None = None) -> list[Totals]:
     """The aggregates per month (``YYYYMM``) of the range, oldest first."""
+    if store is None:  # the chain's days are few rows: summed by month as they are
+        rows = db.query(f"SELECT day / 100, {_SUMS} FROM dash_chain_day WHERE day BETWEEN ?"
+                        " AND ? GROUP BY day / 100 ORDER BY day / 100", (days.first, days.last))
+        return [_totals(r[0], r[1:]) for r in rows]
     return _rolled(db, days, store, "day / 100", "month")
 
 
