@@ -528,6 +528,38 @@ def cmd_campaign_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    from hq.web.operators import Role, add_operator
+
+    # the password from standard input, never argv (ps shows a command line to every user)
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    db = _db(args)
+    try:
+        add_operator(db, args.name, Role(args.role), args.store, password)
+    finally:
+        db.close()
+    where = f" of store {args.store}" if args.store else ""
+    print(f"operator {args.name}: {args.role}{where}")
+    return 0
+
+
+def cmd_dashboard_rebuild(args: argparse.Namespace) -> int:
+    from hq.reports.aggregates import rebuild
+
+    db = _db(args)
+    try:
+        counted = rebuild(db)
+    finally:
+        db.close()
+    print(f"dashboard aggregates rebuilt from {counted} events")
+    return 0
+
+
 def _db_arguments(sp: argparse.ArgumentParser, db_help: str) -> None:
     sp.add_argument("--db", help=db_help + f"; with a password: {DB_URL_ENV} or --db-url-file")
     sp.add_argument("--db-url-file", help="file holding the database URL")
@@ -756,6 +788,21 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--base-url", default="http://127.0.0.1:8080/",
                         help="where edge-hq web is reached")
         _db_arguments(sp, db_help)
+    ops = sub.add_parser("operator", help="who may sign in to the dashboard (/hq/)"
+                         ).add_subparsers(dest="action", required=True)
+    sp = ops.add_parser("add", help="add or replace an operator; the password is read from "
+                        "standard input")
+    sp.add_argument("name")
+    sp.add_argument("--role", choices=["admin", "manager"], required=True,
+                    help="admin: every store; manager: --store only")
+    sp.add_argument("--store", help="a manager's store id")
+    sp.set_defaults(func=cmd_operator_add)
+    _db_arguments(sp, db_help)
+    dash = sub.add_parser("dashboard", help="the dashboard's aggregates"
+                          ).add_subparsers(dest="action", required=True)
+    sp = dash.add_parser("rebuild", help="recount the aggregates from every stored event")
+    sp.set_defaults(func=cmd_dashboard_rebuild)
+    _db_arguments(sp, db_help)
     return p
 
 

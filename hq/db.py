@@ -34,6 +34,8 @@ Schema (version 1):
   (``docs/web.md``).
 - ``hq_delivery``: per device, what HQ holds without a gap, the confirmation it owes and
   the range it asks the box to resend (``hq.ingest.delivery``).
+- ``dash_*``: the dashboard's aggregates per store and day, ``hq_operator`` and
+  ``hq_session`` its operators and their sessions (``docs/dashboard.md``).
 """
 
 from __future__ import annotations
@@ -214,6 +216,52 @@ _SCHEMA: Final = (
     " ask_from BIGINT, ask_to BIGINT, ask_at {float}, asks INTEGER NOT NULL DEFAULT 0,"
     " asked_at {float}, unconfirmed BIGINT)",
     # -- end of delivery --
+    # -- dashboard (hq/reports/aggregates.py, docs/dashboard.md) ------------------------
+    # Per store and local day (YYYYMMDD): the funnel's steps and totals, kept at ingest (and
+    # at a card claim) in the same transaction as the facts; ``edge-hq dashboard rebuild``.
+    "CREATE TABLE IF NOT EXISTS dash_day (store TEXT NOT NULL, day INTEGER NOT NULL,"
+    " printed BIGINT NOT NULL DEFAULT 0, claimed BIGINT NOT NULL DEFAULT 0,"
+    " welcome BIGINT NOT NULL DEFAULT 0, came_back BIGINT NOT NULL DEFAULT 0,"
+    " redeemed BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0,"
+    " voided BIGINT NOT NULL DEFAULT 0, pickups BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (store, day))",
+    # The chain's pages read a day range over every store: this index covers them.
+    "CREATE INDEX IF NOT EXISTS dash_day_day ON dash_day (day, store, printed, claimed,"
+    " welcome, came_back, redeemed, rejected, voided, pickups)",
+    # The same per store and month (YYYYMM): a year of the chain is 24,000 rows, not 730,000.
+    "CREATE TABLE IF NOT EXISTS dash_month (store TEXT NOT NULL, month INTEGER NOT NULL,"
+    " printed BIGINT NOT NULL DEFAULT 0, claimed BIGINT NOT NULL DEFAULT 0,"
+    " welcome BIGINT NOT NULL DEFAULT 0, came_back BIGINT NOT NULL DEFAULT 0,"
+    " redeemed BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0,"
+    " voided BIGINT NOT NULL DEFAULT 0, pickups BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (store, month))",
+    "CREATE INDEX IF NOT EXISTS dash_month_month ON dash_month (month, store, printed,"
+    " claimed, welcome, came_back, redeemed, rejected, voided, pickups)",
+    # The chain's days: dash_day summed over stores, in 16 rows a day (a store's row is its
+    # id's last character mod 16), so two ingest workers rarely wait on one row.
+    "CREATE TABLE IF NOT EXISTS dash_chain_day (day INTEGER NOT NULL, shard INTEGER NOT NULL,"
+    " printed BIGINT NOT NULL DEFAULT 0, claimed BIGINT NOT NULL DEFAULT 0,"
+    " welcome BIGINT NOT NULL DEFAULT 0, came_back BIGINT NOT NULL DEFAULT 0,"
+    " redeemed BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0,"
+    " voided BIGINT NOT NULL DEFAULT 0, pickups BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (day, shard))",
+    # The breakdowns: redemptions by campaign and by channel, rejections by reason.
+    "CREATE TABLE IF NOT EXISTS dash_detail (store TEXT NOT NULL, day INTEGER NOT NULL,"
+    " metric TEXT NOT NULL, dim TEXT NOT NULL, n BIGINT NOT NULL,"
+    " PRIMARY KEY (store, day, metric, dim))",
+    "CREATE INDEX IF NOT EXISTS dash_detail_metric ON dash_detail (metric, day, dim, store, n)",
+    # Accepted redemptions per web customer: the second one is the customer coming back.
+    "CREATE TABLE IF NOT EXISTS dash_customer (customer TEXT PRIMARY KEY,"
+    " redemptions BIGINT NOT NULL)",
+    # -- end of dashboard --
+    # -- operators of HQ's dashboard (hq/web/operators.py) -------------------------------
+    # role 'admin' (everything) or 'manager' (their ``store`` only); an argon2id hash.
+    "CREATE TABLE IF NOT EXISTS hq_operator (name TEXT PRIMARY KEY, role TEXT NOT NULL,"
+    " store TEXT, pw_hash TEXT NOT NULL, created_at {float} NOT NULL)",
+    # A signed-in session: the cookie carries a random id; only its SHA-256 is kept.
+    "CREATE TABLE IF NOT EXISTS hq_session (id_hash TEXT PRIMARY KEY, operator TEXT NOT NULL,"
+    " created_at {float} NOT NULL, expires_at {float} NOT NULL)",
+    # -- end of operators --
 )
 
 _TYPES: Final = {

@@ -30,6 +30,8 @@ SCRIPTS = {
     "assign_orders": (["--stores", "200", "--orders", "2000", "--repeat", "1"],
                       "same assignment for every order: yes"),
     "web_claims": (["--n", "100", "--concurrency", "8", "--repeat", "1"], "claims/floor"),
+    "dashboard": (["--events", "20000", "--stores", "20", "--days", "60", "--n", "8"],
+                  "chain page p99"),
 }
 
 

@@ -39,6 +39,7 @@ from hq.issuing.issued import issued
 from hq.issuing.registry import DeviceRegistry
 from hq.publishing import fanout
 from hq.publishing.workshops import CATCH_UP_SESSIONS, live_sessions
+from hq.reports import aggregates
 from sync.contract import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
@@ -300,6 +301,7 @@ class EventStore:
                         " seq<=?", (device, int(events[0]["seq"]), int(events[-1]["seq"])))
             stored: dict[int, str] = {int(r[0]): str(r[1]) for r in cur.fetchall()}
             rows = []
+            fresh: list[dict[str, Any]] = []
             for e in events:
                 seq = int(e["seq"])
                 if seq in stored:
@@ -313,6 +315,7 @@ class EventStore:
                 stored[seq] = e["id"]
                 out.new += 1
                 rows.append(_row(store, device, e, now))
+                fresh.append(e)
                 if seq > max_seq + 1:
                     cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
                                 " found_at) VALUES (?,?,?,?,?,?)",
@@ -334,6 +337,8 @@ class EventStore:
                     "INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted,"
                     " body, received_at, kind, code_id, campaign_id, accepted, reason)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                # the dashboard's figures commit with the events they count
+                aggregates.count_events(cur, store, fresh)
             cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
             told: dict[str, dict[tuple[str, str], RemoteUse]] = {}
             for change in changes:

@@ -38,6 +38,7 @@ class DeviceStatus:
     unconfirmed: int | None = None
     asking: tuple[int, int] | None = None
     asks: int = 0
+    clock_trusted: bool | None = None  # the box's own word on its clock (presence)
 
 
 @dataclass(slots=True)
@@ -101,22 +102,8 @@ def build(db: Database, since: float = 0.0) -> list[StoreReport]:
             "SELECT store, reason, COUNT(*) FROM hq_event WHERE at>=? AND type=? AND accepted=0"
             " GROUP BY store, reason ORDER BY reason", (since, EventType.DECISION.value)):
         get(store).rejects_by_reason[reason or "-"] = int(n)
-    for row in db.query("SELECT store, device, state, last_seen, backlog, software,"
-                        " config_version, reported_version, max_seq, alarm, data_versions"
-                        " FROM hq_device ORDER BY device"):
-        get(row[0]).devices.append(DeviceStatus(
-            row[1], row[2], row[3], row[4], row[5], row[6], row[7], int(row[8]),
-            None if row[9] is None else bool(row[9]),
-            None if row[10] is None else json.loads(row[10])))
-    by_device = {d.device: d for r in stores.values() for d in r.devices}
-    for device, held, last_seq, unconfirmed, ask_from, ask_to, asks in db.query(
-            "SELECT device, held, last_seq, unconfirmed, ask_from, ask_to, asks"
-            " FROM hq_delivery"):
-        d = by_device.get(device)
-        if d is not None:
-            d.held, d.last_seq, d.unconfirmed, d.asks = (int(held), int(last_seq),
-                                                         unconfirmed, int(asks))
-            d.asking = None if ask_from is None else (int(ask_from), int(ask_to))
+    for store, device in device_statuses(db):
+        get(store).devices.append(device)
     for row in db.query("SELECT store, device, seq_from, seq_to, missing, found_at, filled_at"
                         " FROM hq_gap ORDER BY device, seq_from"):
         gap = Gap(row[1], int(row[2]), int(row[3]), int(row[4]), row[5], row[6])
@@ -132,6 +119,29 @@ def build(db: Database, since: float = 0.0) -> list[StoreReport]:
                                      " ORDER BY reason", (since,)):
         get(store or "?").ingest_rejects[reason] = int(n)
     return [stores[s] for s in sorted(stores)]
+
+
+def device_statuses(db: Database) -> list[tuple[str, DeviceStatus]]:
+    """Every device HQ knows with its store, by device id: presence, reports, delivery."""
+    out: list[tuple[str, DeviceStatus]] = []
+    for row in db.query("SELECT store, device, state, last_seen, backlog, software,"
+                        " config_version, reported_version, max_seq, alarm, data_versions,"
+                        " clock_trusted FROM hq_device ORDER BY device"):
+        out.append((str(row[0]), DeviceStatus(
+            row[1], row[2], row[3], row[4], row[5], row[6], row[7], int(row[8]),
+            None if row[9] is None else bool(row[9]),
+            None if row[10] is None else json.loads(row[10]),
+            clock_trusted=None if row[11] is None else bool(row[11]))))
+    by_device = {d.device: d for _s, d in out}
+    for device, held, last_seq, unconfirmed, ask_from, ask_to, asks in db.query(
+            "SELECT device, held, last_seq, unconfirmed, ask_from, ask_to, asks"
+            " FROM hq_delivery"):
+        d = by_device.get(device)
+        if d is not None:
+            d.held, d.last_seq, d.unconfirmed, d.asks = (int(held), int(last_seq),
+                                                         unconfirmed, int(asks))
+            d.asking = None if ask_from is None else (int(ask_from), int(ask_to))
+    return out
 
 
 def to_json(reports: list[StoreReport]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """HQ's web service for customers: the packaging-card landing page, claims, "my coupons".
 
-Routes are defined once, in :data:`ROUTES` (``docs/web.md`` lists them). Pages are
-rendered on the server from Jinja templates; the only script (``static/app.js``) asks for
+Routes are defined once, in :data:`ROUTES` (``docs/web.md`` lists them); the operators'
+dashboard under ``/hq/`` has its own, ``hq.web.dashboard.HQ_ROUTES`` (``docs/dashboard.md``).
+Pages are rendered on the server from Jinja templates; the only script (``static/app.js``) asks for
 the position on a tap and stops a double submit. The customer is an anonymous first-party
 cookie id (``cid``); nothing else is asked for but an optional phone number.
 """
@@ -33,6 +34,8 @@ from hq.issuing.codes import CardCheck, CardResult, verify_card
 from hq.web import words
 from hq.web.campaigns import Campaign, CampaignKind
 from hq.web.claims import CUSTOMER_ID, IDEM_KEY, Claim, Claims, IssuedCoupon, Outcome, set_phone
+from hq.web.dashboard import HQ_ROUTES, Dashboard
+from hq.web.dashboard import Handler as DashHandler
 from hq.web.orders import PickupOrder, PickupStatus, orders_of
 from hq.web.qrimage import QrImage, qr_image
 from hq.web.security import RateLimiter, SecurityHeaders, csrf_ok, csrf_token, load_secret, nonce_of
@@ -527,6 +530,16 @@ def routes(web: Web) -> list[BaseRoute]:
 
     out: list[BaseRoute] = [Mount(STATIC_PATH, StaticFiles(directory=HERE / "static"),
                                   name="static")]
+    # the operator pages first: the card landing's /{code} would take /hq
+    dash = Dashboard(web)
+
+    def bind_dash(handler: DashHandler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(dash, request)
+        return endpoint
+
+    out += [Route(path, bind_dash(handler), methods=list(methods))
+            for path, methods, handler, _what in HQ_ROUTES]
     out += [Route(path, bind(handler), methods=list(methods))
             for path, methods, handler, _what in ROUTES]
     return out

@@ -19,6 +19,7 @@ from edge import tokens
 from edge.keys import SigningKey
 from hq.db import Cursor, Database
 from hq.issuing.minting import mint_coupon, new_coupon_id
+from hq.reports import aggregates
 from hq.web.campaigns import (
     CAMPAIGN_COLUMNS,
     Campaign,
@@ -163,6 +164,7 @@ class Claims:
                  card.receipt_ref, now, customer))
             if cur.rowcount == 0:
                 return self._claimed_before(cur, card, customer)
+            aggregates.count_claim(cur, card.store_id, now)  # the dashboard's funnel
             campaign = card_campaign(cur, card.store_id, now)
             if campaign is None:
                 raise _Refused(Outcome.NO_GIFT)

@@ -1,0 +1,232 @@
+"""The dashboard's aggregates, per store and local day, kept as the facts arrive.
+
+:func:`count_events` runs inside the event store's insert transaction (``hq.ingest``), and
+:func:`count_claim` inside a card claim's (``hq.web.claims``), so a figure and the facts it
+counts commit together: the dashboard never reads a half-counted batch, and a redelivered
+batch (no new rows) counts nothing. :func:`rebuild` recounts everything from ``hq_event``
+and ``web_card_claim`` with the same code (``edge-hq dashboard rebuild``), for a database
+that has events from before these tables.
+
+Each step is counted on the local day it happened, at the store where it happened:
+
+- ``printed``: a ``card_issued`` event;
+- ``claimed``: a card claimed on the web (the card's store);
+- ``welcome``: an accepted redemption of a ``welcome``-channel coupon;
+- ``came_back``: a web customer's second accepted redemption (a customer once);
+- ``redeemed``, ``rejected``, ``voided``, ``pickups``: accepted coupon decisions, rejected
+  decisions (coupon or pickup), coupon voids, accepted pickup decisions.
+
+``dash_month`` holds the same per store and month (long ranges read it),
+``dash_chain_day`` per day for the whole chain (in a few shards); ``dash_detail``
+breaks ``redeemed`` down by ``campaign`` and ``channel`` and ``rejected`` by ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from edge.events import EventType
+from hq.db import Cursor, Database
+
+COLUMNS: Final = ("printed", "claimed", "welcome", "came_back", "redeemed", "rejected",
+                  "voided", "pickups")
+_INDEX: Final = {c: i for i, c in enumerate(COLUMNS)}
+UNKNOWN_DAY: Final = 0  # an event time no calendar can place (absurd clock): counted here
+REBUILD_CHUNK: Final = 5000
+
+_UPSERT_DAY: Final = (
+    f"INSERT INTO dash_day(store, day, {', '.join(COLUMNS)}) VALUES"
+    f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (store, day) DO UPDATE SET "
+    + ", ".join(f"{c}=dash_day.{c}+excluded.{c}" for c in COLUMNS))
+_UPSERT_MONTH: Final = (
+    f"INSERT INTO dash_month(store, month, {', '.join(COLUMNS)}) VALUES"
+    f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (store, month) DO UPDATE SET "
+    + ", ".join(f"{c}=dash_month.{c}+excluded.{c}" for c in COLUMNS))
+_UPSERT_CHAIN: Final = (
+    f"INSERT INTO dash_chain_day(day, shard, {', '.join(COLUMNS)}) VALUES"
+    f" (?, ?, {', '.join('?' for _ in COLUMNS)}) ON CONFLICT (day, shard) DO UPDATE SET "
+    + ", ".join(f"{c}=dash_chain_day.{c}+excluded.{c}" for c in COLUMNS))
+SHARDS: Final = 16
+_UPSERT_DETAIL: Final = (
+    "INSERT INTO dash_detail(store, day, metric, dim, n) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (store, day, metric, dim) DO UPDATE SET n=dash_detail.n+excluded.n")
+
+
+def shard(store: str) -> int:
+    """Which of the chain's rows of a day counts ``store`` (``dash_chain_day``)."""
+    return ord(store[-1]) % SHARDS if store else 0
+
+
+def day_of(at: float) -> int:
+    """The local calendar day of ``at`` as ``YYYYMMDD`` (:data:`UNKNOWN_DAY` if unplaceable)."""
+    try:
+        t = time.localtime(at)
+    except (OverflowError, OSError, ValueError):
+        return UNKNOWN_DAY
+    if not 1 <= t.tm_year <= 9999:
+        return UNKNOWN_DAY
+    return t.tm_year * 10000 + t.tm_mon * 100 + t.tm_mday
+
+
+class _Tally:
+    """Deltas gathered over many facts, written in a few statements."""
+
+    def __init__(self) -> None:
+        self.days: dict[tuple[str, int], list[int]] = {}
+        self.details: dict[tuple[str, int, str, str], int] = {}
+        # per web customer, their redemptions here in order: (store, day) of each
+        self.redemptions: dict[str, list[tuple[str, int]]] = {}
+
+    def add(self, store: str, day: int, column: str, n: int = 1) -> None:
+        row = self.days.setdefault((store, day), [0] * len(COLUMNS))
+        row[_INDEX[column]] += n
+
+    def detail(self, store: str, day: int, metric: str, dim: str) -> None:
+        key = (store, day, metric, dim[:64])
+        self.details[key] = self.details.get(key, 0) + 1
+
+    def write(self, cur: Cursor) -> None:
+        # Customers first, in sorted order (as every row below): two transactions never
+        # take the same rows in opposite orders, so PostgreSQL has no deadlock to break.
+        for customer, visits in sorted(self.redemptions.items()):
+            cur.execute("INSERT INTO dash_customer(customer, redemptions) VALUES (?, ?)"
+                        " ON CONFLICT (customer) DO UPDATE SET"
+                        " redemptions=dash_customer.redemptions+excluded.redemptions"
+                        " RETURNING redemptions", (customer, len(visits)))
+            before = int(cur.fetchone()[0]) - len(visits)
+            if before < 2 <= before + len(visits):  # the second one is among these
+                store, day = visits[1 - before]
+                self.add(store, day, "came_back")
+        self.redemptions = {}
+        if self.days:
+            cur.executemany(_UPSERT_DAY, [(s, d, *row) for (s, d), row in
+                                          sorted(self.days.items())])
+            months: dict[tuple[str, int], list[int]] = {}
+            chain: dict[tuple[int, int], list[int]] = {}
+            for (s, d), row in self.days.items():
+                _add(months.setdefault((s, d // 100), [0] * len(COLUMNS)), row)
+                _add(chain.setdefault((d, shard(s)), [0] * len(COLUMNS)), row)
+            cur.executemany(_UPSERT_MONTH, [(s, m, *row) for (s, m), row in
+                                            sorted(months.items())])
+            cur.executemany(_UPSERT_CHAIN, [(d, k, *row) for (d, k), row in
+                                            sorted(chain.items())])
+        if self.details:
+            cur.executemany(_UPSERT_DETAIL, [(*k, n) for k, n in sorted(self.details.items())])
+
+
+def _add(total: list[int], row: list[int]) -> None:
+    for i, n in enumerate(row):
+        total[i] += n
+
+
+def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]]) -> None:
+    """Count newly stored events of ``store`` (wire form: ``type``, ``at``, ``body``).
+
+    Call it in the transaction that inserts them, with only the events inserted now.
+    """
+    events = list(events)
+    customers = _customers(cur, events)
+    tally = _Tally()
+    for e in events:
+        _count(customers, tally, store, e)
+    tally.write(cur)
+
+
+def _coupon_id(e: Mapping[str, Any]) -> str | None:
+    """The coupon id of an accepted coupon redemption, else None."""
+    body = e.get("body")
+    if e.get("type") != EventType.DECISION or not isinstance(body, Mapping) or \
+            body.get("accepted") is not True or body.get("kind") != "coupon":
+        return None
+    facts = body.get("facts")
+    coupon_id = facts.get("coupon_id") if isinstance(facts, Mapping) else None
+    return coupon_id if isinstance(coupon_id, str) else None
+
+
+def _customers(cur: Cursor, events: list[Mapping[str, Any]]) -> dict[str, str]:
+    """The web customer of each web coupon redeemed in ``events``: one query per 500."""
+    ids = sorted({c for c in map(_coupon_id, events) if c is not None})
+    found: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        cur.execute("SELECT coupon_id, customer FROM web_coupon WHERE coupon_id IN"
+                    f" ({', '.join('?' for _ in chunk)})", chunk)
+        found.update((str(c), str(u)) for c, u in cur.fetchall())
+    return found
+
+
+def _count(customers: Mapping[str, str], tally: _Tally, store: str,
+           e: Mapping[str, Any]) -> None:
+    kind = e.get("type")
+    day = day_of(float(e["at"]))
+    body = e.get("body")
+    if not isinstance(body, Mapping):
+        return
+    if kind == EventType.CARD_ISSUED:
+        tally.add(store, day, "printed")
+    elif kind == EventType.VOID and body.get("kind") == "coupon":
+        tally.add(store, day, "voided")
+    elif kind == EventType.DECISION:
+        if body.get("accepted") is not True:
+            tally.add(store, day, "rejected")
+            tally.detail(store, day, "reason", str(body.get("reason") or "-"))
+        elif body.get("kind") == "pickup":
+            tally.add(store, day, "pickups")
+        elif body.get("kind") == "coupon":
+            facts = body.get("facts")
+            facts = facts if isinstance(facts, Mapping) else {}
+            channel = str(facts.get("channel") or "-")
+            tally.add(store, day, "redeemed")
+            tally.detail(store, day, "campaign", str(body.get("campaign_id") or "-"))
+            tally.detail(store, day, "channel", channel)
+            if channel == "welcome":
+                tally.add(store, day, "welcome")
+            # a coupon not minted for a web customer (edge-hq issue coupon) has none
+            customer = customers.get(_coupon_id(e) or "")
+            if customer is not None:
+                tally.redemptions.setdefault(customer, []).append((store, day))
+
+
+def count_claim(cur: Cursor, store: str, at: float) -> None:
+    """Count a card claimed at ``at`` for ``store``, in the claim's transaction."""
+    tally = _Tally()
+    tally.add(store, day_of(at), "claimed")
+    tally.write(cur)
+
+
+def rebuild(db: Database) -> int:
+    """Recount every aggregate from the stored events and claims; returns events counted.
+
+    One transaction: the dashboard shows the old figures until the new ones are whole.
+    """
+    counted = 0
+    with db.tx() as cur:
+        for table in ("dash_day", "dash_month", "dash_chain_day", "dash_detail",
+                      "dash_customer"):
+            cur.execute(f"DELETE FROM {table}")
+        last = 0
+        while True:
+            # ingest order (id), so the second redemption is the same one ingest saw
+            cur.execute("SELECT id, store, type, at, body FROM hq_event WHERE id>? ORDER BY id"
+                        " LIMIT ?", (last, REBUILD_CHUNK))
+            rows = cur.fetchall()
+            if not rows:
+                break
+            events = [(str(store), {"type": kind, "at": at, "body": json.loads(body)})
+                      for _id, store, kind, at, body in rows]
+            customers = _customers(cur, [e for _s, e in events])
+            tally = _Tally()
+            for store, e in events:
+                _count(customers, tally, store, e)
+            tally.write(cur)
+            counted += len(rows)
+            last = int(rows[-1][0])
+        cur.execute("SELECT store, claimed_at FROM web_card_claim")
+        tally = _Tally()
+        for store, at in cur.fetchall():
+            tally.add(str(store), day_of(float(at)), "claimed")
+        tally.write(cur)
+    return counted
