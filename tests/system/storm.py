@@ -18,12 +18,16 @@ from pathlib import Path
 
 from edge import tokens
 from edge.keys import Purpose
+from hq.ingest.delivery import DeliveryTiming
 from hq.issuing import keystore
 from hq.issuing.codes import random_pickup_number, sign_token
 from provisioning.dev import hq_home, issue_pickup
+from tests.hq_support import Hq
 from tests.system.hostile import forged
 
 MULTI_USES = 3
+# HQ confirms and asks for what it lacks within a second (production: seconds to minutes).
+FAST = DeliveryTiming(confirm_every_s=0.1, ask_after_s=0.3, ask_max_s=2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +118,25 @@ def audit(ledger: Path, seen: list[tuple[int, bool]], codes: list[Code]) -> Audi
                  if k > allowed.get(c, 0)},
         gaps=sum(b - a - 1 for a, b in itertools.pairwise(seqs)),
         first_seq=seqs[0] if seqs else 0, quick_check=str(check))
+
+
+def sync_to(home: Path, port: int) -> None:
+    """Point the box's sync at the broker on ``port``, with short retry waits."""
+    with (home / "edge.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n'
+                "backoff_min_s = 0.05\nbackoff_max_s = 0.5\nconnect_timeout_s = 2.0\n"
+                "resend_after_s = 2\n")
+
+
+def box_and_hq(home: Path, hq: Hq) -> tuple[list[tuple[int, str]], list[tuple[int, str]], int]:
+    """The box's outbox (seq, event id), HQ's events of it, and how many HQ has not confirmed."""
+    db = sqlite3.connect(home / "ledger.sqlite")
+    try:
+        box = [(int(s), str(e)) for s, e in db.execute(
+            "SELECT seq, event_id FROM outbox ORDER BY seq")]
+        confirmed = int(db.execute("SELECT seq FROM outbox_confirmed WHERE id = 1").fetchone()[0])
+    finally:
+        db.close()
+    held = [(int(s), str(e)) for s, e in hq.dbs[0].query(
+        "SELECT seq, event_id FROM hq_event ORDER BY seq, event_id")]
+    return box, held, len(box) - confirmed

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import random
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,41 +22,17 @@ import pytest
 
 from edge.keys import SigningKey
 from edged.localapi import ApiError, Client
-from hq.ingest.delivery import DeliveryTiming
 from provisioning.localbroker import Broker
 from tests.daemon_fixtures import make_home, wait_scanner, write_scanner
 from tests.daemon_proc import DaemonProcess
 from tests.hq_support import Hq, register, wait_until
 from tests.system.proof import record, scale
-from tests.system.storm import Code, audit, code_mix, scan_order
+from tests.system.storm import FAST, Code, audit, box_and_hq, code_mix, scan_order, sync_to
 
 pytestmark = pytest.mark.network
 
-FAST = DeliveryTiming(confirm_every_s=0.1, ask_after_s=0.3, ask_max_s=2.0)
 KILL_AFTER_S = 0.8  # the longest life: killed at a random moment before
 DEAD = (ConnectionError, OSError, EOFError, TimeoutError, ApiError)
-
-
-def sync_to(home: Path, port: int) -> None:
-    """Point the box's sync at the broker on ``port``, with short retry waits."""
-    with (home / "edge.toml").open("a", encoding="utf-8") as f:
-        f.write(f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n'
-                "backoff_min_s = 0.05\nbackoff_max_s = 0.5\nconnect_timeout_s = 2.0\n"
-                "resend_after_s = 2\n")
-
-
-def box_and_hq(home: Path, hq: Hq) -> tuple[list[tuple[int, str]], list[tuple[int, str]], int]:
-    """The box's outbox (seq, event id), HQ's events of it, and how many HQ has not confirmed."""
-    db = sqlite3.connect(home / "ledger.sqlite")
-    try:
-        box = [(int(s), str(e)) for s, e in db.execute(
-            "SELECT seq, event_id FROM outbox ORDER BY seq")]
-        confirmed = int(db.execute("SELECT seq FROM outbox_confirmed WHERE id = 1").fetchone()[0])
-    finally:
-        db.close()
-    held = [(int(s), str(e)) for s, e in hq.dbs[0].query(
-        "SELECT seq, event_id FROM hq_event ORDER BY seq, event_id")]
-    return box, held, len(box) - confirmed
 
 
 async def kill_later(proc: subprocess.Popen[bytes], alive: asyncio.Event, after: float) -> None:
