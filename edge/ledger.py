@@ -298,6 +298,36 @@ class LedgerDamaged(LedgerError):
         self.problems = problems
 
 
+class LedgerReadOnly(LedgerError):
+    """The ledger cannot be written (a read-only filesystem): nothing can be recorded.
+
+    An SD card the kernel remounted read-only after I/O errors looks like this. No verdict
+    may be shown that is not recorded, so nothing is decided.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Carry the ledger's path."""
+        super().__init__(f"ledger {path} is on a read-only filesystem (or not writable): "
+                         "nothing can be recorded, so nothing is decided; check the disk "
+                         "(edge doctor), the daemon starts again once it is writable")
+        self.path = path
+
+
+def read_only(path: Path) -> bool:
+    """Whether the ledger at ``path`` cannot be written.
+
+    A read-only mount, or no write permission on the file or its folder (where SQLite
+    keeps the ``-wal`` and ``-shm`` files).
+    """
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
+
+
 def check_intact(path: Path, limit: int = 5) -> None:
     """Run ``PRAGMA quick_check`` on the ledger at ``path`` (if there is one yet).
 

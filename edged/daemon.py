@@ -40,7 +40,15 @@ from edge import report as reports
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
-from edge.ledger import LedgerDamaged, LedgerError, LedgerFull, check_intact, checkpoint
+from edge.ledger import (
+    LedgerDamaged,
+    LedgerError,
+    LedgerFull,
+    LedgerReadOnly,
+    check_intact,
+    checkpoint,
+    read_only,
+)
 from edge.orders import orders
 from edge.rules import VoidRefused
 from edge.verdict import Verdict
@@ -657,10 +665,13 @@ def open_box(home: Path) -> Box:
     Raises:
         ConfigError: the home is missing, incomplete or unreadable.
         LedgerDamaged: the ledger fails quick_check (checked before anything writes to it).
+        LedgerReadOnly: the ledger's filesystem is read-only.
         LedgerFull: the disk is full and there is no reserve left to spend.
     """
     cfg = box_config.load(home)
     ledger = cfg.path(cfg.ledger_path)
+    if read_only(ledger):
+        raise LedgerReadOnly(ledger)
     try:
         check_intact(ledger)
         return Box.open(home)
@@ -678,7 +689,8 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     """``edge run``: open the home, run the daemon until told to stop; the exit status.
 
     Exit 0 after a clean stop, 2 on a bad configuration (one line naming the key) or a
-    damaged ledger (restarting fixes neither), 1 when the socket is held by another daemon.
+    damaged ledger (restarting fixes neither), 1 when the socket is held by another daemon
+    or the ledger's disk is full or read-only (a restart may find it fixed).
     """
     from edged import config as daemon_config
 
@@ -697,6 +709,10 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
         return 2
     except LedgerFull as exc:
         print(f"edge run: {exc}: free space on that disk", file=sys.stderr)
+        return 1
+    except LedgerReadOnly as exc:
+        log.critical("%s", exc)
+        print(f"edge run: {exc}", file=sys.stderr)
         return 1
     try:
         cfg = daemon_config.load(box.config, overrides, simulate)

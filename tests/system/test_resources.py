@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from pathlib import Path
 
 from edge.box import Box
 from edged.localapi import Client
+from provisioning.dev import issue_coupons
 from tests.daemon_fixtures import ROOT, make_home, wait_scanner, write_scanner
 from tests.daemon_proc import DaemonProcess
+from tests.smalldisk import mounted
 from tests.system.proof import record, scale
 from tests.system.storm import audit, code_mix, scan_order
 
@@ -44,6 +47,57 @@ def edge_run(home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli.edge", "--home", str(home), "run",
                            "--simulate"], capture_output=True, text=True, timeout=60,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+async def test_a_read_only_ledger_is_refused_at_start_and_the_daemon_recovers(
+        tmp_path: Path) -> None:
+    """GIVEN a box home whose ledger lives on its own filesystem (a tmpfs), with a coupon
+    already accepted
+    WHEN that filesystem is read-only (as the kernel remounts an SD card after I/O errors)
+    and the daemon starts, then it is made writable again and the daemon starts again
+    THEN the first start decides nothing: one line says the ledger is read-only and the
+    daemon exits 1 (systemd starts it again), the file untouched; the second start serves,
+    refuses the coupon already used and accepts a fresh one."""
+    home = make_home(tmp_path)
+    codes = issue_coupons(home, 2, prefix="RO")
+    data = home / "data"
+    (home / "edge.toml").open("a").write('\n[paths]\nledger = "data/ledger.sqlite"\n')
+    with mounted(data, "16m"):
+        shutil.move(home / "ledger.sqlite", data / "ledger.sqlite")  # closed cleanly: no -wal
+        box = Box.open(home)
+        try:
+            assert box.counter.redeem(codes[0], till="RO").accepted
+        finally:
+            box.close()
+        before = (data / "ledger.sqlite").read_bytes()
+        remount(data, "ro")
+        try:
+            done = edge_run(home)
+            assert (data / "ledger.sqlite").read_bytes() == before
+        finally:
+            remount(data, "rw")
+        record("resources: read-only ledger at start", runs=2, faults=1,
+               crashes=int(done.returncode not in (0, 1)))
+        assert done.returncode == 1, done.stderr
+        assert "is on a read-only filesystem" in done.stderr and "Traceback" not in done.stderr
+        daemon = DaemonProcess(home).start()
+        try:
+            client = Client(daemon.path, timeout=10)
+            await client.connect()
+            again = await client.request("scan", code=codes[0], till="RO")
+            fresh = await client.request("scan", code=codes[1], till="RO")
+            await client.close()
+        finally:
+            daemon.stop()
+    assert not again["accepted"] and again["reason"] == "already_used_here", again
+    assert fresh["accepted"], fresh
+
+
+def remount(path: Path, mode: str) -> None:
+    """``mount -o remount,MODE`` the filesystem at ``path`` (root, as CI runs)."""
+    done = subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, f"cannot remount {path} {mode}: {done.stderr.strip()}"
 
 
 def test_a_corrupt_ledger_page_is_found_at_start_reported_and_never_used(
