@@ -5,6 +5,8 @@ Disk full has its own tests (tests/test_disk_full.py, on a real size-limited tmp
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import random
 import resource
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edge.box import Box
-from edged.localapi import Client
+from edged.localapi import MAX_LINE, Client, ErrorCode
 from provisioning.dev import issue_coupons
 from tests.daemon_fixtures import ROOT, make_home, wait_scanner, write_scanner
 from tests.daemon_proc import DaemonProcess
@@ -136,7 +138,7 @@ async def test_memory_held_tight_the_daemon_keeps_deciding_right(tmp_path: Path)
     """GIVEN the real daemon whose address space is capped (RLIMIT_AS, set on the running
     process with prlimit) a few tens of MB above what it has mapped once serving
     WHEN codes of every kind are scanned through the API, and oversized lines (64 KB to 1 MB)
-    go in through the serial line in between
+    go in through the serial line and as raw frames to the local API in between
     THEN the daemon keeps running and answering; each verdict shown is in the ledger as
     shown; no code is accepted beyond its uses; no gap in the outbox."""
     scans = scale(150, 3_000)
@@ -147,7 +149,7 @@ async def test_memory_held_tight_the_daemon_keeps_deciding_right(tmp_path: Path)
     proc = daemon.proc
     assert proc is not None
     seen: list[tuple[int, bool]] = []
-    big = 0
+    big = refused = 0
     try:
         client = Client(daemon.path, timeout=30)
         await client.connect()
@@ -155,13 +157,14 @@ async def test_memory_held_tight_the_daemon_keeps_deciding_right(tmp_path: Path)
         mapped = vm_size(proc.pid)
         # Room for the daemon's own growth (its threads' stacks are mapped already), not
         # for a hostile input's full size: the caps on lines and frames must hold.
-        cap = mapped + 48 * MB
+        cap = mapped + 16 * MB
         resource.prlimit(proc.pid, resource.RLIMIT_AS, (cap, cap))
         for i, code in enumerate(scan_order(codes, scans, rng)):
             if i % 25 == 0:
                 size = rng.randrange(64, 1024) * 1024
                 write_scanner(home, b"SE" + b"A" * size + b"\n")
-                big += 1
+                refused += await oversized_frame(daemon.path, size)
+                big += 2
             v = await client.request("scan", code=code.text, till="MEM")
             seen.append((int(v["decision_id"]), bool(v["accepted"])))
         status = await client.request("status")
@@ -177,9 +180,21 @@ async def test_memory_held_tight_the_daemon_keeps_deciding_right(tmp_path: Path)
            gaps=result.gaps, crashes=int(not alive))
     assert alive, "the daemon died under the memory cap"
     assert str(cap) in limits  # the cap really applied to the daemon
-    assert big > 0
+    assert big > 0 and refused == big // 2  # each oversized API frame got bad_request
     assert not result.lost and not result.doubled
     assert result.gaps == 0 and result.quick_check == "ok"
+
+
+async def oversized_frame(path: Path, size: int) -> int:
+    """Send one scan frame of ``size`` bytes on a raw connection; 1 if refused as too long."""
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE * 2)
+    try:
+        writer.write(b'{"id":1,"op":"scan","args":{"code":"SE' + b"C" * size + b'"}}\n')
+        await writer.drain()
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 30))
+    finally:
+        writer.close()
+    return int(not reply["ok"] and reply["error"]["code"] == ErrorCode.BAD_REQUEST)
 
 
 def vm_size(pid: int) -> int:
