@@ -23,7 +23,7 @@ import pytest
 from edge.keys import SigningKey
 from edged.localapi import ApiError, Client
 from provisioning.localbroker import Broker
-from tests.daemon_fixtures import make_home, wait_scanner, write_scanner
+from tests.daemon_fixtures import make_home, start_process, wait_scanner, write_scanner
 from tests.daemon_proc import DaemonProcess
 from tests.hq_support import Hq, register, wait_until
 from tests.system.proof import record, scale
@@ -98,7 +98,8 @@ async def test_sigkill_storm_loses_no_verdict_doubles_no_use_and_hq_holds_all_on
         tmp_path: Path) -> None:
     """GIVEN the real daemon (a child process) syncing to a real mosquitto, HQ ingesting
     WHEN codes of every kind are scanned through the local API and the serial line while
-    the daemon is killed with SIGKILL at a random moment of each life and restarted
+    the daemon is killed with SIGKILL at a random moment of each life and restarted (and,
+    every third life, also killed once while still starting)
     THEN every verdict a client saw is in the ledger as shown; no single-use code or pickup
     is accepted twice, no multi-use coupon beyond its uses, no forged or expired code ever;
     the outbox runs 1..last with no gap and quick_check passes; HQ holds every event of
@@ -117,9 +118,17 @@ async def test_sigkill_storm_loses_no_verdict_doubles_no_use_and_hq_holds_all_on
     order = iter(scan_order(codes, 120 * (kills + 1), rng))
     hq.worker(timing=FAST)
     seen: dict[int, bool] = {}
-    crashed = killed = scanned = 0
+    crashed = killed = killed_early = scanned = 0
     try:
         for life in range(kills + 1):
+            if life % 3 == 1:
+                # Killed while starting (opening and checking the ledger, recovering the
+                # WAL, connecting sync), before it serves anyone.
+                early = start_process(home, "--log-level", "WARNING")
+                await asyncio.sleep(rng.uniform(0.02, 0.5))
+                early.kill()
+                early.communicate(timeout=10)
+                killed_early += early.returncode == -signal.SIGKILL
             daemon = DaemonProcess(home).start()
             proc = daemon.proc
             assert proc is not None
@@ -157,11 +166,12 @@ async def test_sigkill_storm_loses_no_verdict_doubles_no_use_and_hq_holds_all_on
     result = audit(home / "ledger.sqlite", list(seen.items()), codes)
     at_hq_missing = len({e for _, e in box} - {e for _, e in held})
     at_hq_doubled = len(held) - len({s for s, _ in held})
-    record("crash storm: daemon SIGKILL (API + serial, HQ)", runs=kills + 1, faults=killed,
+    record("crash storm: daemon SIGKILL (API + serial, HQ)", runs=kills + 1,
+           faults=killed + killed_early,
            verdicts=len(seen), lost=len(result.lost) + at_hq_missing,
            doubled=sum(result.doubled.values()) + at_hq_doubled, gaps=result.gaps,
            crashes=crashed)
-    assert killed == kills and crashed == 0
+    assert killed == kills and killed_early > 0 and crashed == 0
     assert len(seen) > kills and scanned > len(seen) // 2  # verdicts came through both ways
     assert not result.lost, f"verdicts shown, not in the ledger as shown: {result.lost[:5]}"
     assert not result.doubled, f"accepted more often than allowed: {result.doubled}"
