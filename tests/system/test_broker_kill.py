@@ -2,9 +2,10 @@
 clock: HQ ends with every event once, in order, because the box keeps what HQ has not
 confirmed and resends what HQ lacks (docs/proof.md says why a PUBACK is not enough).
 
-mosquitto here runs as the fixtures run it: persistence on, saved at a clean shutdown (the
-default ``autosave_interval`` of 30 minutes never comes round in a test), so a SIGKILL
-loses every message it had acknowledged and not yet delivered, and its sessions with them.
+mosquitto runs as the fixtures run it (persistence on, saved at a clean shutdown: the
+default ``autosave_interval`` of 30 minutes never comes round in a test, so a SIGKILL loses
+every message it had acknowledged and not yet delivered, and its sessions with them), and
+with persistence off (every restart forgets everything, HQ ingest's session too).
 """
 
 from __future__ import annotations
@@ -46,8 +47,21 @@ def acked(home: Path) -> set[int]:
         db.close()
 
 
+def mosquitto(workdir: Path, persistence: bool) -> Broker:
+    """The fixtures' mosquitto, or the same with ``persistence false`` (a restart forgets
+    every session, subscription and queued message, HQ ingest's among them)."""
+    broker = Broker(workdir)
+    if not persistence:
+        conf = broker.conf.read_text(encoding="utf-8")
+        assert "persistence true\n" in conf
+        broker.conf.write_text(conf.replace("persistence true\n", "persistence false\n"),
+                               encoding="utf-8")
+    return broker
+
+
+@pytest.mark.parametrize("persistence", [True, False], ids=["saved-at-shutdown", "no-persistence"])
 async def test_broker_sigkill_and_long_outage_deliver_everything_once_in_order(
-        tmp_path: Path) -> None:
+        tmp_path: Path, persistence: bool) -> None:
     """GIVEN the real daemon syncing through a fault proxy to a real mosquitto, HQ ingest
     on the broker, the box's wall clock under the test's control
     WHEN, round after round while codes are scanned, the broker is SIGKILLed (also right
@@ -57,7 +71,7 @@ async def test_broker_sigkill_and_long_outage_deliver_everything_once_in_order(
     every event of the box exactly once, in seq order, and has confirmed them all."""
     rounds = scale(5, 40)
     rng = random.Random(99)
-    broker = Broker(tmp_path / "broker")
+    broker = mosquitto(tmp_path / "broker", persistence)
     broker.start()
     proxy = FaultProxy(broker.port).start()
     hq = Hq(broker, SigningKey.generate("hqcfg"), f"sqlite:///{tmp_path / 'hq.sqlite'}")
@@ -135,7 +149,8 @@ async def test_broker_sigkill_and_long_outage_deliver_everything_once_in_order(
     box, held, unconfirmed = box_and_hq(home, hq)
     hq.close()
     broker.stop()
-    record("network: broker SIGKILL, outage of hours, cut, stall", runs=rounds,
+    record("network: broker SIGKILL, outage of hours, cut, stall"
+           + ("" if persistence else " (no persistence)"), runs=rounds,
            faults=kills + proxy.counts.cuts + proxy.counts.stalls + clock.jumps,
            verdicts=len(box), lost=len({e for _, e in box} - {e for _, e in held}),
            doubled=len(held) - len({s for s, _ in held}),
