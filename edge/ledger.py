@@ -331,8 +331,8 @@ def read_only(path: Path) -> bool:
 def check_intact(path: Path, limit: int = 5) -> None:
     """Run ``PRAGMA quick_check`` on the ledger at ``path`` (if there is one yet).
 
-    Reads every page once (about a second per 100 MB on an SD card): for a start, not for
-    every command.
+    Reads every page once, so its time grows with the ledger: for a start, not for every
+    command.
 
     Raises:
         LedgerDamaged: quick_check found problems, or SQLite finds the file malformed or not
