@@ -111,12 +111,15 @@ async def test_broker_sigkill_and_long_outage_deliver_everything_once_in_order(
                 hq.workers.remove(worker)
                 await scan(20)
                 last = box_and_hq(home, hq)[0][-1][0]
-                wait_until(lambda last=last: last in acked(home),
-                           what="the broker acknowledging events")
-                held = {s for s, _ in box_and_hq(home, hq)[1]}
+
+                def acknowledged(last: int = last) -> bool:
+                    return last in acked(home)
+
+                wait_until(acknowledged, what="the broker acknowledging events")
+                at_hq = {s for s, _ in box_and_hq(home, hq)[1]}
                 broker.kill()
                 kills += 1
-                lost_acked += len(acked(home) - held)
+                lost_acked += len(acked(home) - at_hq)
                 broker.start()
                 worker = hq.worker(timing=FAST)
             elif fault == "outage":
@@ -142,13 +145,13 @@ async def test_broker_sigkill_and_long_outage_deliver_everything_once_in_order(
         wait_until(settled, timeout_s=90, what="HQ holding and confirming every event")
         assert daemon.proc is not None and daemon.proc.poll() is None
         await client.close()
+        box, held, unconfirmed = box_and_hq(home, hq)
     finally:
         daemon.stop()
         with contextlib.suppress(Exception):
             proxy.stop()
-    box, held, unconfirmed = box_and_hq(home, hq)
-    hq.close()
-    broker.stop()
+        hq.close()
+        broker.stop()
     record("network: broker SIGKILL, outage of hours, cut, stall"
            + ("" if persistence else " (no persistence)"), runs=rounds,
            faults=kills + proxy.counts.cuts + proxy.counts.stalls + clock.jumps,
