@@ -136,7 +136,7 @@ def test_a_corrupt_ledger_page_is_found_at_start_reported_and_never_used(
 
 async def test_memory_held_tight_the_daemon_keeps_deciding_right(tmp_path: Path) -> None:
     """GIVEN the real daemon whose address space is capped (RLIMIT_AS, set on the running
-    process with prlimit) a few tens of MB above what it has mapped once serving
+    process with prlimit) 8 MB above what it has mapped once serving
     WHEN codes of every kind are scanned through the API, and oversized lines (64 KB to 1 MB)
     go in through the serial line and as raw frames to the local API in between
     THEN the daemon keeps running and answering; each verdict shown is in the ledger as
@@ -157,7 +157,7 @@ async def test_memory_held_tight_the_daemon_keeps_deciding_right(tmp_path: Path)
         mapped = vm_size(proc.pid)
         # Room for the daemon's own growth (its threads' stacks are mapped already), not
         # for a hostile input's full size: the caps on lines and frames must hold.
-        cap = mapped + 16 * MB
+        cap = mapped + 8 * MB
         resource.prlimit(proc.pid, resource.RLIMIT_AS, (cap, cap))
         for i, code in enumerate(scan_order(codes, scans, rng)):
             if i % 25 == 0:
