@@ -36,9 +36,13 @@ pytestmark = pytest.mark.network
 TOPICS = Topics()
 
 
-def junk(i: int, rng: random.Random, rogue: SigningKey) -> bytes:
-    """The ``i``-th hostile payload, kinds in turn."""
-    kind = i % 8
+def junk(i: int, rng: random.Random, rogue: SigningKey, hq: SigningKey) -> bytes:
+    """The ``i``-th hostile payload, kinds in turn (``hq``: HQ's real config key)."""
+    kind = i % 10
+    if kind == 8:  # signed by HQ, fresh, but the body breaks the schema
+        return sealed(hq, DataKind.CONFIG, 1000 + i, {"schema": 1, "keys": "not a list"})
+    if kind == 9:  # signed by HQ, but a version at or below the applied one (a replay)
+        return sealed(hq, DataKind.CONFIG, 0, config_body(hq))
     if kind == 0:
         return rng.randbytes(rng.randrange(1, 400))
     if kind == 1:
@@ -61,7 +65,9 @@ def junk(i: int, rng: random.Random, rogue: SigningKey) -> bytes:
 async def test_hostile_mqtt_while_serving_is_refused_recorded_and_never_stops_the_counter(
         tmp_path: Path) -> None:
     """GIVEN the real daemon syncing to a real mosquitto and serving scans
-    WHEN hundreds of hostile payloads arrive on its config, data and hq topics between scans
+    WHEN hundreds of hostile payloads (garbage, forged, rogue-key, and configs HQ signed
+    that break the schema or replay an old version) arrive on its config, data and hq
+    topics between scans
     THEN every scan gets its right verdict throughout and the daemon stays up; every hostile
     payload is recorded as refused (config_rejected events, counts included, add up to what
     was sent once the daemon stops); the box's config is untouched; no gap in the outbox."""
@@ -75,6 +81,7 @@ async def test_hostile_mqtt_while_serving_is_refused_recorded_and_never_stops_th
     codes = code_mix(home, scans // 2 + 1, rng, prefix="H")
     order = scan_order(codes, scans, rng)
     rogue = SigningKey.generate("hq-config")  # HQ's key id, not HQ's key
+    hq_key = keystore.signing_key(hq_home(home), Purpose.CONFIG)
     topics = (TOPICS.config(STORE), TOPICS.data(STORE), TOPICS.hq(STORE, DEVICE))
     daemon = DaemonProcess(home).start()
     proc = daemon.proc
@@ -99,7 +106,7 @@ async def test_hostile_mqtt_while_serving_is_refused_recorded_and_never_stops_th
                     # daemon handles in order with the final message below; the hq topic's
                     # are applied on another thread, long done by then.
                     topic = topics[sent % (2 if sent >= n - 30 else 3)]
-                    info = pub.publish(topic, junk(sent, rng, rogue), qos=1)
+                    info = pub.publish(topic, junk(sent, rng, rogue, hq_key), qos=1)
                     info.wait_for_publish(10)
                     sent += 1
             v = await client.request("scan", code=code.text, till="MQ")
@@ -110,7 +117,6 @@ async def test_hostile_mqtt_while_serving_is_refused_recorded_and_never_stops_th
             await asyncio.sleep(0)
         # A last one signed with HQ's real key but for another store: refused on its own
         # (not coalesced), after every hostile payload on that topic.
-        hq_key = keystore.signing_key(hq_home(home), Purpose.CONFIG)
         pub.publish(topics[0], sealed(hq_key, DataKind.CONFIG, 99, config_body(hq_key),
                                       store="XX999"), qos=1).wait_for_publish(10)
         wait_until(lambda: refusals(home, "wrong_store") >= 1, what="the last refusal")
