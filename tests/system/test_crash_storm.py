@@ -32,7 +32,6 @@ from tests.system.storm import FAST, Code, audit, box_and_hq, code_mix, scan_ord
 
 pytestmark = pytest.mark.network
 
-KILL_AFTER_S = 0.8  # the longest life: killed at a random moment before
 DEAD = (ConnectionError, OSError, EOFError, TimeoutError, ApiError)
 
 
@@ -108,6 +107,7 @@ async def test_sigkill_storm_loses_no_verdict_doubles_no_use_and_hq_holds_all_on
     the outbox runs 1..last with no gap and quick_check passes; HQ holds every event of
     the box exactly once and has confirmed them all."""
     kills = scale(6, 40)
+    longest = scale(8, 25) / 10  # s: each life is killed at a random moment before this
     final = 40  # scans of the last life, which ends with a clean stop
     rng = random.Random(1717)
     broker = Broker(tmp_path / "broker")
@@ -116,9 +116,10 @@ async def test_sigkill_storm_loses_no_verdict_doubles_no_use_and_hq_holds_all_on
     home = make_home(tmp_path)
     register(hq, home)
     sync_to(home, broker.port)
-    # A life lasts at most KILL_AFTER_S and a scan takes a few ms: enough codes for all.
-    codes = code_mix(home, 60 * (kills + 1), rng)
-    order = iter(scan_order(codes, 120 * (kills + 1), rng))
+    # A scan takes a few ms: codes enough for every life scanning until its end.
+    per_life = int(150 * longest)
+    codes = code_mix(home, per_life * (kills + 1) // 2, rng)
+    order = iter(scan_order(codes, per_life * (kills + 1), rng))
     hq.worker(timing=FAST)
     seen: dict[int, bool] = {}
     sources: Counter[str] = Counter()  # verdicts seen, by where the scan came from
@@ -143,7 +144,7 @@ async def test_sigkill_storm_loses_no_verdict_doubles_no_use_and_hq_holds_all_on
             alive.set()
             if life < kills:
                 killer = asyncio.create_task(kill_later(proc, alive,
-                                                        rng.uniform(0.05, KILL_AFTER_S)))
+                                                        rng.uniform(0.05, longest)))
                 await counter.scan(order, alive, 10**9)
                 await killer
                 rc = proc.wait(10)
