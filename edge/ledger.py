@@ -304,6 +304,83 @@ class LedgerFull(LedgerError):
         self.path = path
 
 
+class LedgerDamaged(LedgerError):
+    """The ledger fails SQLite's ``PRAGMA quick_check``: nothing may be decided on it.
+
+    A damaged page could hide a redemption (a code accepted again) or an event never sent;
+    the box refuses to decide on such a file rather than use what is left of it.
+    ``problems`` are quick_check's first lines.
+    """
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        """Carry the ledger's path and what quick_check found."""
+        super().__init__(f"ledger {path} is damaged (quick_check: {'; '.join(problems)}): "
+                         "nothing is decided on it; restore the latest backup "
+                         "(edge restore, docs/operations.md)")
+        self.path = path
+        self.problems = problems
+
+
+class LedgerReadOnly(LedgerError):
+    """The ledger cannot be written (a read-only filesystem): nothing can be recorded.
+
+    An SD card the kernel remounted read-only after I/O errors looks like this. No verdict
+    may be shown that is not recorded, so nothing is decided.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Carry the ledger's path."""
+        super().__init__(f"ledger {path} is on a read-only filesystem (or not writable): "
+                         "nothing can be recorded, so nothing is decided; check the disk "
+                         "(edge doctor), the daemon starts again once it is writable")
+        self.path = path
+
+
+def read_only(path: Path) -> bool:
+    """Whether the ledger at ``path`` cannot be written.
+
+    A read-only mount, or no write permission on the file or its folder (where SQLite
+    keeps the ``-wal`` and ``-shm`` files).
+    """
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
+
+
+def check_intact(path: Path, limit: int = 5) -> None:
+    """Run ``PRAGMA quick_check`` on the ledger at ``path`` (if there is one yet).
+
+    Reads every page once, so its time grows with the ledger: for a start, not for every
+    command.
+
+    Raises:
+        LedgerDamaged: quick_check found problems, or SQLite finds the file malformed or not
+            a database at all.
+        LedgerFull: the disk is too full to read a WAL ledger (its ``-shm`` file).
+        sqlite3.OperationalError: the file cannot be read otherwise (permissions, I/O): not
+            a verdict on its pages.
+    """
+    if not path.exists():
+        return
+    conn = sqlite3.connect(str(path), timeout=10)
+    try:
+        rows = [str(r[0]) for r in conn.execute(f"PRAGMA quick_check({int(limit)})")]
+    except sqlite3.OperationalError as exc:
+        if no_space(path.parent):
+            raise LedgerFull(path, str(exc)) from exc
+        raise
+    except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        raise LedgerDamaged(path, [str(exc)]) from exc
+    finally:
+        conn.close()
+    if rows != ["ok"]:
+        raise LedgerDamaged(path, rows)
+
+
 def no_space(folder: Path) -> bool:
     """Whether the filesystem holding ``folder`` has (next to) no room left (< 64 KiB)."""
     try:

@@ -35,12 +35,21 @@ from typing import TYPE_CHECKING, Any
 from drivers.camera import CameraScanner
 from drivers.scan import DeviceState, DeviceStatus, DropReason, ScanInput
 from drivers.scanner_serial import SerialScanner
+from edge import config as box_config
 from edge import report as reports
 from edge import workshops
 from edge.box import Box
 from edge.cards import CardError
 from edge.config import ConfigError
-from edge.ledger import LedgerError, LedgerFull, checkpoint
+from edge.ledger import (
+    LedgerDamaged,
+    LedgerError,
+    LedgerFull,
+    LedgerReadOnly,
+    check_intact,
+    checkpoint,
+    read_only,
+)
 from edge.orders import orders
 from edge.rules import VoidRefused
 from edge.verdict import Verdict
@@ -655,19 +664,29 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def open_box(home: Path) -> Box:
-    """Open the box home; on a disk too full to open the ledger, spend the reserve.
+    """Open the box home once its ledger passes quick_check.
+
+    On a disk too full to open the ledger, the storage reserve is spent first.
 
     Raises:
         ConfigError: the home is missing, incomplete or unreadable.
+        LedgerDamaged: the ledger fails quick_check (checked before anything writes to it).
+        LedgerReadOnly: the ledger's filesystem is read-only.
         LedgerFull: the disk is full and there is no reserve left to spend.
     """
+    cfg = box_config.load(home)
+    ledger = cfg.path(cfg.ledger_path)
+    if read_only(ledger):
+        raise LedgerReadOnly(ledger)
     try:
+        check_intact(ledger)
         return Box.open(home)
     except LedgerFull as exc:
         if not Reserve(exc.path.parent).release():
             raise
         log.error("%s: released the storage reserve to open the ledger; free space now",
                   exc)
+        check_intact(ledger)
         return Box.open(home)
 
 
@@ -675,8 +694,9 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
                simulate: bool = False, log_level: str = "INFO") -> int:
     """``edge run``: open the home, run the daemon until told to stop; the exit status.
 
-    Exit 0 after a clean stop, 2 on a bad configuration (one line naming the key), 1 when
-    the socket is held by another daemon.
+    Exit 0 after a clean stop, 2 on a bad configuration (one line naming the key) or a
+    damaged ledger (restarting fixes neither), 1 when the socket is held by another daemon
+    or the ledger's disk is full or read-only (a restart may find it fixed).
     """
     from edged import config as daemon_config
 
@@ -689,8 +709,16 @@ def run_daemon(home: Path, overrides: dict[str, dict[str, Any]] | None = None,
     except ConfigError as exc:
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
+    except LedgerDamaged as exc:
+        log.critical("%s", exc)
+        print(f"edge run: {exc}", file=sys.stderr)
+        return 2
     except LedgerFull as exc:
         print(f"edge run: {exc}: free space on that disk", file=sys.stderr)
+        return 1
+    except LedgerReadOnly as exc:
+        log.critical("%s", exc)
+        print(f"edge run: {exc}", file=sys.stderr)
         return 1
     try:
         cfg = daemon_config.load(box.config, overrides, simulate)

@@ -167,15 +167,21 @@ class Client:
 
         Raises:
             DaemonUnavailable: not connected, or the connection dropped or timed out.
-            ApiError: the daemon answered with an error.
+            ApiError: the daemon answered with an error, or the request is over
+                :data:`MAX_LINE` bytes (``bad_request``, not sent).
         """
         if not self.connected or self._writer is None:
             raise DaemonUnavailable("not connected to the daemon")
         rid = next(self._ids)
+        frame = encode({"id": rid, "op": str(op), "args": args})
+        if len(frame) > MAX_LINE:
+            # The daemon skips such a line unread, so its answer can name no request id:
+            # refuse it here, as the daemon would, rather than wait out the timeout.
+            raise ApiError(ErrorCode.BAD_REQUEST, f"line over {MAX_LINE} bytes")
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            self._writer.write(encode({"id": rid, "op": str(op), "args": args}))
+            self._writer.write(frame)
             await self._writer.drain()
             msg = await asyncio.wait_for(fut, self.timeout)
         except (OSError, TimeoutError) as exc:

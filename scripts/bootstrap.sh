@@ -7,8 +7,9 @@ set -euo pipefail
 # systemd: systemd-analyze and systemctl for the unit and install tests (not started);
 # passwd: useradd/usermod, which provisioning/install.sh runs into a test tree.
 # ejabberd: a clustered MQTT broker (two nodes on loopback) for the cluster tests.
+# faketime: libfaketime moves the daemon's wall clock by hours in the fault suite (tests/system).
 PACKAGES=(make python3 python3-venv python3-dev gcc libzbar0 mosquitto fonts-wqy-microhei
-          postgresql chromium chromium-driver systemd passwd ejabberd)
+          postgresql chromium chromium-driver systemd passwd ejabberd faketime)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -539,7 +539,11 @@ class SyncService:
                 ledger.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
                     inbound = Inbound(ledger, identity, topics, wall_clock)
-                    return [r for p in payloads if (r := inbound.handle(topic, p)) is not None]
+                    done = [r for p in payloads if (r := inbound.handle(topic, p)) is not None]
+                    # This Inbound lives for one batch: record the junk it counted now, or
+                    # the counts go with it (at most one event per reason and kind a batch).
+                    inbound.flush(force=True)
+                    return done
                 finally:
                     ledger.conn.execute("PRAGMA synchronous=FULL")
 

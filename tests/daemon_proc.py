@@ -17,16 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 class DaemonProcess:
     """``edge --home HOME run --simulate``, started and stopped like systemd would."""
 
-    def __init__(self, home: Path) -> None:
-        """A daemon for ``home`` (not started yet)."""
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+        """A daemon for ``home`` (not started yet), with ``env`` added to its environment."""
         self.home = home
+        self.env = env or {}
         self.path = socket_path(home)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = home / "daemon.log"
 
     def start(self) -> DaemonProcess:
         """Start it; returns once its socket answers (or raises with its log)."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cli.edge", "--home", str(self.home), "run",

@@ -239,3 +239,17 @@ async def test_pickups_say_which_waiting_orders_are_late(home: Path) -> None:
     late = {o["order_id"]: o["late"] for o in picks}
     assert late.pop("LATE-1") is True
     assert late and not any(late.values())
+
+
+async def test_client_refuses_an_oversized_request_instead_of_waiting(home: Path) -> None:
+    """GIVEN a running daemon and a client
+    WHEN the client is asked to send a scan whose frame is over MAX_LINE (the daemon would
+    skip it unread, and its error could name no request id)
+    THEN the client raises bad_request itself without sending it (no wait for an answer
+    that cannot come), and the same connection goes on serving."""
+    async with running(home) as r:
+        with pytest.raises(ApiError) as err:
+            await r.client.request("scan", code="SE" + "B" * MAX_LINE)
+        status = await r.client.request("status")
+    assert err.value.code == ErrorCode.BAD_REQUEST and "over" in str(err.value)
+    assert status["scans"] == 0
