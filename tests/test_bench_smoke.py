@@ -30,6 +30,8 @@ SCRIPTS = {
     "assign_orders": (["--stores", "200", "--orders", "2000", "--repeat", "1"],
                       "same assignment for every order: yes"),
     "web_claims": (["--n", "100", "--concurrency", "8", "--repeat", "1"], "claims/floor"),
+    "stores_load": (["--stores", "10", "--workers", "1", "--seconds", "3", "--period", "1"],
+                    "kept up"),
 }
 
 
