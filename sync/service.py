@@ -64,7 +64,7 @@ HOUSEKEEPING_S: Final = 10.0  # outbox policy check, backlog recount, presence r
 SEAL_AFTER_S: Final = 5.0  # offline this long: the backlog's batches are prepared ahead
 IDLE_POLL_S: Final = 1.0  # the drain's poll of an outbox with nothing to send (wake() hurries)
 ACK_FLUSH_S: Final = 0.05  # acknowledged batches are marked sent together within this
-PRESIGNED_MAX: Final = 20_000  # signed properties of prepared batches kept (~4 MB)
+PRESIGNED_MAX: Final = 20_000  # signed properties of prepared batches kept (~6 MB)
 RESEND_MAX_S: Final = 3600.0  # the longest wait for HQ's confirmation before a resend
 
 
