@@ -134,7 +134,9 @@ class Link:
         self.closed = asyncio.Event()
         self.close_reason = ""
         self._fd: int | None = None
-        self._writing = False
+        self._writing = False  # the socket is registered for writability
+        self._in_write = False  # paho is writing (loop_write) now
+        self._write_soon = False  # a write is scheduled for this loop iteration
         self._misc: asyncio.Task[None] | None = None
         self._props: dict[str, _PackedProperties] = {}
         # manual_ack: an inbound message is acknowledged only once it is handled (committed).
@@ -217,16 +219,21 @@ class Link:
     # -- using -------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes, retain: bool = False,
-                content_type: str | None = None, signature: str | None = None) -> int:
+                content_type: str | None = None, signature: str | None = None,
+                properties: bytes | None = None) -> int:
         """Queue a QoS 1 publish; returns its mid (``on_ack`` gets it at PUBACK).
 
         ``signature``: the device's ``se-sig`` over this message (``sync.contract``).
+        ``properties``: the message's PUBLISH properties already packed
+        (:func:`signed_properties`, made when a batch was prepared), instead of both.
 
         Raises:
             LinkError: not connected.
         """
         props: Properties | None = None
-        if signature:
+        if properties is not None:
+            props = _RawProperties(properties)
+        elif signature:
             props = _RawProperties(signed_properties(content_type, signature))
         elif content_type:
             props = self._props.get(content_type)
@@ -320,9 +327,17 @@ class Link:
 
     def _register_write(self, _c: mqtt.Client, _u: Any, _sock: Any) -> None:
         def register() -> None:
-            if self._fd is not None and not self._writing:
+            if self._fd is None or self._writing:
+                return
+            if self._in_write:  # the socket took less than paho had: wait until it takes more
                 self._writing = True
                 self._loop.add_writer(self._fd, self._write)
+            elif not self._write_soon:
+                # New packets queued: write them once this loop iteration's callbacks are
+                # done (a drain's burst goes out in one write), without registering the
+                # socket for writability and unregistering it again for every burst.
+                self._write_soon = True
+                self._loop.call_soon(self._write_queued)
         self._on_loop(register)
 
     def _unregister_write(self, _c: mqtt.Client, _u: Any, _sock: Any) -> None:
@@ -350,8 +365,17 @@ class Link:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._mark_closed(f"read: {mqtt.error_string(rc)}")
 
+    def _write_queued(self) -> None:
+        self._write_soon = False
+        if self._fd is not None and not self._writing:
+            self._write()
+
     def _write(self) -> None:
-        rc = self.client.loop_write()
+        self._in_write = True
+        try:
+            rc = self.client.loop_write()
+        finally:
+            self._in_write = False
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._mark_closed(f"write: {mqtt.error_string(rc)}")
 

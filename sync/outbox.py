@@ -58,6 +58,10 @@ _FALLBACK_FORMAT = (f'{{"v":{EVENT_SCHEMA_VERSION},"id":"%s","seq":%d{ORIGIN_MAR
 T = TypeVar("T")
 _NO_STOP: Final = 1 << 62
 SEAL_PER_COMMIT: Final = 50  # prepared batches written per transaction
+# Prepared batches read ahead by the drain in one statement: up to this many, or this many
+# bytes (a statement per batch cost a plain batch more than its publish).
+AHEAD_ROWS: Final = 32
+AHEAD_BYTES: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,10 @@ class Outbox:
         self._origin = origin_text(identity.store_id, identity.device_id).encode("utf-8")
         # What a prepared batch must have been made with to be sent as it is.
         self._made_for = f"{self._head}|{'zlib' if compress else 'plain'}"
+        # Prepared batches read ahead, by first seq: every one stored for this outbox with
+        # a first in ``_ahead_span`` when they were read (see _prepared).
+        self._ahead: dict[int, tuple[int, int, str, bytes]] = {}
+        self._ahead_span = (1, 0)
 
     def next_batch(self, after_seq: int, limit: int) -> Batch | None:
         """The next unsent events after ``after_seq`` (at most ``limit``), or ``None``.
@@ -114,13 +122,37 @@ class Outbox:
             after_seq = stop - 1  # a run with no rows (none should be): look past it
 
     def _prepared(self, first: int, stop: int, limit: int) -> Batch | None:
-        """The batch :meth:`seal` prepared at ``first``, if it is still whole and fits."""
-        row = self.ledger.conn.execute(
-            "SELECT last, count, content_type, payload FROM outbox_batch WHERE first = ?"
-            " AND made_for = ?", (first, self._made_for)).fetchone()
+        """The batch :meth:`seal` prepared at ``first``, if it is still whole and fits.
+
+        Read with the next ones in one statement, kept until the drain passes them. A kept
+        row is never stale: a prepared batch's bytes are a function of its seq range and
+        this outbox's identity and compression, and whether it is still whole is checked
+        here against the ranges now; one prepared after the read is built instead.
+        """
+        lo, hi = self._ahead_span
+        if not lo <= first <= hi:
+            self._read_ahead(first)
+        row = self._ahead.get(first)
         if row is None or row[0] >= stop or row[1] > limit:
             return None  # none, part of it acknowledged meanwhile, or over the batch size
         return Batch(first, row[0], row[1], row[3], row[2])
+
+    def _read_ahead(self, first: int) -> None:
+        self._ahead, size = {}, 0
+        for row in self.ledger.conn.execute(
+                "SELECT first, last, count, content_type, payload FROM outbox_batch"
+                " WHERE first >= ? AND made_for = ? ORDER BY first LIMIT ?",
+                (first, self._made_for, AHEAD_ROWS)):
+            self._ahead[row[0]] = row[1:]
+            size += len(row[4])
+            if size >= AHEAD_BYTES:
+                break
+        # Every row up to the last one read is known; with none, nothing is (ask again).
+        self._ahead_span = (first, max(self._ahead)) if self._ahead else (1, 0)
+
+    def forget_prepared(self) -> None:
+        """Drop the batches read ahead (more were prepared meanwhile: read them afresh)."""
+        self._ahead, self._ahead_span = {}, (1, 0)
 
     def _build(self, first: int, stop: int, limit: int) -> Batch | None:
         """The batch of the run ``first``..``stop`` from the stored wire texts."""

@@ -32,6 +32,8 @@ SCRIPTS = {
     "web_claims": (["--n", "100", "--concurrency", "8", "--repeat", "1"], "claims/floor"),
     "dashboard": (["--events", "20000", "--stores", "20", "--days", "60", "--n", "8"],
                   "chain page p99"),
+    "stores_load": (["--stores", "10", "--workers", "1", "--seconds", "3", "--period", "1"],
+                    "kept up"),
 }
 
 

@@ -253,8 +253,9 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
     """GIVEN a box registered at HQ with 250 events, 200 of them prepared and signed ahead
     as the service does while offline (zlib batches of 100)
     WHEN its real SyncService drains to HQ
-    THEN HQ stores all 250 with no reject: the prepared batches' signatures (taken from the
-    presigned ones) and those signed while sending verify, and so do presence and report;
+    THEN HQ stores all 250 with no reject: the prepared batches' signatures (packed with
+    their properties ahead) and those signed while sending verify, and so do presence and
+    report;
     WHEN the connection dies THEN the broker's copy of the will, signed at connect, is
     believed too (the device reads offline at HQ)."""
     import asyncio
@@ -262,6 +263,7 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
 
     from edge.ledger import Ledger
     from edge.rules import Identity
+    from sync.link import signed_properties
     from sync.outbox import Outbox
     from sync.service import SyncService
     from sync.service import _batch_mark as _mark
@@ -282,7 +284,8 @@ async def test_the_box_signs_what_it_sends_prepared_batches_included(
     assert outbox.seal(100, presign=service.presign) == 2
     sealed = [outbox.next_batch(0, 100), outbox.next_batch(100, 100)]
     assert [service._presigned[_mark(b)] for b in sealed if b is not None] == [
-        sign_device_message(key, TOPICS.events("S1", "S1-T1"), b.content_type, b.payload)
+        signed_properties(b.content_type, sign_device_message(
+            key, TOPICS.events("S1", "S1-T1"), b.content_type, b.payload))
         for b in sealed if b is not None]
     task = asyncio.create_task(service.run())
     try:
