@@ -13,6 +13,10 @@ from provisioning.localbroker import BROKER_KINDS, BROKERS, LocalBroker, local_b
 from provisioning.localpostgres import Postgres, fresh_database
 from tests.factory import Clock, Hq, make_box
 
+# Plugin modules some tests also import by name: rewritten either way, however they load.
+pytest.register_assert_rewrite("tests.smalldisk", "tests.ui_fixtures",
+                               "tests.sync_service_fixtures")
+
 # Which brokers the broker tests run on: all by default; TEST_BROKERS=mosquitto narrows a
 # local run (CI runs them all).
 TEST_BROKERS = tuple(k for k in os.environ.get("TEST_BROKERS", ",".join(BROKER_KINDS))
