@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import tokens
 from edge.keys import SigningKey
@@ -27,6 +27,11 @@ from hq.issuing.registry import DeviceRegistry
 from hq.web.campaigns import Campaign, CampaignKind, create_campaign
 from hq.web.claims import Claims, Outcome
 from sync.contract import EventBatch, Topics
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from tests.web_support import WebHq
 
 STORES = ("S1", "S2", "S3")
 DAYS = 6
@@ -205,3 +210,16 @@ def funnel_counts(table: list[list[str]]) -> list[int]:
 def without_tokens(html: str) -> str:
     """A page without its random tokens (CSP nonce, CSRF), which may spell any id by chance."""
     return re.sub(r'(nonce|value)="[A-Za-z0-9_-]*"', r'\1=""', html)
+
+
+def login(web: WebHq, name: str, password: str, expect: int = 303) -> TestClient:
+    """A client signed in to the dashboard as ``name`` through the login form."""
+    client = web.client()
+    form = client.get("/hq/login")
+    assert form.status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf
+    done = client.post("/hq/login?next=/hq", data={"name": name, "password": password,
+                                                   "csrf": csrf.group(1)})
+    assert done.status_code == expect, done.text
+    return client

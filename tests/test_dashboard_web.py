@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from edge.keys import Purpose
 from hq.ingest.eventstore import EventStore
@@ -30,6 +29,7 @@ from tests.dash_support import (
     csv_rows,
     funnel_counts,
     html_tables,
+    login,
     seed,
     without_tokens,
 )
@@ -49,18 +49,6 @@ def site(tmp_path: Path, hq_db_url: str) -> Iterator[tuple[WebHq, Seeded]]:
     yield web, seeded
     web.box.close()
     web.db.close()
-
-
-def login(web: WebHq, name: str, password: str, expect: int = 303) -> TestClient:
-    client = web.client()
-    form = client.get("/hq/login")
-    assert form.status_code == 200
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf
-    done = client.post("/hq/login?next=/hq", data={"name": name, "password": password,
-                                                   "csrf": csrf.group(1)})
-    assert done.status_code == expect, done.text
-    return client
 
 
 def test_pages_need_a_signed_in_operator(site: tuple[WebHq, Seeded]) -> None:

@@ -3,6 +3,7 @@ what reaches the box, and the attendance report."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -25,9 +26,12 @@ from hq.issuing.registry import DeviceRegistry
 from hq.publishing.fanout import seal_pending
 from hq.reports import workshops as report
 from hq.web.app import WebSettings, build_app
+from hq.web.operators import Role, add_operator
 from hq.web.workshops import Session, SignupStatus, Workshops, add_session, get_session
 from sync.contract import EventBatch, Reported, Topics
 from sync.inbound import Inbound
+from tests.dash_support import csv_rows, html_tables, without_tokens
+from tests.dash_support import login as dash_login
 from tests.factory import DEVICE, STORE
 from tests.factory import Hq as Issuer
 from tests.hq_support import Hq, Inbox, hq_fixture, register, wait_until  # noqa: F401
@@ -188,14 +192,9 @@ def test_fifty_sign_ups_for_ten_seats(tmp_path: Path, hq_db_url: str) -> None:
     close(web)
 
 
-def test_attendance_report(tmp_path: Path, hq_db_url: str,
-                           capsys: pytest.CaptureFixture[str]) -> None:
-    """GIVEN two sessions: one that ended with 3 tickets, 1 checked in at the till and one
-    cancelled, and one still to come with 1 ticket
-    WHEN the box's events reach HQ and edge-hq report workshops --json runs
-    THEN per session: tickets, waitlist, cancelled, checked in (tickets and people) and
-    no-shows (only for the ended session), and the store's totals."""
-    web = make_web_hq(tmp_path, db_url=hq_db_url)
+def attended(web: WebHq) -> None:
+    """Two sessions at STORE: one ended (4 sign-ups of 2, one cancelled, one checked in at
+    the till, its events ingested by HQ), one tomorrow with 1 sign-up."""
     ended = make_session(web, "W-ENDED", capacity=10)
     later = make_session(web, "W-LATER", capacity=10, starts_in=86400)
     shop = web.app.state.web.workshops
@@ -211,6 +210,17 @@ def test_attendance_report(tmp_path: Path, hq_db_url: str,
     # The first session is over now (its end is in HQ's database).
     web.db.query("UPDATE web_workshop SET starts=starts-86400, ends=? WHERE session_id=?",
                  (int(time.time()) - 60, ended.session_id))
+
+
+def test_attendance_report(tmp_path: Path, hq_db_url: str,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN two sessions: one that ended with 3 tickets, 1 checked in at the till and one
+    cancelled, and one still to come with 1 ticket
+    WHEN the box's events reach HQ and edge-hq report workshops --json runs
+    THEN per session: tickets, waitlist, cancelled, checked in (tickets and people) and
+    no-shows (only for the ended session), and the store's totals."""
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
+    attended(web)
     capsys.readouterr()
     assert main(["--home", str(web.home), "report", "workshops", "--db", web.db_url,
                  "--json"]) == 0
@@ -399,4 +409,37 @@ def test_cancellations_racing_sign_ups_never_leak_or_oversell(tmp_path: Path,
     assert set(state.revoked) == signed_cancelled and state.signed_up == 10
     for db in dbs:
         db.close()
+    close(web)
+
+
+def test_attendance_on_the_dashboard(tmp_path: Path, hq_db_url: str) -> None:
+    """GIVEN the sessions of the attendance report, an HQ admin and another store's manager
+    WHEN the admin opens /hq/workshops for a range holding both sessions, and its CSVs
+    THEN per session and per store: sign-ups, check-ins and no-shows as the report counts
+    them, every CSV equal to its table; the other store's manager sees none of them."""
+    web = make_web_hq(tmp_path, db_url=hq_db_url)
+    attended(web)
+    add_operator(web.db, "boss", Role.ADMIN, None, "correct horse battery")
+    add_operator(web.db, "mgr9", Role.MANAGER, "S9", "S9 manager's secret")
+    today = dt.date.today()
+    span = {"from": (today - dt.timedelta(days=2)).isoformat(),
+            "to": (today + dt.timedelta(days=2)).isoformat()}
+    client = dash_login(web, "boss", "correct horse battery")
+    page = client.get("/hq/workshops", params=span)
+    assert page.status_code == 200
+    tables = html_tables(page.text)
+    rows = {r[1]: r for r in tables["t-workshops"][1:]}
+    # store, session, title, starts, capacity, tickets, seats, waitlist, cancelled,
+    # checked in, people in, no-shows
+    assert rows["W-ENDED"][5:] == ["3", "6", "0", "1", "1", "2", "2"]
+    assert rows["W-LATER"][5:] == ["1", "1", "0", "0", "0", "0", "0"]
+    assert tables["t-workshop_stores"][1:] == [[STORE, "2", "4", "1", "2"]]
+    for table in ("workshops", "workshop_stores"):
+        got = client.get("/hq/workshops", params={**span, "csv": table})
+        assert got.status_code == 200
+        assert csv_rows(got.text) == tables[f"t-{table}"]
+    other = dash_login(web, "mgr9", "S9 manager's secret").get("/hq/workshops", params=span)
+    assert other.status_code == 200
+    assert "W-ENDED" not in other.text and STORE not in without_tokens(other.text)
+    assert html_tables(other.text)["t-workshops"][1:] == []
     close(web)

@@ -46,12 +46,21 @@ class StoreFigures:
     no_shows: int
 
 
-def build(db: Database, since: float = 0.0, now: float | None = None) -> list[SessionFigures]:
-    """Figures for every session starting at or after ``since``, by store then start."""
+def build(db: Database, since: float = 0.0, now: float | None = None,
+          until: float | None = None, store: str | None = None) -> list[SessionFigures]:
+    """Figures per session starting in ``[since, until)``, by store then start.
+
+    ``store`` narrows it to one store (a manager's scope).
+    """
     now = time.time() if now is None else now
+    where, params = "starts >= ?", list[object]([since])
+    if until is not None:
+        where, params = where + " AND starts < ?", [*params, until]
+    if store is not None:
+        where, params = where + " AND store = ?", [*params, store]
     sessions = db.query(
         "SELECT session_id, store, title, starts, ends, capacity FROM web_workshop"
-        " WHERE starts >= ? ORDER BY store, starts, session_id", (since,))
+        f" WHERE {where} ORDER BY store, starts, session_id", tuple(params))
     counts: dict[tuple[str, str], tuple[int, int]] = {
         (str(r[0]), str(r[1])): (int(r[2]), int(r[3])) for r in db.query(
             "SELECT session_id, status, COUNT(*), COALESCE(SUM(party), 0) FROM web_ticket"

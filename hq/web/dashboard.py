@@ -14,6 +14,7 @@ import csv
 import io
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from hq.reports import dashboard as figures
+from hq.reports import workshops as workshop_figures
 from hq.reports.dashboard import Days, RangeError, Totals
 from hq.web import svg, words
 from hq.web.operators import (
@@ -410,6 +412,38 @@ class Dashboard:
         return self._page(request, op, words.t("hq.nav.pickups", lang),
                           [Section(words.t("hq.sec.pickups", lang), table, chart)], days)
 
+    async def workshops(self, request: Request) -> Response:
+        """Workshop sessions starting in the range: sign-ups, check-ins, no-shows."""
+        guard = await self._guard(request)
+        if isinstance(guard, Response):
+            return guard
+        op, days = guard
+        lang = self._lang(request)
+        since, until = days.epoch()
+        rows = await run_in_threadpool(workshop_figures.build, self.db, since, None, until,
+                                       op.scope)
+        sessions = Table("workshops", _header(
+            lang, "store", "session", "title", "starts", "capacity", "tickets", "seats",
+            "waitlist", "cancelled", "checked_in", "people_in", "no_shows"),
+            tuple((f.store, f.session_id, f.title,
+                   time.strftime("%Y-%m-%d %H:%M", time.localtime(f.starts)),
+                   str(f.capacity), str(f.tickets), str(f.seats), str(f.waitlist),
+                   str(f.cancelled), str(f.checked_in), str(f.people_in), str(f.no_shows))
+                  for f in rows))
+        per_store = workshop_figures.by_store(rows)
+        stores = Table("workshop_stores", _header(
+            lang, "store", "sessions", "tickets", "checked_in", "no_shows"),
+            tuple((s.store, str(s.sessions), str(s.tickets), str(s.checked_in),
+                   str(s.no_shows)) for s in per_store))
+        chart = svg.bars(words.t("hq.sec.workshop_stores", lang), [s.store for s in per_store],
+                         [(words.t("hq.col.tickets", lang), [s.tickets for s in per_store]),
+                          (words.t("hq.col.checked_in", lang),
+                           [s.checked_in for s in per_store]),
+                          (words.t("hq.col.no_shows", lang), [s.no_shows for s in per_store])])
+        return self._page(request, op, words.t("hq.nav.workshops", lang),
+                          [Section(words.t("hq.sec.workshop_stores", lang), stores, chart),
+                           Section(words.t("hq.sec.workshops", lang), sessions)], days)
+
     async def boxes(self, request: Request) -> Response:
         """Every box, the ones in trouble first (or sorted by ``?sort=COLUMN``)."""
         op = await self._operator(request)
@@ -552,6 +586,8 @@ HQ_ROUTES: tuple[tuple[str, tuple[str, ...], Handler, str], ...] = (
      "redemptions by campaign and channel, budget used, top and bottom stores, rejections"),
     ("/hq/pickups", ("GET",), Dashboard.pickups,
      "pickup orders per store: on time, late, not collected; online share"),
+    ("/hq/workshops", ("GET",), Dashboard.workshops,
+     "workshop sessions per store: sign-ups, waitlist, check-ins, no-shows"),
     ("/hq/boxes", ("GET",), Dashboard.boxes, "every box's sync state, trouble first"),
 )
 
@@ -560,5 +596,6 @@ NAV: tuple[tuple[str, str], ...] = (
     ("chain", "/hq/chain"),
     ("campaigns", "/hq/campaigns"),
     ("pickups", "/hq/pickups"),
+    ("workshops", "/hq/workshops"),
     ("boxes", "/hq/boxes"),
 )
