@@ -85,6 +85,27 @@ def test_a_tail_learnt_from_presence_is_asked_for_and_shown_in_the_report(
     assert (dev.held, dev.last_seq, dev.asking) == (4, 9, (5, 9))
 
 
+def test_a_settled_presence_owes_no_confirmation(hq_db_url: str) -> None:
+    """GIVEN HQ holds and has confirmed seqs 1-3 of a device
+    WHEN its presence says 0 unconfirmed with newest seq 3 THEN no confirmation is due (the
+    box would verify a signed no-op after every decision);
+    WHEN a presence says 2 unconfirmed, or a newest seq HQ lacks THEN HQ confirms again."""
+    store, db, clock = _setup(hq_db_url)
+    _batch(store, 1, 2, 3)
+    assert _due(db, clock) == [(DataKind.CONFIRMED, {"device": "S1-T1", "seq": 3})]
+    clock.now += 10
+    store.record_presence("S1", "S1-T1", Presence(PresenceState.ONLINE, last_seq=3,
+                                                  unconfirmed=0))
+    assert _due(db, clock) == []
+    store.record_presence("S1", "S1-T1", Presence(PresenceState.ONLINE, last_seq=3,
+                                                  unconfirmed=2))
+    assert _due(db, clock) == [(DataKind.CONFIRMED, {"device": "S1-T1", "seq": 3})]
+    clock.now += 10
+    store.record_presence("S1", "S1-T1", Presence(PresenceState.ONLINE, last_seq=4,
+                                                  unconfirmed=0))
+    assert _due(db, clock) == [(DataKind.CONFIRMED, {"device": "S1-T1", "seq": 3})]
+
+
 def test_delivery_versions_rise_past_a_clock_that_stands_still_and_are_signed() -> None:
     """GIVEN a clock that does not move WHEN versions are taken THEN each is above the last
     (a millisecond clock: a restored database cannot make them go back); a sealed delivery

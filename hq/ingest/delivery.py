@@ -94,12 +94,17 @@ def note_last_seq(cur: Cursor, store: str, device: str, last_seq: int, max_seq: 
                   now: float, timing: DeliveryTiming, unconfirmed: int | None = None) -> None:
     """A presence or report said the device's newest seq (in its transaction).
 
-    Also makes a confirmation due: a box that reconnects learns what HQ holds.
+    Also makes a confirmation due: a box that reconnects learns what HQ holds. Not when a
+    presence says nothing waits on HQ (``unconfirmed`` 0) and HQ holds the device's newest
+    seq: every decision's presence would otherwise cost the box a signed no-op to verify.
     """
     _upsert(cur, store, device)
+    held = _held(cur, device, max_seq)
+    settled = unconfirmed == 0 and held >= last_seq
     cur.execute("UPDATE hq_delivery SET last_seq=CASE WHEN last_seq>? THEN last_seq ELSE ?"
-                " END, held=?, due=1, unconfirmed=COALESCE(?, unconfirmed) WHERE device=?",
-                (last_seq, last_seq, _held(cur, device, max_seq), unconfirmed, device))
+                " END, held=?, due=CASE WHEN ? THEN due ELSE 1 END,"
+                " unconfirmed=COALESCE(?, unconfirmed) WHERE device=?",
+                (last_seq, last_seq, held, settled, unconfirmed, device))
     _plan_ask(cur, device, max_seq, now, timing)
 
 
