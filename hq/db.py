@@ -53,6 +53,9 @@ from edge.credentials import redact
 
 SCHEMA_VERSION: Final = 1
 
+# The advisory lock id schema creation holds on PostgreSQL (any constant; 'se' 'sc').
+_SCHEMA_LOCK: Final = 0x7365_7363
+
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS hq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS hq_event (id {serial}, device TEXT NOT NULL,"
@@ -373,6 +376,11 @@ class Database:
 
     def _create(self) -> None:
         with self.tx() as cur:
+            if self.dialect == "postgresql":
+                # Processes starting together (ingest workers, the web service) would each
+                # run the schema's migration INSERTs and deadlock on PostgreSQL: one at a
+                # time, until this transaction ends (SQLite's BEGIN IMMEDIATE already is).
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             for stmt in _SCHEMA:
                 cur.execute(stmt.format(**_TYPES[self.dialect]))
             cur.execute("INSERT INTO hq_meta(key, value) VALUES ('schema', ?)"
