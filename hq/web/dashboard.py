@@ -10,13 +10,14 @@ chart is server-drawn SVG (``hq.web.svg``) beside its table.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode
 
 from markupsafe import Markup, escape
@@ -49,6 +50,7 @@ MAX_FORM_BYTES: Final = 4096
 NO_STORE: Final = {"Cache-Control": "no-store"}
 
 Cell = str | tuple[str, str]  # text, or (text, link)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,39 @@ class Dashboard:
             return self._page(request, op, words.t("hq.bad_range", lang, why=str(exc)), [],
                               None, status=400)
 
+    async def _load(self, request: Request, load: Callable[[Days], T],
+                    may: Callable[[Operator], bool] = lambda _op: True,
+                    ) -> tuple[Operator, Days, T] | Response:
+        """The signed-in operator, the range and what ``load`` read for it, or why not.
+
+        One trip to a worker thread: the session is checked against the database first
+        (a removed operator is out at once), then ``may`` (a manager's store, an admin's
+        page), and only then does ``load`` read the figures.
+        """
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        try:
+            days: Days | None = self._days(request)
+            bad = ""
+        except RangeError as exc:
+            days, bad = None, str(exc)
+
+        def work() -> tuple[Operator | None, T | None]:
+            op = session_operator(self.db, sid) if sid else None
+            if op is None or days is None or not may(op):
+                return op, None
+            return op, load(days)
+
+        op, found = await run_in_threadpool(work)
+        if op is None:
+            return self._to_login(request)
+        if days is None:
+            lang = self._lang(request)
+            return self._page(request, op, words.t("hq.bad_range", lang, why=bad), [], None,
+                              status=400)
+        if not may(op):
+            return self._forbidden(request, op)
+        return op, days, cast(T, found)
+
     async def _store_guard(self, request: Request) -> tuple[Operator, Days, str] | Response:
         """As :meth:`_guard`, and the path's store, which the operator may see (else 403)."""
         guard = await self._guard(request)
@@ -286,17 +321,17 @@ class Dashboard:
 
     async def chain(self, request: Request) -> Response:
         """The chain's funnel, its days and every store's figures."""
-        guard = await self._guard(request)
+        def load(days: Days) -> tuple[list[Totals], list[Totals]]:
+            # a long range reads (and shows) months
+            per_period = (figures.by_month if len(days) > MAX_DAY_ROWS else figures.by_day)
+            return per_period(self.db, days), figures.by_store(self.db, days)
+
+        guard = await self._load(request, load, lambda op: op.role is Role.ADMIN)
         if isinstance(guard, Response):
             return guard
-        op, days = guard
-        if op.role is not Role.ADMIN:
-            return self._forbidden(request, op)
+        op, days, (per_period, per_store) = guard
         lang = self._lang(request)
-        monthly = len(days) > MAX_DAY_ROWS  # a long range reads (and shows) months
-        per_period = await run_in_threadpool(
-            figures.by_month if monthly else figures.by_day, self.db, days)
-        per_store = await run_in_threadpool(figures.by_store, self.db, days)
+        monthly = len(days) > MAX_DAY_ROWS
         q = _range_query(days)
         sections = [
             _funnel_section(figures.total(per_store), lang),
@@ -309,16 +344,22 @@ class Dashboard:
         return self._page(request, op, words.t("hq.nav.chain", lang), sections, days)
 
     async def store(self, request: Request) -> Response:
-        """One store's funnel and its days."""
-        guard = await self._store_guard(request)
+        """One store's funnel and its days (a long range: its months, each a link to its days)."""
+        store = str(request.path_params["store"])
+
+        def load(days: Days) -> list[Totals]:
+            per_period = (figures.by_month if len(days) > MAX_DAY_ROWS else figures.by_day)
+            return per_period(self.db, days, store)
+
+        guard = await self._load(request, load, lambda op: op.may_see(store))
         if isinstance(guard, Response):
             return guard
-        op, days, store = guard
+        op, days, per_period = guard
         lang = self._lang(request)
-        per_day = await run_in_threadpool(figures.by_day, self.db, days, store)
         q = _range_query(days)
-        sections = [_funnel_section(figures.total(per_day), lang),
-                    _days_section(per_day, lang, store, q)]
+        sections = [_funnel_section(figures.total(per_period), lang),
+                    _months_section(per_period, lang, _month_link(store, days))
+                    if len(days) > MAX_DAY_ROWS else _days_section(per_period, lang, store, q)]
         return self._page(request, op, words.t("hq.store_title", lang, store=store), sections,
                           days, back=f"/hq/chain?{q}" if op.role is Role.ADMIN else "")
 
@@ -516,9 +557,23 @@ def _days_section(per_day: Sequence[Totals], lang: str, store: str | None,
     return Section(words.t("hq.sec.days", lang), table, chart)
 
 
-def _months_section(per_month: Sequence[Totals], lang: str) -> Section:
+def _month_link(store: str, days: Days) -> Callable[[str], str]:
+    """A store's month (``YYYY-MM``) to its page over that month's days of ``days``."""
+
+    def link(month: str) -> str:
+        year, mon = int(month[:4]), int(month[5:])
+        last = calendar.monthrange(year, mon)[1]
+        first_day = max(days.first, year * 10000 + mon * 100 + 1)
+        last_day = min(days.last, year * 10000 + mon * 100 + last)
+        return f"/hq/stores/{store}?{_range_query(Days(first_day, last_day))}"
+
+    return link
+
+
+def _months_section(per_month: Sequence[Totals], lang: str,
+                    link: Callable[[str], str] = lambda _key: "") -> Section:
     labeled = [Totals(f"{t.key[:4]}-{t.key[4:]}", t.values) for t in per_month]
-    table = _totals_table("months", "hq.col.month", labeled, lang, lambda _key: "")
+    table = _totals_table("months", "hq.col.month", labeled, lang, link)
     chart = svg.bars(words.t("hq.sec.months", lang), [t.key for t in labeled],
                      [(_col_name(c, lang), [t.get(c) for t in labeled])
                       for c in figures.FUNNEL])
