@@ -228,12 +228,13 @@ class Dashboard:
             days, bad = None, str(exc)
 
         def work() -> tuple[Operator | None, T | None]:
-            op = session_operator(self.db, sid) if sid else None
+            op = session_operator(self.db, sid)
             if op is None or days is None or not may(op):
                 return op, None
             return op, load(days)
 
-        op, found = await run_in_threadpool(work)
+        # no cookie: nobody to look up, no trip to a worker thread
+        op, found = await run_in_threadpool(work) if sid else (None, None)
         if op is None:
             return self._to_login(request)
         if days is None:
