@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from hq.reports import dashboard as figures
+from hq.reports.aggregates import COLUMNS
 from hq.reports.dashboard import Days, RangeError, Totals
 from hq.web import svg, words
 from hq.web.operators import (
@@ -535,6 +536,7 @@ def _funnel_section(totals: Totals, lang: str) -> Section:
 
 
 _DAY_COLUMNS: Final = (*figures.FUNNEL, "redeemed", "rejected", "voided", "pickups")
+_DAY_AT: Final = tuple(COLUMNS.index(c) for c in _DAY_COLUMNS)  # where each is in Totals
 
 
 def _col_name(column: str, lang: str) -> str:
@@ -546,7 +548,7 @@ def _totals_table(table_id: str, key_col: str, rows: Sequence[Totals], lang: str
                   link: Callable[[str], str]) -> Table:
     header = (words.t(key_col, lang), *(_col_name(c, lang) for c in _DAY_COLUMNS))
     return Table(table_id, header, tuple(
-        (_linked(t.key, link(t.key)), *(str(t.get(c)) for c in _DAY_COLUMNS)) for t in rows))
+        (_linked(t.key, link(t.key)), *(str(t.values[i]) for i in _DAY_AT)) for t in rows))
 
 
 def _linked(text: str, href: str) -> Cell:
