@@ -212,7 +212,7 @@ class Dashboard:
             return self._page(request, op, words.t("hq.bad_range", lang, why=str(exc)), [],
                               None, status=400)
 
-    async def _load(self, request: Request, load: Callable[[Days], T],
+    async def _load(self, request: Request, load: Callable[[Operator, Days], T],
                     may: Callable[[Operator], bool] = lambda _op: True,
                     ) -> tuple[Operator, Days, T] | Response:
         """The signed-in operator, the range and what ``load`` read for it, or why not.
@@ -232,7 +232,7 @@ class Dashboard:
             op = session_operator(self.db, sid)
             if op is None or days is None or not may(op):
                 return op, None
-            return op, load(days)
+            return op, load(op, days)
 
         # no cookie: nobody to look up, no trip to a worker thread
         op, found = await run_in_threadpool(work) if sid else (None, None)
@@ -333,7 +333,7 @@ class Dashboard:
 
     async def chain(self, request: Request) -> Response:
         """The chain's funnel, its days and every store's figures."""
-        def load(days: Days) -> tuple[list[Totals], list[Totals]]:
+        def load(_op: Operator, days: Days) -> tuple[list[Totals], list[Totals]]:
             # a long range reads (and shows) months
             per_period = (figures.by_month if len(days) > MAX_DAY_ROWS else figures.by_day)
             return per_period(self.db, days), figures.by_store(self.db, days)
@@ -359,7 +359,7 @@ class Dashboard:
         """One store's funnel and its days (a long range: its months, each a link to its days)."""
         store = str(request.path_params["store"])
 
-        def load(days: Days) -> list[Totals]:
+        def load(_op: Operator, days: Days) -> list[Totals]:
             per_period = (figures.by_month if len(days) > MAX_DAY_ROWS else figures.by_day)
             return per_period(self.db, days, store)
 
@@ -422,14 +422,16 @@ class Dashboard:
 
     async def campaigns(self, request: Request) -> Response:
         """Redemptions by campaign and channel, top and bottom stores, rejection reasons."""
-        guard = await self._guard(request)
+        lang = self._lang(request)
+
+        def load(op: Operator, days: Days) -> tuple[list[Section], list[Totals]]:
+            return (self._breakdowns(days, op.scope, lang),
+                    figures.by_store(self.db, days, op.scope))
+
+        guard = await self._load(request, load)
         if isinstance(guard, Response):
             return guard
-        op, days = guard
-        lang = self._lang(request)
-        store = op.scope
-        sections = await run_in_threadpool(self._breakdowns, days, store, lang)
-        per_store = await run_in_threadpool(figures.by_store, self.db, days, store)
+        op, days, (sections, per_store) = guard
         ranked = sorted(per_store, key=lambda t: (-t.get("redeemed"), t.key))
         q = _range_query(days)
         for table_id, title, rows in (("top", "hq.sec.top", ranked[:TOP_N]),
@@ -442,13 +444,12 @@ class Dashboard:
 
     async def pickups(self, request: Request) -> Response:
         """Pickup orders per store: collected on time, late, not collected; online share."""
-        guard = await self._guard(request)
+        guard = await self._load(request, lambda op, days: figures.pickups(self.db, days,
+                                                                             op.scope))
         if isinstance(guard, Response):
             return guard
-        op, days = guard
+        op, days, rows = guard
         lang = self._lang(request)
-        store = op.scope
-        rows = await run_in_threadpool(figures.pickups, self.db, days, store)
         table = Table("pickups", _header(lang, "store", "assigned", "on_time", "late",
                                          "not_collected", "waiting", "cancelled",
                                          "online_share"),
