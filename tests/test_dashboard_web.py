@@ -116,7 +116,8 @@ def test_sign_in_refusals(site: tuple[WebHq, Seeded]) -> None:
 def test_chain_funnel_equals_the_facts_and_tables_equal_their_csv(
         site: tuple[WebHq, Seeded]) -> None:
     """GIVEN the seeded loop and a signed-in admin
-    WHEN the chain, a store, a day, campaigns, pickups and boxes pages are read
+    WHEN the chain, a store (a month and half a year), a day, campaigns, pickups and boxes
+    pages are read
     THEN the chain's and the store's funnel equal the facts, and every table on every
     page equals its CSV download cell for cell."""
     web, seeded = site
@@ -141,7 +142,14 @@ def test_chain_funnel_equals_the_facts_and_tables_equal_their_csv(
         "2026-03"]  # a long range goes by month
     assert funnel_counts(long_tables["t-funnel"]) == list(
         seeded.funnel(dt.date(2026, 1, 1), dt.date(2026, 6, 30)).values())
-    pages = [chain, store, one, half_year] + [client.get(p, params=RANGE) for p in
+    store_half = client.get("/hq/stores/S2", params={"from": "2026-01-01", "to": "2026-06-30"})
+    store_tables = html_tables(store_half.text)
+    assert "t-days" not in store_tables and [r[0] for r in store_tables["t-months"][1:]] == [
+        "2026-03"]  # a store's long range goes by month too, each month a link to its days
+    assert 'href="/hq/stores/S2?from=2026-03-01&amp;to=2026-03-31"' in store_half.text
+    assert funnel_counts(store_tables["t-funnel"]) == list(
+        seeded.funnel(dt.date(2026, 1, 1), dt.date(2026, 6, 30), "S2").values())
+    pages = [chain, store, one, half_year, store_half] + [client.get(p, params=RANGE) for p in
                                               ("/hq/campaigns", "/hq/pickups", "/hq/boxes")]
     checked = 0
     for page in pages:

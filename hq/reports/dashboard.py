@@ -131,7 +131,8 @@ def _where(days: Days, store: str | None) -> tuple[str, tuple[object, ...]]:
 
 
 def _totals(key: object, row: tuple[object, ...]) -> Totals:
-    return Totals(str(key), tuple(int(str(v or 0)) for v in row))
+    # SQLite sums to int, PostgreSQL to Decimal (or NULL over no rows)
+    return Totals(str(key), tuple(v if type(v) is int else int(str(v or 0)) for v in row))
 
 
 def by_day(db: Database, days: Days, store: str | None = None) -> list[Totals]:
