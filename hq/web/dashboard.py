@@ -468,14 +468,15 @@ class Dashboard:
 
     async def workshops(self, request: Request) -> Response:
         """Workshop sessions starting in the range: sign-ups, check-ins, no-shows."""
-        guard = await self._guard(request)
+        def load(op: Operator, days: Days) -> list[workshop_figures.SessionFigures]:
+            since, until = days.epoch()
+            return workshop_figures.build(self.db, since, until=until, store=op.scope)
+
+        guard = await self._load(request, load)
         if isinstance(guard, Response):
             return guard
-        op, days = guard
+        op, days, rows = guard
         lang = self._lang(request)
-        since, until = days.epoch()
-        rows = await run_in_threadpool(workshop_figures.build, self.db, since, None, until,
-                                       op.scope)
         sessions = Table("workshops", _header(
             lang, "store", "session", "title", "starts", "capacity", "tickets", "seats",
             "waitlist", "cancelled", "checked_in", "people_in", "no_shows"),
