@@ -53,27 +53,34 @@ def build(db: Database, since: float = 0.0, now: float | None = None,
     ``store`` narrows it to one store (a manager's scope).
     """
     now = time.time() if now is None else now
-    where, params = "starts >= ?", list[object]([since])
+    # The sessions chosen, and (joined on them) only their sign-ups: a store's or a range's
+    # page reads its own tickets, not the chain's.
+    where, params = "w.starts >= ?", list[object]([since])
     if until is not None:
-        where, params = where + " AND starts < ?", [*params, until]
+        where, params = where + " AND w.starts < ?", [*params, until]
     if store is not None:
-        where, params = where + " AND store = ?", [*params, store]
+        where, params = where + " AND w.store = ?", [*params, store]
     sessions = db.query(
-        "SELECT session_id, store, title, starts, ends, capacity FROM web_workshop"
+        "SELECT session_id, store, title, starts, ends, capacity FROM web_workshop w"
         f" WHERE {where} ORDER BY store, starts, session_id", tuple(params))
     counts: dict[tuple[str, str], tuple[int, int]] = {
         (str(r[0]), str(r[1])): (int(r[2]), int(r[3])) for r in db.query(
-            "SELECT session_id, status, COUNT(*), COALESCE(SUM(party), 0) FROM web_ticket"
-            " GROUP BY session_id, status")}
+            "SELECT t.session_id, t.status, COUNT(*), COALESCE(SUM(t.party), 0)"
+            " FROM web_ticket t JOIN web_workshop w ON w.session_id = t.session_id"
+            f" WHERE {where} GROUP BY t.session_id, t.status", tuple(params))}
     # Net check-ins per ticket: accepted decisions minus voids (a void gives the seat back).
     net: dict[str, int] = {}
+    in_store, store_param = ("", ()) if store is None else (" AND store = ?", (store,))
     for code_id, kind, n in db.query(
             "SELECT code_id, type, COUNT(*) FROM hq_event WHERE code_id LIKE ? AND"
             " ((type='decision' AND accepted=1 AND kind='ticket') OR type='void')"
-            " GROUP BY code_id, type", ("W:%",)):  # a parameter: psycopg reads % in SQL
+            f"{in_store} GROUP BY code_id, type",
+            ("W:%", *store_param)):  # a parameter: psycopg reads % in SQL
         net[str(code_id)[2:]] = net.get(str(code_id)[2:], 0) + (int(n) if kind == "decision"
                                                                   else -int(n))
-    held = db.query("SELECT session_id, ticket_id, party FROM web_ticket WHERE status='ticket'")
+    held = db.query("SELECT t.session_id, t.ticket_id, t.party FROM web_ticket t"
+                    " JOIN web_workshop w ON w.session_id = t.session_id"
+                    f" WHERE t.status='ticket' AND {where}", tuple(params))
     came: dict[str, tuple[int, int]] = {}
     for session_id, ticket_id, party in held:
         t, p = came.get(str(session_id), (0, 0))
