@@ -43,6 +43,7 @@ from __future__ import annotations
 import importlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -336,6 +337,25 @@ def default_url(home: Path) -> str:
     return f"sqlite:///{home / 'hq.sqlite'}"
 
 
+def _set_wal(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """Put the database in WAL mode, waiting out other processes doing the same.
+
+    Changing the journal mode needs the exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when two connections that both read the
+    header race for it (processes opening a fresh database together: about one start in
+    ten with eight of them). So retry, briefly, up to ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Database:
     """One connection, used by one thread at a time (a lock makes that so)."""
 
@@ -354,8 +374,8 @@ class Database:
             try:
                 self._conn = sqlite3.connect(self.url.target, isolation_level=None,
                                              check_same_thread=False, timeout=30)
+                _set_wal(self._conn)
                 # PUBACK follows COMMIT, so COMMIT must reach the disk: synchronous=FULL.
-                self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise DbError(f"{self.url.target}: {exc}") from None
