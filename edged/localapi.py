@@ -134,7 +134,10 @@ class Client:
         try:
             reader, self._writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(str(self.path), limit=MAX_LINE + 1), self.timeout)
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError:  # its str() is empty: say what happened
+            raise DaemonUnavailable(f"daemon not reachable at {self.path}: no connection "
+                                    f"within {self.timeout:g} s (timeout)") from None
+        except OSError as exc:
             raise DaemonUnavailable(f"daemon not reachable at {self.path}: {exc}") from None
         self._reader_task = asyncio.create_task(self._read(reader), name="localapi-reader")
 

@@ -215,6 +215,21 @@ async def test_client_unavailable_when_no_daemon(tmp_path: Path) -> None:
         await Client(tmp_path / "none.sock", timeout=2).connect()
 
 
+async def test_a_connect_that_times_out_says_so(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a connect that never completes (seen on a loaded CI machine with a 0.3 s
+    timeout) WHEN the client gives up THEN DaemonUnavailable says it timed out: an asyncio
+    timeout's own text is empty, and the message used to end in ': '."""
+    from edged.localapi import DaemonUnavailable
+
+    async def hangs(*_a: object, **_k: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(asyncio, "open_unix_connection", hangs)
+    with pytest.raises(DaemonUnavailable, match=r"within 0\.2 s \(timeout\)$"):
+        await Client(tmp_path / "edge.sock", timeout=0.2).connect()
+
+
 async def test_pickups_say_which_waiting_orders_are_late(home: Path) -> None:
     """GIVEN a waiting order whose window ended an hour ago, and the demo's current orders
     WHEN the pickups are listed THEN only the overdue waiting order is late (the UI shows
