@@ -312,3 +312,29 @@ def test_csv_cells_are_never_formulas() -> None:
 
     t = Table("x", ("a", "b"), (("=HYPERLINK(1)", "-"), ("@x", ("-5", "/hq")), ("+1", "-cmd")))
     assert t.csv().splitlines() == ["a,b", "'=HYPERLINK(1),-", "'@x,-5", "'+1,'-cmd"]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Asia/Kathmandu",
+                                  "Australia/Eucla", "Pacific/Chatham", "Europe/London"])
+def test_the_remembered_day_of_a_time_is_the_local_day(zone: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN zones with offsets of whole, half and three-quarter hours and summer time
+    WHEN ingest places times on their local day (remembering a quarter hour's day) THEN
+    every day is localtime's, around midnights and clock changes too, and after the zone
+    changes (the zone is part of what is remembered)."""
+    import random
+
+    from hq.reports import aggregates
+
+    rng = random.Random(zone)
+    for tz in (zone, "UTC"):
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+        for _ in range(20_000):
+            at = rng.uniform(946_684_800, 4_102_444_800)
+            # half of them within a minute of a quarter hour, where a day may turn
+            at = at if rng.random() < 0.5 else round(at / 900) * 900 + rng.uniform(-60, 60)
+            t = time.localtime(at)
+            assert aggregates.day_of(at) == t.tm_year * 10000 + t.tm_mon * 100 + t.tm_mday
+    monkeypatch.undo()
+    time.tzset()

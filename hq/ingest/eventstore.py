@@ -157,10 +157,14 @@ class EventStore:
             hq.db.DbError: the database failed (nothing of the group is stored).
         """
         kept: list[tuple[str, RejectReason]] = []
+        tally = aggregates.Tally()
         with self.db.tx() as cur:
-            self._group.cur, self._group.kept = cur, kept
+            self._group.cur, self._group.kept, self._group.tally = cur, kept, tally
             try:
                 yield
+                # The dashboard's figures of every message in the group: a few upserts
+                # per group, not per message, in the same transaction.
+                tally.write(cur)
             except BaseException:
                 # Rolled back: the payloads these rejects kept are not kept after all, so
                 # the same rejects handled again keep theirs.
@@ -168,7 +172,7 @@ class EventStore:
                     self._raw_kept.forget(key)
                 raise
             finally:
-                self._group.cur = self._group.kept = None
+                self._group.cur = self._group.kept = self._group.tally = None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Cursor]:
@@ -338,7 +342,7 @@ class EventStore:
                     " body, received_at, kind, code_id, campaign_id, accepted, reason)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 # the dashboard's figures commit with the events they count
-                aggregates.count_events(cur, store, fresh)
+                aggregates.count_events(cur, store, fresh, getattr(self._group, "tally", None))
             cur.execute("UPDATE hq_device SET max_seq=? WHERE device=?", (max_seq, device))
             told: dict[str, dict[tuple[str, str], RemoteUse]] = {}
             for change in changes:

@@ -60,8 +60,31 @@ def shard(store: str) -> int:
     return ord(store[-1]) % SHARDS if store else 0
 
 
+# Since 2000 every zone's UTC offset is a whole number of quarter hours, so a local day
+# starts on a quarter hour of UTC: within one quarter the day cannot change. Ingest places
+# every event it stores; this remembers a quarter's day instead of asking localtime().
+_QUARTER: Final = 900
+_CACHED_FROM: Final = 946_684_800  # 2000-01-01 UTC
+_CACHED_UNTIL: Final = 4_102_444_800  # 2100-01-01 UTC
+_CACHE_MAX: Final = 100_000
+_days: dict[tuple[int, int, int, tuple[str, str]], int] = {}
+
+
 def day_of(at: float) -> int:
     """The local calendar day of ``at`` as ``YYYYMMDD`` (:data:`UNKNOWN_DAY` if unplaceable)."""
+    if _CACHED_FROM <= at < _CACHED_UNTIL:
+        # the zone is part of the key: time.tzset() (a test, a changed TZ) changes it
+        key = (int(at) // _QUARTER, time.timezone, time.altzone, time.tzname)
+        day = _days.get(key)
+        if day is None:
+            if len(_days) >= _CACHE_MAX:
+                _days.clear()
+            day = _days[key] = _local_day(key[0] * _QUARTER)
+        return day
+    return _local_day(at)
+
+
+def _local_day(at: float) -> int:
     try:
         t = time.localtime(at)
     except (OverflowError, OSError, ValueError):
@@ -71,8 +94,8 @@ def day_of(at: float) -> int:
     return t.tm_year * 10000 + t.tm_mon * 100 + t.tm_mday
 
 
-class _Tally:
-    """Deltas gathered over many facts, written in a few statements."""
+class Tally:
+    """Deltas gathered over many facts, written in a few statements (:meth:`write`)."""
 
     def __init__(self) -> None:
         self.days: dict[tuple[str, int], list[int]] = {}
@@ -81,14 +104,17 @@ class _Tally:
         self.redemptions: dict[str, list[tuple[str, int]]] = {}
 
     def add(self, store: str, day: int, column: str, n: int = 1) -> None:
+        """Count ``n`` into ``column`` of ``store``'s ``day``."""
         row = self.days.setdefault((store, day), [0] * len(COLUMNS))
         row[_INDEX[column]] += n
 
     def detail(self, store: str, day: int, metric: str, dim: str) -> None:
+        """Count one into ``metric``'s ``dim`` (a campaign, channel or reason) that day."""
         key = (store, day, metric, dim[:64])
         self.details[key] = self.details.get(key, 0) + 1
 
     def write(self, cur: Cursor) -> None:
+        """Add the deltas to the aggregates, in ``cur``'s transaction, and start afresh."""
         # Customers first, in sorted order (as every row below): two transactions never
         # take the same rows in opposite orders, so PostgreSQL has no deadlock to break.
         for customer, visits in sorted(self.redemptions.items()):
@@ -115,6 +141,7 @@ class _Tally:
                                             sorted(chain.items())])
         if self.details:
             cur.executemany(_UPSERT_DETAIL, [(*k, n) for k, n in sorted(self.details.items())])
+        self.days, self.details = {}, {}
 
 
 def _add(total: list[int], row: list[int]) -> None:
@@ -122,27 +149,32 @@ def _add(total: list[int], row: list[int]) -> None:
         total[i] += n
 
 
-def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]]) -> None:
+def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]],
+                 tally: Tally | None = None) -> None:
     """Count newly stored events of ``store`` (wire form: ``type``, ``at``, ``body``).
 
-    Call it in the transaction that inserts them, with only the events inserted now.
+    Call it in the transaction that inserts them, with only the events inserted now. With
+    a ``tally`` the counts go there, for its owner to write before that transaction
+    commits (a group commit writes its messages' figures once); else they are written now.
     """
     events = list(events)
     customers = _customers(cur, events)
-    tally = _Tally()
+    own = tally is None
+    tally = Tally() if tally is None else tally
     for e in events:
         _count(customers, tally, store, e)
-    tally.write(cur)
+    if own:
+        tally.write(cur)
 
 
 def _coupon_id(e: Mapping[str, Any]) -> str | None:
     """The coupon id of an accepted coupon redemption, else None."""
     body = e.get("body")
-    if e.get("type") != EventType.DECISION or not isinstance(body, Mapping) or \
+    if e.get("type") != EventType.DECISION or not isinstance(body, dict) or \
             body.get("accepted") is not True or body.get("kind") != "coupon":
         return None
     facts = body.get("facts")
-    coupon_id = facts.get("coupon_id") if isinstance(facts, Mapping) else None
+    coupon_id = facts.get("coupon_id") if isinstance(facts, dict) else None
     return coupon_id if isinstance(coupon_id, str) else None
 
 
@@ -158,12 +190,12 @@ def _customers(cur: Cursor, events: list[Mapping[str, Any]]) -> dict[str, str]:
     return found
 
 
-def _count(customers: Mapping[str, str], tally: _Tally, store: str,
+def _count(customers: Mapping[str, str], tally: Tally, store: str,
            e: Mapping[str, Any]) -> None:
     kind = e.get("type")
     day = day_of(float(e["at"]))
     body = e.get("body")
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):  # JSON's objects (an ABC check costs more per event)
         return
     if kind == EventType.CARD_ISSUED:
         tally.add(store, day, "printed")
@@ -177,7 +209,7 @@ def _count(customers: Mapping[str, str], tally: _Tally, store: str,
             tally.add(store, day, "pickups")
         elif body.get("kind") == "coupon":
             facts = body.get("facts")
-            facts = facts if isinstance(facts, Mapping) else {}
+            facts = facts if isinstance(facts, dict) else {}
             channel = str(facts.get("channel") or "-")
             tally.add(store, day, "redeemed")
             tally.detail(store, day, "campaign", str(body.get("campaign_id") or "-"))
@@ -192,7 +224,7 @@ def _count(customers: Mapping[str, str], tally: _Tally, store: str,
 
 def count_claim(cur: Cursor, store: str, at: float) -> None:
     """Count a card claimed at ``at`` for ``store``, in the claim's transaction."""
-    tally = _Tally()
+    tally = Tally()
     tally.add(store, day_of(at), "claimed")
     tally.write(cur)
 
@@ -218,14 +250,14 @@ def rebuild(db: Database) -> int:
             events = [(str(store), {"type": kind, "at": at, "body": json.loads(body)})
                       for _id, store, kind, at, body in rows]
             customers = _customers(cur, [e for _s, e in events])
-            tally = _Tally()
+            tally = Tally()
             for store, e in events:
                 _count(customers, tally, store, e)
             tally.write(cur)
             counted += len(rows)
             last = int(rows[-1][0])
         cur.execute("SELECT store, claimed_at FROM web_card_claim")
-        tally = _Tally()
+        tally = Tally()
         for store, at in cur.fetchall():
             tally.add(str(store), day_of(float(at)), "claimed")
         tally.write(cur)
