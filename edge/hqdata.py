@@ -200,15 +200,26 @@ def json_object(raw: bytes, what: str, limit: int = wire.MAX_HQ_MESSAGE) -> dict
         ContractError: not JSON, nested too deep, or not an object; the message names
             ``what``.
     """
+    return json_object_checked(raw, what, limit)[0]
+
+
+def json_object_checked(raw: bytes, what: str, limit: int = wire.MAX_HQ_MESSAGE
+                        ) -> tuple[dict[str, Any], bool]:
+    """:func:`json_object`, and whether it was strict JSON (``edge.wire.loads_checked``).
+
+    Raises:
+        TooLargeError: over ``limit`` bytes (nothing was parsed).
+        ContractError: not JSON, nested too deep, or not an object.
+    """
     try:
-        obj = wire.loads(raw, what, limit)
+        obj, strict = wire.loads_checked(raw, what, limit)
     except wire.WireError as exc:
         if exc.reason is wire.Bound.TOO_LARGE:
             raise TooLargeError(str(exc)) from None
         raise ContractError(str(exc)) from None
     if not isinstance(obj, dict):
         raise ContractError(f"{what} must be a JSON object")
-    return obj
+    return obj, strict
 
 
 # -- data down: bodies of DataKind.ORDERS and DataKind.REMOTE_USES envelopes ----------------

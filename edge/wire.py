@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import zlib
 from typing import Any, Final
+
+import orjson
 
 # HQ -> box: one signed envelope (config, orders, remote uses). A config with 10,000
 # revoked codes is ~0.7 MB; a catch-up envelope of 500 orders ~0.2 MB.
@@ -98,20 +101,77 @@ def loads(raw: bytes | str, what: str, limit: int = MAX_HQ_MESSAGE,
     Raises:
         WireError: ``too_large``, ``not_json`` (invalid UTF-8 or JSON), ``too_deep``.
     """
+    return loads_checked(raw, what, limit, max_depth)[0]
+
+
+def loads_checked(raw: bytes | str, what: str, limit: int = MAX_HQ_MESSAGE,
+                  max_depth: int = MAX_DEPTH) -> tuple[Any, bool]:
+    """:func:`loads`, and whether the text was strict JSON.
+
+    Strict: RFC 8259, no NaN, no infinity, no lone surrogate (orjson took it), so that
+    ``orjson.dumps`` writes the same values back.
+
+    Raises:
+        WireError: ``too_large``, ``not_json`` (invalid UTF-8 or JSON), ``too_deep``.
+    """
     check_size(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"),
                limit, what)
     try:
-        obj = json.loads(raw)
+        # orjson (Rust) parses a valid message three to four times faster than json (HQ
+        # parses every batch of every box). What it refuses (NaN, lone surrogates, UTF-16,
+        # depth past 1024) json.loads then judges as before; the one difference: an
+        # integer past 64 bits comes out as a float.
+        obj, strict = orjson.loads(raw), True
+    except orjson.JSONDecodeError:
+        obj, strict = _stdlib_loads(raw, what, max_depth), False
+    # Fewer openers than the bound cannot nest past it: small messages skip the walk.
+    openers = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else (
+        raw.count("[") + raw.count("{"))
+    if openers > max_depth:
+        shallow = _text_within(raw, max_depth) if isinstance(raw, bytes) else None
+        if shallow is None:
+            shallow = _depth_within(obj, max_depth)
+        if not shallow:
+            raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}")
+    return obj, strict
+
+
+def _stdlib_loads(raw: bytes | str, what: str, max_depth: int) -> Any:
+    try:
+        return json.loads(raw)
     except RecursionError:  # deeper than the interpreter's recursion limit
         raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise WireError(Bound.NOT_JSON, f"{what} is not JSON: {exc}") from None
-    # Fewer openers than the bound cannot nest past it: small messages skip the walk.
-    openers = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else (
-        raw.count("[") + raw.count("{"))
-    if openers > max_depth and not _depth_within(obj, max_depth):
-        raise WireError(Bound.TOO_DEEP, f"{what} is nested deeper than {max_depth}")
-    return obj
+
+
+# What _text_within keeps of a JSON text: its brackets and quotes.
+_NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'[]{}"')
+_ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
+_STRING: Final = re.compile(rb'"[^"]*"')
+
+
+def _text_within(raw: bytes, max_depth: int) -> bool | None:
+    """True if valid JSON ``raw`` nests at most ``max_depth`` deep; None: cannot tell.
+
+    For None, :func:`_depth_within` walks the parsed object. On the bytes, at C speed, a
+    third of the walk's cost on an event batch: drop the escapes, keep only brackets and
+    quotes, drop the strings (with any brackets in them), then strip empty ``[]`` and ``{}``
+    pairs a pass at a time. A pass takes off at least one level and at most two, so ``p``
+    passes mean a depth of at most ``2p``.
+    """
+    if b"\\" in raw:  # an escaped quote would end a string early
+        raw = _ESCAPE.sub(b"", raw)
+    text = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in text:  # strings holding brackets
+        text = _STRING.sub(b"", text)
+    passes = 0
+    while text:
+        passes += 1
+        if 2 * passes > max_depth:
+            return None
+        text = text.replace(b"[]", b"").replace(b"{}", b"")
+    return True
 
 
 def _depth_within(obj: object, max_depth: int) -> bool:

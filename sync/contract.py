@@ -57,6 +57,7 @@ from edge.hqdata import (
     encode_orders,
     encode_remote_uses,
     json_object,
+    json_object_checked,
     open_envelope,
     seal,
 )
@@ -156,6 +157,9 @@ class EventBatch:
     store: str
     device: str
     events: list[dict[str, Any]]
+    # Decoded from strict JSON (no NaN or infinity: edge.wire.loads_checked): HQ may then
+    # write the events' bodies back with orjson.
+    strict: bool = False
 
     def encode(self) -> tuple[bytes, str]:
         """``(payload, content_type)``; compressed when that pays."""
@@ -178,14 +182,14 @@ class EventBatch:
         except wire.WireError as exc:
             raise (TooLargeError if exc.reason is wire.Bound.TOO_LARGE
                    else ContractError)(str(exc)) from None
-        obj = json_object(payload, "event batch", wire.MAX_BATCH_JSON)
+        obj, strict = json_object_checked(payload, "event batch", wire.MAX_BATCH_JSON)
         if obj.get("v") != EVENT_SCHEMA_VERSION:
             raise ContractError(f"event batch version {obj.get('v')!r} is not "
                                 f"{EVENT_SCHEMA_VERSION}")
         events = obj.get("events")
         if not isinstance(events, list) or not all(_is_event(e) for e in events):
             raise ContractError("event batch has no valid 'events' list")
-        return cls(str(obj.get("store")), str(obj.get("device")), events)
+        return cls(str(obj.get("store")), str(obj.get("device")), events, strict)
 
 
 def batch_head(store: str, device: str) -> str:

@@ -285,3 +285,37 @@ def test_an_event_body_is_stored_as_json_dumps_writes_it(hq_db_url: str) -> None
     finally:
         db.close()
     assert stored == json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_a_decoded_body_is_stored_with_its_values_whichever_encoder(hq_db_url: str) -> None:
+    """GIVEN two batches as a box sends them, one strict JSON (non-ASCII, big and tiny
+    floats, nesting) and one with a NaN (not strict JSON: Python's json took it)
+    WHEN HQ decodes and stores them
+    THEN the first body reads back with every value (orjson wrote it), the second is
+    exactly as json.dumps writes it, NaN included (orjson would have written null)."""
+    import math
+
+    from hq.ingest.eventstore import EventStore
+    from hq.issuing.registry import DeviceRegistry
+    from sync.contract import EventBatch
+
+    body = {"accepted": True, "kind": "coupon", "code_id": "C:1", "note": "买一送一 ☕\n\"q\"",
+            "facts": {"price": 12.5, "big": 1e16, "tiny": 5e-324, "n": 2**63,
+                      "list": [1, None, False, {"k": []}]}}
+    strict = EventBatch.decode(*EventBatch("S1", "D1", [event("S1", "D1", 1, body=body)])
+                               .encode())
+    odd = EventBatch.decode(*EventBatch("S1", "D1", [event("S1", "D1", 2, body={
+        **body, "nan": float("nan")})]).encode())
+    assert strict.strict and not odd.strict
+    db = Database(hq_db_url)
+    try:
+        store = EventStore(db, TOPICS, DeviceRegistry())
+        store.ingest_batch("S1", "D1", strict)
+        store.ingest_batch("S1", "D1", odd)
+        first, second = (r[0] for r in db.query("SELECT body FROM hq_event ORDER BY seq"))
+    finally:
+        db.close()
+    assert json.loads(first) == body
+    assert second == json.dumps(odd.events[0]["body"], ensure_ascii=False,
+                                separators=(",", ":"))
+    assert math.isnan(json.loads(second)["nan"])

@@ -7,11 +7,14 @@ the box's topics; the shared decoder's bounds (HQ's ingest: tests/test_hq_limits
 from __future__ import annotations
 
 import json
+import math
 import tracemalloc
 import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge import wire
 from edge.events import EventType
@@ -156,3 +159,48 @@ def test_bounded_json_names_the_bound() -> None:
     with pytest.raises(ContractError, match="nested deeper"):
         EventBatch.decode(json.dumps({"v": 1, "events": [[[[[[[[[[]]]]]]]]]] * 1}).encode()
                           .replace(b"[]", b"[" * 40 + b"]" * 40), None)
+
+
+def _depth(obj: object) -> int:
+    if isinstance(obj, dict):
+        return 1 + max(map(_depth, obj.values()), default=0)
+    if isinstance(obj, list):
+        return 1 + max(map(_depth, obj), default=0)
+    return 0
+
+
+_text = st.text(alphabet=st.sampled_from('ab[]{}"\\\n/u'), max_size=8)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=60)
+
+
+@given(_json_values, st.booleans(), st.integers(1, 12))
+def test_the_depth_bound_read_on_the_bytes_agrees_with_the_walk(
+        value: object, ascii_only: bool, max_depth: int) -> None:
+    """GIVEN any JSON (strings full of brackets, quotes and backslashes, escaped or not)
+    WHEN the depth is checked on its bytes (the fast path for event batches) THEN it never
+    passes a text deeper than the bound, and it agrees with the exact walk when it decides."""
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    within = _depth(value) <= max_depth
+    fast = wire._text_within(raw, max_depth)
+    assert fast is None or fast == within
+    assert wire._depth_within(value, max_depth) == within
+    if fast is None:
+        assert _depth(value) > max_depth / 2  # undecided only past half the bound
+
+
+def test_what_orjson_refuses_is_judged_as_before() -> None:
+    """GIVEN texts the fast parser refuses but Python's json takes (NaN, a lone surrogate,
+    UTF-16) or refuses (deeper than the interpreter's recursion) WHEN loaded THEN the result
+    is what json.loads gives, or the bound it breaks."""
+    assert math.isnan(wire.loads(b'{"a":NaN}', "x")["a"])
+    assert wire.loads(b'{"a":"\\ud800"}', "x") == {"a": "\ud800"}
+    assert wire.loads('{"a":1}'.encode("utf-16"), "x") == {"a": 1}
+    with pytest.raises(wire.WireError) as deep:
+        wire.loads(b"[" * 100_000 + b"]" * 100_000, "x", limit=1 << 20)
+    assert deep.value.reason is wire.Bound.TOO_DEEP
+    with pytest.raises(wire.WireError) as bad:
+        wire.loads(b'{"a":', "x")
+    assert bad.value.reason is wire.Bound.NOT_JSON

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
 from edge.coalesce import Coalescer
 from edge.events import EventType
 from edge.hqdata import encode_workshops
@@ -297,13 +299,17 @@ class EventStore:
         out = Outcome(Handled.EVENTS)
         changes: list[_UseChange] = []
         events = sorted(batch.events, key=lambda e: int(e["seq"]))
+        body_json = _body_orjson if batch.strict else _body_json
         with self._tx() as cur:
             max_seq = self._touch_device(cur, store, device, now)
             # The device row is locked now, so the seqs already stored cannot change under
-            # us: one range query finds the duplicates, one executemany stores the rest.
-            cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
-                        " seq<=?", (device, int(events[0]["seq"]), int(events[-1]["seq"])))
-            stored: dict[int, str] = {int(r[0]): str(r[1]) for r in cur.fetchall()}
+            # us: one range query finds the duplicates, one executemany stores the rest. A
+            # batch wholly past the device's highest seq (the usual one) has none to find.
+            stored: dict[int, str] = {}
+            if int(events[0]["seq"]) <= max_seq:
+                cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
+                            " seq<=?", (device, int(events[0]["seq"]), int(events[-1]["seq"])))
+                stored = {int(r[0]): str(r[1]) for r in cur.fetchall()}
             rows = []
             fresh: list[dict[str, Any]] = []
             for e in events:
@@ -318,7 +324,7 @@ class EventStore:
                     continue
                 stored[seq] = e["id"]
                 out.new += 1
-                rows.append(_row(store, device, e, now))
+                rows.append(_row(store, device, e, now, body_json))
                 fresh.append(e)
                 if seq > max_seq + 1:
                     cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
@@ -610,7 +616,17 @@ def _json_encoder() -> Callable[[Any], str]:
 _body_json: Final = _json_encoder()
 
 
-def _row(store: str, device: str, e: dict[str, Any], now: float) -> tuple[Any, ...]:
+def _body_orjson(body: Any) -> str:
+    """A body of a batch read as strict JSON (no NaN, no infinity), as JSON text.
+
+    orjson writes it in a quarter of the time; the text may differ from ``_body_json``'s
+    in a float's spelling (``1e16`` for ``1e+16``), never in a value.
+    """
+    return orjson.dumps(body).decode()
+
+
+def _row(store: str, device: str, e: dict[str, Any], now: float,
+         body_json: Callable[[Any], str] = _body_json) -> tuple[Any, ...]:
     """An ``hq_event`` row, with the decision fields lifted into columns."""
     body = e["body"]
     get = body.get
@@ -618,7 +634,7 @@ def _row(store: str, device: str, e: dict[str, Any], now: float) -> tuple[Any, .
     campaign_id, reason = get("campaign_id"), get("reason")
     # Inline None-or-str (``_text``): this runs for every event HQ stores.
     return (device, store, int(e["seq"]), e["id"], e["type"], float(e["at"]),
-            1 if e.get("clock_trusted") else 0, _body_json(body), now,
+            1 if e.get("clock_trusted") else 0, body_json(body), now,
             None if kind is None else str(kind), None if code_id is None else str(code_id),
             None if campaign_id is None else str(campaign_id),
             None if accepted is None else int(bool(accepted)),
