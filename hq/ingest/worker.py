@@ -68,12 +68,12 @@ DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
 # A group commit takes at most this many messages, or this long (it holds the write lock
 # and acknowledges nothing before its commit).
-GROUP_MAX_MESSAGES = 10
+GROUP_MAX_MESSAGES = 20
 GROUP_MAX_S = 0.05
 # MQTT 5 Receive Maximum in CONNECT: the broker sends at most this many messages before
 # their PUBACKs (else its own default: mosquitto's max_inflight_messages, 20), enough for
 # the next groups to arrive while one commits.
-RECEIVE_MAXIMUM = 4 * GROUP_MAX_MESSAGES
+RECEIVE_MAXIMUM = 2 * GROUP_MAX_MESSAGES
 QUEUE_MAX = RECEIVE_MAXIMUM  # beyond this paho's thread waits (seen with mosquitto 2.0.11)
 
 
