@@ -105,7 +105,9 @@ class Tally:
 
     def add(self, store: str, day: int, column: str, n: int = 1) -> None:
         """Count ``n`` into ``column`` of ``store``'s ``day``."""
-        row = self.days.setdefault((store, day), [0] * len(COLUMNS))
+        row = self.days.get((store, day))
+        if row is None:  # not setdefault: that builds a new list on every call
+            row = self.days[store, day] = [0] * len(COLUMNS)
         row[_INDEX[column]] += n
 
     def detail(self, store: str, day: int, metric: str, dim: str) -> None:
@@ -158,7 +160,10 @@ def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]],
     commits (a group commit writes its messages' figures once); else they are written now.
     """
     events = list(events)
-    customers = _customers(cur, events)
+    # Only accepted coupon decisions can have a web customer: most batches have none.
+    customers = _customers(cur, events) if any(
+        e.get("type") == EventType.DECISION and isinstance(e.get("body"), dict)
+        and e["body"].get("accepted") is True for e in events) else {}
     own = tally is None
     tally = Tally() if tally is None else tally
     for e in events:
