@@ -147,7 +147,6 @@ def _stdlib_loads(raw: bytes | str, what: str, max_depth: int) -> Any:
 
 # What _text_within keeps of a JSON text: its brackets and quotes.
 _NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'[]{}"')
-_ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
 _STRING: Final = re.compile(rb'"[^"]*"')
 
 
@@ -160,8 +159,11 @@ def _text_within(raw: bytes, max_depth: int) -> bool | None:
     pairs a pass at a time. A pass takes off at least one level and at most two, so ``p``
     passes mean a depth of at most ``2p``.
     """
-    if b"\\" in raw:  # an escaped quote would end a string early
-        raw = _ESCAPE.sub(b"", raw)
+    if b"\\" in raw:
+        # An escaped quote would end a string early. Escaped backslashes first, left to
+        # right as the parser pairs them; the other escapes (\n, \u...) lose their
+        # backslash to the translate below and hold no bracket or quote.
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     text = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
     if b'"' in text:  # strings holding brackets
         text = _STRING.sub(b"", text)

@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge import wire
@@ -176,6 +176,7 @@ _json_values = st.recursive(
     max_leaves=60)
 
 
+@settings(max_examples=1000)
 @given(_json_values, st.booleans(), st.integers(1, 12))
 def test_the_depth_bound_read_on_the_bytes_agrees_with_the_walk(
         value: object, ascii_only: bool, max_depth: int) -> None:
