@@ -198,6 +198,21 @@ def test_a_bad_range_is_a_clear_400(site: tuple[WebHq, Seeded]) -> None:
     assert r.status_code == 400 and "ends before it starts" in r.text
 
 
+def test_a_bad_day_is_a_400_and_another_stores_day_a_403_first(
+        site: tuple[WebHq, Seeded]) -> None:
+    """GIVEN an admin and the manager of S1 WHEN they open a store's day that is no date
+    THEN the admin gets 400 saying so; the manager asking S2's gets 403 whatever the day
+    (the store is checked before the day is read), and S1's own bad day 400."""
+    web, _ = site
+    admin = login(web, "boss", ADMIN_PW)
+    r = admin.get("/hq/stores/S1/2026-02-30")
+    assert r.status_code == 400 and "2026-02-30" in r.text
+    manager = login(web, "mgr1", MANAGER_PW)
+    assert manager.get("/hq/stores/S2/2026-02-30").status_code == 403
+    assert manager.get("/hq/stores/S2/2026-03-03").status_code == 403
+    assert manager.get("/hq/stores/S1/2026-02-30").status_code == 400
+
+
 def test_routes_are_documented_once() -> None:
     """GIVEN the dashboard's route table WHEN docs/dashboard.md is read THEN it lists them."""
     doc = (Path(__file__).parents[1] / "docs" / "dashboard.md").read_text(encoding="utf-8")

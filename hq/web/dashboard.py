@@ -202,18 +202,6 @@ class Dashboard:
         default_first, default_last = Days.last_days(DEFAULT_DAYS).iso()
         return Days.parse(first or default_first, last or default_last)
 
-    async def _guard(self, request: Request) -> tuple[Operator, Days] | Response:
-        """The signed-in operator and the range, or the response saying why not."""
-        op = await self._operator(request)
-        if op is None:
-            return self._to_login(request)
-        try:
-            return op, self._days(request)
-        except RangeError as exc:
-            lang = self._lang(request)
-            return self._page(request, op, words.t("hq.bad_range", lang, why=str(exc)), [],
-                              None, status=400)
-
     async def _load(self, request: Request, load: Callable[[Operator, Days], T],
                     may: Callable[[Operator], bool] = lambda _op: True,
                     ) -> tuple[Operator, Days, T] | Response:
@@ -247,17 +235,6 @@ class Dashboard:
         if not may(op):
             return self._forbidden(request, op)
         return op, days, cast(T, found)
-
-    async def _store_guard(self, request: Request) -> tuple[Operator, Days, str] | Response:
-        """As :meth:`_guard`, and the path's store, which the operator may see (else 403)."""
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
-        op, days = guard
-        store = str(request.path_params["store"])
-        if not op.may_see(store):
-            return self._forbidden(request, op)
-        return op, days, store
 
     async def _form(self, request: Request) -> dict[str, str]:
         body = b""
@@ -379,19 +356,28 @@ class Dashboard:
 
     async def day(self, request: Request) -> Response:
         """One store's day: its funnel, campaigns, channels and rejections."""
-        guard = await self._store_guard(request)
-        if isinstance(guard, Response):
-            return guard
-        op, days, store = guard
+        store = str(request.path_params["store"])
         lang = self._lang(request)
         try:
-            one = Days.parse(request.path_params["day"], request.path_params["day"])
+            one: Days | None = Days.parse(request.path_params["day"], request.path_params["day"])
+            bad = ""
         except RangeError as exc:
-            return self._page(request, op, words.t("hq.bad_range", lang, why=str(exc)), [],
-                              None, status=400)
-        per_day = await run_in_threadpool(figures.by_day, self.db, one, store)
-        sections = [_funnel_section(figures.total(per_day), lang),
-                    *await run_in_threadpool(self._breakdowns, one, store, lang)]
+            one, bad = None, str(exc)
+
+        def load(_op: Operator, _days: Days) -> tuple[list[Totals], list[Section]] | None:
+            if one is None:
+                return None
+            return figures.by_day(self.db, one, store), self._breakdowns(one, store, lang)
+
+        guard = await self._load(request, load, lambda op: op.may_see(store))
+        if isinstance(guard, Response):
+            return guard
+        op, days, found = guard
+        if one is None or found is None:
+            return self._page(request, op, words.t("hq.bad_range", lang, why=bad), [], None,
+                              status=400)
+        per_day, breakdowns = found
+        sections = [_funnel_section(figures.total(per_day), lang), *breakdowns]
         # the range the operator came with stays in every link (back to the store, the chain)
         return self._page(request, op, words.t("hq.day_title", lang, store=store,
                                                day=one.iso()[0]), sections, days,
