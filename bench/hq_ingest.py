@@ -1,17 +1,17 @@
 """HQ ingest rate, and end-to-end time from a redemption at store A to a rejection at B.
 
 1. Ingest: N events in batches (as boxes send them) published, by another process, to a
-   loopback mosquitto, ingested by one ``hq.ingest.worker.IngestWorker`` into SQLite (WAL, synchronous=FULL,
-   group commits: the batches waiting share a transaction, each PUBACK after its COMMIT).
-   Floor, measured in the same run: bare ``sqlite3`` inserts of the same rows into the same
-   table, one transaction per batch, same pragmas: what the database alone allows for the
-   batches as boxes send them. Also printed, not the target: a floor that groups batches
-   per transaction as ingest did in that run (its mean batches per commit), the database
-   alone with the same transactions. Every batch is signed by its device's registered key
-   and verified by ingest before it is stored (``docs/security.md``); the verify cost per
-   batch is printed apart.
+   loopback mosquitto, ingested by one ``hq.ingest.worker.IngestWorker`` into SQLite (WAL,
+   synchronous=FULL, group commits: the batches waiting share a transaction, each PUBACK
+   after its COMMIT). Floor, measured in the same run: bare ``sqlite3`` inserts of the same
+   rows into the same table, one transaction per batch, same pragmas: what the database
+   alone allows for the batches as boxes send them. Also printed, not the target: a floor
+   that groups batches per transaction as ingest did in that run (its mean batches per
+   commit), the database alone with the same transactions. Every batch is signed by its
+   device's registered key and verified by ingest before it is stored
+   (``docs/security.md``); the verify cost per batch is printed apart.
 2. End to end: store A's real ``edge.rules.Counter`` accepts a single-use coupon, A's
-   outbox is published (a minimal uplink: ``sync/service.py`` is not on main yet), HQ
+   outbox is published (a minimal uplink, not ``sync/service.py``: HQ's part is timed), HQ
    ingests it and fans out a signed ``remote_uses`` envelope, store B verifies and
    applies it, and B's Counter rejects the coupon. Timed from A's redeem call to B's verdict.
 
