@@ -145,6 +145,9 @@ class EventStore:
         self._raw_kept: Coalescer[tuple[str, RejectReason]] = Coalescer()
         self.timing = timing or DeliveryTiming()
         self._group = threading.local()  # the open group transaction of this thread, if any
+        # Stores whose hq_store row a committed transaction of ours wrote: not written
+        # again (a round trip per message on PostgreSQL). Rows are never deleted.
+        self._stores_known: set[str] = set()
 
     # -- transactions ---------------------------------------------------------------
 
@@ -160,8 +163,10 @@ class EventStore:
         """
         kept: list[tuple[str, RejectReason]] = []
         tally = aggregates.Tally()
+        stores: set[str] = set()
         with self.db.tx() as cur:
             self._group.cur, self._group.kept, self._group.tally = cur, kept, tally
+            self._group.stores = stores
             try:
                 yield
                 # The dashboard's figures of every message in the group: a few upserts
@@ -175,6 +180,8 @@ class EventStore:
                 raise
             finally:
                 self._group.cur = self._group.kept = self._group.tally = None
+                self._group.stores = None
+        self._stores_known |= stores  # committed
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Cursor]:
@@ -183,8 +190,14 @@ class EventStore:
         if cur is not None:
             yield cur
             return
+        stores: set[str] = set()
         with self.db.tx() as cur:
-            yield cur
+            self._group.stores = stores
+            try:
+                yield cur
+            finally:
+                self._group.stores = None
+        self._stores_known |= stores  # committed
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -382,8 +395,12 @@ class EventStore:
                         " ON CONFLICT (device) DO UPDATE SET store=excluded.store"
                         " RETURNING max_seq", (device, store))
         max_seq = int(cur.fetchone()[0])
-        cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
-                    " ON CONFLICT (store) DO NOTHING", (store, now))
+        if store not in self._stores_known:
+            cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
+                        " ON CONFLICT (store) DO NOTHING", (store, now))
+            pending = getattr(self._group, "stores", None)
+            if pending is not None:  # known once its transaction commits
+                pending.add(store)
         return max_seq
 
     # -- coupon uses, conflicts, fan-out ---------------------------------------------
