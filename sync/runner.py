@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import signal
@@ -25,6 +26,11 @@ from sync.service import SyncService, SyncState
 from sync.settings import MqttSettings
 
 EXIT_OK, EXIT_TIMEOUT = 0, 1
+# How long `edge sync` may take to stop (its connection, its ledger threads, asyncio's
+# executor) before it gives up on itself: once, on a loaded CI machine, `edge sync
+# --until-drained --timeout 1` against a closed port was still running 60 s later (not
+# reproduced in 100 runs here, loaded or not); the stacks faulthandler writes then say where.
+STOP_GRACE_S = 10.0
 
 
 def settings_for(cfg: BoxConfig, **overrides: Any) -> MqttSettings:
@@ -72,17 +78,23 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drained.wait()), task]
+    timed_out = False
     try:
         await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        timed_out = (until_drained or until_confirmed) and not drained.is_set() and \
+            not stop.is_set()
+        if timed_out:  # said before stopping, which the watchdog below may cut short
+            print(f"not drained within {timeout} s: {_line(service.state, False)}",
+                  file=sys.stderr, flush=True)
     finally:
+        # Stopping gets STOP_GRACE_S, then faulthandler writes every thread's stack to
+        # stderr and exits 1 (main() disarms it once asyncio.run has returned).
+        faulthandler.dump_traceback_later(STOP_GRACE_S, exit=True)
         for w in waits:
             w.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    if (until_drained or until_confirmed) and not drained.is_set() and not stop.is_set():
-        print(f"not drained within {timeout} s: {_line(service.state, False)}", file=sys.stderr)
-        return EXIT_TIMEOUT
-    return EXIT_OK
+    return EXIT_TIMEOUT if timed_out else EXIT_OK
 
 
 def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
@@ -96,5 +108,8 @@ def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_for(cfg, host=host, port=port, root=root)
-    return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json,
-                                until_confirmed))
+    try:
+        return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json,
+                                    until_confirmed))
+    finally:
+        faulthandler.cancel_dump_traceback_later()

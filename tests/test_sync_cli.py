@@ -66,3 +66,38 @@ def test_edge_sync_times_out_offline_and_rejects_bad_settings(tmp_path: Path) ->
         f.write("colour = 'red'\n")
     bad = _edge(home, "sync")
     assert bad.returncode == 2 and "colour" in bad.stderr
+
+
+_STUCK_STOP = """
+import asyncio, sys, time
+from pathlib import Path
+import sync.runner as runner
+from edge.config import load
+from sync.service import SyncService
+
+async def stuck(self):
+    try:
+        await asyncio.Event().wait()
+    finally:
+        time.sleep(120)  # a stop that never ends, and holds the event loop
+
+SyncService.run = stuck
+runner.STOP_GRACE_S = 1.0
+sys.exit(runner.main(load(Path(sys.argv[1])), None, None, None, True, 0.5,
+                     False, False))
+"""
+
+
+def test_a_sync_that_cannot_stop_still_ends_within_its_grace(tmp_path: Path) -> None:
+    """GIVEN `edge sync --until-drained --timeout 0.5` whose stopping never ends (a stand-in
+    for the hang seen once on a loaded CI machine) WHEN the timeout passes THEN the process
+    says it was not drained, and one grace period later exits 1 with every thread's stack on
+    stderr (where it was stuck), instead of running on."""
+    from provisioning.localbroker import free_port
+    home = _home(tmp_path, f"port = {free_port()}\nbackoff_max_s = 0.2")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", _STUCK_STOP, str(home)], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert "not drained within 0.5 s" in done.stderr
+    assert "Timeout" in done.stderr and "in stuck" in done.stderr
