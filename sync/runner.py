@@ -56,8 +56,11 @@ def _line(state: SyncState, as_json: bool) -> str:
 
 async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool = False,
                    timeout: float | None = None, as_json: bool = False,
-                   until_confirmed: bool = False) -> int:
+                   until_confirmed: bool = False, stop_grace_s: float | None = None) -> int:
     """Run the sync service until a signal, or until drained (or confirmed) / timed out.
+
+    With ``stop_grace_s`` (the command, not a caller in a bigger process) stopping gets that
+    long before faulthandler dumps every thread's stack and exits the process with 1.
 
     Returns ``EXIT_OK`` (stopped, or drained) or ``EXIT_TIMEOUT`` (not drained in time).
     """
@@ -87,9 +90,8 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
             print(f"not drained within {timeout} s: {_line(service.state, False)}",
                   file=sys.stderr, flush=True)
     finally:
-        # Stopping gets STOP_GRACE_S, then faulthandler writes every thread's stack to
-        # stderr and exits 1 (main() disarms it once asyncio.run has returned).
-        faulthandler.dump_traceback_later(STOP_GRACE_S, exit=True)
+        if stop_grace_s is not None:  # main() disarms it once asyncio.run has returned
+            faulthandler.dump_traceback_later(stop_grace_s, exit=True)
         for w in waits:
             w.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -110,6 +112,6 @@ def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
     settings = settings_for(cfg, host=host, port=port, root=root)
     try:
         return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json,
-                                    until_confirmed))
+                                    until_confirmed, STOP_GRACE_S))
     finally:
         faulthandler.cancel_dump_traceback_later()
