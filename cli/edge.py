@@ -267,8 +267,11 @@ def cmd_sync(args: argparse.Namespace, box: Box) -> int:
     from sync import runner  # the sync service is glue around the box, loaded only here
     from sync.settings import SettingsError
     try:
+        # The stop watchdog ends the process: only when this command is the process
+        # (argv from the command line), never for a caller running main([...]) inside its own.
         return runner.main(box.config, args.host, args.port, args.root, args.until_drained,
-                           args.timeout, args.json, args.verbose, args.until_confirmed)
+                           args.timeout, args.json, args.verbose, args.until_confirmed,
+                           runner.STOP_GRACE_S if args.own_process else None)
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -539,6 +542,7 @@ HANDLERS = {"check": cmd_check, "redeem": cmd_redeem, "void": cmd_void, "events"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``edge`` command."""
     args = build_parser().parse_args(argv)
+    args.own_process = argv is None  # the console script or python -m cli.edge
     args.home = args.home or boxmod.default_home()
     try:
         if args.command == "init":

@@ -91,7 +91,7 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
                   file=sys.stderr, flush=True)
     finally:
         if stop_grace_s is not None:  # main() disarms it once asyncio.run has returned
-            faulthandler.dump_traceback_later(stop_grace_s, exit=True)
+            faulthandler.dump_traceback_later(stop_grace_s, exit=True, file=2)  # fd 2
         for w in waits:
             w.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -101,8 +101,11 @@ async def run_sync(cfg: BoxConfig, settings: MqttSettings, until_drained: bool =
 
 def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
          until_drained: bool, timeout: float | None, as_json: bool, verbose: bool,
-         until_confirmed: bool = False) -> int:
+         until_confirmed: bool = False, stop_grace_s: float | None = None) -> int:
     """The ``edge sync`` command body.
+
+    ``stop_grace_s``: when this is the whole process, how long stopping may take before
+    faulthandler dumps every thread's stack and exits it (``STOP_GRACE_S``); None: no limit.
 
     Raises:
         SettingsError: the ``[mqtt]`` table is wrong.
@@ -112,6 +115,6 @@ def main(cfg: BoxConfig, host: str | None, port: int | None, root: str | None,
     settings = settings_for(cfg, host=host, port=port, root=root)
     try:
         return asyncio.run(run_sync(cfg, settings, until_drained, timeout, as_json,
-                                    until_confirmed, STOP_GRACE_S))
+                                    until_confirmed, stop_grace_s))
     finally:
         faulthandler.cancel_dump_traceback_later()

@@ -82,9 +82,8 @@ async def stuck(self):
         time.sleep(120)  # a stop that never ends, and holds the event loop
 
 SyncService.run = stuck
-runner.STOP_GRACE_S = 1.0
 sys.exit(runner.main(load(Path(sys.argv[1])), None, None, None, True, 0.5,
-                     False, False))
+                     False, False, stop_grace_s=1.0))
 """
 
 
