@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 from edge import tokens
@@ -133,12 +134,9 @@ def cmd_issue_coupon(args: argparse.Namespace) -> int:
     coupon = tokens.Coupon(key.key_id, args.id, args.campaign, CHANNELS[args.channel],
                            args.benefit, args.valid_from, args.valid_until, args.max_uses, stores)
     code = sign_token(key, coupon)
-    db = _db(args)
-    try:  # HQ's own record of the limits, before the code leaves HQ (hq.issuing.issued)
-        with db.tx() as cur:
-            record_issued(cur, coupon, time.time())
-    finally:
-        db.close()
+    # HQ's own record of the limits, before the code leaves HQ (hq.issuing.issued)
+    with closing(_db(args)) as db, db.tx() as cur:
+        record_issued(cur, coupon, time.time())
     return _emit_code(code, args)
 
 
@@ -237,11 +235,8 @@ def cmd_push_config(args: argparse.Namespace) -> int:
     if trust is not None and "trust" not in body:
         body["trust"] = trust  # boxes learn the newest trusted set with each config
     key = keystore.signing_key(args.home, Purpose.CONFIG, args.key_id)
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         done = push_config(db, options_from_args(args), key, args.store, body, args.version)
-    finally:
-        db.close()
     print(json.dumps({"store": done.store, "kind": done.kind.value, "version": done.version,
                       "topic": done.topic, "retained": done.retained, "bytes": done.size}))
     return 0
@@ -254,12 +249,9 @@ def cmd_push_orders(args: argparse.Namespace) -> int:
     # HQ signs the pickup code a web customer's page shows, unless the file gives it
     pickup_key = (keystore.signing_key(args.home, Purpose.PICKUP)
                   if any(not link.pickup_code for link in links) else None)
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         done = push_orders(db, options_from_args(args), key, args.store, orders, links,
                            pickup_key)
-    finally:
-        db.close()
     print(json.dumps({"store": done.store, "kind": done.kind.value, "version": done.version,
                       "topic": done.topic, "orders": len(orders), "bytes": done.size}))
     return 0
@@ -335,19 +327,14 @@ def cmd_enrol_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    db = _db(args)
     if args.what == "workshops":
-        try:
+        with closing(_db(args)) as db:
             figures = workshop_report.build(db, args.since or 0.0)
-        finally:
-            db.close()
         print(json.dumps(workshop_report.to_json(figures), ensure_ascii=False, indent=1)
               if args.json else workshop_report.to_text(figures))
         return 0
-    try:
+    with closing(_db(args)) as db:
         reports = hq_report.build(db, args.since or 0.0)
-    finally:
-        db.close()
     if args.json:
         print(json.dumps(hq_report.to_json(reports), ensure_ascii=False, indent=1))
     else:
@@ -376,11 +363,8 @@ def cmd_workshop_add(args: argparse.Namespace) -> int:
         args.id or web_workshops.new_session_id(int(args.starts)), args.store, args.title,
         int(args.starts), int(args.ends), args.capacity, args.party_max, args.note,
         args.early_min * 60, args.late_min * 60)
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         web_workshops.add_session(db, session, Topics(args.root))
-    finally:
-        db.close()
     link = session.link(args.base_url)
     print(f"session {session.session_id} at {session.store}: {link}")
     build_qr(link, border=2).print_ascii(out=sys.stdout, invert=True)
@@ -388,22 +372,16 @@ def cmd_workshop_add(args: argparse.Namespace) -> int:
 
 
 def cmd_workshop_cancel(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         was_open = web_workshops.cancel_session(db, args.id, Topics(args.root))
-    finally:
-        db.close()
     print(f"session {args.id} cancelled: its box refuses every ticket for it"
           if was_open else f"session {args.id} was cancelled already (its state sent again)")
     return 0
 
 
 def cmd_workshop_list(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         found = web_workshops.list_sessions(db, args.store)
-    finally:
-        db.close()
     for s in found:
         start = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.starts))
         print(f"{s.session_id}  {s.store}  {start}  {s.taken}/{s.capacity}  "
@@ -413,16 +391,13 @@ def cmd_workshop_list(args: argparse.Namespace) -> int:
 
 def cmd_store_set(args: argparse.Namespace) -> int:
     hours = parse_hours(args.hours) if args.hours is not None else None
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         old = web_stores.get_store(db, args.id)  # hours and places not given are kept
         web_stores.put_store(db, web_stores.Store(
             args.id, args.name, args.address, args.lat, args.lon, args.join_url,
             hours if args.hours is not None else old.hours if old else None,
             args.pickup_per_slot if args.pickup_per_slot is not None
             else old.pickup_per_slot if old else 0))
-    finally:
-        db.close()
     print(f"store {args.id} saved")
     return 0
 
@@ -430,11 +405,8 @@ def cmd_store_set(args: argparse.Namespace) -> int:
 def cmd_store_import(args: argparse.Namespace) -> int:
     # every record checked before the database opens
     stores = stores_from_body(read_body(args.file), str(args.file))
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         n = import_stores(db, stores)
-    finally:
-        db.close()
     print(json.dumps({"imported": n, "stores": [s.store for s in stores]}))
     return 0
 
@@ -445,12 +417,9 @@ def cmd_orders_assign(args: argparse.Namespace) -> int:
     lines = list(order_intake.read_orders(args.file))
     data_key = keystore.signing_key(args.home, Purpose.DATA, args.key_id)
     pickup_key = keystore.signing_key(args.home, Purpose.PICKUP, args.pickup_key_id)
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         placed = order_placing.place(db, lines, pickup_key, args.max_km * 1000)
         placed = order_placing.push_placed(db, options_from_args(args), data_key, placed)
-    finally:
-        db.close()
     counts: dict[str, int] = {}
     for p in placed:
         print(json.dumps(p.to_json(), ensure_ascii=False))
@@ -464,11 +433,8 @@ def cmd_orders_assign(args: argparse.Namespace) -> int:
 
 
 def cmd_store_list(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         found = web_stores.list_stores(db)
-    finally:
-        db.close()
     if args.json:
         print(json.dumps([s.to_json() for s in found], ensure_ascii=False, indent=1))
         return 0
@@ -481,11 +447,8 @@ def cmd_store_list(args: argparse.Namespace) -> int:
 
 
 def cmd_store_remove(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         gone = web_stores.remove_store(db, args.id)
-    finally:
-        db.close()
     if not gone:
         raise ValueError(f"no store {args.id} in the registry")
     print(f"store {args.id} removed")
@@ -498,11 +461,8 @@ def cmd_campaign_create(args: argparse.Namespace) -> int:
     campaign = web_campaigns.Campaign(
         args.id, kind, args.name or args.id, args.benefit, args.starts, args.ends,
         args.coupon_days, stores, args.claim_store_only, args.per_customer, args.budget)
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         web_campaigns.create_campaign(db, campaign)
-    finally:
-        db.close()
     if kind is web_campaigns.CampaignKind.CARD:
         print(f"campaign {args.id}: the welcome gift of cards printed at "
               f"{args.stores if stores else 'every store'}")
@@ -517,11 +477,8 @@ def cmd_campaign_create(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_list(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         found = web_campaigns.list_campaigns(db)
-    finally:
-        db.close()
     for c in found:
         budget = f"{c.issued}/{c.budget}" if c.budget else f"{c.issued}/-"
         print(f"{c.campaign_id}  {c.kind.value}  {c.name}  issued {budget}")
@@ -538,11 +495,8 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
         password = getpass.getpass(f"password for {args.name}: ")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         add_operator(db, args.name, Role(args.role), args.store, password)
-    finally:
-        db.close()
     where = f" of store {args.store}" if args.store else ""
     print(f"operator {args.name}: {args.role}{where}")
     return 0
@@ -551,11 +505,8 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
 def cmd_dashboard_rebuild(args: argparse.Namespace) -> int:
     from hq.reports.aggregates import rebuild
 
-    db = _db(args)
-    try:
+    with closing(_db(args)) as db:
         counted = rebuild(db)
-    finally:
-        db.close()
     print(f"dashboard aggregates rebuilt from {counted} events")
     return 0
 
