@@ -160,10 +160,7 @@ def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]],
     commits (a group commit writes its messages' figures once); else they are written now.
     """
     events = list(events)
-    # Only accepted coupon decisions can have a web customer: most batches have none.
-    customers = _customers(cur, events) if any(
-        e.get("type") == EventType.DECISION and isinstance(e.get("body"), dict)
-        and e["body"].get("accepted") is True for e in events) else {}
+    customers = _customers(cur, events)  # no query when no coupon was redeemed
     own = tally is None
     tally = Tally() if tally is None else tally
     for e in events:
