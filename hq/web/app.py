@@ -145,6 +145,11 @@ class Web:
         ip = request.client.host if request.client else "-"
         return not limiter.allow("ip:" + ip, "cid:" + cid)
 
+    def _page_limited(self, request: Request, cid: str) -> bool:
+        """A page that shows on GET and claims on POST: the claim limit for a POST."""
+        limiter = self.claim_limits if request.method == "POST" else self.checks
+        return self._limited(request, limiter, cid)
+
     def _too_many(self, request: Request) -> HTMLResponse:
         lang = self._lang(request)
         response = self._problem(request, words.t("error.rate", lang), status=429)
@@ -206,8 +211,7 @@ class Web:
             return self._problem(request, words.t("error.not_found", self._lang(request)),
                                  status=404)
         cid, new = self._who(request)
-        limiter = self.claim_limits if request.method == "POST" else self.checks
-        if self._limited(request, limiter, cid):
+        if self._page_limited(request, cid):
             return self._too_many(request)
         lang = self._lang(request)
         result, expired = await run_in_threadpool(self._check_card, code)
@@ -277,8 +281,7 @@ class Web:
         """A campaign link's page (GET) and its claim (POST)."""
         cid, new = self._who(request)
         lang = self._lang(request)
-        limiter = self.claim_limits if request.method == "POST" else self.checks
-        if self._limited(request, limiter, cid):
+        if self._page_limited(request, cid):
             return self._too_many(request)
         campaign_id = request.path_params["campaign_id"]
         if request.method == "POST":
@@ -393,8 +396,7 @@ class Web:
         """A workshop session's sign-up page (GET) and its sign-up (POST)."""
         cid, new = self._who(request)
         lang = self._lang(request)
-        limiter = self.claim_limits if request.method == "POST" else self.checks
-        if self._limited(request, limiter, cid):
+        if self._page_limited(request, cid):
             return self._too_many(request)
         session = await run_in_threadpool(get_session, self.db, request.path_params["session_id"])
         if session is None:
