@@ -44,7 +44,7 @@ import importlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +307,10 @@ class Cursor(Protocol):
         """Every row."""
         ...
 
+    def another(self) -> Cursor:
+        """A second cursor in the same transaction, holding its own statement's rows."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class DbUrl:
@@ -412,8 +416,13 @@ class Database:
                           f"{SCHEMA_VERSION}: upgrade store-edge")
 
     @contextmanager
-    def tx(self) -> Iterator[Cursor]:
+    def tx(self, pipelined: bool = False) -> Iterator[Cursor]:
         """A write transaction; commits on exit, rolls back on an exception.
+
+        ``pipelined``: on PostgreSQL, statements are sent without waiting for the server
+        (psycopg's pipeline mode) until a row or a row count is read, so the server works
+        while the caller prepares what comes next. A statement's error may then surface
+        at a later statement; the transaction fails either way. No effect on SQLite.
 
         Raises:
             DbError: the database refused a statement or the commit.
@@ -425,7 +434,13 @@ class Database:
                 if self.dialect == "sqlite":
                     # the write lock from the first statement: workers serialise here
                     raw.execute("BEGIN IMMEDIATE")
-                yield cur
+                    yield cur
+                elif pipelined:
+                    with self._conn.pipeline() as pipe:
+                        cur.sync = pipe.sync
+                        yield cur
+                else:
+                    yield cur
             except BaseException as exc:
                 if self.dialect == "sqlite":
                     raw.execute("ROLLBACK")
@@ -460,13 +475,20 @@ class _Translating:
     def __init__(self, raw: Any, translate: Any) -> None:
         self._raw = raw
         self._translate = translate
+        # In pipeline mode: waits for every result sent (a row count is not read by a
+        # fetch, so nothing else would wait for it).
+        self.sync: Callable[[], None] | None = None
 
     @property
     def rowcount(self) -> int:
+        if self.sync is not None:
+            self.sync()
         return int(self._raw.rowcount)
 
     @property
     def has_rows(self) -> bool:
+        if self.sync is not None:
+            self.sync()
         return self._raw.description is not None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -476,7 +498,12 @@ class _Translating:
         return self._raw.executemany(self._translate(sql), rows)
 
     def fetchone(self) -> Any:
-        return self._raw.fetchone()
+        return self._raw.fetchone()  # psycopg waits for the row in pipeline mode
 
     def fetchall(self) -> list[Any]:
         return list(self._raw.fetchall())
+
+    def another(self) -> _Translating:
+        other = _Translating(self._raw.connection.cursor(), self._translate)
+        other.sync = self.sync
+        return other

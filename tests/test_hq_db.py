@@ -54,3 +54,27 @@ def test_many_fresh_sqlite_databases_opened_together_all_open(tmp_path: Path) ->
         for db in opened:
             db.close()
     assert errors == []
+
+
+def test_a_pipelined_transaction_reads_counts_and_deferred_rows(hq_db_url: str) -> None:
+    """In pipeline mode (PostgreSQL) a row count and a row read later still come right."""
+    db = Database(hq_db_url)
+    try:
+        with db.tx(pipelined=True) as cur:
+            cur.executemany("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)",
+                            [(f"S{i}", float(i)) for i in range(5)])
+            later = cur.another()
+            later.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
+                          " RETURNING store", ("S9", 9.0))
+            cur.execute("UPDATE hq_store SET first_seen=first_seen+1 WHERE first_seen<3")
+            assert cur.rowcount == 3
+            cur.execute("SELECT COUNT(*) FROM hq_store")
+            assert cur.fetchone()[0] == 6
+            assert later.fetchone()[0] == "S9"
+        with db.tx(pipelined=True) as cur:
+            cur.execute("DELETE FROM hq_store WHERE store>=?", ("S3",))
+            assert cur.rowcount == 3
+        assert db.query("SELECT store FROM hq_store ORDER BY store") == [("S0",), ("S1",),
+                                                                          ("S2",)]
+    finally:
+        db.close()

@@ -78,16 +78,20 @@ class Versions:
 
 
 def note_events(cur: Cursor, store: str, device: str, max_seq: int, now: float,
-                timing: DeliveryTiming) -> None:
+                timing: DeliveryTiming) -> Callable[[], None]:
     """After a batch of ``device`` (in its transaction): what HQ holds, a confirmation due.
 
     One upsert in the usual case (no gap, nothing asked): this runs for every batch.
+    Returns the rest, which reads the upsert's row and plans a resend request: run it in
+    the same transaction before anything else touches the device's delivery or gaps (in
+    pipeline mode the server stores the batch meanwhile; ``EventStore`` defers it so).
     """
-    cur.execute("INSERT INTO hq_delivery(device, store, held, due) VALUES (?, ?, COALESCE("
-                "(SELECT MIN(seq_from) FROM hq_gap WHERE device=? AND missing>0) - 1, ?), 1)"
-                " ON CONFLICT (device) DO UPDATE SET held=excluded.held, due=1"
-                " RETURNING held, last_seq, ask_from, ask_to", (device, store, device, max_seq))
-    _plan_ask(cur, device, max_seq, now, timing, tuple(cur.fetchone()))
+    mine = cur.another()  # its row is read later: other statements may run on ``cur``
+    mine.execute("INSERT INTO hq_delivery(device, store, held, due) VALUES (?, ?, COALESCE("
+                 "(SELECT MIN(seq_from) FROM hq_gap WHERE device=? AND missing>0) - 1, ?), 1)"
+                 " ON CONFLICT (device) DO UPDATE SET held=excluded.held, due=1"
+                 " RETURNING held, last_seq, ask_from, ask_to", (device, store, device, max_seq))
+    return lambda: _plan_ask(cur, device, max_seq, now, timing, tuple(mine.fetchone()))
 
 
 def note_last_seq(cur: Cursor, store: str, device: str, last_seq: int, max_seq: int,

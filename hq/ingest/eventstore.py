@@ -164,11 +164,14 @@ class EventStore:
         kept: list[tuple[str, RejectReason]] = []
         tally = aggregates.Tally()
         stores: set[str] = set()
-        with self.db.tx() as cur:
+        # Pipelined (PostgreSQL): the server stores one message while this thread checks
+        # the next; what reads a message's results waits in ``later`` until then.
+        with self.db.tx(pipelined=True) as cur:
             self._group.cur, self._group.kept, self._group.tally = cur, kept, tally
-            self._group.stores = stores
+            self._group.stores, self._group.later = stores, []
             try:
                 yield
+                self._run_later()
                 # The dashboard's figures of every message in the group: a few upserts
                 # per group, not per message, in the same transaction.
                 tally.write(cur)
@@ -180,14 +183,28 @@ class EventStore:
                 raise
             finally:
                 self._group.cur = self._group.kept = self._group.tally = None
-                self._group.stores = None
+                self._group.stores = self._group.later = None
         self._stores_known |= stores  # committed
+
+    def _later(self, rest: Callable[[], None]) -> None:
+        """Run ``rest`` (a message's last step): now, or before a group's next statement."""
+        later = getattr(self._group, "later", None)
+        if later is None:
+            rest()
+        else:
+            later.append(rest)
+
+    def _run_later(self) -> None:
+        later = self._group.later
+        while later:
+            later.pop(0)()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Cursor]:
         """The open group's cursor, else a transaction of its own."""
         cur = getattr(self._group, "cur", None)
         if cur is not None:
+            self._run_later()  # the previous message's work ends before this one's begins
             yield cur
             return
         stores: set[str] = set()
@@ -376,7 +393,7 @@ class EventStore:
                                   encode_remote_uses(lines[i:i + CATCH_UP_CHUNK]), now)
                     out.fanout += 1
             # Even a batch of duplicates (a resend) owes the device a confirmation.
-            delivery.note_events(cur, store, device, max_seq, now, self.timing)
+            self._later(delivery.note_events(cur, store, device, max_seq, now, self.timing))
         return out
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
