@@ -136,6 +136,16 @@ def loads_checked(raw: bytes | str, what: str, limit: int = MAX_HQ_MESSAGE,
     return obj, strict
 
 
+def surely_shallow(raw: bytes, max_depth: int = MAX_DEPTH) -> bool:
+    """Whether valid JSON ``raw`` surely nests at most ``max_depth`` deep, on its bytes.
+
+    False: deeper, or no telling without parsing it.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return True
+    return _text_within(raw, max_depth) is True
+
+
 def _stdlib_loads(raw: bytes | str, what: str, max_depth: int) -> Any:
     try:
         return json.loads(raw)

@@ -70,8 +70,8 @@ __all__ = [
     "HqData", "OrderStatus", "OrderUpdate", "Presence", "PresenceState", "RemoteUse",
     "Reported", "ResendRequest", "SignatureError", "TooLargeError", "Topics", "UnsignedError",
     "UntrustedKeyError",
-    "batch_head", "decode_orders", "decode_remote_uses", "encode_batch_text", "encode_orders",
-    "encode_remote_uses", "finish_batch", "open_envelope", "seal",
+    "batch_head", "batch_json", "decode_orders", "decode_remote_uses", "encode_batch_text",
+    "encode_orders", "encode_remote_uses", "finish_batch", "open_envelope", "seal",
 ]
 
 CONTRACT_VERSION: Final = "v1"
@@ -175,14 +175,8 @@ class EventBatch:
             ContractError: bad compression, JSON, version or shape.
         """
         # Bounded (edge.wire): size before anything, zlib to a limit, JSON depth.
-        try:
-            wire.check_size(payload, wire.MAX_BATCH_WIRE, "event batch")
-            if content_type == CONTENT_JSON_ZLIB:
-                payload = wire.inflate(payload, wire.MAX_BATCH_JSON, "event batch")
-        except wire.WireError as exc:
-            raise (TooLargeError if exc.reason is wire.Bound.TOO_LARGE
-                   else ContractError)(str(exc)) from None
-        obj, strict = json_object_checked(payload, "event batch", wire.MAX_BATCH_JSON)
+        obj, strict = json_object_checked(batch_json(payload, content_type), "event batch",
+                                          wire.MAX_BATCH_JSON)
         if obj.get("v") != EVENT_SCHEMA_VERSION:
             raise ContractError(f"event batch version {obj.get('v')!r} is not "
                                 f"{EVENT_SCHEMA_VERSION}")
@@ -190,6 +184,24 @@ class EventBatch:
         if not isinstance(events, list) or not all(_is_event(e) for e in events):
             raise ContractError("event batch has no valid 'events' list")
         return cls(str(obj.get("store")), str(obj.get("device")), events, strict)
+
+
+def batch_json(payload: bytes, content_type: str | None) -> bytes:
+    """A batch's JSON bytes: its size checked, inflated (to a limit) if compressed.
+
+    Raises:
+        TooLargeError: over ``edge.wire``'s batch limits, as sent or inflated.
+        ContractError: bad compression.
+    """
+    try:
+        wire.check_size(payload, wire.MAX_BATCH_WIRE, "event batch")
+        if content_type == CONTENT_JSON_ZLIB:
+            return wire.inflate(payload, wire.MAX_BATCH_JSON, "event batch")
+        wire.check_size(payload, wire.MAX_BATCH_JSON, "event batch")
+        return payload
+    except wire.WireError as exc:
+        raise (TooLargeError if exc.reason is wire.Bound.TOO_LARGE
+               else ContractError)(str(exc)) from None
 
 
 def batch_head(store: str, device: str) -> str:

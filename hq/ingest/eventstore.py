@@ -29,12 +29,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
-
 from edge.coalesce import Coalescer
 from edge.events import EventType
 from edge.hqdata import encode_workshops
 from hq.db import Cursor, Database
+from hq.events import UNSET, Received, ReceivedBatch, from_dicts, read_batch
 from hq.ingest import delivery
 from hq.ingest.delivery import DeliveryTiming
 from hq.issuing.issued import issued
@@ -241,7 +240,7 @@ class EventStore:
             return refused
         if leaf == "events":
             try:
-                batch = EventBatch.decode(payload, content_type)
+                batch = read_batch(payload, content_type)
             except ContractError as exc:
                 return self._reject(topic, store, device, RejectReason.BAD_BATCH, str(exc),
                                     payload)
@@ -253,7 +252,7 @@ class EventStore:
             if mismatch:
                 return self._reject(topic, store, device, RejectReason.TOPIC_MISMATCH, mismatch,
                                     payload)
-            bad = [e["seq"] for e in batch.events if not 1 <= e["seq"] <= MAX_SEQ]
+            bad = [e.seq for e in batch.events if not 1 <= e.seq <= MAX_SEQ]
             if bad:
                 return self._reject(topic, store, device, RejectReason.BAD_SEQ,
                                     f"sequence numbers run from 1 to {MAX_SEQ}, got {bad[:5]}",
@@ -323,38 +322,44 @@ class EventStore:
 
     # -- events --------------------------------------------------------------------
 
-    def ingest_batch(self, store: str, device: str, batch: EventBatch) -> Outcome:
-        """Store a batch's new events; gaps, use counts, conflicts and fan-out with them."""
+    def ingest_batch(self, store: str, device: str, batch: EventBatch | ReceivedBatch
+                     ) -> Outcome:
+        """Store a batch's new events; gaps, use counts, conflicts and fan-out with them.
+
+        The batch as read off the wire (``hq.events.read_batch``), or in the contract's
+        dict form; either is stored as it is, unchecked (``handle`` checks).
+        """
         now = self.clock()
         out = Outcome(Handled.EVENTS)
         changes: list[_UseChange] = []
-        events = sorted(batch.events, key=lambda e: int(e["seq"]))
-        body_json = _body_orjson if batch.strict else _body_json
+        received = (batch.events if isinstance(batch, ReceivedBatch)
+                    else from_dicts(batch.events, batch.strict))
+        events = sorted(received, key=_seq_of)
         with self._tx() as cur:
             max_seq = self._touch_device(cur, store, device, now)
             # The device row is locked now, so the seqs already stored cannot change under
             # us: one range query finds the duplicates, one executemany stores the rest. A
             # batch wholly past the device's highest seq (the usual one) has none to find.
             stored: dict[int, str] = {}
-            if int(events[0]["seq"]) <= max_seq:
+            if events[0].seq <= max_seq:
                 cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
-                            " seq<=?", (device, int(events[0]["seq"]), int(events[-1]["seq"])))
+                            " seq<=?", (device, events[0].seq, events[-1].seq))
                 stored = {int(r[0]): str(r[1]) for r in cur.fetchall()}
             rows = []
-            fresh: list[dict[str, Any]] = []
+            fresh: list[Received] = []
             for e in events:
-                seq = int(e["seq"])
+                seq = e.seq
                 if seq in stored:
                     out.duplicates += 1
-                    if stored[seq] != e["id"]:
+                    if stored[seq] != e.id:
                         self._insert_reject(
                             cur, now, self.topics.events(store, device), store, device,
                             RejectReason.SEQ_REUSED, f"seq {seq} is event {stored[seq]} here, "
-                            f"but {e['id']} in this batch", str(e["id"]).encode())
+                            f"but {e.id} in this batch", e.id.encode())
                     continue
-                stored[seq] = e["id"]
+                stored[seq] = e.id
                 out.new += 1
-                rows.append(_row(store, device, e, now, body_json))
+                rows.append(_row(store, device, e, now))
                 fresh.append(e)
                 if seq > max_seq + 1:
                     cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
@@ -630,96 +635,75 @@ def preview(payload: bytes) -> str:
     return f"<{len(payload)} bytes> {head}"
 
 
-def _json_encoder() -> Callable[[Any], str]:
-    """Compact JSON as ``json.dumps`` writes it, without building an encoder per call.
-
-    The same text as ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``; the
-    encoder json.dumps builds per call was half the Python cost of storing an event.
-    """
-    enc = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-    make = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
-    if make is None:
-        return enc.encode
-    # As json.dumps builds it on each call, less the cycle check (markers None): a body
-    # fresh from json.loads has no cycles.
-    c_encode = make(None, enc.default, json.encoder.encode_basestring, None, ":", ",",
-                    False, False, True)
-    return lambda obj: "".join(c_encode(obj, 0))
-
-
-_body_json: Final = _json_encoder()
-
-
-def _body_orjson(body: Any) -> str:
-    """A body of a batch read as strict JSON (no NaN, no infinity), as JSON text.
-
-    orjson writes it in a quarter of the time; the text may differ from ``_body_json``'s
-    in a float's spelling (``1e16`` for ``1e+16``), never in a value.
-    """
-    return orjson.dumps(body).decode()
-
-
-def _row(store: str, device: str, e: dict[str, Any], now: float,
-         body_json: Callable[[Any], str] = _body_json) -> tuple[Any, ...]:
+def _row(store: str, device: str, e: Received, now: float) -> tuple[Any, ...]:
     """An ``hq_event`` row, with the decision fields lifted into columns."""
-    body = e["body"]
-    get = body.get
-    accepted, kind, code_id = get("accepted"), get("kind"), get("code_id")
-    campaign_id, reason = get("campaign_id"), get("reason")
+    f = e.lifted
+    accepted, kind, code_id, campaign_id, reason = (f.accepted, f.kind, f.code_id,
+                                                    f.campaign_id, f.reason)
     # Inline None-or-str (``_text``): this runs for every event HQ stores.
-    return (device, store, int(e["seq"]), e["id"], e["type"], float(e["at"]),
-            1 if e.get("clock_trusted") else 0, body_json(body), now,
-            None if kind is None else str(kind), None if code_id is None else str(code_id),
+    return (device, store, e.seq, e.id, e.type, float(e.at), 1 if e.clock_trusted else 0,
+            e.body, now, None if kind is None else str(kind),
+            None if code_id is None else str(code_id),
             None if campaign_id is None else str(campaign_id),
             None if accepted is None else int(bool(accepted)),
             None if reason is None else str(reason))
+
+
+def _seq_of(e: Received) -> int:
+    return e.seq
 
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _bad_events(events: list[dict[str, Any]]) -> str:
+def _bad_events(events: list[Received]) -> str:
     """Why these events cannot be stored as they are, or "" if they can."""
     if not events:
         return "the batch holds no events"
     for e in events:
-        at = e["at"]
+        at = e.at
         if isinstance(at, bool) or not math.isfinite(at):
-            return f"event seq {e['seq']}: time {at!r} is not a finite number"
-        if not 0 < len(e["id"]) <= MAX_ID_CHARS or not 0 < len(e["type"]) <= MAX_ID_CHARS:
-            return f"event seq {e['seq']}: id or type empty or over {MAX_ID_CHARS} characters"
+            return f"event seq {e.seq}: time {at!r} is not a finite number"
+        if not 0 < len(e.id) <= MAX_ID_CHARS or not 0 < len(e.type) <= MAX_ID_CHARS:
+            return f"event seq {e.seq}: id or type empty or over {MAX_ID_CHARS} characters"
     return ""
 
 
-def _mismatch(batch: EventBatch, store: str, device: str) -> str:
+def _mismatch(batch: ReceivedBatch, store: str, device: str) -> str:
     if batch.store != store or batch.device != device:
         return (f"batch says store {batch.store!r} device {batch.device!r}, topic says "
                 f"{store!r} {device!r}")
     for e in batch.events:
-        if e.get("store", store) != store or e.get("device", device) != device:
-            return f"event {e['id']} says store {e.get('store')!r} device {e.get('device')!r}"
+        if (e.store is not UNSET and e.store != store) or (
+                e.device is not UNSET and e.device != device):
+            return (f"event {e.id} says store {_said(e.store)!r} device "
+                    f"{_said(e.device)!r}")
     return ""
+
+
+def _said(value: object) -> object:
+    """A field as an event said it, None when it did not (as the dict form's ``get``)."""
+    return None if value is UNSET else value
 
 
 _COUNTED_KINDS: Final = ("coupon", "ticket")
 
 
-def _use_change(e: dict[str, Any]) -> _UseChange | None:
+def _use_change(e: Received) -> _UseChange | None:
     """The use change an event makes, if any: +1 accepted, -1 voided.
 
     Coupons and workshop tickets (a check-in is a ticket's one use: counted and fanned out
     the same way, so the store's other tills refuse a ticket checked in at one of them).
     """
-    body = e["body"]
-    if body.get("kind") not in _COUNTED_KINDS or not isinstance(body.get("code_id"), str):
+    f = e.lifted
+    if f.kind not in _COUNTED_KINDS or not isinstance(f.code_id, str):
         return None
-    if e["type"] == EventType.DECISION and body.get("accepted") is True:
+    if e.type == EventType.DECISION and f.accepted is True:
         delta = 1
-    elif e["type"] == EventType.VOID:
+    elif e.type == EventType.VOID:
         delta = -1
     else:
         return None
     # The coupon's limits are not taken from the event's facts: see hq.issuing.issued.
-    return _UseChange(body["code_id"], _text(body.get("campaign_id")), delta,
-                      float(e["at"]), str(e["id"]))
+    return _UseChange(f.code_id, _text(f.campaign_id), delta, float(e.at), e.id)

@@ -99,6 +99,7 @@ class Counters:
     resend_requests: int = 0  # requests to resend a range HQ lacks
     db_errors: int = 0
     commits: int = 0  # transactions that stored messages (fewer than messages: grouped)
+    last_commit_at: float = 0.0  # time.monotonic() of the latest such commit (0: none yet)
     groups_split: int = 0  # groups rolled back and stored one message at a time
 
 
@@ -285,9 +286,11 @@ class IngestWorker:
                 if outcome is None:
                     return  # stopping with the database still down: redelivered later
                 self.counters.commits += 1
+                self.counters.last_commit_at = time.monotonic()
                 self._done(msg, connection, outcome)
             return
         self.counters.commits += 1
+        self.counters.last_commit_at = time.monotonic()
         for (msg, connection), outcome in zip(group, outcomes, strict=True):
             self._done(msg, connection, outcome)
 

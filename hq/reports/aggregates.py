@@ -23,13 +23,13 @@ breaks ``redeemed`` down by ``campaign`` and ``channel`` and ``rejected`` by ``r
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 from edge.events import EventType
 from hq.db import Cursor, Database
+from hq.events import Lifted, Received, lifted_of
 
 COLUMNS: Final = ("printed", "claimed", "welcome", "came_back", "redeemed", "rejected",
                   "voided", "pickups")
@@ -151,38 +151,40 @@ def _add(total: list[int], row: list[int]) -> None:
         total[i] += n
 
 
-def count_events(cur: Cursor, store: str, events: Iterable[Mapping[str, Any]],
+def count_events(cur: Cursor, store: str, events: Iterable[Received],
                  tally: Tally | None = None) -> None:
-    """Count newly stored events of ``store`` (wire form: ``type``, ``at``, ``body``).
+    """Count newly stored events of ``store``.
 
     Call it in the transaction that inserts them, with only the events inserted now. With
     a ``tally`` the counts go there, for its owner to write before that transaction
     commits (a group commit writes its messages' figures once); else they are written now.
     """
-    events = list(events)
-    customers = _customers(cur, events)  # no query when no coupon was redeemed
+    facts = [(e.type, e.at, e.lifted) for e in events]
+    customers = _customers(cur, facts)  # no query when no coupon was redeemed
     own = tally is None
     tally = Tally() if tally is None else tally
-    for e in events:
-        _count(customers, tally, store, e)
+    for kind, at, lifted in facts:
+        _count(customers, tally, store, kind, at, lifted)
     if own:
         tally.write(cur)
 
 
-def _coupon_id(e: Mapping[str, Any]) -> str | None:
+# What the dashboard counts of an event: its type, its time, its body's lifted fields.
+_Fact = tuple[str, float, Lifted]
+
+
+def _coupon_id(kind: str, body: Lifted) -> str | None:
     """The coupon id of an accepted coupon redemption, else None."""
-    body = e.get("body")
-    if e.get("type") != EventType.DECISION or not isinstance(body, dict) or \
-            body.get("accepted") is not True or body.get("kind") != "coupon":
+    if kind != EventType.DECISION or body.accepted is not True or body.kind != "coupon":
         return None
-    facts = body.get("facts")
+    facts = body.facts
     coupon_id = facts.get("coupon_id") if isinstance(facts, dict) else None
     return coupon_id if isinstance(coupon_id, str) else None
 
 
-def _customers(cur: Cursor, events: list[Mapping[str, Any]]) -> dict[str, str]:
-    """The web customer of each web coupon redeemed in ``events``: one query per 500."""
-    ids = sorted({c for c in map(_coupon_id, events) if c is not None})
+def _customers(cur: Cursor, facts: list[_Fact]) -> dict[str, str]:
+    """The web customer of each web coupon redeemed among ``facts``: one query per 500."""
+    ids = sorted({c for kind, _at, body in facts if (c := _coupon_id(kind, body)) is not None})
     found: dict[str, str] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
@@ -192,34 +194,29 @@ def _customers(cur: Cursor, events: list[Mapping[str, Any]]) -> dict[str, str]:
     return found
 
 
-def _count(customers: Mapping[str, str], tally: Tally, store: str,
-           e: Mapping[str, Any]) -> None:
-    kind = e.get("type")
-    day = day_of(float(e["at"]))
-    body = e.get("body")
-    if not isinstance(body, dict):  # JSON's objects (an ABC check costs more per event)
-        return
+def _count(customers: Mapping[str, str], tally: Tally, store: str, kind: str, at: float,
+           body: Lifted) -> None:
+    day = day_of(float(at))
     if kind == EventType.CARD_ISSUED:
         tally.add(store, day, "printed")
-    elif kind == EventType.VOID and body.get("kind") == "coupon":
+    elif kind == EventType.VOID and body.kind == "coupon":
         tally.add(store, day, "voided")
     elif kind == EventType.DECISION:
-        if body.get("accepted") is not True:
+        if body.accepted is not True:
             tally.add(store, day, "rejected")
-            tally.detail(store, day, "reason", str(body.get("reason") or "-"))
-        elif body.get("kind") == "pickup":
+            tally.detail(store, day, "reason", str(body.reason or "-"))
+        elif body.kind == "pickup":
             tally.add(store, day, "pickups")
-        elif body.get("kind") == "coupon":
-            facts = body.get("facts")
-            facts = facts if isinstance(facts, dict) else {}
+        elif body.kind == "coupon":
+            facts = body.facts if isinstance(body.facts, dict) else {}
             channel = str(facts.get("channel") or "-")
             tally.add(store, day, "redeemed")
-            tally.detail(store, day, "campaign", str(body.get("campaign_id") or "-"))
+            tally.detail(store, day, "campaign", str(body.campaign_id or "-"))
             tally.detail(store, day, "channel", channel)
             if channel == "welcome":
                 tally.add(store, day, "welcome")
             # a coupon not minted for a web customer (edge-hq issue coupon) has none
-            customer = customers.get(_coupon_id(e) or "")
+            customer = customers.get(_coupon_id(kind, body) or "")
             if customer is not None:
                 tally.redemptions.setdefault(customer, []).append((store, day))
 
@@ -249,12 +246,14 @@ def rebuild(db: Database) -> int:
             rows = cur.fetchall()
             if not rows:
                 break
-            events = [(str(store), {"type": kind, "at": at, "body": json.loads(body)})
-                      for _id, store, kind, at, body in rows]
-            customers = _customers(cur, [e for _s, e in events])
+            # a body that is not a JSON object counts nothing (ingest stores none)
+            events = [(str(store), (str(kind), float(at), lifted))
+                      for _id, store, kind, at, body in rows
+                      if (lifted := lifted_of(str(body))) is not None]
+            customers = _customers(cur, [fact for _s, fact in events])
             tally = Tally()
-            for store, e in events:
-                _count(customers, tally, store, e)
+            for store, (kind, at, lifted) in events:
+                _count(customers, tally, store, kind, at, lifted)
             tally.write(cur)
             counted += len(rows)
             last = int(rows[-1][0])
