@@ -23,6 +23,7 @@ import contextlib
 import enum
 import json
 import math
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -334,7 +335,7 @@ class EventStore:
         changes: list[_UseChange] = []
         received = (batch.events if isinstance(batch, ReceivedBatch)
                     else from_dicts(batch.events, batch.strict))
-        events = sorted(received, key=_seq_of)
+        events = sorted(received, key=_SEQ)
         with self._tx() as cur:
             max_seq = self._touch_device(cur, store, device, now)
             # The device row is locked now, so the seqs already stored cannot change under
@@ -649,10 +650,6 @@ def _row(store: str, device: str, e: Received, now: float) -> tuple[Any, ...]:
             None if reason is None else str(reason))
 
 
-def _seq_of(e: Received) -> int:
-    return e.seq
-
-
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -688,6 +685,7 @@ def _said(value: object) -> object:
 
 
 _COUNTED_KINDS: Final = ("coupon", "ticket")
+_SEQ: Final = operator.attrgetter("seq")
 
 
 def _use_change(e: Received) -> _UseChange | None:
