@@ -195,16 +195,21 @@ class EventStore:
             later.append(rest)
 
     def _run_later(self) -> None:
-        later = self._group.later
+        later = getattr(self._group, "later", None)
         while later:
             later.pop(0)()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Cursor]:
-        """The open group's cursor, else a transaction of its own."""
+    def _tx(self, later_first: bool = True) -> Iterator[Cursor]:
+        """The open group's cursor, else a transaction of its own.
+
+        In a group, the previous message's last step runs first, unless ``later_first`` is
+        False: then the caller runs it (``_run_later``) before its statements that need it.
+        """
         cur = getattr(self._group, "cur", None)
         if cur is not None:
-            self._run_later()  # the previous message's work ends before this one's begins
+            if later_first:
+                self._run_later()
             yield cur
             return
         stores: set[str] = set()
@@ -336,8 +341,13 @@ class EventStore:
         received = (batch.events if isinstance(batch, ReceivedBatch)
                     else from_dicts(batch.events, batch.strict))
         events = sorted(received, key=_SEQ)
-        with self._tx() as cur:
-            max_seq = self._touch_device(cur, store, device, now)
+        with self._tx(later_first=False) as cur:
+            # The device row is asked for before the previous message's last step reads
+            # its delivery row: in pipeline mode the server sends both back at once, a
+            # round trip less per message. The device row is not what that step touches.
+            touched = self._send_touch(cur, store, device, now)
+            self._run_later()
+            max_seq = touched()
             # The device row is locked now, so the seqs already stored cannot change under
             # us: one range query finds the duplicates, one executemany stores the rest. A
             # batch wholly past the device's highest seq (the usual one) has none to find.
@@ -409,22 +419,27 @@ class EventStore:
         Returns the device's highest seq stored. One upsert (a round trip counts on
         PostgreSQL: this runs for every message).
         """
+        return self._send_touch(cur, store, device, now, seen)()
+
+    def _send_touch(self, cur: Cursor, store: str, device: str, now: float,
+                    seen: bool = True) -> Callable[[], int]:
+        """:meth:`_touch_device`, its result read when the returned function is called."""
+        mine = cur.another()  # its row is read later: other statements may run on ``cur``
         if seen:
-            cur.execute("INSERT INTO hq_device(device, store, max_seq, last_seen) VALUES"
-                        " (?,?,0,?) ON CONFLICT (device) DO UPDATE SET store=excluded.store,"
-                        " last_seen=excluded.last_seen RETURNING max_seq", (device, store, now))
+            mine.execute("INSERT INTO hq_device(device, store, max_seq, last_seen) VALUES"
+                         " (?,?,0,?) ON CONFLICT (device) DO UPDATE SET store=excluded.store,"
+                         " last_seen=excluded.last_seen RETURNING max_seq", (device, store, now))
         else:  # still the row lock, without claiming the device was heard from now
-            cur.execute("INSERT INTO hq_device(device, store, max_seq) VALUES (?,?,0)"
-                        " ON CONFLICT (device) DO UPDATE SET store=excluded.store"
-                        " RETURNING max_seq", (device, store))
-        max_seq = int(cur.fetchone()[0])
+            mine.execute("INSERT INTO hq_device(device, store, max_seq) VALUES (?,?,0)"
+                         " ON CONFLICT (device) DO UPDATE SET store=excluded.store"
+                         " RETURNING max_seq", (device, store))
         if store not in self._stores_known:
             cur.execute("INSERT INTO hq_store(store, first_seen) VALUES (?, ?)"
                         " ON CONFLICT (store) DO NOTHING", (store, now))
             pending = getattr(self._group, "stores", None)
             if pending is not None:  # known once its transaction commits
                 pending.add(store)
-        return max_seq
+        return lambda: int(mine.fetchone()[0])
 
     # -- coupon uses, conflicts, fan-out ---------------------------------------------
 
