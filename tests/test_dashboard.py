@@ -142,6 +142,27 @@ def test_an_absurd_event_time_is_counted_not_fatal(db: Database) -> None:
         (aggregates.UNKNOWN_DAY, 1)]
 
 
+def test_a_batch_across_local_midnight_counts_on_both_days(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a store in Kathmandu (UTC+5:45) whose box sends one batch of cards printed at
+    23:50 and 00:05 local time WHEN HQ ingests it THEN each counts on its own local day
+    (ingest remembers a quarter hour's day within a batch, not an hour's)."""
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")
+    time.tzset()
+    try:
+        midnight = dt.datetime(2026, 11, 30, 18, 15, tzinfo=dt.UTC).timestamp()  # 00:00 +5:45
+        cards = [{"v": 1, "id": f"e{i}", "seq": i, "type": "card_issued", "at": midnight + off,
+                  "clock_trusted": True, "body": {"serial": i}}
+                 for i, off in enumerate((-600, -60, 300, 600), start=1)]
+        store = EventStore(db, Topics(), DeviceRegistry())
+        assert store.ingest_batch("S7", "D7", EventBatch("S7", "D7", cards)).new == 4
+        assert db.query("SELECT day, printed FROM dash_day WHERE store='S7' ORDER BY day") == [
+            (20261130, 2), (20261201, 2)]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_boxes_trouble_first(db: Database) -> None:
     """GIVEN one healthy box, one offline with a backlog and an untrusted clock, one with a gap
     WHEN the boxes are listed

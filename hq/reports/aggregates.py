@@ -159,32 +159,45 @@ def count_events(cur: Cursor, store: str, events: Iterable[Received],
     a ``tally`` the counts go there, for its owner to write before that transaction
     commits (a group commit writes its messages' figures once); else they are written now.
     """
-    facts = [(e.type, e.at, e.lifted) for e in events]
-    customers = _customers(cur, facts)  # no query when no coupon was redeemed
+    events = list(events)
+    customers = _customers(cur, ((e.type, e.lifted) for e in events))  # none: no query
     own = tally is None
     tally = Tally() if tally is None else tally
-    for kind, at, lifted in facts:
-        _count(customers, tally, store, kind, at, lifted)
+    days: dict[int, int] = {}  # a quarter hour's day (day_of): a batch spans a few
+    for e in events:
+        at = e.at
+        if _CACHED_FROM <= at < _CACHED_UNTIL:
+            day = days.get(quarter := int(at) // _QUARTER)
+            if day is None:
+                day = days[quarter] = day_of(at)
+        else:
+            day = day_of(at)
+        _count(customers, tally, store, e.type, day, e.lifted)
     if own:
         tally.write(cur)
 
 
-# What the dashboard counts of an event: its type, its time, its body's lifted fields.
-_Fact = tuple[str, float, Lifted]
+# Plain strings: an event's type is compared for every event counted.
+_DECISION: Final = EventType.DECISION.value
+_VOID: Final = EventType.VOID.value
+_CARD_ISSUED: Final = EventType.CARD_ISSUED.value
 
 
 def _coupon_id(kind: str, body: Lifted) -> str | None:
     """The coupon id of an accepted coupon redemption, else None."""
-    if kind != EventType.DECISION or body.accepted is not True or body.kind != "coupon":
+    if kind != _DECISION or body.accepted is not True or body.kind != "coupon":
         return None
     facts = body.facts
     coupon_id = facts.get("coupon_id") if isinstance(facts, dict) else None
     return coupon_id if isinstance(coupon_id, str) else None
 
 
-def _customers(cur: Cursor, facts: list[_Fact]) -> dict[str, str]:
-    """The web customer of each web coupon redeemed among ``facts``: one query per 500."""
-    ids = sorted({c for kind, _at, body in facts if (c := _coupon_id(kind, body)) is not None})
+def _customers(cur: Cursor, facts: Iterable[tuple[str, Lifted]]) -> dict[str, str]:
+    """The web customer of each web coupon redeemed: one query per 500.
+
+    ``facts``: each event's type and lifted body fields.
+    """
+    ids = sorted({c for kind, body in facts if (c := _coupon_id(kind, body)) is not None})
     found: dict[str, str] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
@@ -194,14 +207,13 @@ def _customers(cur: Cursor, facts: list[_Fact]) -> dict[str, str]:
     return found
 
 
-def _count(customers: Mapping[str, str], tally: Tally, store: str, kind: str, at: float,
+def _count(customers: Mapping[str, str], tally: Tally, store: str, kind: str, day: int,
            body: Lifted) -> None:
-    day = day_of(float(at))
-    if kind == EventType.CARD_ISSUED:
+    if kind == _CARD_ISSUED:
         tally.add(store, day, "printed")
-    elif kind == EventType.VOID and body.kind == "coupon":
+    elif kind == _VOID and body.kind == "coupon":
         tally.add(store, day, "voided")
-    elif kind == EventType.DECISION:
+    elif kind == _DECISION:
         if body.accepted is not True:
             tally.add(store, day, "rejected")
             tally.detail(store, day, "reason", str(body.reason or "-"))
@@ -247,13 +259,13 @@ def rebuild(db: Database) -> int:
             if not rows:
                 break
             # a body that is not a JSON object counts nothing (ingest stores none)
-            events = [(str(store), (str(kind), float(at), lifted))
+            events = [(str(store), str(kind), float(at), lifted)
                       for _id, store, kind, at, body in rows
                       if (lifted := lifted_of(str(body))) is not None]
-            customers = _customers(cur, [fact for _s, fact in events])
+            customers = _customers(cur, ((kind, lifted) for _s, kind, _at, lifted in events))
             tally = Tally()
-            for store, (kind, at, lifted) in events:
-                _count(customers, tally, store, kind, at, lifted)
+            for store, kind, at, lifted in events:
+                _count(customers, tally, store, kind, day_of(at), lifted)
             tally.write(cur)
             counted += len(rows)
             last = int(rows[-1][0])
