@@ -319,3 +319,60 @@ def test_a_decoded_body_is_stored_with_its_values_whichever_encoder(hq_db_url: s
     assert second == json.dumps(odd.events[0]["body"], ensure_ascii=False,
                                 separators=(",", ":"))
     assert math.isnan(json.loads(second)["nan"])
+
+
+def test_a_body_is_stored_as_the_box_sent_it(hq_db_url: str) -> None:
+    """GIVEN signed batches as a box sends them: one plain (non-ASCII, floats, an integer
+    past 64 bits), one with a NaN in a body
+    WHEN HQ handles them off the wire
+    THEN the first body is stored as the very text the box wrote (read with msgspec, not
+    parsed and written again) and the integer is exact; the second, which only the
+    contract's reader takes, is stored as json.dumps writes it, NaN included."""
+    from hq.ingest.eventstore import EventStore, Handled
+    from hq.issuing.registry import DeviceRegistry
+    from sync.contract import EventBatch, sign_device_message
+
+    key = SigningKey.generate("D1")
+    devices = DeviceRegistry()
+    devices.add("D1", "S1", key.public_key)
+    body = {"accepted": True, "kind": "coupon", "code_id": "C:1", "note": "买一送一 ☕\n\"q\"",
+            "facts": {"price": 12.5, "big": 1e16, "n": 2**70, "list": [1, None, {"k": []}]}}
+    odd = {**body, "facts": {"nan": float("nan")}}
+    db = Database(hq_db_url)
+    try:
+        store = EventStore(db, TOPICS, devices)
+        for seq, b in ((1, body), (2, odd)):
+            topic = TOPICS.events("S1", "D1")
+            payload, ctype = EventBatch("S1", "D1", [event("S1", "D1", seq, body=b)]).encode()
+            out = store.handle(topic, payload, ctype, False,
+                               sign_device_message(key, topic, ctype, payload))
+            assert out.handled is Handled.EVENTS and out.new == 1, out
+        first, second = (r[0] for r in db.query("SELECT body FROM hq_event ORDER BY seq"))
+    finally:
+        db.close()
+    assert first == json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    assert json.loads(first)["facts"]["n"] == 2**70
+    assert second == '{"accepted":true,"kind":"coupon","code_id":"C:1","note":' + json.dumps(
+        body["note"], ensure_ascii=False) + ',"facts":{"nan":NaN}}'
+
+
+def test_a_batch_repeating_a_seq_inside_it_is_sorted_out(hq_db_url: str) -> None:
+    """GIVEN one batch with seqs 1, 2, 2 (the same event twice) and 2 again as another event,
+    then 5 WHEN HQ stores it THEN seqs 1, 2 and 5 are stored once, the repeat is a duplicate,
+    the other event's seq 2 is recorded as reused, and 3-4 is a gap."""
+    from hq.ingest.eventstore import EventStore
+    from hq.issuing.registry import DeviceRegistry
+    from sync.contract import EventBatch
+
+    two = event("S1", "D1", 2)
+    evs = [event("S1", "D1", 1), two, dict(two), event("S1", "D1", 2), event("S1", "D1", 5)]
+    db = Database(hq_db_url)
+    try:
+        out = EventStore(db, TOPICS, DeviceRegistry()).ingest_batch(
+            "S1", "D1", EventBatch("S1", "D1", evs))
+        assert (out.new, out.duplicates, out.gaps_opened) == (3, 2, 1)
+        assert db.query("SELECT seq FROM hq_event ORDER BY seq") == [(1,), (2,), (5,)]
+        assert db.query("SELECT seq_from, seq_to FROM hq_gap") == [(3, 4)]
+        assert db.query("SELECT reason FROM hq_reject") == [("seq_reused",)]
+    finally:
+        db.close()

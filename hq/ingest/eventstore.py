@@ -337,7 +337,6 @@ class EventStore:
         """
         now = self.clock()
         out = Outcome(Handled.EVENTS)
-        changes: list[_UseChange] = []
         received = (batch.events if isinstance(batch, ReceivedBatch)
                     else from_dicts(batch.events, batch.strict))
         events = sorted(received, key=_SEQ)
@@ -348,46 +347,17 @@ class EventStore:
             touched = self._send_touch(cur, store, device, now)
             self._run_later()
             max_seq = touched()
-            # The device row is locked now, so the seqs already stored cannot change under
-            # us: one range query finds the duplicates, one executemany stores the rest. A
-            # batch wholly past the device's highest seq (the usual one) has none to find.
-            stored: dict[int, str] = {}
-            if events[0].seq <= max_seq:
-                cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
-                            " seq<=?", (device, events[0].seq, events[-1].seq))
-                stored = {int(r[0]): str(r[1]) for r in cur.fetchall()}
-            rows = []
-            fresh: list[Received] = []
-            for e in events:
-                seq = e.seq
-                if seq in stored:
-                    out.duplicates += 1
-                    if stored[seq] != e.id:
-                        self._insert_reject(
-                            cur, now, self.topics.events(store, device), store, device,
-                            RejectReason.SEQ_REUSED, f"seq {seq} is event {stored[seq]} here, "
-                            f"but {e.id} in this batch", e.id.encode())
-                    continue
-                stored[seq] = e.id
-                out.new += 1
-                rows.append(_row(store, device, e, now))
-                fresh.append(e)
-                if seq > max_seq + 1:
-                    cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
-                                " found_at) VALUES (?,?,?,?,?,?)",
-                                (device, store, max_seq + 1, seq - 1, seq - 1 - max_seq, now))
-                    out.gaps_opened += 1
-                if seq > max_seq:
-                    max_seq = seq
-                else:  # a late seq: it fills (part of) a gap opened before
-                    cur.execute("UPDATE hq_gap SET missing=missing-1, filled_at=CASE WHEN"
-                                " missing=1 THEN ? ELSE filled_at END WHERE device=? AND"
-                                " seq_from<=? AND seq_to>=? AND missing>0",
-                                (now, device, seq, seq))
-                    out.seqs_filled += cur.rowcount
-                change = _use_change(e)
-                if change is not None:
-                    changes.append(change)
+            if _follows(events, max_seq):
+                # The usual batch: the device's next seqs, each once. Nothing stored to
+                # look up, no gap opened or filled.
+                fresh = events
+                rows = [_row(store, device, e, now) for e in events]
+                changes = [c for e in events if (c := _use_change(e)) is not None]
+                out.new = len(events)
+                max_seq = events[-1].seq
+            else:
+                rows, fresh, changes, max_seq = self._sort_out(cur, store, device, events,
+                                                               max_seq, now, out)
             if rows:
                 cur.executemany(
                     "INSERT INTO hq_event(device, store, seq, event_id, type, at, clock_trusted,"
@@ -411,6 +381,57 @@ class EventStore:
             # Even a batch of duplicates (a resend) owes the device a confirmation.
             self._later(delivery.note_events(cur, store, device, max_seq, now, self.timing))
         return out
+
+    def _sort_out(self, cur: Cursor, store: str, device: str, events: list[Received],
+                  max_seq: int, now: float, out: Outcome
+                  ) -> tuple[list[tuple[Any, ...]], list[Received], list[_UseChange], int]:
+        """A batch that is not simply the device's next seqs: duplicates, gaps, late seqs.
+
+        Returns the rows to insert, their events, the use changes and the new highest seq;
+        counts into ``out``.
+        """
+        changes: list[_UseChange] = []
+        # The device row is locked now, so the seqs already stored cannot change under
+        # us: one range query finds the duplicates, one executemany stores the rest. A
+        # batch wholly past the device's highest seq (the usual one) has none to find.
+        stored: dict[int, str] = {}
+        if events[0].seq <= max_seq:
+            cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
+                        " seq<=?", (device, events[0].seq, events[-1].seq))
+            stored = {int(r[0]): str(r[1]) for r in cur.fetchall()}
+        rows = []
+        fresh: list[Received] = []
+        for e in events:
+            seq = e.seq
+            if seq in stored:
+                out.duplicates += 1
+                if stored[seq] != e.id:
+                    self._insert_reject(
+                        cur, now, self.topics.events(store, device), store, device,
+                        RejectReason.SEQ_REUSED, f"seq {seq} is event {stored[seq]} here, "
+                        f"but {e.id} in this batch", e.id.encode())
+                continue
+            stored[seq] = e.id
+            out.new += 1
+            rows.append(_row(store, device, e, now))
+            fresh.append(e)
+            if seq > max_seq + 1:
+                cur.execute("INSERT INTO hq_gap(device, store, seq_from, seq_to, missing,"
+                            " found_at) VALUES (?,?,?,?,?,?)",
+                            (device, store, max_seq + 1, seq - 1, seq - 1 - max_seq, now))
+                out.gaps_opened += 1
+            if seq > max_seq:
+                max_seq = seq
+            else:  # a late seq: it fills (part of) a gap opened before
+                cur.execute("UPDATE hq_gap SET missing=missing-1, filled_at=CASE WHEN"
+                            " missing=1 THEN ? ELSE filled_at END WHERE device=? AND"
+                            " seq_from<=? AND seq_to>=? AND missing>0",
+                            (now, device, seq, seq))
+                out.seqs_filled += cur.rowcount
+            change = _use_change(e)
+            if change is not None:
+                changes.append(change)
+        return rows, fresh, changes, max_seq
 
     def _touch_device(self, cur: Cursor, store: str, device: str, now: float,
                       seen: bool = True) -> int:
@@ -649,6 +670,13 @@ def preview(payload: bytes) -> str:
     head = payload[:PREVIEW_BYTES].decode("utf-8", "backslashreplace")
     head = head.encode("unicode_escape").decode("ascii")
     return f"<{len(payload)} bytes> {head}"
+
+
+def _follows(events: list[Received], max_seq: int) -> bool:
+    """Whether ``events`` (sorted by seq) are exactly the seqs after ``max_seq``, each once."""
+    first, last = events[0].seq, events[-1].seq
+    return (first == max_seq + 1 and last - first == len(events) - 1
+            and len({e.seq for e in events}) == len(events))
 
 
 def _row(store: str, device: str, e: Received, now: float) -> tuple[Any, ...]:
