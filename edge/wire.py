@@ -141,8 +141,9 @@ def surely_shallow(raw: bytes, max_depth: int = MAX_DEPTH) -> bool:
 
     False: deeper, or no telling without parsing it.
     """
-    return _text_within(raw, max_depth) is True  # not counting openers first: a batch
-    # has more than the bound, and the count is most of this check's cost on one
+    # Not counting openers first, as loads_checked does: a batch has more than the bound,
+    # and the count would be half of this check's cost.
+    return _text_within(raw, max_depth) is True
 
 
 def _stdlib_loads(raw: bytes | str, what: str, max_depth: int) -> Any:

@@ -197,7 +197,6 @@ def batch_json(payload: bytes, content_type: str | None) -> bytes:
         wire.check_size(payload, wire.MAX_BATCH_WIRE, "event batch")
         if content_type == CONTENT_JSON_ZLIB:
             return wire.inflate(payload, wire.MAX_BATCH_JSON, "event batch")
-        wire.check_size(payload, wire.MAX_BATCH_JSON, "event batch")
         return payload
     except wire.WireError as exc:
         raise (TooLargeError if exc.reason is wire.Bound.TOO_LARGE
