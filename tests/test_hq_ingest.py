@@ -376,3 +376,35 @@ def test_a_batch_repeating_a_seq_inside_it_is_sorted_out(hq_db_url: str) -> None
         assert db.query("SELECT reason FROM hq_reject") == [("seq_reused",)]
     finally:
         db.close()
+
+
+def test_a_sender_check_that_fails_on_paho_thread_is_done_again_by_the_committer(
+        hq: Hq, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a worker whose signature check on paho's thread fails once (a bug there)
+    WHEN a box sends a batch
+    THEN paho's thread goes on, the committer checks the sender itself and stores the batch;
+    and the checks on paho's thread are what the committer then uses."""
+    import threading
+
+    from hq.ingest.eventstore import EventStore
+
+    calls: list[str] = []
+    real = EventStore.sender
+
+    def sender(self: EventStore, *args: object) -> object:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the sender check")
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(EventStore, "sender", sender)
+    w = hq.worker()
+    box = hq.box("S1", "D1")
+    box.send([event("S1", "D1", 1)])
+    box.send([event("S1", "D1", 2)])
+    wait_until(lambda: w.counters.messages == 2, what="both messages handled")
+    assert w.counters.new_events == 2 and w.counters.rejected == 0
+    # each message on paho's thread; the first (that check failed) again by the committer
+    assert calls.count("hq-ingest-commit") == 1 and len(calls) == 3
+    assert all(c.startswith("paho-mqtt-client") for c in calls if c != "hq-ingest-commit")
+    box.close()

@@ -116,6 +116,17 @@ class Outcome:
     catch_up_skipped: bool = False  # a resync asked again within CATCH_UP_EVERY_S
 
 
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Whom a message is from, as its topic and signature tell (:meth:`EventStore.sender`)."""
+
+    store: str | None  # None: not a device topic
+    device: str | None
+    leaf: str
+    refused: RejectReason | None = None  # why HQ refuses it on those grounds, if it does
+    detail: str = ""
+
+
 @dataclass(slots=True)
 class _UseChange:
     code_id: str
@@ -224,26 +235,25 @@ class EventStore:
     # -- dispatch ------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes, content_type: str | None = None,
-               retained: bool = False, signature: str | None = None) -> Outcome:
+               retained: bool = False, signature: str | None = None,
+               sender: Sender | None = None) -> Outcome:
         """Store one message from a box, or record why it was rejected.
 
         ``retained`` (a retained status or report replayed on subscribe) is stored but does
         not count as the device being seen now. ``signature``: the message's ``se-sig``
         user property; nothing is parsed or stored unless it is the registered device's.
+        ``sender``: :meth:`sender` of this very message if the caller has it (the ingest
+        worker checks signatures on paho's thread); else it is worked out here.
 
         Raises:
             hq.db.DbError: the database failed (the caller must not acknowledge).
         """
-        try:
-            store, device, leaf = self.topics.parse_device_topic(topic)
-        except ContractError as exc:
-            return self._reject(topic, None, None, RejectReason.BAD_TOPIC, str(exc), payload)
-        if leaf not in ("events", "status", "reported"):
-            return self._reject(topic, store, device, RejectReason.BAD_TOPIC,
-                                f"unknown device topic leaf {leaf!r}", payload)
-        refused = self._authenticate(topic, store, device, content_type, payload, signature)
-        if refused is not None:
-            return refused
+        if sender is None:
+            sender = self.sender(topic, payload, content_type, signature)
+        store, device, leaf = sender.store, sender.device, sender.leaf
+        if sender.refused is not None or store is None or device is None:
+            return self._reject(topic, store, device, sender.refused or RejectReason.BAD_TOPIC,
+                                sender.detail, payload)
         if leaf == "events":
             try:
                 batch = read_batch(payload, content_type)
@@ -287,26 +297,35 @@ class EventStore:
                            catch_up_skipped=queued < 0)
         raise AssertionError(f"unhandled leaf {leaf!r}")  # the leaves are checked above
 
-    def _authenticate(self, topic: str, store: str, device: str, content_type: str | None,
-                      payload: bytes, signature: str | None) -> Outcome | None:
-        """Reject (recorded) a message not signed by the device registered for its store.
+    def sender(self, topic: str, payload: bytes, content_type: str | None,
+               signature: str | None) -> Sender:
+        """Whom a message is from, and whether HQ refuses it for that (no database).
 
-        Checked before anything is parsed or decompressed, so a stranger's message costs
-        one dictionary lookup and, at most, one signature check.
+        Its topic must be a device topic, its size within bounds, and its signature the
+        key registered for that device and store: checked before anything is parsed or
+        decompressed, so a stranger's message costs one dictionary lookup and, at most, one
+        signature check. Safe on any thread (the ingest worker calls it on paho's, where
+        the hashing and Ed25519 run without the interpreter lock).
         """
+        try:
+            store, device, leaf = self.topics.parse_device_topic(topic)
+        except ContractError as exc:
+            return Sender(None, None, "", RejectReason.BAD_TOPIC, str(exc))
+        if leaf not in ("events", "status", "reported"):
+            return Sender(store, device, leaf, RejectReason.BAD_TOPIC,
+                          f"unknown device topic leaf {leaf!r}")
         if len(payload) > MAX_MESSAGE_BYTES:
-            return self._reject(topic, store, device, RejectReason.TOO_LARGE,
-                                f"{len(payload)} bytes; a box message is at most "
-                                f"{MAX_MESSAGE_BYTES}", payload)
+            return Sender(store, device, leaf, RejectReason.TOO_LARGE,
+                          f"{len(payload)} bytes; a box message is at most "
+                          f"{MAX_MESSAGE_BYTES}")
         for fresh in (False, True):  # refused: look again if the registry file changed
             if fresh and not self.devices.refresh():
                 break
             reason, detail = self._check_signature(topic, store, device, content_type, payload,
                                                    signature)
             if reason is None:
-                return None
-        assert reason is not None
-        return self._reject(topic, store, device, reason, detail, payload)
+                return Sender(store, device, leaf)
+        return Sender(store, device, leaf, reason, detail)
 
     def _check_signature(self, topic: str, store: str, device: str, content_type: str | None,
                          payload: bytes, signature: str | None

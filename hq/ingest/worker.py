@@ -5,7 +5,8 @@ them (``$share/GROUP/...``). Each worker keeps a persistent session (``clean_sta
 session expiry) under a *stable* client id, so batches published while it is down wait for
 it at the broker.
 
-Group commit: paho's network thread only queues each message; the worker's committer thread
+Group commit: paho's network thread checks each message's sender (topic, size, signature:
+``EventStore.sender``) and queues it; the worker's committer thread
 stores them, several per transaction (:meth:`EventStore.group`): it opens a transaction with
 the oldest message waiting and adds the next ones while more are waiting, up to
 ``group_max`` messages or ``group_max_s`` seconds, then commits. Nothing waits for a group
@@ -55,7 +56,7 @@ from hq.broker import (
 )
 from hq.db import DbError
 from hq.ingest import delivery
-from hq.ingest.eventstore import CATCH_UP_EVERY_S, EventStore, Handled, Outcome
+from hq.ingest.eventstore import CATCH_UP_EVERY_S, EventStore, Handled, Outcome, Sender
 from hq.publishing import fanout
 from sync.contract import QOS, SIG_PROPERTY, DataKind
 
@@ -77,6 +78,10 @@ RECEIVE_MAXIMUM = 2 * GROUP_MAX_MESSAGES
 QUEUE_MAX = RECEIVE_MAXIMUM  # beyond this paho's thread waits (seen with mosquitto 2.0.11)
 
 
+def _content_type(msg: mqtt.MQTTMessage) -> str | None:
+    return getattr(msg.properties, "ContentType", None) if msg.properties else None
+
+
 def message_signature(properties: Properties | None) -> str | None:
     """The device signature (``se-sig`` user property) a message carries, if any."""
     pairs = getattr(properties, "UserProperty", None) if properties is not None else None
@@ -84,6 +89,10 @@ def message_signature(properties: Properties | None) -> str | None:
         if name == SIG_PROPERTY:
             return str(value)
     return None
+
+
+# A message received, the connection it came on, and its sender if paho's thread checked it.
+_Queued = tuple[mqtt.MQTTMessage, int, Sender | None]
 
 
 @dataclass(slots=True)
@@ -141,8 +150,8 @@ class IngestWorker:
         self.shared = True  # False once a broker without shared subscriptions said so
         self.group_max = max(1, group_max)
         self.group_max_s = group_max_s
-        # (message, connection it came on): paho's thread in, the committer thread out
-        self._queue: queue.Queue[tuple[mqtt.MQTTMessage, int]] = queue.Queue(QUEUE_MAX)
+        # (message, connection it came on, its sender): paho's thread in, the committer out
+        self._queue: queue.Queue[_Queued] = queue.Queue(QUEUE_MAX)
         self._connection = 0  # counts CONNACKs: a message is acknowledged on its own one
         self._committer = threading.Thread(target=self._commit_loop, name="hq-ingest-commit",
                                            daemon=True)
@@ -235,10 +244,21 @@ class IngestWorker:
         self._subscribed.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        # The signature is checked here, beside the committer: hashing and Ed25519 run
+        # without the interpreter lock, so this is a share of a message's work off the
+        # committer's thread (parsing is not: it would hold the lock the committer waits
+        # for after each SQL step).
+        try:
+            sender: Sender | None = self.store.sender(msg.topic, bytes(msg.payload),
+                                                      _content_type(msg),
+                                                      message_signature(msg.properties))
+        except Exception:  # a bug: the committer works it out again and records it
+            log.exception("checking the sender of a message on %s failed", msg.topic)
+            sender = None
         # Waits while the committer is QUEUE_MAX behind: the broker then holds the rest.
         while not self._stopping.is_set():
             try:
-                self._queue.put((msg, self._connection), timeout=0.2)
+                self._queue.put((msg, self._connection, sender), timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -256,7 +276,7 @@ class IngestWorker:
             except Exception:  # a bug after the commit: what is unacknowledged comes again
                 log.exception("ingest failed after storing a group; it goes on")
 
-    def _commit_group(self, first: tuple[mqtt.MQTTMessage, int]) -> None:
+    def _commit_group(self, first: _Queued) -> None:
         """Store ``first`` and the messages waiting behind it in one transaction, then ack.
 
         A failure anywhere rolls the group back; its messages are then stored one
@@ -266,7 +286,7 @@ class IngestWorker:
         outcomes: list[Outcome] = []
         try:
             with self.store.group():
-                outcomes.append(self._handle(first[0]))
+                outcomes.append(self._handle(first[0], first[2]))
                 ends = time.monotonic() + self.group_max_s
                 while len(group) < self.group_max and time.monotonic() < ends:
                     try:
@@ -274,15 +294,15 @@ class IngestWorker:
                     except queue.Empty:
                         break  # nothing waiting: commit now, a quiet period waits for nothing
                     group.append(item)
-                    outcomes.append(self._handle(item[0]))
+                    outcomes.append(self._handle(item[0], item[2]))
         except Exception as exc:  # the database, or a bug on one message: one at a time
             self.counters.groups_split += 1
             if isinstance(exc, DbError):
                 self.counters.db_errors += 1
             log.warning("a group of %d messages failed (%s: %s); storing them one by one",
                         len(group), type(exc).__name__, exc)
-            for msg, connection in group:
-                outcome = self._store_retrying(msg)
+            for msg, connection, sender in group:
+                outcome = self._store_retrying(msg, sender)
                 if outcome is None:
                     return  # stopping with the database still down: redelivered later
                 self.counters.commits += 1
@@ -291,13 +311,12 @@ class IngestWorker:
             return
         self.counters.commits += 1
         self.counters.last_commit_at = time.monotonic()
-        for (msg, connection), outcome in zip(group, outcomes, strict=True):
+        for (msg, connection, _sender), outcome in zip(group, outcomes, strict=True):
             self._done(msg, connection, outcome)
 
-    def _handle(self, msg: mqtt.MQTTMessage) -> Outcome:
-        content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
-        return self.store.handle(msg.topic, bytes(msg.payload), content_type,
-                                 bool(msg.retain), message_signature(msg.properties))
+    def _handle(self, msg: mqtt.MQTTMessage, sender: Sender | None) -> Outcome:
+        return self.store.handle(msg.topic, bytes(msg.payload), _content_type(msg),
+                                 bool(msg.retain), message_signature(msg.properties), sender)
 
     def _done(self, msg: mqtt.MQTTMessage, connection: int, outcome: Outcome) -> None:
         """After the commit that stored ``msg``: acknowledge it, count it, say what it did."""
@@ -320,7 +339,7 @@ class IngestWorker:
         if outcome.fanout:
             self._wake.set()
 
-    def _store_retrying(self, msg: mqtt.MQTTMessage) -> Outcome | None:
+    def _store_retrying(self, msg: mqtt.MQTTMessage, sender: Sender | None) -> Outcome | None:
         """Store a message in its own transaction, waiting out a database failure.
 
         While the database is down nothing can be stored anyway, so the committer waits
@@ -332,7 +351,7 @@ class IngestWorker:
         while True:
             try:
                 try:
-                    return self._handle(msg)
+                    return self._handle(msg, sender)
                 except DbError:
                     raise
                 except Exception as exc:  # a bug: keep the message whole, acknowledge it
