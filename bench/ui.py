@@ -116,6 +116,10 @@ async def measure(sock: Path, codes: list[str]) -> dict[str, Any]:
             while len(app.painted) == seen:
                 await asyncio.sleep(0.0005)
             ui.append(app.painted[-1][0] - t0)
+            # The Enter key still bubbles up to the app after the verdict is painted: let
+            # it finish, or leaving run_test can tear the screens down under it ("No
+            # screens on stack", seen once in a suite run).
+            await pilot.pause()
         wrong = [v for _t, v in app.painted if not v.verdict.accepted]
     await client.close()
     return {"floor": floor, "ui": ui, "rejected": len(wrong), "rss": rss_mib()}
