@@ -32,11 +32,22 @@ from sync.contract import EventBatch, batch_json
 UNSET: Final = msgspec.UNSET  # an event that does not name its store or device
 
 
+class Facts(msgspec.Struct, frozen=True, gc=False):
+    """The two facts of a decision the dashboard reads (of accepted coupons only).
+
+    Only these are read: a box's facts hold more (the benefit, the stores, the uses left),
+    which stay in the stored body unparsed.
+    """
+
+    coupon_id: Any = None
+    channel: Any = None
+
+
 class Lifted(msgspec.Struct, frozen=True, gc=False):
     """The body fields HQ lifts into ``hq_event`` columns and counts on the dashboard.
 
     As the body has them (any JSON value; None when absent): ingest writes them to the
-    columns as text or 0/1, and the dashboard reads ``facts`` of accepted coupons only.
+    columns as text or 0/1. ``facts``: None when absent, null or not an object.
     """
 
     accepted: Any = None
@@ -44,7 +55,7 @@ class Lifted(msgspec.Struct, frozen=True, gc=False):
     code_id: Any = None
     campaign_id: Any = None
     reason: Any = None
-    facts: Any = None
+    facts: Facts | None = None
 
 
 class Received(msgspec.Struct, frozen=True, gc=False):
@@ -142,8 +153,10 @@ def from_dicts(events: list[dict[str, Any]], strict: bool = False) -> list[Recei
 def lifted_from(body: dict[str, Any]) -> Lifted:
     """The lifted fields of a body already parsed."""
     get = body.get
+    facts = get("facts")
     return Lifted(get("accepted"), get("kind"), get("code_id"), get("campaign_id"),
-                  get("reason"), get("facts"))
+                  get("reason"), Facts(facts.get("coupon_id"), facts.get("channel"))
+                  if isinstance(facts, dict) else None)
 
 
 def lifted_of(body: str) -> Lifted | None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hq.events import ReceivedBatch, from_dicts, lifted_of, read_batch
+from hq.events import Facts, Lifted, ReceivedBatch, from_dicts, lifted_of, read_batch
 from sync.contract import CONTENT_JSON, CONTENT_JSON_ZLIB, ContractError, EventBatch
 
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
@@ -36,7 +36,7 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
         "accepted": JSON_VALUES, "kind": st.sampled_from(["coupon", "pickup"]) | JSON_VALUES,
         "code_id": TEXT, "campaign_id": TEXT | st.none(), "reason": TEXT,
         "facts": st.dictionaries(st.sampled_from(["coupon_id", "channel", "x"]),
-                                 JSON_VALUES, max_size=3),
+                                 JSON_VALUES, max_size=3) | JSON_VALUES,
         "other": JSON_VALUES}))
     e = {"v": 1, "id": field(st.text(min_size=1, max_size=8)),
          "seq": field(st.integers(1, 2**63 - 1)), "type": field(st.sampled_from(
@@ -128,7 +128,12 @@ def test_a_time_that_is_a_bool_stays_one_for_ingest_to_refuse() -> None:
 
 
 def test_a_stored_body_gives_its_lifted_fields_or_none() -> None:
-    lifted = lifted_of('{"accepted":true,"kind":"coupon","reason":NaN,"facts":{"a":1}}')
-    assert lifted is not None and lifted.accepted is True and lifted.facts == {"a": 1}
+    lifted = lifted_of('{"accepted":true,"kind":"coupon","reason":NaN,'
+                       '"facts":{"a":1,"channel":"welcome"}}')
+    assert lifted is not None and lifted.accepted is True
+    assert lifted.facts == Facts(None, "welcome")
+    plain = lifted_of('{"kind":"coupon","facts":{"coupon_id":"x","benefit":{"n":[1]}}}')
+    assert plain is not None and plain.facts == Facts("x", None)
+    assert lifted_of('{"kind":"coupon","facts":null}') == Lifted(kind="coupon")
     assert lifted_of("[1,2]") is None
     assert lifted_of("not json") is None

@@ -187,8 +187,7 @@ def _coupon_id(kind: str, body: Lifted) -> str | None:
     """The coupon id of an accepted coupon redemption, else None."""
     if kind != _DECISION or body.accepted is not True or body.kind != "coupon":
         return None
-    facts = body.facts
-    coupon_id = facts.get("coupon_id") if isinstance(facts, dict) else None
+    coupon_id = body.facts.coupon_id if body.facts is not None else None
     return coupon_id if isinstance(coupon_id, str) else None
 
 
@@ -220,8 +219,7 @@ def _count(customers: Mapping[str, str], tally: Tally, store: str, kind: str, da
         elif body.kind == "pickup":
             tally.add(store, day, "pickups")
         elif body.kind == "coupon":
-            facts = body.facts if isinstance(body.facts, dict) else {}
-            channel = str(facts.get("channel") or "-")
+            channel = str((body.facts.channel if body.facts is not None else None) or "-")
             tally.add(store, day, "redeemed")
             tally.detail(store, day, "campaign", str(body.campaign_id or "-"))
             tally.detail(store, day, "channel", channel)
