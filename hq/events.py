@@ -5,8 +5,9 @@ every value of every event, and ingest then wrote each body back to JSON text fo
 ``hq_event.body``. :func:`read_batch` reads a batch against typed structs with msgspec (a
 maintained C library made for exactly this): the fields ingest needs come out typed, each
 body stays the bytes it came as (checked to be a JSON object), and only the fields HQ lifts
-into columns and counts (:class:`Lifted`) are read from it; a third of the cost per event
-(``bench/hq_ingest.py``).
+into columns and counts (:class:`Lifted`) are read from it. ``bench/wire_decode.py``: 0.54
+of the unbounded zlib + json.loads floor, where the contract's reader takes about 0.7 and
+each body was then written back to JSON besides.
 
 Whatever msgspec does not take (a value of another type, NaN, a lone surrogate, invalid
 UTF-8, nesting not bounded on the bytes alone, a version it does not know) goes to
