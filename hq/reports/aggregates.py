@@ -66,22 +66,38 @@ def shard(store: str) -> int:
 _QUARTER: Final = 900
 _CACHED_FROM: Final = 946_684_800  # 2000-01-01 UTC
 _CACHED_UNTIL: Final = 4_102_444_800  # 2100-01-01 UTC
-_CACHE_MAX: Final = 100_000
-_days: dict[tuple[int, int, int, tuple[str, str]], int] = {}
+_CACHE_MAX: Final = 100_000  # quarters remembered per zone
+_ZONES_MAX: Final = 16
+# per zone (time.tzset(): a test, a changed TZ, changes it), a quarter's local day
+_days: dict[tuple[int, int, tuple[str, str]], dict[int, int]] = {}
 
 
 def day_of(at: float) -> int:
     """The local calendar day of ``at`` as ``YYYYMMDD`` (:data:`UNKNOWN_DAY` if unplaceable)."""
-    if _CACHED_FROM <= at < _CACHED_UNTIL:
-        # the zone is part of the key: time.tzset() (a test, a changed TZ) changes it
-        key = (int(at) // _QUARTER, time.timezone, time.altzone, time.tzname)
-        day = _days.get(key)
-        if day is None:
-            if len(_days) >= _CACHE_MAX:
-                _days.clear()
-            day = _days[key] = _local_day(key[0] * _QUARTER)
-        return day
-    return _local_day(at)
+    return days_of((at,))[0]
+
+
+def days_of(ats: Iterable[float]) -> list[int]:
+    """:func:`day_of` of each time; the zone looked up once (ingest places a batch at once)."""
+    zone = (time.timezone, time.altzone, time.tzname)
+    days = _days.get(zone)
+    if days is None:
+        if len(_days) >= _ZONES_MAX:
+            _days.clear()
+        days = _days[zone] = {}
+    out = []
+    for at in ats:
+        if _CACHED_FROM <= at < _CACHED_UNTIL:
+            quarter = int(at) // _QUARTER
+            day = days.get(quarter)
+            if day is None:
+                if len(days) >= _CACHE_MAX:
+                    days.clear()
+                day = days[quarter] = _local_day(quarter * _QUARTER)
+        else:
+            day = _local_day(at)
+        out.append(day)
+    return out
 
 
 def _local_day(at: float) -> int:
@@ -163,15 +179,7 @@ def count_events(cur: Cursor, store: str, events: Iterable[Received],
     customers = _customers(cur, ((e.type, e.lifted) for e in events))  # none: no query
     own = tally is None
     tally = Tally() if tally is None else tally
-    days: dict[int, int] = {}  # a quarter hour's day (day_of): a batch spans a few
-    for e in events:
-        at = e.at
-        if _CACHED_FROM <= at < _CACHED_UNTIL:
-            day = days.get(quarter := int(at) // _QUARTER)
-            if day is None:
-                day = days[quarter] = day_of(at)
-        else:
-            day = day_of(at)
+    for e, day in zip(events, days_of(e.at for e in events), strict=True):
         _count(customers, tally, store, e.type, day, e.lifted)
     if own:
         tally.write(cur)
@@ -262,8 +270,9 @@ def rebuild(db: Database) -> int:
                       if (lifted := lifted_of(str(body))) is not None]
             customers = _customers(cur, ((kind, lifted) for _s, kind, _at, lifted in events))
             tally = Tally()
-            for store, kind, at, lifted in events:
-                _count(customers, tally, store, kind, day_of(at), lifted)
+            days = days_of(at for _s, _k, at, _l in events)
+            for (store, kind, _at, lifted), day in zip(events, days, strict=True):
+                _count(customers, tally, store, kind, day, lifted)
             tally.write(cur)
             counted += len(rows)
             last = int(rows[-1][0])
