@@ -412,7 +412,7 @@ class EventStore:
         changes: list[_UseChange] = []
         # The device row is locked now, so the seqs already stored cannot change under
         # us: one range query finds the duplicates, one executemany stores the rest. A
-        # batch wholly past the device's highest seq (the usual one) has none to find.
+        # batch wholly past the device's highest seq (after a gap) has none to find.
         stored: dict[int, str] = {}
         if events[0].seq <= max_seq:
             cur.execute("SELECT seq, event_id FROM hq_event WHERE device=? AND seq>=? AND"
